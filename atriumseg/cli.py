@@ -1,0 +1,97 @@
+"""Command line: a thin layer over the Python API. Heavy imports happen inside each command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from atriumseg._version import __version__
+
+log = logging.getLogger("atriumseg")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from atriumseg.pipeline.training import TrainConfig, train
+
+    config = TrainConfig(
+        dataset=args.dataset,
+        output=args.output,
+        width=args.width,
+        depth=args.depth,
+        context=args.context,
+        plane=args.plane,
+        spacing=(args.spacing, args.spacing),
+        patch=args.patch,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        learning_rate=args.lr,
+        val_cases=tuple(args.val_cases),
+        exclude=tuple(args.exclude),
+        folds=args.folds,
+        fold=args.fold,
+        val_every=args.val_every,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        orientation=None if args.assume_orientation == "header" else args.assume_orientation,
+        device=args.device,
+        workers=args.workers,
+        resume=args.resume,
+        command=shlex.join(["atriumseg", *sys.argv[1:]]),
+    )
+    result = train(config, show_progress=not args.quiet)
+    print(f"best model: {result.best} (validation Dice {result.best_dice:.4f}); last: {result.last}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="atriumseg", description="Left-atrium segmentation of 3D cardiac MRI.")
+    parser.add_argument("--version", action="version", version=f"atriumseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on a dataset in the MSD layout")
+    p.add_argument("dataset", type=Path, help="folder with dataset.json, imagesTr/ and labelsTr/")
+    p.add_argument("--output", "-o", type=Path, required=True, help="run folder: best/, last/, metrics.csv")
+    p.add_argument("--width", type=int, default=32, help="U-Net channels at full resolution (default 32)")
+    p.add_argument("--depth", type=int, default=4, help="U-Net resolution levels incl. bottleneck (default 4)")
+    p.add_argument("--context", type=int, default=1, help="neighbouring slices each side as channels (default 1)")
+    p.add_argument("--plane", choices=("sagittal", "coronal", "axial"), default="sagittal", help="slice plane")
+    p.add_argument("--spacing", type=float, default=1.25, help="in-plane voxel size in mm (default 1.25)")
+    p.add_argument("--patch", type=int, default=160, help="training slice size in voxels (default 160)")
+    p.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
+    p.add_argument("--steps-per-epoch", type=int, default=50, help="optimizer steps per epoch (default 50)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default 2e-3)")
+    p.add_argument("--val-cases", nargs="*", default=[], metavar="NAME", help="validation case names")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="NAME", help="cases never used (held-out test)")
+    p.add_argument("--folds", type=int, default=0, help="K for K-fold cross-validation (replaces --val-cases)")
+    p.add_argument("--fold", type=int, default=0, help="which fold validates (0..K-1)")
+    p.add_argument("--val-every", type=int, default=5, help="validate every N epochs (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop cleanly after this many minutes (0: none)")
+    p.add_argument(
+        "--assume-orientation",
+        default="known",
+        metavar="CODES",
+        help="true axis codes of the stored voxels (e.g. ASL); 'known' (default) fixes datasets "
+        "the project knows to be mislabelled (MSD Task02), 'header' trusts every header",
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``atriumseg`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    return args.func(args)
+

@@ -1,0 +1,141 @@
+"""The model card: everything inference needs besides the weights, as typed frozen dataclasses.
+
+Torch-free, so the CLI can print a card instantly. The card is stored as JSON beside the
+safetensors weights; ``FORMAT_VERSION`` changes whenever the meaning of a field changes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+PLANES = ("sagittal", "coronal", "axial")
+_PLANE_AXIS = {"sagittal": "LR", "coronal": "AP", "axial": "SI"}
+
+
+class CardError(ValueError):
+    """A model card that is missing, malformed, or of an unknown format version."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Init arguments of :class:`atriumseg.models.UNet`."""
+
+    in_channels: int = 1
+    width: int = 64
+    depth: int = 4
+
+    @property
+    def divisor(self) -> int:
+        """Slices must be padded to a multiple of this size."""
+        return 2 ** (self.depth - 1)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a volume is put in front of the network.
+
+    ``orientation`` is the anatomical frame (axis codes, e.g. ``"RAS"``) the network sees;
+    ``plane`` is the anatomical slice plane; ``spacing`` the in-plane voxel size in mm
+    (the slice axis keeps its own spacing); ``percentiles`` the intensity window mapped
+    to [0, 1] per volume; ``context`` the neighbouring slices on each side stacked as channels.
+    """
+
+    orientation: str = "RAS"
+    plane: str = "sagittal"
+    spacing: tuple[float, float] = (1.25, 1.25)
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    context: int = 0
+
+    @property
+    def slice_dim(self) -> int:
+        """Index of the slice axis among the spatial axes of the oriented volume."""
+        letters = _PLANE_AXIS[self.plane]
+        return next(i for i, code in enumerate(self.orientation) if code in letters)
+
+    @property
+    def pixdim(self) -> tuple[float, float, float]:
+        """Target spacing for all three oriented axes; 0 keeps the slice axis' own spacing."""
+        in_plane = iter(self.spacing)
+        return tuple(0.0 if i == self.slice_dim else float(next(in_plane)) for i in range(3))
+
+
+@dataclass(frozen=True)
+class Postprocessing:
+    """Turning probabilities into a mask."""
+
+    threshold: float = 0.5
+    largest_component: bool = True
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A self-describing model: architecture, preprocessing, post-processing and provenance."""
+
+    architecture: Architecture = field(default_factory=Architecture)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    postprocessing: Postprocessing = field(default_factory=Postprocessing)
+    package_version: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        pre, arch = self.preprocessing, self.architecture
+        if self.format_version != FORMAT_VERSION:
+            raise CardError(
+                f"model card format version {self.format_version} is not supported "
+                f"(this atriumseg reads version {FORMAT_VERSION}); upgrade atriumseg or re-export the model"
+            )
+        if pre.plane not in PLANES:
+            raise CardError(f"plane must be one of {PLANES}, got {pre.plane!r}")
+        codes = pre.orientation.upper()
+        if len(codes) != 3 or any(sum(c in pair for c in codes) != 1 for pair in ("LR", "AP", "SI")):
+            raise CardError(f"orientation must be three axis codes such as 'RAS', got {pre.orientation!r}")
+        if arch.in_channels != 2 * pre.context + 1:
+            raise CardError(
+                f"in_channels={arch.in_channels} does not match context={pre.context} "
+                f"(expected {2 * pre.context + 1} channels)"
+            )
+        if not 0.0 < self.postprocessing.threshold < 1.0:
+            raise CardError(f"threshold must lie in (0, 1), got {self.postprocessing.threshold}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        """Validate and rebuild a card; unknown or missing fields raise :class:`CardError`."""
+        try:
+            return cls(
+                architecture=Architecture(**data["architecture"]),
+                preprocessing=Preprocessing(
+                    **{
+                        **data["preprocessing"],
+                        "spacing": tuple(data["preprocessing"]["spacing"]),
+                        "percentiles": tuple(data["preprocessing"]["percentiles"]),
+                    }
+                ),
+                postprocessing=Postprocessing(**data["postprocessing"]),
+                package_version=str(data.get("package_version", "")),
+                provenance=dict(data.get("provenance", {})),
+                format_version=int(data["format_version"]),
+            )
+        except (KeyError, TypeError) as err:
+            raise CardError(f"malformed model card: {err}") from err
+
+    def save(self, path: Path) -> None:
+        """Write the card as indented JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        """Read and validate a JSON card."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CardError(f"cannot read model card {path}: {err}") from err
+        return cls.from_dict(data)

@@ -1,0 +1,100 @@
+"""Saving and loading self-describing models: a folder with safetensors weights and a JSON card.
+
+Loading never unpickles: weights come from safetensors only, so a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from atriumseg._version import __version__
+from atriumseg.models.card import CardError, ModelCard
+from atriumseg.models.unet import UNet
+
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "card.json"
+
+
+class CheckpointError(ValueError):
+    """A model folder that cannot be loaded safely, with the reason."""
+
+
+def build_network(card: ModelCard) -> UNet:
+    """A freshly initialised network with the card's architecture."""
+    arch = card.architecture
+    return UNet(in_channels=arch.in_channels, width=arch.width, depth=arch.depth)
+
+
+def save_model(network: UNet, card: ModelCard, folder: Path) -> Path:
+    """Write ``model.safetensors`` and ``card.json`` into ``folder``; returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    card = dataclasses.replace(card, package_version=card.package_version or __version__)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
+    tmp = folder / f".{WEIGHTS_NAME}.tmp"
+    save_file(state, tmp, metadata={"format": "pt", "atriumseg_version": __version__})
+    tmp.replace(folder / WEIGHTS_NAME)
+    tmp_card = folder / f".{CARD_NAME}.tmp"
+    card.save(tmp_card)
+    tmp_card.replace(folder / CARD_NAME)
+    return folder
+
+
+def _resolve(path: Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if path.name == WEIGHTS_NAME or path.name == CARD_NAME:
+        return path.parent
+    if not path.exists():
+        raise CheckpointError(f"model {path}: no such file or folder")
+    raise CheckpointError(
+        f"model {path}: not an atriumseg model; expected a folder with {WEIGHTS_NAME} and {CARD_NAME} "
+        "(pickled .pt/.pth files are never loaded, since unpickling can execute code)"
+    )
+
+
+def load_card(path: Path) -> ModelCard:
+    """The card of a model folder, without touching the weights."""
+    folder = _resolve(path)
+    if not (folder / CARD_NAME).is_file():
+        raise CheckpointError(f"model {folder}: missing {CARD_NAME}")
+    try:
+        return ModelCard.load(folder / CARD_NAME)
+    except CardError as err:
+        raise CheckpointError(f"model {folder}: {err}") from err
+
+
+def load_model(path: Path) -> tuple[UNet, ModelCard]:
+    """Rebuild the network and its card from a model folder, in eval mode on CPU.
+
+    Raises :class:`CheckpointError` if the card is unknown or does not match the weights.
+    """
+    folder = _resolve(path)
+    card = load_card(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"model {folder}: missing {WEIGHTS_NAME}")
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"model {folder}: unreadable weights {weights.name}: {err}") from err
+    network = build_network(card)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"model {folder}: weights do not match the card's architecture {card.architecture}: "
+            f"{str(err).splitlines()[0]}"
+        ) from err
+    return network.eval(), card
+
+
+def default_model_path() -> Path:
+    """The folder of the built-in default model shipped inside the package."""
+    return Path(__file__).with_name("default")
+

@@ -1,0 +1,180 @@
+"""Reading any supported 3D image into a MetaTensor, and writing masks with the input's exact geometry.
+
+NIfTI goes through MONAI's ``NibabelReader`` and masks are written with the input's own NIfTI
+header (qform, sform and codes untouched); NRRD, MHA/MHD and DICOM series go through
+:class:`SimpleITKReader` and masks copy the input's origin, spacing and direction. Writes are
+atomic: a temporary file in the destination folder, then a rename.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.data import MetaTensor
+from monai.transforms import LoadImage
+
+from atriumseg.pipeline.readers import SITK_SUFFIXES, SimpleITKReader
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+IMAGE_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES
+_SINGLE_FILE_SUFFIX = {".mhd": ".mha", ".nhdr": ".nrrd"}
+
+
+class ImageReadError(ValueError):
+    """An input that cannot be segmented; the message names the input and the reason."""
+
+
+@dataclass(frozen=True)
+class NiftiGeometry:
+    """The header of a NIfTI input; masks reuse it verbatim."""
+
+    header: nib.Nifti1Header
+    affine: np.ndarray
+
+    def image(self, array: np.ndarray) -> nib.Nifti1Image:
+        """A NIfTI image of ``array`` with this header's geometry and a uint8/float type."""
+        header = self.header.copy()
+        header.set_data_dtype(array.dtype)
+        header.set_slope_inter(1.0, 0.0)
+        image = nib.Nifti1Image(array, self.affine, header)
+        image.set_qform(self.header.get_qform(), int(self.header["qform_code"]))
+        image.set_sform(self.header.get_sform(), int(self.header["sform_code"]))
+        return image
+
+
+@dataclass(frozen=True)
+class ItkGeometry:
+    """Origin, spacing and direction of an ITK-read input; masks copy them."""
+
+    origin: tuple[float, ...]
+    spacing: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> ItkGeometry:
+        return cls(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+
+    def image(self, array: np.ndarray) -> sitk.Image:
+        """A SimpleITK image of ``array`` (x, y, z order) with this geometry."""
+        image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+        image.SetOrigin(self.origin)
+        image.SetSpacing(self.spacing)
+        image.SetDirection(self.direction)
+        return image
+
+
+Geometry = Union[NiftiGeometry, ItkGeometry]
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3D image as a channel-first MetaTensor ``(1, X, Y, Z)`` plus the geometry its outputs copy."""
+
+    tensor: MetaTensor
+    geometry: Geometry
+    name: str
+
+
+def is_nifti(path: Path) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def case_name(path: Path) -> str:
+    """``DIR/name.nii.gz`` -> ``name``; a DICOM folder -> its folder name."""
+    path = Path(path)
+    if path.is_dir():
+        return path.name
+    name = path.name
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def output_path(path: Path, out_dir: Path, fmt: str = "nii.gz") -> Path:
+    """Where the mask of ``path`` goes: ``out_dir/name.nii.gz``, or the input's own format with ``fmt='same'``."""
+    path = Path(path)
+    if fmt == "same" and not path.is_dir():
+        suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
+        suffix = _SINGLE_FILE_SUFFIX.get(suffix, suffix)
+    elif fmt in ("same", "nii.gz"):
+        suffix = ".nii.gz"
+    else:
+        raise ValueError(f"output format must be 'nii.gz' or 'same', got {fmt!r}")
+    return Path(out_dir) / f"{case_name(path)}{suffix}"
+
+
+def check_volume(tensor: torch.Tensor, name: str) -> None:
+    """Refuse what the model cannot segment, with the reason in plain words."""
+    spatial = tuple(tensor.shape[1:])
+    if len(spatial) < 3 or (len(spatial) == 3 and 1 in spatial):
+        raise ImageReadError(f"{name}: 2D image of shape {spatial}; atriumseg needs a 3D volume")
+    if len(spatial) > 3:
+        raise ImageReadError(f"{name}: image with {len(spatial)} spatial dimensions {spatial}; expected 3")
+    if tensor.shape[0] != 1:
+        raise ImageReadError(
+            f"{name}: 4D image holding {tensor.shape[0]} volumes; save the volume to segment as a 3D image"
+        )
+    if tensor.numel() == 0:
+        raise ImageReadError(f"{name}: image has no voxels (shape {spatial})")
+    if not torch.isfinite(tensor).any():
+        raise ImageReadError(f"{name}: no finite voxel value (all NaN or infinite)")
+
+
+def read_image(path: Path) -> Volume:
+    """Read a NIfTI, NRRD, MHA/MHD file or a DICOM series folder as a 3D :class:`Volume`."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file or folder")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    if not (path.is_dir() or str(path).lower().endswith(IMAGE_SUFFIXES)):
+        raise ImageReadError(
+            f"{path}: not a supported image (expected {', '.join(IMAGE_SUFFIXES)} or a DICOM series folder)"
+        )
+    try:
+        if is_nifti(path):
+            tensor = LoadImage(reader="NibabelReader", image_only=True, ensure_channel_first=True)(path)
+            header = nib.load(path)
+            geometry: Geometry = NiftiGeometry(header.header.copy(), header.affine.copy())
+        else:
+            reader = SimpleITKReader()
+            itk_image = reader.read(path)
+            array, meta = reader.get_data(itk_image)
+            tensor = MetaTensor(torch.from_numpy(array)[None], affine=torch.as_tensor(meta["affine"]), meta=meta)
+            geometry = ItkGeometry.of(itk_image)
+    except ImageReadError:
+        raise
+    except (OSError, EOFError, RuntimeError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ImageReadError(f"{path}: unreadable or corrupt image ({reason})") from err
+    check_volume(tensor, str(path))
+    return Volume(tensor=tensor, geometry=geometry, name=case_name(path))
+
+
+def write_image(image: nib.Nifti1Image | sitk.Image, path: Path, overwrite: bool = False) -> Path:
+    """Write atomically: a temporary file in the same folder, then a rename; never half a file."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        if isinstance(image, nib.Nifti1Image):
+            nib.save(image, tmp)
+        else:
+            sitk.WriteImage(image, str(tmp), useCompression=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+

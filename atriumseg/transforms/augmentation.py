@@ -1,0 +1,76 @@
+"""The MONAI chain that turns cached 3D training volumes into augmented 2D slices.
+
+The deterministic head (load, header fix, the same preprocessing as inference, neighbour
+stacking) is cached once; the random tail draws foreground-balanced slices and augments them
+in-plane. There are no flips: the left atrium has a side, and a flipped heart is not a heart.
+"""
+
+from __future__ import annotations
+
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirstd,
+    LoadImaged,
+    RandAdjustContrastd,
+    RandAffined,
+    RandBiasFieldd,
+    RandCropByPosNegLabeld,
+    RandGaussianNoised,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    SpatialPadd,
+    SqueezeDimd,
+)
+
+from atriumseg.models.card import ModelCard
+from atriumseg.transforms.context import StackNeighboursd
+from atriumseg.transforms.orientation import AssumeOrientationd
+from atriumseg.transforms.preprocessing import IMAGE, LABEL, inference_transforms
+
+CROP_MARGIN = 1.2  # slices are cut this much larger than the patch so rotation leaves no empty corners
+
+
+def cached_transforms(card: ModelCard, assume_orientation: str | None) -> Compose:
+    """Deterministic part: read image and label, fix the header if declared, preprocess, stack neighbours."""
+    pre = card.preprocessing
+    head = [LoadImaged(keys=(IMAGE, LABEL), image_only=True), EnsureChannelFirstd(keys=(IMAGE, LABEL))]
+    if assume_orientation:
+        head.append(AssumeOrientationd(keys=(IMAGE, LABEL), axcodes=assume_orientation))
+    return Compose(
+        head
+        + list(inference_transforms(card, label_key=LABEL).transforms)
+        + [StackNeighboursd(keys=IMAGE, slice_dim=pre.slice_dim, context=pre.context)]
+    )
+
+
+def training_transforms(card: ModelCard, patch: int, slices_per_volume: int) -> Compose:
+    """Random part: ``slices_per_volume`` foreground-balanced slices per volume, augmented to ``patch`` x ``patch``."""
+    dim = card.preprocessing.slice_dim
+    crop = [int(patch * CROP_MARGIN)] * 3
+    crop[dim] = 1
+    pad = list(crop)
+    pad[dim] = -1
+    keys = (IMAGE, LABEL)
+    return Compose(
+        [
+            SpatialPadd(keys=keys, spatial_size=pad, mode="constant"),
+            RandCropByPosNegLabeld(
+                keys=keys, label_key=LABEL, spatial_size=crop, pos=2, neg=1, num_samples=slices_per_volume
+            ),
+            SqueezeDimd(keys=keys, dim=dim + 1),
+            RandAffined(
+                keys=keys,
+                prob=0.8,
+                rotate_range=(0.26,),
+                scale_range=(0.15, 0.15),
+                spatial_size=(patch, patch),
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            ),
+            RandBiasFieldd(keys=IMAGE, prob=0.3, coeff_range=(0.0, 0.3)),
+            RandScaleIntensityd(keys=IMAGE, factors=0.15, prob=0.5),
+            RandShiftIntensityd(keys=IMAGE, offsets=0.1, prob=0.5),
+            RandAdjustContrastd(keys=IMAGE, prob=0.3, gamma=(0.7, 1.5)),
+            RandGaussianNoised(keys=IMAGE, prob=0.2, std=0.03),
+        ]
+    )

@@ -1,0 +1,44 @@
+"""The MONAI chain that puts a volume in the model's frame, and takes predictions back.
+
+One chain serves inference (key ``image``) and training (``image`` and ``label``): orientation
+to the card's anatomical frame, in-plane resampling, per-volume robust intensity scaling and
+padding to the network's divisor. Its spatial steps are invertible, so a prediction made in
+the model's frame returns to the input's own voxel grid with ``Compose.inverse``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monai.transforms import (
+    Compose,
+    DivisiblePadd,
+    EnsureTyped,
+    Orientationd,
+    ScaleIntensityRangePercentilesd,
+    Spacingd,
+)
+
+from atriumseg.models.card import ModelCard
+
+IMAGE, LABEL = "image", "label"
+
+
+def inference_transforms(card: ModelCard, label_key: str | None = None) -> Compose:
+    """Preprocessing of a channel-first MetaTensor under ``image`` (and ``label``, nearest-neighbour)."""
+    pre = card.preprocessing
+    keys: Sequence[str] = (IMAGE,) if label_key is None else (IMAGE, label_key)
+    modes = ("bilinear",) if label_key is None else ("bilinear", "nearest")
+    divisor = [card.architecture.divisor] * 3
+    divisor[pre.slice_dim] = 1
+    return Compose(
+        [
+            EnsureTyped(keys=keys, dtype="float32", track_meta=True),
+            Orientationd(keys=keys, axcodes=pre.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+            Spacingd(keys=keys, pixdim=pre.pixdim, mode=modes, padding_mode="border"),
+            ScaleIntensityRangePercentilesd(
+                keys=IMAGE, lower=pre.percentiles[0], upper=pre.percentiles[1], b_min=0.0, b_max=1.0, clip=True
+            ),
+            DivisiblePadd(keys=keys, k=divisor, mode="constant"),
+        ]
+    )
