@@ -12,6 +12,47 @@ from atriumseg._version import __version__
 
 log = logging.getLogger("atriumseg")
 
+EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from atriumseg.models.checkpoint import CheckpointError
+    from atriumseg.pipeline.batch import FAILED, segment_batch
+    from atriumseg.pipeline.inference import Segmenter
+
+    try:
+        segmenter = Segmenter.from_path(args.model, device=args.device, batch_size=args.batch_size)
+    except (CheckpointError, ValueError) as err:
+        log.error("%s", err)
+        return EXIT_USAGE
+    results = segment_batch(
+        segmenter,
+        args.inputs,
+        args.output,
+        fmt=args.format,
+        overwrite=args.overwrite,
+        assume_orientation=args.assume_orientation,
+        show_progress=not args.quiet,
+    )
+    failed = sum(r.status == FAILED for r in results)
+    done = sum(r.status == "ok" for r in results)
+    log.info("%d ok, %d skipped, %d failed", done, len(results) - done - failed, failed)
+    return EXIT_CASE_FAILED if failed else EXIT_OK
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from atriumseg.models.checkpoint import CheckpointError, load_card, resolve_model_path
+
+    try:
+        card = load_card(resolve_model_path(args.model))
+    except CheckpointError as err:
+        log.error("%s", err)
+        return EXIT_USAGE
+    print(json.dumps(card.to_dict(), indent=2))
+    return EXIT_OK
+
 
 def _train(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.training import TrainConfig, train
@@ -52,6 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"atriumseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "segment",
+        help="segment 3D images (files, folders, DICOM series folders)",
+        description="Segment the left atrium of each input and write a uint8 mask with the input's exact "
+        "geometry. Exit code: 0 when no case failed, 1 when at least one failed, 2 on bad usage or model.",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, folders or DICOM folders")
+    p.add_argument("--output", "-o", type=Path, required=True, help="folder for the masks (created if missing)")
+    p.add_argument("--model", "-m", type=Path, default=None, help="model folder (default: the built-in model)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default auto)")
+    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
+    p.add_argument(
+        "--format", choices=("nii.gz", "same"), default="nii.gz",
+        help="mask format: nii.gz (default) or the input's own format (DICOM series give nii.gz)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing masks (default: keep them)")
+    p.add_argument(
+        "--assume-orientation", default=None, metavar="CODES",
+        help="true axis codes of the stored voxels when the header is wrong (e.g. ASL for MSD Task02 as released)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_segment)
+
+    p = sub.add_parser("info", help="print a model card as JSON")
+    p.add_argument("model", type=Path, nargs="?", default=None, help="model folder (default: the built-in model)")
+    p.set_defaults(func=_info)
 
     p = sub.add_parser("train", help="train a model on a dataset in the MSD layout")
     p.add_argument("dataset", type=Path, help="folder with dataset.json, imagesTr/ and labelsTr/")

@@ -98,3 +98,13 @@ def default_model_path() -> Path:
     """The folder of the built-in default model shipped inside the package."""
     return Path(__file__).with_name("default")
 
+
+def resolve_model_path(path: Path | None) -> Path:
+    """``path``, or the built-in default model's folder when None; says so clearly if none is installed."""
+    if path is not None:
+        return Path(path)
+    folder = default_model_path()
+    if not (folder / CARD_NAME).is_file():
+        raise CheckpointError("no default model is installed in this atriumseg; pass a model folder with --model PATH")
+    return folder
+

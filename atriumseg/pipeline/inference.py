@@ -12,7 +12,7 @@ from monai.transforms import KeepLargestConnectedComponent
 from torch import nn
 
 from atriumseg.models.card import ModelCard
-from atriumseg.models.checkpoint import CheckpointError, default_model_path, load_model
+from atriumseg.models.checkpoint import load_model, resolve_model_path
 from atriumseg.transforms.context import StackNeighbours
 from atriumseg.transforms.orientation import AssumeOrientation
 from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
@@ -94,13 +94,7 @@ class Segmenter:
     @classmethod
     def from_path(cls, path: str | Path | None = None, **kwargs: object) -> Segmenter:
         """Load a model folder (None: the built-in default model)."""
-        if path is None:
-            path = default_model_path()
-            if not (path / "card.json").is_file():
-                raise CheckpointError(
-                    "no default model is installed in this atriumseg; pass a model folder with --model PATH"
-                )
-        network, card = load_model(Path(path))
+        network, card = load_model(resolve_model_path(path))
         return cls(network, card, **kwargs)  # type: ignore[arg-type]
 
     def probabilities(self, image: torch.Tensor, assume_orientation: str | None = None) -> MetaTensor:

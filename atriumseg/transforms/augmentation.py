@@ -10,6 +10,7 @@ from __future__ import annotations
 from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
+    FgBgToIndicesd,
     LoadImaged,
     RandAdjustContrastd,
     RandAffined,
@@ -27,11 +28,12 @@ from atriumseg.transforms.context import StackNeighboursd
 from atriumseg.transforms.orientation import AssumeOrientationd
 from atriumseg.transforms.preprocessing import IMAGE, LABEL, inference_transforms
 
+FG, BG = "_fg_indices", "_bg_indices"  # cached voxel indices for fast foreground-balanced cropping
 CROP_MARGIN = 1.2  # slices are cut this much larger than the patch so rotation leaves no empty corners
 
 
 def cached_transforms(card: ModelCard, assume_orientation: str | None) -> Compose:
-    """Deterministic part: read image and label, fix the header if declared, preprocess, stack neighbours."""
+    """Deterministic part: read, fix the header if declared, preprocess, stack neighbours, index the foreground."""
     pre = card.preprocessing
     head = [LoadImaged(keys=(IMAGE, LABEL), image_only=True), EnsureChannelFirstd(keys=(IMAGE, LABEL))]
     if assume_orientation:
@@ -39,7 +41,10 @@ def cached_transforms(card: ModelCard, assume_orientation: str | None) -> Compos
     return Compose(
         head
         + list(inference_transforms(card, label_key=LABEL).transforms)
-        + [StackNeighboursd(keys=IMAGE, slice_dim=pre.slice_dim, context=pre.context)]
+        + [
+            StackNeighboursd(keys=IMAGE, slice_dim=pre.slice_dim, context=pre.context),
+            FgBgToIndicesd(keys=LABEL, fg_postfix=FG, bg_postfix=BG),
+        ]
     )
 
 
@@ -55,7 +60,14 @@ def training_transforms(card: ModelCard, patch: int, slices_per_volume: int) -> 
         [
             SpatialPadd(keys=keys, spatial_size=pad, mode="constant"),
             RandCropByPosNegLabeld(
-                keys=keys, label_key=LABEL, spatial_size=crop, pos=2, neg=1, num_samples=slices_per_volume
+                keys=keys,
+                label_key=LABEL,
+                spatial_size=crop,
+                pos=2,
+                neg=1,
+                num_samples=slices_per_volume,
+                fg_indices_key=LABEL + FG,
+                bg_indices_key=LABEL + BG,
             ),
             SqueezeDimd(keys=keys, dim=dim + 1),
             RandAffined(

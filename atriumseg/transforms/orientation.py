@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-_UNIT = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
+AXIS_UNIT = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
 
 
 def validate_axcodes(codes: str) -> str:
@@ -29,7 +29,7 @@ def affine_with_axcodes(affine: np.ndarray, codes: str) -> np.ndarray:
     affine = np.asarray(affine, dtype=np.float64)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     fixed = np.eye(4)
-    fixed[:3, :3] = np.stack([np.asarray(_UNIT[c], float) * s for c, s in zip(codes, spacing)], axis=1)
+    fixed[:3, :3] = np.stack([np.asarray(AXIS_UNIT[c], float) * s for c, s in zip(codes, spacing)], axis=1)
     fixed[:3, 3] = affine[:3, 3]
     return fixed
 
