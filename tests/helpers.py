@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import SimpleITK as sitk
 
 from atriumseg.pipeline.training import TrainConfig, train
 from atriumseg.synthetic import SyntheticCase, make_affine, synthetic_case
@@ -21,6 +22,49 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
     image.set_sform(affine, 1)
     nib.save(image, path)
     return path
+
+
+def itk_image(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
+    """A SimpleITK image of an (x, y, z) array whose geometry is the RAS ``affine``."""
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((lps[:3, :3] / spacing).ravel().tolist())
+    image.SetOrigin(lps[:3, 3].tolist())
+    return image
+
+
+def write_itk(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
+    """Save as NRRD or MHA (by suffix) with SimpleITK."""
+    sitk.WriteImage(itk_image(array, affine), str(path))
+    return path
+
+
+def write_dicom_series(folder: Path, array: np.ndarray, affine: np.ndarray, uid: str = "1.2.826.0.1.3680043.2.1125.1") -> Path:
+    """Save an int16 DICOM MR series, one file per slice of the third axis."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image = sitk.Cast(itk_image(array, affine), sitk.sitkInt16)
+    direction = image.GetDirection()
+    tags = {
+        "0008|0060": "MR",
+        "0008|0008": "DERIVED\\SECONDARY",
+        "0020|000e": uid,
+        "0008|103e": "synthetic atrium",
+        "0020|0037": "\\".join(str(direction[i]) for i in (0, 3, 6, 1, 4, 7)),
+    }
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        slice_k = image[:, :, k]
+        for tag, value in tags.items():
+            slice_k.SetMetaData(tag, value)
+        slice_k.SetMetaData("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k)))))
+        slice_k.SetMetaData("0020|0013", str(k + 1))
+        slice_k.SetMetaData("0008|0018", f"{uid}.{k + 1}")
+        writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
+        writer.Execute(slice_k)
+    return folder
 
 
 def write_msd_dataset(root: Path, seeds: list[int], name: str = "Synthetic") -> Path:
@@ -40,9 +84,9 @@ def write_msd_dataset(root: Path, seeds: list[int], name: str = "Synthetic") -> 
 def tiny_config(dataset: Path, output: Path, **overrides: object) -> TrainConfig:
     """A training run small enough for a test: a narrow, shallow U-Net on 48-voxel slices."""
     settings = dict(
-        dataset=dataset, output=output, width=8, depth=3, context=0, spacing=(1.5, 1.5), patch=32,
-        epochs=6, steps_per_epoch=25, volumes_per_step=4, slices_per_volume=4, learning_rate=5e-3,
-        warmup_steps=10, val_cases=("case_103",), val_every=3, workers=0,
+        dataset=dataset, output=output, width=16, depth=3, context=0, spacing=(1.5, 1.5), patch=32,
+        epochs=8, steps_per_epoch=25, volumes_per_step=4, slices_per_volume=4, learning_rate=5e-3,
+        warmup_steps=10, val_cases=("case_103",), val_every=4, workers=0,
     )
     settings.update(overrides)
     return TrainConfig(**settings)  # type: ignore[arg-type]
@@ -53,4 +97,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))
 
 
-__all__ = ["SHAPE", "SyntheticCase", "dice", "tiny_config", "train", "write_msd_dataset", "write_nifti"]
+__all__ = [
+    "SHAPE", "SyntheticCase", "dice", "itk_image", "tiny_config", "train", "write_dicom_series", "write_itk",
+    "write_msd_dataset", "write_nifti",
+]

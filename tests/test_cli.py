@@ -1,0 +1,136 @@
+"""The command line: segmenting, refusing bad input with one clear line each, never half a file."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from helpers import write_itk, write_nifti
+
+from atriumseg.cli import EXIT_CASE_FAILED, EXIT_OK, EXIT_USAGE, main
+from atriumseg.models import checkpoint
+from atriumseg.synthetic import make_affine, synthetic_case
+
+SHAPE = (40, 42, 30)
+
+
+@pytest.fixture()
+def good_case(tmp_path: Path) -> Path:
+    case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "LPS", (0, 10, 0)), seed=7)
+    (tmp_path / "inputs").mkdir()
+    return write_nifti(tmp_path / "inputs" / "good.nii.gz", case.image, case.affine)
+
+
+def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Each bad input with a phrase its error line must contain."""
+    folder.mkdir(parents=True, exist_ok=True)
+    flat = write_nifti(folder / "flat2d.nii.gz", np.ones((30, 30), np.float32), np.eye(4))
+    notes = folder / "notes.txt"
+    notes.write_text("not an image")
+    case = synthetic_case(SHAPE, make_affine(SHAPE), seed=8)
+    whole = write_nifti(folder / "whole.nii.gz", case.image, case.affine).read_bytes()
+    truncated = folder / "truncated.nii.gz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    return {
+        "missing": (folder / "missing.nii.gz", "no such file"),
+        "2D": (flat, "2D image"),
+        "non-image": (notes, "not a supported image"),
+        "truncated": (truncated, "unreadable or corrupt"),
+    }
+
+
+def test_segment_writes_mask_and_exits_zero(tmp_path: Path, good_case: Path, tiny_model: Path) -> None:
+    code = main(["segment", str(good_case), "--output", str(tmp_path / "out"), "--model", str(tiny_model), "--quiet"])
+    assert code == EXIT_OK
+    mask = nib.load(tmp_path / "out" / "good.nii.gz")
+    assert mask.shape == SHAPE and np.allclose(mask.affine, nib.load(good_case).affine)
+    assert int(np.asanyarray(mask.dataobj).sum()) > 0
+
+
+@pytest.mark.parametrize("kind", ["missing", "2D", "non-image", "truncated"])
+def test_bad_input_gives_one_clear_line_nonzero_exit_and_no_output(
+    tmp_path: Path, tiny_model: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    path, phrase = _bad_inputs(tmp_path / "inputs")[kind]
+    out = tmp_path / "out"
+    with caplog.at_level(logging.ERROR):
+        code = main(["segment", str(path), "--output", str(out), "--model", str(tiny_model), "--quiet"])
+    assert code == EXIT_CASE_FAILED
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert str(path) in errors[0] and phrase in errors[0], errors[0]
+    assert "\n" not in errors[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_one_bad_case_does_not_stop_the_others(tmp_path: Path, good_case: Path, tiny_model: Path) -> None:
+    bad = _bad_inputs(tmp_path / "bad")
+    inputs = [str(p) for p, _ in bad.values()] + [str(good_case)]
+    code = main(["segment", *inputs, "--output", str(tmp_path / "out"), "--model", str(tiny_model), "--quiet"])
+    assert code == EXIT_CASE_FAILED
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.nii.gz"]
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path: Path, good_case: Path, tiny_model: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "good.nii.gz"
+    target.write_bytes(b"keep me")
+    args = ["segment", str(good_case), "--output", str(out), "--model", str(tiny_model), "--quiet"]
+    assert main(args) == EXIT_OK
+    assert target.read_bytes() == b"keep me"
+    assert main([*args, "--overwrite"]) == EXIT_OK
+    assert nib.load(target).shape == SHAPE
+
+
+def test_format_same_keeps_the_input_format(tmp_path: Path, tiny_model: Path) -> None:
+    case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS", (10, 0, 0)), seed=9)
+    (tmp_path / "in").mkdir()
+    src = write_itk(tmp_path / "in" / "scan.mhd", case.image, case.affine)
+    args = ["segment", str(src), "--output", str(tmp_path / "out"), "--model", str(tiny_model), "--quiet"]
+    assert main([*args, "--format", "same"]) == EXIT_OK
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scan.mha"]
+    assert sitk.ReadImage(str(tmp_path / "out" / "scan.mha")).GetSize() == SHAPE
+
+
+def test_a_failed_write_leaves_no_partial_file(
+    tmp_path: Path, good_case: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_save(image, path):
+        Path(path).write_bytes(b"half a fi")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nib, "save", broken_save)
+    out = tmp_path / "out"
+    code = main(["segment", str(good_case), "--output", str(out), "--model", str(tiny_model), "--quiet"])
+    assert code == EXIT_CASE_FAILED
+    assert list(out.iterdir()) == []
+
+
+def test_no_default_model_is_said_clearly(
+    tmp_path: Path, good_case: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(checkpoint, "default_model_path", lambda: tmp_path / "no-model-here")
+    with caplog.at_level(logging.ERROR):
+        code = main(["segment", str(good_case), "--output", str(tmp_path / "out"), "--quiet"])
+    assert code == EXIT_USAGE
+    assert "no default model is installed" in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
+def test_info_prints_the_card(tiny_model: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["info", str(tiny_model)]) == EXIT_OK
+    assert '"plane": "sagittal"' in capsys.readouterr().out
+
+
+def test_console_script_help_lists_every_option() -> None:
+    result = subprocess.run([sys.executable, "-m", "atriumseg", "segment", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for option in ("--output", "--model", "--device", "--overwrite", "--format", "--assume-orientation"):
+        assert option in result.stdout
