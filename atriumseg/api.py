@@ -24,7 +24,8 @@ def as_volume(image: ImageLike, name: str = "image") -> Volume:
     if isinstance(image, (str, Path)):
         return read_image(Path(image))
     if isinstance(image, nib.Nifti1Image):
-        tensor = MetaTensor(torch.from_numpy(np.asanyarray(image.dataobj, dtype=np.float32))[None], affine=image.affine)
+        voxels = np.ascontiguousarray(np.asanyarray(image.dataobj), dtype=np.float32)
+        tensor = MetaTensor(torch.from_numpy(voxels)[None], affine=torch.as_tensor(image.affine))
         geometry = NiftiGeometry(image.header.copy(), image.affine.copy())
     elif isinstance(image, sitk.Image):
         array, meta = SimpleITKReader().get_data(image)

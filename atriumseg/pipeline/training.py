@@ -23,9 +23,8 @@ from atriumseg._version import __version__
 from atriumseg.models.card import Architecture, ModelCard, Postprocessing, Preprocessing
 from atriumseg.models.checkpoint import build_network, load_model, save_model
 from atriumseg.pipeline.dataset import Case, MSDDataset, kfold_split, load_msd_dataset
-from atriumseg.pipeline.evaluation import case_metrics, voxel_spacing
+from atriumseg.pipeline.evaluation import evaluate
 from atriumseg.pipeline.inference import Segmenter, autocast_dtype, resolve_device
-from atriumseg.pipeline.io import read_image
 from atriumseg.transforms.augmentation import cached_transforms, training_transforms
 from atriumseg.transforms.preprocessing import IMAGE, LABEL
 
@@ -111,13 +110,8 @@ def _learning_rate(config: TrainConfig, step: int, progress: float) -> float:
 
 def validate(segmenter: Segmenter, cases: list[Case], orientation: str | None) -> dict[str, dict[str, float]]:
     """Per-case metrics of whole held-out volumes, segmented exactly as users segment them."""
-    results = {}
-    for case in cases:
-        volume, label = read_image(case.image), read_image(case.label)
-        pred = segmenter(volume.tensor, assume_orientation=orientation)
-        spacing = voxel_spacing(volume.tensor.affine.numpy())
-        results[case.name] = asdict(case_metrics(pred[0].numpy(), label.tensor[0].numpy() > 0.5, spacing))
-    return results
+    rows = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], orientation, show_progress=False)
+    return {name: asdict(metrics) for name, metrics in rows}
 
 
 def _machine() -> str:
