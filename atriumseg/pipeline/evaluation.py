@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from monai.metrics import compute_average_surface_distance, compute_dice, comput
 from tqdm.auto import tqdm
 
 from atriumseg.pipeline.inference import Segmenter
-from atriumseg.pipeline.io import IMAGE_SUFFIXES, case_name, read_image
+from atriumseg.pipeline.io import IMAGE_SUFFIXES, case_name, read_image, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +92,16 @@ def summarise(rows: list[tuple[str, CaseMetrics]]) -> Summary:
 
 def write_metrics_csv(rows: list[tuple[str, CaseMetrics]], path: Path) -> Path:
     """One line per case: case, dice, hd95_mm, asd_mm, predicted_ml, true_ml."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     names = [f.name for f in fields(CaseMetrics)]
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["case", *names])
-        for case, metrics in rows:
-            writer.writerow([case, *(f"{getattr(metrics, n):.4f}" for n in names)])
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["case", *names])
+            for case, metrics in rows:
+                writer.writerow([case, *(f"{getattr(metrics, n):.4f}" for n in names)])
+
+    return write_atomically(Path(path), write)
 
 
 def pair_cases(images: Path, labels: Path, cases: list[str] | None = None) -> list[tuple[str, Path, Path]]:

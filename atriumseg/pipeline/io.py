@@ -12,6 +12,7 @@ import os
 import uuid
 import zlib
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Union
 
@@ -161,20 +162,24 @@ def read_image(path: Path) -> Volume:
     return Volume(tensor=tensor, geometry=geometry, name=case_name(path))
 
 
-def write_image(image: nib.Nifti1Image | sitk.Image, path: Path, overwrite: bool = False) -> Path:
-    """Write atomically: a temporary file in the same folder, then a rename; never half a file."""
+def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename: never half a file."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
-        if isinstance(image, nib.Nifti1Image):
-            nib.save(image, tmp)
-        else:
-            sitk.WriteImage(image, str(tmp), useCompression=True)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
+
+def write_image(image: nib.Nifti1Image | sitk.Image, path: Path, overwrite: bool = False) -> Path:
+    """Write a mask atomically; an existing file is kept unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    if isinstance(image, nib.Nifti1Image):
+        return write_atomically(path, lambda tmp: nib.save(image, tmp))
+    return write_atomically(path, lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=True))

@@ -11,8 +11,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -22,6 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+from atriumseg.pipeline.io import write_atomically
 
 PREDICTION_COLOUR = (1.0, 0.2, 0.2)
 TRUTH_COLOUR = (0.1, 0.85, 0.25)
@@ -153,18 +153,6 @@ def _draw_panel(ax: Axes, panel: Panel, window: tuple[float, float]) -> None:
     ax.text(0.5, 0.01, bottom, ha="center", va="bottom", bbox=box, **label)
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def overlay_png(
     image: np.ndarray,
     affine: np.ndarray,
@@ -195,7 +183,7 @@ def overlay_png(
     if truth is not None:
         handles.append(Line2D([], [], color=TRUTH_COLOUR, linewidth=2, label="truth"))
     fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.99, 0.99), ncol=len(handles), frameon=False)
-    return _write_atomically(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI, facecolor="white"))
+    return write_atomically(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI, facecolor="white"))
 
 
 def is_flagged(caption: str) -> bool:
@@ -242,4 +230,4 @@ def contact_sheet(entries: list[tuple[str, Path, str]], path: Path) -> Path:
         f"<h1>atriumseg QC</h1><p>{len(entries)} cases, {flagged} flagged or failed (outlined in red). "
         f"{html.escape(CONVENTION)}.</p>\n<div class=\"grid\">\n{cards}\n</div></body></html>\n"
     )
-    return _write_atomically(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return write_atomically(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
