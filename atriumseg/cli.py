@@ -12,32 +12,63 @@ from atriumseg._version import __version__
 
 log = logging.getLogger("atriumseg")
 
-EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes I/N such as 0/4, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return index, count
 
 
 def _segment(args: argparse.Namespace) -> int:
     from atriumseg.models.checkpoint import CheckpointError
-    from atriumseg.pipeline.batch import FAILED, segment_batch
+    from atriumseg.pipeline.batch import BatchOptions, run_batch
     from atriumseg.pipeline.inference import Segmenter
+    from atriumseg.pipeline.inputs import read_list
+    from atriumseg.pipeline.report import FAILED, summary_table
 
     try:
+        inputs = [*args.inputs, *(entry for listing in args.list for entry in read_list(listing))]
+        if not inputs:
+            raise ValueError("nothing to segment: give INPUT paths or --list FILE")
         segmenter = Segmenter.from_path(args.model, device=args.device, batch_size=args.batch_size)
-    except (CheckpointError, ValueError) as err:
+    except (CheckpointError, ValueError, OSError) as err:
         log.error("%s", err)
         return EXIT_USAGE
-    results = segment_batch(
-        segmenter,
-        args.inputs,
-        args.output,
+    options = BatchOptions(
+        output=args.output,
         fmt=args.format,
         overwrite=args.overwrite,
         assume_orientation=args.assume_orientation,
+        qc=args.qc,
+        workers=args.workers,
+        shard=args.shard,
         show_progress=not args.quiet,
     )
-    failed = sum(r.status == FAILED for r in results)
-    done = sum(r.status == "ok" for r in results)
-    log.info("%d ok, %d skipped, %d failed", done, len(results) - done - failed, failed)
-    return EXIT_CASE_FAILED if failed else EXIT_OK
+    outcome = run_batch(segmenter, inputs, options)
+    print(summary_table(outcome.results))
+    print(f"report: {args.output / 'report.csv'}" + (f", QC: {args.output / 'qc' / 'index.html'}" if args.qc else ""))
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_CASE_FAILED if any(r.status == FAILED for r in outcome.results) else EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from atriumseg.pipeline.batch import rebuild_report
+    from atriumseg.pipeline.report import FAILED, summary_table
+
+    if not args.output.is_dir():
+        log.error("%s: no such folder", args.output)
+        return EXIT_USAGE
+    results = rebuild_report(args.output)
+    print(summary_table(results))
+    print(f"report: {args.output / 'report.csv'}")
+    return EXIT_CASE_FAILED if any(r.status == FAILED for r in results) else EXIT_OK
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -142,9 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
         "segment",
         help="segment 3D images (files, folders, DICOM series folders)",
         description="Segment the left atrium of each input and write a uint8 mask with the input's exact "
-        "geometry. Exit code: 0 when no case failed, 1 when at least one failed, 2 on bad usage or model.",
+        "geometry, plus report.csv/report.json in the output folder. Exit code: 0 when no case failed "
+        "(skipped and flagged cases included), 1 when at least one case failed, 2 on bad usage or model, "
+        "130 when stopped by Ctrl-C/SIGTERM (rerun to finish).",
     )
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, folders or DICOM folders")
+    p.add_argument(
+        "inputs", nargs="*", metavar="INPUT",
+        help="image files (NIfTI, NRRD, MHA/MHD), folders (searched recursively; each DICOM series is a case) "
+        "or quoted globs",
+    )
+    p.add_argument(
+        "--list", action="append", default=[], type=Path, metavar="FILE",
+        help="a text file of input paths (one per line) or a CSV with a 'path' column; repeatable",
+    )
     p.add_argument("--output", "-o", type=Path, required=True, help="folder for the masks (created if missing)")
     p.add_argument("--model", "-m", type=Path, default=None, help="model folder (default: the built-in model)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default auto)")
@@ -154,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="mask format: nii.gz (default) or the input's own format (DICOM series give nii.gz)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing masks (default: keep them)")
+    p.add_argument("--qc", action="store_true", help="write a QC picture per case and qc/index.html")
+    p.add_argument("--workers", type=int, default=2, help="cases read ahead in background threads (default 2)")
+    p.add_argument(
+        "--shard", type=_shard, default=(0, 1), metavar="I/N",
+        help="process only shard I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/N; shards share one output folder",
+    )
     p.add_argument(
         "--assume-orientation", default=None, metavar="CODES",
         help="true axis codes of the stored voxels when the header is wrong (e.g. ASL for MSD Task02 as released)",
@@ -191,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "-m", type=Path, default=None, help="model folder (default: the built-in model)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("report", help="rebuild report.csv/json (and the QC sheet) from an output folder")
+    p.add_argument("output", type=Path, help="output folder of one or more segment runs or shards")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("info", help="print a model card as JSON")
     p.add_argument("model", type=Path, nargs="?", default=None, help="model folder (default: the built-in model)")

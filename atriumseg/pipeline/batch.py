@@ -1,122 +1,221 @@
-"""Segmenting many inputs: each case ends ``ok``, ``skipped`` or ``failed`` with its reason, never a crash."""
+"""Segmenting many inputs: every case ends ``ok``, ``skipped`` or ``failed`` with a reason, never a crash.
+
+Reading runs ahead in background threads and writing trails behind in another, so the model is
+rarely idle; each case's record is written as soon as it ends; SIGINT/SIGTERM stop the run
+cleanly between cases (a second signal interrupts at once; atomic writes still leave no
+partial file).
+"""
 
 from __future__ import annotations
 
 import logging
-import math
+import signal
+import threading
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from tqdm.auto import tqdm
 
 from atriumseg.pipeline.inference import Segmenter
-from atriumseg.pipeline.io import IMAGE_SUFFIXES, ImageReadError, output_path, read_image, write_image
+from atriumseg.pipeline.inputs import Case, discover, in_shard, target_path
+from atriumseg.pipeline.io import ImageReadError, Volume, read_image, write_image
+from atriumseg.pipeline.quality import quality_flags
+from atriumseg.pipeline.report import (
+    FAILED,
+    OK,
+    SKIPPED,
+    CaseResult,
+    collect,
+    read_record,
+    write_record,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
-OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+_CASE_ERRORS = (ImageReadError, RuntimeError, ValueError, OSError, MemoryError)
 
 
 @dataclass(frozen=True)
-class CaseResult:
-    """The outcome of one input."""
+class BatchOptions:
+    """How a batch runs; ``shard`` is (index, count) and ``workers`` the number of cases read ahead."""
 
-    input: str
-    output: str = ""
-    status: str = OK
-    reason: str = ""
-    seconds: float = 0.0
-    volume_ml: float = math.nan
-    voxels: int = 0
-    flags: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _is_dicom_folder(path: Path) -> bool:
-    return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+    output: Path
+    fmt: str = "nii.gz"
+    overwrite: bool = False
+    assume_orientation: str | None = None
+    qc: bool = False
+    workers: int = 2
+    shard: tuple[int, int] = (0, 1)
+    show_progress: bool = True
 
 
-def discover(inputs: list[Path]) -> tuple[list[Path], list[CaseResult]]:
-    """Expand files and folders into cases; stray files inside folders are reported as skipped.
+@dataclass(frozen=True)
+class BatchOutcome:
+    """The results of this run, and whether a signal stopped it early."""
 
-    A folder holding DICOM files is one case; otherwise its image files and sub-folders are
-    searched. A path named explicitly that is missing or not an image stays a case, so that
-    it fails with its reason.
-    """
-    cases: list[Path] = []
-    skipped: list[CaseResult] = []
-
-    def visit(folder: Path) -> None:
-        if _is_dicom_folder(folder):
-            cases.append(folder)
-            return
-        for entry in sorted(folder.iterdir()):
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                visit(entry)
-            elif entry.name.lower().endswith(IMAGE_SUFFIXES):
-                cases.append(entry)
-            else:
-                skipped.append(CaseResult(input=str(entry), status=SKIPPED, reason="not an image file"))
-
-    for path in map(Path, inputs):
-        if path.is_dir():
-            visit(path)
-        else:
-            cases.append(path)
-    return cases, skipped
+    results: list[CaseResult]
+    interrupted: bool
 
 
-def segment_case(
-    segmenter: Segmenter,
-    path: Path,
-    output_dir: Path,
-    fmt: str = "nii.gz",
-    overwrite: bool = False,
-    assume_orientation: str | None = None,
-) -> CaseResult:
-    """Segment one input and write its mask; every expected problem becomes a ``failed`` result."""
-    started = time.perf_counter()
-    target = output_path(path, output_dir, fmt)
-    if target.exists() and not overwrite:
-        return CaseResult(str(path), str(target), SKIPPED, "output exists (use --overwrite to replace it)")
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by the first SIGINT/SIGTERM (finish the current case, then stop); a second one interrupts."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if event.is_set():
+            raise KeyboardInterrupt
+        log.warning("%s received: stopping after the current case (again to stop now)", signal.Signals(signum).name)
+        event.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        volume = read_image(path)
-        mask = segmenter(volume.tensor, assume_orientation=assume_orientation)[0].numpy()
-        write_image(volume.geometry.image(mask), target, overwrite=overwrite)
-    except (ImageReadError, FileExistsError) as err:
-        return CaseResult(str(path), "", FAILED, str(err), time.perf_counter() - started)
-    except (RuntimeError, ValueError, OSError, MemoryError) as err:
-        return CaseResult(str(path), "", FAILED, f"{path}: {type(err).__name__}: {err}", time.perf_counter() - started)
-    voxels = int(mask.sum())
+        yield event
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _load(case: Case) -> Volume:
+    return read_image(case.path, case.series_uid, case.name)
+
+
+def _finish(volume: Volume, mask: np.ndarray, target: Path, result: CaseResult, options: BatchOptions) -> CaseResult:
+    """Write the mask (and QC picture), then the record; runs on the writer thread."""
+    from atriumseg.pipeline.qc import overlay_png
+
+    try:
+        write_image(volume.geometry.image(mask), target, overwrite=options.overwrite)
+        if options.qc:
+            png = Path(options.output) / "qc" / f"{result.case}.png"
+            title = f"{result.case}: {result.volume_ml:.1f} mL" + (f" [{'; '.join(result.flags)}]" if result.flags else "")
+            overlay_png(volume.tensor[0].numpy(), volume.tensor.affine.numpy(), mask, png, title=title)
+            result = replace(result, qc_png=str(png))
+    except _CASE_ERRORS as err:
+        result = replace(result, output="", status=FAILED, reason=f"{result.input}: cannot write output: {err}")
+    write_record(options.output, result)
+    return result
+
+
+def _record_only(out_dir: Path, result: CaseResult) -> CaseResult:
+    write_record(out_dir, result)
+    return result
+
+
+def _segment(segmenter: Segmenter, case: Case, volume: Volume, options: BatchOptions) -> tuple[np.ndarray, CaseResult]:
+    prob = segmenter.probabilities(volume.tensor, assume_orientation=options.assume_orientation)
+    raw = (prob.as_tensor() > segmenter.card.postprocessing.threshold)[0].numpy()
+    mask = segmenter.mask_from_probabilities(prob)[0].numpy()
     voxel_ml = float(np.prod(np.linalg.norm(volume.tensor.affine.numpy()[:3, :3], axis=0))) / 1000.0
-    flags = ("empty mask",) if voxels == 0 else ()
-    return CaseResult(str(path), str(target), OK, "", time.perf_counter() - started, voxels * voxel_ml, voxels, flags)
+    voxels = int(mask.sum())
+    result = CaseResult(
+        case=case.name, input=str(case.path), output="", status=OK, volume_ml=voxels * voxel_ml, voxels=voxels,
+        flags=quality_flags(raw, mask, voxel_ml),
+    )
+    return mask, result
 
 
-def segment_batch(
-    segmenter: Segmenter,
-    inputs: list[Path],
-    output_dir: Path,
-    fmt: str = "nii.gz",
-    overwrite: bool = False,
-    assume_orientation: str | None = None,
-    show_progress: bool = True,
-) -> list[CaseResult]:
-    """Segment every case found in ``inputs`` into ``output_dir``, logging one line per case."""
-    cases, results = discover(inputs)
-    for result in results:
-        log.info("skipped %s: %s", result.input, result.reason)
-    for path in tqdm(cases, desc="segmenting", unit="case", disable=not show_progress):
-        result = segment_case(segmenter, path, output_dir, fmt, overwrite, assume_orientation)
-        if result.status == OK:
-            log.info("ok %s -> %s (%.1f s, %.1f mL)", path, result.output, result.seconds, result.volume_ml)
-        elif result.status == SKIPPED:
-            log.info("skipped %s: %s", path, result.reason)
-        else:
-            log.error("failed %s", result.reason)
-        results.append(result)
+def _plan(cases: list[Case], options: BatchOptions) -> tuple[list[tuple[Case, Path]], list[CaseResult]]:
+    """Cases to run with their targets, and the ones settled already (existing output, name collision)."""
+    todo, settled, claimed = [], [], {}
+    for case in cases:
+        target = target_path(case, options.output, options.fmt)
+        if target in claimed:
+            settled.append(CaseResult(case.name, str(case.path), "", FAILED,
+                                      f"{case.path}: output name {target.name} collides with {claimed[target]}"))
+            continue
+        claimed[target] = case.path
+        if target.exists() and not options.overwrite:
+            previous = read_record(options.output, case.name)
+            settled.append(previous if previous and previous.status == OK else CaseResult(
+                case.name, str(case.path), str(target), SKIPPED, "output exists (use --overwrite to replace it)"))
+            continue
+        todo.append((case, target))
+    return todo, settled
+
+
+def run_batch(segmenter: Segmenter, inputs: list[str | Path], options: BatchOptions) -> BatchOutcome:
+    """Segment every case found in ``inputs`` (this shard's share) into ``options.output``."""
+    index, count = options.shard
+    cases, strays = discover(inputs)
+    cases = [c for c in cases if in_shard(c, index, count)]
+    results = [CaseResult(p.name, str(p), "", SKIPPED, p.reason) for p in strays if count == 1 or index == 0]
+    todo, settled = _plan(cases, options)
+    results += settled
+    for r in results:
+        if r.status != OK:
+            write_record(options.output, r)
+        (log.error if r.status == FAILED else log.info)("%s %s: %s", r.status, r.input, r.reason or "done earlier")
+    interrupted = False
+    with stop_on_signals() as stop, ThreadPoolExecutor(max(1, options.workers)) as readers, ThreadPoolExecutor(
+        1
+    ) as writer:
+        ahead: deque[tuple[Case, Path, Future[Volume]]] = deque()
+        queue = iter(todo)
+
+        def refill() -> None:
+            while len(ahead) < max(1, options.workers) + 1:
+                item = next(queue, None)
+                if item is None:
+                    return
+                ahead.append((*item, readers.submit(_load, item[0])))
+
+        refill()
+        pending: list[Future[CaseResult]] = []
+        bar = tqdm(total=len(todo), desc="segmenting", unit="case", disable=not options.show_progress)
+        while ahead:
+            if stop.is_set():
+                interrupted = True
+                for _, _, future in ahead:
+                    future.cancel()
+                break
+            case, target, future = ahead.popleft()
+            refill()
+            started = time.perf_counter()
+            try:
+                volume = future.result()
+                mask, result = _segment(segmenter, case, volume, options)
+            except _CASE_ERRORS as err:
+                reason = str(err) if isinstance(err, ImageReadError) else f"{case.path}: {type(err).__name__}: {err}"
+                failed = CaseResult(case.name, str(case.path), "", FAILED, reason, time.perf_counter() - started)
+                pending.append(writer.submit(_record_only, options.output, failed))
+                log.error("failed %s", reason)
+            else:
+                result = replace(result, output=str(target), seconds=time.perf_counter() - started)
+                pending.append(writer.submit(_finish, volume, mask, target, result, options))
+                log.info("ok %s -> %s (%.1f s, %.1f mL%s)", case.path, target, result.seconds, result.volume_ml,
+                         f"; {', '.join(result.flags)}" if result.flags else "")
+            bar.update()
+        bar.close()
+        results += [p.result() for p in pending]
+    if interrupted:
+        log.warning("stopped early: %d case(s) not started; run again to finish them", len(todo) - len(pending))
+    rebuild_report(options.output, qc=options.qc)
+    return BatchOutcome(sorted(results, key=lambda r: r.case), interrupted)
+
+
+def rebuild_report(out_dir: Path, qc: bool | None = None) -> list[CaseResult]:
+    """Merge every record in ``out_dir`` into report.csv/json (and the QC contact sheet when pictures exist)."""
+    results = collect(out_dir)
+    write_report(out_dir, results)
+    qc_dir = Path(out_dir) / "qc"
+    if qc or (qc is None and qc_dir.is_dir()):
+        from atriumseg.pipeline.qc import contact_sheet
+
+        entries = [
+            (r.case, Path(r.qc_png) if r.qc_png else qc_dir / f"{r.case}.png",
+             r.status + (f" | flags: {'; '.join(r.flags)}" if r.flags else "") + (f" | {r.reason}" if r.reason else ""))
+            for r in results
+        ]
+        contact_sheet(entries, qc_dir / "index.html")
     return results

@@ -27,6 +27,7 @@ from atriumseg.pipeline.readers import SITK_SUFFIXES, SimpleITKReader
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES
+MIN_SIZE = 16  # voxels along at least two axes: smaller volumes hold no segmentable atrium
 _SINGLE_FILE_SUFFIX = {".mhd": ".mha", ".nhdr": ".nrrd"}
 
 
@@ -127,12 +128,16 @@ def check_volume(tensor: torch.Tensor, name: str) -> None:
         )
     if tensor.numel() == 0:
         raise ImageReadError(f"{name}: image has no voxels (shape {spatial})")
+    if sorted(spatial)[1] < MIN_SIZE:
+        raise ImageReadError(
+            f"{name}: volume of shape {spatial} is too small; at least two axes need {MIN_SIZE} voxels"
+        )
     if not torch.isfinite(tensor).any():
         raise ImageReadError(f"{name}: no finite voxel value (all NaN or infinite)")
 
 
-def read_image(path: Path) -> Volume:
-    """Read a NIfTI, NRRD, MHA/MHD file or a DICOM series folder as a 3D :class:`Volume`."""
+def read_image(path: Path, series_uid: str | None = None, name: str | None = None) -> Volume:
+    """Read a NIfTI, NRRD, MHA/MHD file or a DICOM series folder (one series, or ``series_uid``) as a 3D volume."""
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: no such file or folder")
@@ -148,7 +153,7 @@ def read_image(path: Path) -> Volume:
             header = nib.load(path)
             geometry: Geometry = NiftiGeometry(header.header.copy(), header.affine.copy())
         else:
-            reader = SimpleITKReader()
+            reader = SimpleITKReader(series_uid)
             itk_image = reader.read(path)
             array, meta = reader.get_data(itk_image)
             tensor = MetaTensor(torch.from_numpy(array)[None], affine=torch.as_tensor(meta["affine"]), meta=meta)
@@ -159,7 +164,7 @@ def read_image(path: Path) -> Volume:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ImageReadError(f"{path}: unreadable or corrupt image ({reason})") from err
     check_volume(tensor, str(path))
-    return Volume(tensor=tensor, geometry=geometry, name=case_name(path))
+    return Volume(tensor=tensor, geometry=geometry, name=name or case_name(path))
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:

@@ -9,14 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from atriumseg.pipeline.io import read_image
+from atriumseg.pipeline.io import read_image, write_atomically
 from atriumseg.pipeline.mesh import check_mask, mesh
 
 CSV_COLUMNS = (
@@ -58,12 +56,13 @@ def measure(mask: np.ndarray, affine: np.ndarray) -> Measurements:
     area_mm2 = mesh(foreground, affine).area_mm2
     variances = np.linalg.eigvalsh(np.cov(xyz, rowvar=False, bias=True))[::-1]
     lengths = np.sqrt(20.0 * np.clip(variances, 0.0, None))
+    centre = xyz.mean(axis=0)
     return Measurements(
         volume_ml=volume_mm3 / 1000.0,
         surface_area_mm2=area_mm2,
         sphericity=math.pi ** (1 / 3) * (6.0 * volume_mm3) ** (2 / 3) / area_mm2,
         axis_lengths_mm=(float(lengths[0]), float(lengths[1]), float(lengths[2])),
-        centroid_ras_mm=tuple(float(v) for v in xyz.mean(axis=0)),
+        centroid_ras_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
     )
 
 
@@ -84,11 +83,4 @@ def write_measurements_csv(rows: list[tuple[str, Measurements]], path: Path, ove
     writer.writerow(CSV_COLUMNS)
     for name, m in rows:
         writer.writerow([name, m.volume_ml, m.surface_area_mm2, m.sphericity, *m.axis_lengths_mm, *m.centroid_ras_mm])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
-        tmp.write_text(text.getvalue())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda tmp: tmp.write_text(text.getvalue()))

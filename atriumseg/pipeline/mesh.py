@@ -10,8 +10,6 @@ Each file names its frame as ``SPACE=RAS`` or ``SPACE=LPS`` in its header, the t
 from __future__ import annotations
 
 import io
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,8 @@ import numpy as np
 import trimesh
 from skimage.measure import marching_cubes
 from trimesh.exchange.obj import export_obj
+
+from atriumseg.pipeline.io import write_atomically
 
 FRAME_SIGNS = {"RAS": np.array([1.0, 1.0, 1.0]), "LPS": np.array([-1.0, -1.0, 1.0])}
 MESH_SUFFIXES = (".stl", ".obj", ".vtk")
@@ -79,9 +79,9 @@ def mesh(mask: np.ndarray, affine: np.ndarray, frame: str = "RAS", smoothing_ite
     low, high = ijk.min(axis=0), ijk.max(axis=0) + 1
     # One voxel of background on every side closes the surface where the mask touches the border.
     box = np.pad(foreground[tuple(slice(a, b) for a, b in zip(low, high))], 1).astype(np.float32)
-    corners, faces, _, _ = marching_cubes(box, level=0.5, gradient_direction="ascent")
+    points, faces, _, _ = marching_cubes(box, level=0.5, gradient_direction="ascent")
     linear = affine[:3, :3]
-    vertices = (corners.astype(np.float64) + (low - 1)) @ linear.T + affine[:3, 3]
+    vertices = (points.astype(np.float64) + (low - 1)) @ linear.T + affine[:3, 3]
     if np.linalg.det(linear) < 0:
         faces = faces[:, ::-1]
     if smoothing_iterations:
@@ -102,14 +102,7 @@ def save_mesh(surface: Mesh, path: Path, overwrite: bool = False) -> Path:
         raise ValueError(f"{path}: unknown mesh format {suffix!r}; use one of {', '.join(MESH_SUFFIXES)}")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
-        tmp.write_bytes(_encode(surface, suffix))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda tmp: tmp.write_bytes(_encode(surface, suffix)))
 
 
 def _encode(surface: Mesh, suffix: str) -> bytes:

@@ -24,13 +24,52 @@ def sitk_affine_ras(image: sitk.Image) -> np.ndarray:
     return _LPS_TO_RAS @ affine
 
 
+def dicom_series(folder: Path) -> list[tuple[str, str]]:
+    """(series UID, series description) of every DICOM series directly inside ``folder``."""
+    series = []
+    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
+        first = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)[0]
+        info = sitk.ImageFileReader()
+        info.SetFileName(first)
+        info.ReadImageInformation()
+        description = info.GetMetaData("0008|103e").strip() if info.HasMetaDataKey("0008|103e") else ""
+        series.append((uid, description))
+    return series
+
+
+def _check_slice_positions(files: list[str], label: str) -> None:
+    """Refuse a series whose slices are missing or unevenly spaced along the slice normal."""
+    if len(files) < 2:
+        raise ValueError(f"{label}: only {len(files)} slice; a 3D volume needs several")
+    positions, normal = [], None
+    for name in files:
+        info = sitk.ImageFileReader()
+        info.SetFileName(name)
+        info.ReadImageInformation()
+        if normal is None:
+            direction = np.asarray(info.GetDirection(), float).reshape(3, 3)
+            normal = direction[:, 2]
+        positions.append(float(np.dot(info.GetOrigin(), normal)))
+    gaps = np.diff(np.sort(positions))
+    if gaps.min() <= 1e-3 or gaps.max() - gaps.min() > 0.01 * max(gaps.max(), 1e-6) + 1e-3:
+        raise ValueError(
+            f"{label}: missing or inconsistent slices (gaps between slices range from {gaps.min():.2f} "
+            f"to {gaps.max():.2f} mm over {len(files)} files)"
+        )
+
+
 def read_dicom_series(folder: Path, series_uid: str | None = None) -> sitk.Image:
-    """Read one DICOM series from a folder (the first, or the one with ``series_uid``)."""
+    """Read one DICOM series from a folder (the only one, or the one with ``series_uid``), checking its slices."""
     uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not uids:
         raise ValueError(f"{folder}: no DICOM series found in this folder")
+    if series_uid is None and len(uids) > 1:
+        raise ValueError(f"{folder}: holds {len(uids)} DICOM series; name one by its UID")
     uid = series_uid or uids[0]
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+    if uid not in uids:
+        raise ValueError(f"{folder}: no DICOM series with UID {uid}")
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+    _check_slice_positions(files, f"{folder} (series {uid})")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     return reader.Execute()
@@ -39,8 +78,12 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> sitk.Image
 class SimpleITKReader(ImageReader):
     """Read NRRD, MHA/MHD or a DICOM series folder into a RAS MetaTensor through MONAI's ``LoadImage``.
 
-    The array is returned in ITK index order (x, y, z), matching the affine.
+    The array is returned in ITK index order (x, y, z), matching the affine. ``series_uid`` picks
+    one series of a DICOM folder that holds several.
     """
+
+    def __init__(self, series_uid: str | None = None) -> None:
+        self.series_uid = series_uid
 
     def verify_suffix(self, filename: Sequence[Any] | Any) -> bool:
         paths = [Path(f) for f in (filename if isinstance(filename, (list, tuple)) else [filename])]
@@ -49,7 +92,7 @@ class SimpleITKReader(ImageReader):
     def read(self, data: Sequence[Any] | Any, **kwargs: Any) -> sitk.Image:
         path = Path(data[0] if isinstance(data, (list, tuple)) else data)
         if path.is_dir():
-            return read_dicom_series(path)
+            return read_dicom_series(path, self.series_uid)
         return sitk.ReadImage(str(path))
 
     def get_data(self, img: sitk.Image) -> tuple[np.ndarray, dict]:

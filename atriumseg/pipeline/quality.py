@@ -1,0 +1,33 @@
+"""Quality flags for a predicted mask: the cases a reviewer should look at first."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+PLAUSIBLE_ML = (15.0, 250.0)  # adult left-atrium volumes outside this range are suspicious
+LARGE_COMPONENT = 0.2  # a second component this large (relative to the largest) is flagged
+
+
+def quality_flags(raw: np.ndarray, mask: np.ndarray, voxel_ml: float) -> tuple[str, ...]:
+    """Flags for ``mask`` (after clean-up) and ``raw`` (the thresholded prediction before it)."""
+    voxels = int(mask.sum())
+    if voxels == 0:
+        return ("empty mask",)
+    flags = []
+    volume = voxels * voxel_ml
+    if not PLAUSIBLE_ML[0] <= volume <= PLAUSIBLE_ML[1]:
+        flags.append(f"volume {volume:.0f} mL outside {PLAUSIBLE_ML[0]:.0f}-{PLAUSIBLE_ML[1]:.0f} mL")
+    border = np.zeros(mask.shape, bool)
+    for axis in range(mask.ndim):
+        index = [slice(None)] * mask.ndim
+        index[axis] = [0, -1]
+        border[tuple(index)] = True
+    if mask[border].any():
+        flags.append("mask touches the volume edge")
+    labels, count = ndimage.label(raw)
+    if count > 1:
+        sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1]
+        if sizes[1] >= LARGE_COMPONENT * sizes[0]:
+            flags.append(f"{int((sizes >= LARGE_COMPONENT * sizes[0]).sum())} large components")
+    return tuple(flags)
