@@ -41,8 +41,10 @@ def write_itk(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
     return path
 
 
-def write_dicom_series(folder: Path, array: np.ndarray, affine: np.ndarray, uid: str = "1.2.826.0.1.3680043.2.1125.1") -> Path:
-    """Save an int16 DICOM MR series, one file per slice of the third axis."""
+def write_dicom_series(
+    folder: Path, array: np.ndarray, affine: np.ndarray, uid: str = "1.2.826.0.1.3680043.2.1125.1", prefix: str = "slice_"
+) -> Path:
+    """Save an int16 DICOM MR series, one file ``PREFIXkkk.dcm`` per slice of the third axis."""
     folder.mkdir(parents=True, exist_ok=True)
     image = sitk.Cast(itk_image(array, affine), sitk.sitkInt16)
     direction = image.GetDirection()
@@ -62,7 +64,7 @@ def write_dicom_series(folder: Path, array: np.ndarray, affine: np.ndarray, uid:
         slice_k.SetMetaData("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k)))))
         slice_k.SetMetaData("0020|0013", str(k + 1))
         slice_k.SetMetaData("0008|0018", f"{uid}.{k + 1}")
-        writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
+        writer.SetFileName(str(folder / f"{prefix}{k:03d}.dcm"))
         writer.Execute(slice_k)
     return folder
 

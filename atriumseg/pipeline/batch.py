@@ -149,7 +149,7 @@ def run_batch(segmenter: Segmenter, inputs: list[str | Path], options: BatchOpti
     index, count = options.shard
     cases, strays = discover(inputs)
     cases = [c for c in cases if in_shard(c, index, count)]
-    results = [CaseResult(p.name, str(p), "", SKIPPED, p.reason) for p in strays if count == 1 or index == 0]
+    results = [CaseResult(p.path.name, str(p.path), "", SKIPPED, p.reason) for p in strays if index == 0]
     todo, settled = _plan(cases, options)
     results += settled
     for r in results:

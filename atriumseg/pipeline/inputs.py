@@ -52,8 +52,19 @@ def read_list(path: Path) -> list[str]:
     return [str((path.parent / e) if not Path(e).is_absolute() else Path(e)) for e in entries]
 
 
+def _has_dicom_file(folder: Path) -> bool:
+    """Whether any file directly in ``folder`` carries the DICOM preamble marker."""
+    for entry in folder.iterdir():
+        if entry.is_file() and entry.stat().st_size > 132:
+            with open(entry, "rb") as fh:
+                fh.seek(128)
+                if fh.read(4) == b"DICM":
+                    return True
+    return False
+
+
 def _dicom_cases(folder: Path) -> list[Case]:
-    series = dicom_series(folder)
+    series = dicom_series(folder) if _has_dicom_file(folder) else []
     if len(series) == 1:
         return [Case(folder.name, folder, series[0][0])]
     return [Case(f"{folder.name}_{_safe(desc or uid)}", folder, uid) for uid, desc in series]
