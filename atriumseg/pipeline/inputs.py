@@ -67,7 +67,16 @@ def _dicom_cases(folder: Path) -> list[Case]:
     series = dicom_series(folder) if _has_dicom_file(folder) else []
     if len(series) == 1:
         return [Case(folder.name, folder, series[0][0])]
-    return [Case(f"{folder.name}_{_safe(desc or uid)}", folder, uid) for uid, desc in series]
+    descriptions = [desc for _, desc in series]
+    return [
+        Case(
+            f"{folder.name}_{_safe(desc)}" if desc and descriptions.count(desc) == 1
+            else f"{folder.name}_{_safe(desc or 'series')}_{_safe(uid)}",
+            folder,
+            uid,
+        )
+        for uid, desc in series
+    ]
 
 
 def discover(inputs: list[str | Path]) -> tuple[list[Case], list[Stray]]:
