@@ -13,6 +13,9 @@ from atriumseg._version import __version__
 
 _PUBLIC = {
     "segment": "atriumseg.api",
+    "measure": "atriumseg.api",
+    "mesh": "atriumseg.api",
+    "save_mesh": "atriumseg.pipeline.mesh",
     "load_model": "atriumseg.models.checkpoint",
     "save_model": "atriumseg.models.checkpoint",
     "ModelCard": "atriumseg.models.card",

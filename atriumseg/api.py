@@ -12,6 +12,10 @@ import torch
 from monai.data import MetaTensor
 
 from atriumseg.pipeline.inference import Segmenter
+from atriumseg.pipeline.measure import Measurements
+from atriumseg.pipeline.measure import measure as measure_array
+from atriumseg.pipeline.mesh import Mesh
+from atriumseg.pipeline.mesh import mesh as mesh_array
 from atriumseg.pipeline.io import ItkGeometry, NiftiGeometry, Volume, check_volume, read_image, write_image
 from atriumseg.pipeline.readers import SimpleITKReader
 
@@ -50,6 +54,7 @@ def segment(
     *,
     device: str = "auto",
     assume_orientation: str | None = None,
+    tta: bool = False,
     output: str | Path | None = None,
     overwrite: bool = False,
 ) -> nib.Nifti1Image | sitk.Image | MetaTensor:
@@ -60,19 +65,45 @@ def segment(
     the same kind of object (a path gives a nibabel image for NIfTI, a SimpleITK image otherwise).
     ``model`` is a model folder or a :class:`Segmenter` (build one once to segment many images);
     None uses the built-in default model. ``assume_orientation`` declares the true axis codes of
-    a mislabelled header. With ``output`` the mask is also written there, atomically.
+    a mislabelled header; ``tta`` averages test-time augmentations. With ``output`` the mask is
+    also written there, atomically.
     """
     segmenter = as_segmenter(model, device)
     if isinstance(image, MetaTensor):
         tensor = image if image.ndim == 4 else image[None]
         check_volume(tensor, "image")
-        mask = segmenter(tensor, assume_orientation=assume_orientation)
+        mask = segmenter(tensor, assume_orientation=assume_orientation, tta=tta)
         if output is not None:
             raise ValueError("output= needs a path, nibabel or SimpleITK input, whose header the file can copy")
         return mask if image.ndim == 4 else mask[0]
     volume = as_volume(image)
-    mask = segmenter(volume.tensor, assume_orientation=assume_orientation)
+    mask = segmenter(volume.tensor, assume_orientation=assume_orientation, tta=tta)
     result = volume.geometry.image(mask[0].numpy())
     if output is not None:
         write_image(result, Path(output), overwrite=overwrite)
     return result
+
+
+def _mask_and_affine(mask: ImageLike | np.ndarray, affine: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(mask, np.ndarray):
+        if affine is None:
+            raise ValueError("a numpy mask needs its 4x4 voxel-to-RAS affine: measure(mask, affine)")
+        return mask, np.asarray(affine, dtype=np.float64)
+    tensor = mask if isinstance(mask, MetaTensor) else as_volume(mask, "mask").tensor
+    array = tensor.as_tensor().numpy()
+    return (array[0] if array.ndim == 4 else array), np.asarray(tensor.affine, dtype=np.float64)
+
+
+def measure(mask: ImageLike | np.ndarray, affine: np.ndarray | None = None) -> Measurements:
+    """Volume (mL), surface area (mm²), sphericity, principal axis lengths (mm) and RAS centroid (mm) of a mask.
+
+    ``mask`` is anything :func:`segment` accepts or returns, or a numpy array with its ``affine``;
+    all figures are in world units, so they do not depend on the voxel grid or orientation.
+    """
+    return measure_array(*_mask_and_affine(mask, affine))
+
+
+def mesh(mask: ImageLike | np.ndarray, affine: np.ndarray | None = None, frame: str = "RAS") -> Mesh:
+    """The mask's smoothed surface in world millimetres (``frame`` 'RAS' or 'LPS'); save it with ``save_mesh``."""
+    array, affine = _mask_and_affine(mask, affine)
+    return mesh_array(array, affine, frame=frame)

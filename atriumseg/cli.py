@@ -49,6 +49,10 @@ def _segment(args: argparse.Namespace) -> int:
         workers=args.workers,
         shard=args.shard,
         show_progress=not args.quiet,
+        tta=args.tta,
+        probabilities=args.probabilities,
+        mesh=args.mesh,
+        mesh_frame=args.mesh_frame,
     )
     outcome = run_batch(segmenter, inputs, options)
     print(summary_table(outcome.results))
@@ -113,6 +117,30 @@ def _demo(args: argparse.Namespace) -> int:
         f"left-atrium volume {result.volume_ml:.1f} mL (reference {result.true_volume_ml:.1f} mL)"
     )
     return EXIT_OK
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from atriumseg.pipeline.io import ImageReadError, case_name
+    from atriumseg.pipeline.measure import measure_file, write_measurements_csv
+
+    rows, failed = [], 0
+    for path in args.masks:
+        try:
+            rows.append((case_name(path), measure_file(path)))
+        except (ImageReadError, ValueError) as err:
+            log.error("%s", err)
+            failed += 1
+    if rows:
+        try:
+            write_measurements_csv(rows, args.output, overwrite=args.overwrite)
+        except FileExistsError as err:
+            log.error("%s", err)
+            return EXIT_USAGE
+        for name, m in rows:
+            print(f"{name}: {m.volume_ml:.1f} mL, {m.surface_area_mm2:.0f} mm2, sphericity {m.sphericity:.3f}, "
+                  f"axes {' x '.join(f'{a:.1f}' for a in m.axis_lengths_mm)} mm")
+        print(f"CSV: {args.output}")
+    return EXIT_CASE_FAILED if failed else EXIT_OK
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -196,6 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing masks (default: keep them)")
     p.add_argument("--qc", action="store_true", help="write a QC picture per case and qc/index.html")
+    p.add_argument(
+        "--probabilities", action="store_true",
+        help="also write the probability map (float32, input geometry) as NAME_probabilities.EXT",
+    )
+    p.add_argument(
+        "--tta", action="store_true",
+        help="average 5 test-time augmentations (gamma, in-plane shifts; 5x slower) and report a per-case "
+        "uncertainty (mean entropy in bits around the atrium's border)",
+    )
+    p.add_argument("--mesh", choices=("stl", "obj", "vtk"), default=None, help="also export the surface mesh")
+    p.add_argument(
+        "--mesh-frame", choices=("RAS", "LPS"), default="RAS",
+        help="world frame of mesh coordinates: RAS (NIfTI, nibabel) or LPS (DICOM, ITK, 3D Slicer files); "
+        "default RAS",
+    )
     p.add_argument("--workers", type=int, default=2, help="cases read ahead in background threads (default 2)")
     p.add_argument(
         "--shard", type=_shard, default=(0, 1), metavar="I/N",
@@ -238,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "-m", type=Path, default=None, help="model folder (default: the built-in model)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser(
+        "measure",
+        help="volume, surface area, sphericity, principal axes and centroid of masks, in world units",
+    )
+    p.add_argument("masks", nargs="+", type=Path, metavar="MASK", help="mask files (NIfTI, NRRD, MHA/MHD)")
+    p.add_argument("--output", "-o", type=Path, default=Path("measurements.csv"), help="CSV (measurements.csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    p.set_defaults(func=_measure)
 
     p = sub.add_parser("report", help="rebuild report.csv/json (and the QC sheet) from an output folder")
     p.add_argument("output", type=Path, help="output folder of one or more segment runs or shards")

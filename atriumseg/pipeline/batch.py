@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from atriumseg.pipeline.inference import Segmenter
 from atriumseg.pipeline.inputs import Case, discover, in_shard, target_path
 from atriumseg.pipeline.io import ImageReadError, Volume, read_image, write_image
-from atriumseg.pipeline.quality import quality_flags
+from atriumseg.pipeline.quality import border_entropy, quality_flags
 from atriumseg.pipeline.report import (
     FAILED,
     OK,
@@ -54,6 +54,10 @@ class BatchOptions:
     workers: int = 2
     shard: tuple[int, int] = (0, 1)
     show_progress: bool = True
+    tta: bool = False
+    probabilities: bool = False
+    mesh: str | None = None
+    mesh_frame: str = "RAS"
 
 
 @dataclass(frozen=True)
@@ -90,12 +94,34 @@ def _load(case: Case) -> Volume:
     return read_image(case.path, case.series_uid, case.name)
 
 
-def _finish(volume: Volume, mask: np.ndarray, target: Path, result: CaseResult, options: BatchOptions) -> CaseResult:
-    """Write the mask (and QC picture), then the record; runs on the writer thread."""
+def _extras(volume: Volume, mask: np.ndarray, prob: np.ndarray, target: Path, options: BatchOptions) -> list[str]:
+    """Probability map and surface mesh beside the mask, when asked for."""
+    from atriumseg.pipeline.mesh import mesh, save_mesh
+
+    written = []
+    stem = target.name[: -len("".join(target.suffixes))] if target.suffixes else target.name
+    suffix = "".join(target.suffixes)
+    if options.probabilities:
+        prob_path = target.with_name(f"{stem}_probabilities{suffix}")
+        written.append(str(write_image(volume.geometry.image(prob.astype(np.float32)), prob_path, options.overwrite)))
+    if options.mesh and mask.any():
+        surface = mesh(mask, volume.tensor.affine.numpy(), frame=options.mesh_frame)
+        written.append(str(save_mesh(surface, target.with_name(f"{stem}.{options.mesh}"), options.overwrite)))
+    return written
+
+
+def _finish(
+    volume: Volume, mask: np.ndarray, prob: np.ndarray, target: Path, result: CaseResult, options: BatchOptions
+) -> CaseResult:
+    """Write the mask and its extras, measure it, draw the QC picture, then the record; runs on the writer thread."""
+    from atriumseg.pipeline.measure import measure
     from atriumseg.pipeline.qc import overlay_png
 
     try:
         write_image(volume.geometry.image(mask), target, overwrite=options.overwrite)
+        result = replace(result, extra_outputs=tuple(_extras(volume, mask, prob, target, options)))
+        if mask.any():
+            result = replace(result, **measure(mask, volume.tensor.affine.numpy()).row())
         if options.qc:
             png = Path(options.output) / "qc" / f"{result.case}.png"
             title = f"{result.case}: {result.volume_ml:.1f} mL" + (f" [{'; '.join(result.flags)}]" if result.flags else "")
@@ -112,8 +138,10 @@ def _record_only(out_dir: Path, result: CaseResult) -> CaseResult:
     return result
 
 
-def _segment(segmenter: Segmenter, case: Case, volume: Volume, options: BatchOptions) -> tuple[np.ndarray, CaseResult]:
-    prob = segmenter.probabilities(volume.tensor, assume_orientation=options.assume_orientation)
+def _segment(
+    segmenter: Segmenter, case: Case, volume: Volume, options: BatchOptions
+) -> tuple[np.ndarray, np.ndarray, CaseResult]:
+    prob = segmenter.probabilities(volume.tensor, assume_orientation=options.assume_orientation, tta=options.tta)
     raw = (prob.as_tensor() > segmenter.card.postprocessing.threshold)[0].numpy()
     mask = segmenter.mask_from_probabilities(prob)[0].numpy()
     voxel_ml = float(np.prod(np.linalg.norm(volume.tensor.affine.numpy()[:3, :3], axis=0))) / 1000.0
@@ -121,8 +149,9 @@ def _segment(segmenter: Segmenter, case: Case, volume: Volume, options: BatchOpt
     result = CaseResult(
         case=case.name, input=str(case.path), output="", status=OK, volume_ml=voxels * voxel_ml, voxels=voxels,
         flags=quality_flags(raw, mask, voxel_ml),
+        uncertainty=border_entropy(prob[0].numpy(), mask) if options.tta else float("nan"),
     )
-    return mask, result
+    return mask, prob[0].numpy(), result
 
 
 def _plan(cases: list[Case], options: BatchOptions) -> tuple[list[tuple[Case, Path]], list[CaseResult]]:
@@ -184,7 +213,7 @@ def run_batch(segmenter: Segmenter, inputs: list[str | Path], options: BatchOpti
             started = time.perf_counter()
             try:
                 volume = future.result()
-                mask, result = _segment(segmenter, case, volume, options)
+                mask, prob, result = _segment(segmenter, case, volume, options)
             except _CASE_ERRORS as err:
                 reason = str(err) if isinstance(err, ImageReadError) else f"{case.path}: {type(err).__name__}: {err}"
                 failed = CaseResult(case.name, str(case.path), "", FAILED, reason, time.perf_counter() - started)
@@ -192,7 +221,7 @@ def run_batch(segmenter: Segmenter, inputs: list[str | Path], options: BatchOpti
                 log.error("failed %s", reason)
             else:
                 result = replace(result, output=str(target), seconds=time.perf_counter() - started)
-                pending.append(writer.submit(_finish, volume, mask, target, result, options))
+                pending.append(writer.submit(_finish, volume, mask, prob, target, result, options))
                 log.info("ok %s -> %s (%.1f s, %.1f mL%s)", case.path, target, result.seconds, result.volume_ml,
                          f"; {', '.join(result.flags)}" if result.flags else "")
             bar.update()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
@@ -17,7 +16,8 @@ from atriumseg.transforms.context import StackNeighbours
 from atriumseg.transforms.orientation import AssumeOrientation
 from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
 
-log = logging.getLogger(__name__)
+TTA_GAMMAS = (0.8, 1.25)  # intensity gamma on the [0, 1]-scaled volume
+TTA_SHIFTS = ((4, 4), (-4, -4))  # in-plane voxel shifts
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -97,16 +97,35 @@ class Segmenter:
         network, card = load_model(resolve_model_path(path))
         return cls(network, card, **kwargs)  # type: ignore[arg-type]
 
-    def probabilities(self, image: torch.Tensor, assume_orientation: str | None = None) -> MetaTensor:
-        """Left-atrium probability ``(1, X, Y, Z)`` on the voxel grid of ``image`` (a channel-first MetaTensor)."""
+    def _predict(self, volume: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self._inferer(self._stack(volume)[None], self._logits)[0])
+
+    def _predict_tta(self, volume: torch.Tensor) -> torch.Tensor:
+        """Mean probability over gamma changes and in-plane shifts (never flips: the atrium has a side)."""
+        in_plane = tuple(d + 1 for d in range(3) if d != self.card.preprocessing.slice_dim)
+        probs = [self._predict(volume)]
+        probs += [self._predict(volume.clamp(0.0, 1.0) ** gamma) for gamma in TTA_GAMMAS]
+        for shift in TTA_SHIFTS:
+            moved = self._predict(torch.roll(volume, shifts=shift, dims=in_plane))
+            probs.append(torch.roll(moved, shifts=tuple(-s for s in shift), dims=in_plane))
+        return torch.stack(probs).mean(0)
+
+    def probabilities(
+        self, image: torch.Tensor, assume_orientation: str | None = None, tta: bool = False
+    ) -> MetaTensor:
+        """Left-atrium probability ``(1, X, Y, Z)`` on the voxel grid of ``image`` (a channel-first MetaTensor).
+
+        With ``tta`` the probability is averaged over test-time augmentations (5 passes).
+        """
         source = image if isinstance(image, MetaTensor) else MetaTensor(image)
         tensor = torch.nan_to_num(source.float(), nan=0.0, posinf=0.0, neginf=0.0)
         if assume_orientation:
             tensor = AssumeOrientation(assume_orientation)(tensor)
         prepared = self._pre({IMAGE: tensor})[IMAGE]
+        volume = prepared.as_tensor()
         with torch.inference_mode():
-            logits = self._inferer(self._stack(prepared.as_tensor())[None], self._logits)
-        prob = MetaTensor(torch.sigmoid(logits[0]).clone(), meta=prepared.meta)
+            predicted = self._predict_tta(volume) if tta else self._predict(volume)
+        prob = MetaTensor(predicted.clone(), meta=prepared.meta)
         prob.applied_operations = prepared.applied_operations
         restored = self._pre.inverse({IMAGE: prob})[IMAGE]
         return MetaTensor(restored.as_tensor().clamp_(0.0, 1.0), meta=source.meta)
@@ -119,6 +138,6 @@ class Segmenter:
             mask = self._largest(mask).to(torch.uint8)
         return MetaTensor(mask, meta=prob.meta)
 
-    def __call__(self, image: torch.Tensor, assume_orientation: str | None = None) -> MetaTensor:
+    def __call__(self, image: torch.Tensor, assume_orientation: str | None = None, tta: bool = False) -> MetaTensor:
         """Binary left-atrium mask ``(1, X, Y, Z)``, uint8, with the input's geometry."""
-        return self.mask_from_probabilities(self.probabilities(image, assume_orientation))
+        return self.mask_from_probabilities(self.probabilities(image, assume_orientation, tta))

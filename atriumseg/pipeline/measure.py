@@ -43,6 +43,11 @@ class Measurements:
     axis_lengths_mm: tuple[float, float, float]
     centroid_ras_mm: tuple[float, float, float]
 
+    def row(self) -> dict[str, float]:
+        """The measurements flattened under the names of :data:`CSV_COLUMNS` (without ``case``)."""
+        values = (self.volume_ml, self.surface_area_mm2, self.sphericity, *self.axis_lengths_mm, *self.centroid_ras_mm)
+        return dict(zip(CSV_COLUMNS[1:], values))
+
 
 def measure(mask: np.ndarray, affine: np.ndarray) -> Measurements:
     """Measure ``mask > 0`` (a 3D array in (x, y, z) order) with its 4x4 voxel-to-RAS ``affine``."""
@@ -82,5 +87,5 @@ def write_measurements_csv(rows: list[tuple[str, Measurements]], path: Path, ove
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for name, m in rows:
-        writer.writerow([name, m.volume_ml, m.surface_area_mm2, m.sphericity, *m.axis_lengths_mm, *m.centroid_ras_mm])
+        writer.writerow([name, *m.row().values()])
     return write_atomically(path, lambda tmp: tmp.write_text(text.getvalue()))

@@ -31,3 +31,17 @@ def quality_flags(raw: np.ndarray, mask: np.ndarray, voxel_ml: float) -> tuple[s
         if sizes[1] >= LARGE_COMPONENT * sizes[0]:
             flags.append(f"{int((sizes >= LARGE_COMPONENT * sizes[0]).sum())} large components")
     return tuple(flags)
+
+
+def border_entropy(prob: np.ndarray, mask: np.ndarray, width: int = 2) -> float:
+    """Mean binary entropy (bits) of ``prob`` in a band of ``width`` voxels around the mask's boundary.
+
+    Near 0 when the model (or its test-time augmentations) agree on where the atrium ends; up to 1
+    when they do not. NaN for an empty mask.
+    """
+    mask = np.asarray(mask) > 0
+    if not mask.any():
+        return float("nan")
+    band = ndimage.binary_dilation(mask, iterations=width) & ~ndimage.binary_erosion(mask, iterations=width)
+    p = np.clip(np.asarray(prob, dtype=np.float64)[band], 1e-6, 1 - 1e-6)
+    return float(np.mean(-(p * np.log2(p) + (1 - p) * np.log2(1 - p))))

@@ -32,22 +32,40 @@ class CaseResult:
     volume_ml: float = math.nan
     voxels: int = 0
     flags: tuple[str, ...] = field(default_factory=tuple)
+    uncertainty: float = math.nan
+    surface_area_mm2: float = math.nan
+    sphericity: float = math.nan
+    axis_1_mm: float = math.nan
+    axis_2_mm: float = math.nan
+    axis_3_mm: float = math.nan
+    centroid_r_mm: float = math.nan
+    centroid_a_mm: float = math.nan
+    centroid_s_mm: float = math.nan
     qc_png: str = ""
+    extra_outputs: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_dict(cls, data: dict) -> CaseResult:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        """Rebuild from :meth:`to_dict` output (JSON null means NaN)."""
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        for name in _FLOATS:
+            if name in values:
+                values[name] = math.nan if values[name] is None else float(values[name])
         values["flags"] = tuple(values.get("flags", ()))
-        values["volume_ml"] = math.nan if values.get("volume_ml") is None else float(values["volume_ml"])
+        values["extra_outputs"] = tuple(values.get("extra_outputs", ()))
         return cls(**values)
 
     def to_dict(self) -> dict:
+        """JSON-ready: NaN becomes null, floats are rounded to 4 decimals."""
         data = asdict(self)
+        for name in _FLOATS:
+            data[name] = None if math.isnan(data[name]) else round(data[name], 4)
         data["flags"] = list(self.flags)
-        data["volume_ml"] = None if math.isnan(self.volume_ml) else round(self.volume_ml, 3)
-        data["seconds"] = round(self.seconds, 3)
+        data["extra_outputs"] = list(self.extra_outputs)
         return data
+
+
+_FLOATS = tuple(f.name for f in fields(CaseResult) if f.type in ("float", float))
 
 
 def record_path(out_dir: Path, case: str) -> Path:
@@ -84,8 +102,8 @@ def write_report(out_dir: Path, results: list[CaseResult]) -> tuple[Path, Path]:
             for r in results:
                 row = r.to_dict()
                 row["flags"] = ";".join(r.flags)
-                row["volume_ml"] = "" if row["volume_ml"] is None else row["volume_ml"]
-                writer.writerow(row)
+                row["extra_outputs"] = ";".join(r.extra_outputs)
+                writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
     payload = {"totals": totals(results), "cases": [r.to_dict() for r in results]}
     csv_path = write_atomically(out_dir / "report.csv", write_csv)
