@@ -127,5 +127,97 @@ def emit(result: dict[str, Any]) -> None:
 
 def resolve_model(path: str | None, scratch: Path) -> tuple[Path, str]:
     """The model folder to time and where it came from: ``path``, the built-in default, or an untrained
-    width-32, depth-4, context-1 network (speed does not depend on the weights; agreement does)."""
-    from atriumseg.models.card import CARD_NAME if False else None  # noqa: F401  (placeholder removed below)
+    width-32, depth-4, context-1 network (speed does not depend on the weights; agreement with float32 does)."""
+    from atriumseg.models.card import Architecture, ModelCard, Preprocessing
+    from atriumseg.models.checkpoint import CARD_NAME, build_network, default_model_path, save_model
+
+    if path:
+        return Path(path), str(path)
+    if (default_model_path() / CARD_NAME).is_file():
+        return default_model_path(), "built-in default"
+    log.warning("no default model installed: timing an untrained network; pass --model PATH for a meaningful Dice")
+    card = ModelCard(architecture=Architecture(in_channels=3, width=32, depth=4), preprocessing=Preprocessing(context=1))
+    torch.manual_seed(0)
+    return save_model(build_network(card), card, scratch / "untrained"), "untrained (width 32, depth 4, context 1)"
+
+
+def source_images(data: Path, scratch: Path) -> list[Path]:
+    """The real volumes in ``data/imagesTr``, or one synthetic 256x256x130 volume (ASL, 1.25 mm) when absent."""
+    images = sorted((Path(data) / "imagesTr").glob("*.nii.gz"))
+    if images:
+        return images
+    from atriumseg.synthetic import make_affine, synthetic_case
+
+    log.warning("%s has no images: using a synthetic volume", data)
+    shape = (256, 256, 130)
+    case = synthetic_case(shape, make_affine(shape, (1.25, 1.25, 1.37), TRUE_ORIENTATION), seed=0)
+    path = scratch / "synthetic_000.nii.gz"
+    save_nifti(case.image, case.affine, path)
+    return [path]
+
+
+def save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> Path:
+    """Save ``array`` as NIfTI with qform and sform both set to ``affine``."""
+    image = nib.Nifti1Image(array, affine)
+    image.set_qform(affine, 1)
+    image.set_sform(affine, 1)
+    nib.save(image, path)
+    return path
+
+
+def make_volume(sources: list[Path], shape: tuple[int, int, int], spacing: float, path: Path) -> Path:
+    """A volume of ``shape`` with in-plane (first two axes) voxels of ``spacing`` mm, cut from a real one.
+
+    The source whose depth fits best is resampled trilinearly to the spacing (and, if deeper than
+    any source, stretched along the third axis), then centre-cropped; its header keeps the source's
+    axis directions. A source already of that shape and spacing is returned as it is.
+    """
+    headers = [nib.load(s) for s in sources]
+    depths = [h.shape[2] for h in headers]
+    fits = [i for i, d in enumerate(depths) if d == shape[2]]
+    pick = fits[0] if fits else int(np.argmax(depths))
+    image, source = headers[pick], sources[pick]
+    zooms = np.asarray(image.header.get_zooms()[:3], float)
+    old = np.asarray(image.shape[:3])
+    size = np.array([round(old[0] * zooms[0] / spacing), round(old[1] * zooms[1] / spacing), max(shape[2], old[2])])
+    if tuple(size) == tuple(shape) and tuple(old) == tuple(shape):
+        return source
+    data = torch.from_numpy(np.asarray(image.dataobj, dtype=np.float32))
+    if tuple(size) != tuple(old):
+        data = torch.nn.functional.interpolate(data[None, None], size=tuple(int(n) for n in size), mode="trilinear")[0, 0]
+    if np.any(size < np.asarray(shape)):
+        raise ValueError(f"cannot cut {shape} at {spacing} mm from {source} (resampled size {tuple(size)})")
+    start = (size - np.asarray(shape)) // 2
+    crop = data[tuple(slice(int(s), int(s) + n) for s, n in zip(start, shape))]
+    ratio = old / size
+    affine = image.affine.copy()
+    affine[:3, 3] = image.affine[:3, :3] @ ((start + 0.5) * ratio - 0.5) + image.affine[:3, 3]
+    affine[:3, :3] = image.affine[:3, :3] * ratio
+    return save_nifti(np.ascontiguousarray(crop.numpy()), affine, path)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two binary masks (1.0 when both are empty)."""
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print a fixed-width table with a title line."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/NAME.json`` (git-ignored) with the command that produced it."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    record = {"benchmark": name, "command": " ".join(["python -m", f"benchmarks.{name}", *sys.argv[1:]]),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **payload}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path

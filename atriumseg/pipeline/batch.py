@@ -40,6 +40,7 @@ from atriumseg.pipeline.report import (
 log = logging.getLogger(__name__)
 
 _CASE_ERRORS = (ImageReadError, RuntimeError, ValueError, OSError, MemoryError)
+MAX_QUEUED_WRITES = 2  # segmented cases waiting for the writer thread
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def _finish(
             result = replace(result, qc_png=str(png))
     except _CASE_ERRORS as err:
         result = replace(result, output="", status=FAILED, reason=f"{result.input}: cannot write output: {err}")
+        log.error("failed %s", result.reason)
     write_record(options.output, result)
     return result
 
@@ -221,6 +223,8 @@ def run_batch(segmenter: Segmenter, inputs: list[str | Path], options: BatchOpti
                 log.error("failed %s", reason)
             else:
                 result = replace(result, output=str(target), seconds=time.perf_counter() - started)
+                while sum(not p.done() for p in pending) >= MAX_QUEUED_WRITES:  # bound memory held by the writer
+                    next(p for p in pending if not p.done()).result()
                 pending.append(writer.submit(_finish, volume, mask, prob, target, result, options))
                 log.info("ok %s -> %s (%.1f s, %.1f mL%s)", case.path, target, result.seconds, result.volume_ml,
                          f"; {', '.join(result.flags)}" if result.flags else "")

@@ -1,0 +1,342 @@
+"""Whole-volume inference through the public ``segment`` path against a float32 slice-by-slice loop.
+
+Both paths read the same NIfTI file, preprocess with the model card's chain, invert to the input
+grid, keep the largest component and write the mask; only the network call differs. The baseline
+calls the same network in float32 on one slice at a time in a plain Python loop (no batching, no
+channels_last); ``segment`` runs the package's fast path (batched slices, channels_last, bfloat16
+autocast where the CPU has avx512-bf16). Each path runs in a fresh process, so its peak RSS is its
+own. Reported per volume: seconds, slices per second and peak memory with their ratios to the
+baseline, the share of time outside the network and where it goes, the Dice between the two masks,
+and the network FLOP rate as a share of a large bfloat16 matmul on the same machine. A final
+fresh process segments a 512x512x300 volume to check it stays within 4 GB.
+
+    python -m benchmarks.inference [--quick] [--model PATH] [--data FOLDER] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import (
+    DEFAULT_DATA,
+    TRUE_ORIENTATION,
+    dice,
+    emit,
+    machine,
+    make_volume,
+    matmul_rate,
+    network_flops,
+    peak_rss_mb,
+    print_table,
+    resolve_model,
+    run_worker,
+    setup_logging,
+    source_images,
+    write_results,
+    cuda_peak_mb,
+)
+from benchmarks.timing import NetworkClock, StageClock
+
+log = logging.getLogger("benchmarks.inference")
+
+# (name, shape, in-plane spacing in mm): the volumes timed against the baseline, and the memory check.
+VOLUMES = [("256x256x130", (256, 256, 130), 1.25), ("512x512x100", (512, 512, 100), 0.625)]
+MEMORY_VOLUME = ("512x512x300", (512, 512, 300), 0.625)
+QUICK_VOLUMES = [("64x64x16", (64, 64, 16), 1.25), ("128x128x12", (128, 128, 12), 0.625)]
+QUICK_MEMORY_VOLUME = ("128x128x40", (128, 128, 40), 0.625)
+TARGET_SPEEDUP, TARGET_DICE, TARGET_OUTSIDE, MEMORY_LIMIT_MB = 5.0, 0.99, 0.25, 4096.0
+FAST, BASELINE = "segment", "float32-loop"
+
+
+def _slice_loop(network: torch.nn.Module, stacked: torch.Tensor, slice_dim: int, device: torch.device) -> torch.Tensor:
+    """Float32 logits ``(1, X, Y, Z)``: one slice per forward pass, plain NCHW tensors, no batching."""
+    dim = slice_dim + 1
+    logits = torch.empty((1, *stacked.shape[1:]))
+    for index in range(stacked.shape[dim]):
+        x = stacked.select(dim, index)[None].contiguous().to(device)
+        logits.select(dim, index).copy_(network(x)[0].cpu())
+    return logits
+
+
+def float32_baseline(
+    network: torch.nn.Module, card: Any, image: Path, orientation: str | None, output: Path, device: torch.device
+) -> np.ndarray:
+    """The baseline path, step for step as ``Segmenter`` does it, with the network called by ``_slice_loop``."""
+    from monai.data import MetaTensor
+    from monai.transforms import KeepLargestConnectedComponent
+
+    from atriumseg.pipeline import io
+    from atriumseg.transforms.context import StackNeighbours
+    from atriumseg.transforms.orientation import AssumeOrientation
+    from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
+
+    volume = io.read_image(image)
+    tensor = torch.nan_to_num(volume.tensor.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    if orientation:
+        tensor = AssumeOrientation(orientation)(tensor)
+    chain = inference_transforms(card)
+    prepared = chain({IMAGE: tensor})[IMAGE]
+    stacked = StackNeighbours(card.preprocessing.slice_dim, card.preprocessing.context)(prepared.as_tensor())
+    with torch.inference_mode():
+        logits = _slice_loop(network, stacked, card.preprocessing.slice_dim, device)
+    prob = MetaTensor(torch.sigmoid(logits), meta=prepared.meta)
+    prob.applied_operations = prepared.applied_operations
+    restored = chain.inverse({IMAGE: prob})[IMAGE].as_tensor().clamp_(0.0, 1.0)
+    mask = (restored > card.postprocessing.threshold).to(torch.uint8)
+    if card.postprocessing.largest_component and mask.any():
+        mask = KeepLargestConnectedComponent(applied_labels=[1])(mask).to(torch.uint8)
+    array = mask[0].numpy()
+    io.write_image(volume.geometry.image(array), output, overwrite=True)
+    return array
+
+
+def _stage_targets() -> list[tuple[str, object, str]]:
+    """The callables whose time is reported as a stage, for both paths."""
+    from monai.inferers import SliceInferer
+    from monai.transforms import Compose, KeepLargestConnectedComponent
+
+    import atriumseg.api
+    from atriumseg.pipeline import io
+
+    return [
+        ("read", atriumseg.api, "read_image"),
+        ("read", io, "read_image"),
+        ("preprocess", Compose, "__call__"),
+        ("slicing", SliceInferer, "__call__"),
+        ("slicing", sys.modules[__name__], "_slice_loop"),
+        ("invert", Compose, "inverse"),
+        ("largest component", KeepLargestConnectedComponent, "__call__"),
+        ("write", atriumseg.api, "write_image"),
+        ("write", io, "write_image"),
+    ]
+
+
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Segment ``spec['image']`` ``spec['repeats']`` times with one path, in this fresh process."""
+    from atriumseg.api import segment
+    from atriumseg.models.checkpoint import load_model
+    from atriumseg.pipeline.inference import Segmenter, resolve_device
+
+    device = resolve_device(spec["device"])
+    image, output, orientation = Path(spec["image"]), Path(spec["output"]), spec["orientation"]
+    if spec["method"] == FAST:
+        segmenter = Segmenter.from_path(Path(spec["model"]), device=device)
+        network = segmenter.network
+
+        def run() -> np.ndarray:
+            result = segment(image, segmenter, assume_orientation=orientation, output=output, overwrite=True)
+            return np.asarray(result.dataobj, dtype=np.uint8)
+
+    else:
+        network, card = load_model(Path(spec["model"]))
+        network = network.to(device)
+
+        def run() -> np.ndarray:
+            return float32_baseline(network, card, image, orientation, output, device)
+
+    rss_ready = peak_rss_mb()
+    clock, stages, runs = NetworkClock(network, device), StageClock(), []
+    with stages.patched(_stage_targets()):
+        for _ in range(spec["repeats"]):
+            clock.reset()
+            stages.reset()
+            t0 = _now(device)
+            mask = run()
+            seconds = _now(device) - t0
+            runs.append({"seconds": seconds, "network_s": clock.seconds, "slices": clock.slices,
+                         "forward_calls": clock.calls, "stages_s": dict(stages.seconds)})
+    np.save(spec["mask"], mask)
+    return {"runs": runs, "slice_input": list(clock.input_shape), "rss_ready_mb": rss_ready,
+            "peak_rss_mb": peak_rss_mb(), "cuda_peak_mb": cuda_peak_mb(device)}
+
+
+def _summary(result: dict[str, Any], flops_per_slice: float, peak_rate: float) -> dict[str, Any]:
+    """The fastest run of a worker with its derived figures: stages, outside share, FLOP rate."""
+    best = min(result["runs"], key=lambda r: r["seconds"])
+    seconds, network = best["seconds"], best["network_s"]
+    stages = dict(best["stages_s"])
+    slicing = stages.pop("slicing", 0.0)
+    breakdown = {
+        "read": stages.get("read", 0.0),
+        "preprocess": stages.get("preprocess", 0.0),
+        "network": network,
+        "slicing overhead": slicing - network,
+        "invert": stages.get("invert", 0.0),
+        "largest component": stages.get("largest component", 0.0),
+        "write": stages.get("write", 0.0),
+    }
+    breakdown["other"] = seconds - sum(breakdown.values())
+    flops = flops_per_slice * best["slices"]
+    return {
+        "seconds": seconds,
+        "all_seconds": [r["seconds"] for r in result["runs"]],
+        "slices": best["slices"],
+        "slices_per_s": best["slices"] / seconds,
+        "network_s": network,
+        "outside_share": (seconds - network) / seconds,
+        "breakdown_s": breakdown,
+        "peak_rss_mb": result["peak_rss_mb"],
+        "rss_before_volume_mb": result["rss_ready_mb"],
+        "cuda_peak_mb": result["cuda_peak_mb"],
+        "network_gflop": flops / 1e9,
+        "gflop_per_s": flops / seconds / 1e9,
+        "share_of_bf16_matmul": flops / seconds / peak_rate,
+        "network_share_of_bf16_matmul": flops / network / peak_rate,
+    }
+
+
+def measure(name: str, image: Path, args: argparse.Namespace, model: Path, scratch: Path,
+            repeats: int, rates: dict[str, float]) -> dict[str, Any]:
+    """Both paths on one volume, each in a fresh process; the Dice between their masks."""
+    from atriumseg.models.checkpoint import load_model
+
+    network, _ = load_model(model)
+    out: dict[str, Any] = {"volume": name, "file": str(image)}
+    masks = {}
+    for method in (BASELINE, FAST):
+        log.info("%s: %s (%d run%s)", name, method, repeats, "s" if repeats > 1 else "")
+        masks[method] = scratch / f"{name}-{method}.npy"
+        result = run_worker("benchmarks.inference", {
+            "method": method, "image": str(image), "model": str(model), "device": args.device, "repeats": repeats,
+            "orientation": TRUE_ORIENTATION, "output": str(scratch / f"{name}-{method}-mask.nii.gz"),
+            "mask": str(masks[method]),
+        })
+        per_slice = network_flops(network, (1, *result["slice_input"]))
+        out[method] = _summary(result, per_slice, rates["bfloat16"])
+        out["slice_input"] = result["slice_input"]
+    out["dice_vs_float32"] = dice(np.load(masks[FAST]), np.load(masks[BASELINE]))
+    base, fast = out[BASELINE], out[FAST]
+    out["speedup"] = base["seconds"] / fast["seconds"]
+    out["network_speedup"] = base["network_s"] / fast["network_s"]
+    out["memory_ratio"] = fast["peak_rss_mb"] / base["peak_rss_mb"]
+    return out
+
+
+def memory_check(image: Path, args: argparse.Namespace, model: Path, scratch: Path) -> dict[str, Any]:
+    """Segment ``image`` once through ``segment`` in a fresh process and report its peak RSS."""
+    log.info("memory check: %s", image.name)
+    result = run_worker("benchmarks.inference", {
+        "method": FAST, "image": str(image), "model": str(model), "device": args.device, "repeats": 1,
+        "orientation": TRUE_ORIENTATION, "output": str(scratch / "memory-mask.nii.gz"),
+        "mask": str(scratch / "memory-mask.npy"),
+    })
+    run = result["runs"][0]
+    return {"seconds": run["seconds"], "slices": run["slices"], "peak_rss_mb": result["peak_rss_mb"],
+            "rss_before_volume_mb": result["rss_ready_mb"], "cuda_peak_mb": result["cuda_peak_mb"],
+            "limit_mb": MEMORY_LIMIT_MB, "within_limit": result["peak_rss_mb"] <= MEMORY_LIMIT_MB}
+
+
+def report(rows: list[dict[str, Any]], memory: dict[str, Any], header: str) -> dict[str, bool]:
+    """Print the tables; return which targets are met."""
+    print(header)
+    speed = []
+    for r in rows:
+        for method in (BASELINE, FAST):
+            m, base = r[method], r[BASELINE]
+            speed.append([
+                r["volume"], method, f"{m['seconds']:.2f}", f"{base['seconds'] / m['seconds']:.2f}x",
+                f"{m['slices_per_s']:.2f}", f"{m['slices_per_s'] / base['slices_per_s']:.2f}x",
+                f"{m['network_s']:.2f}", f"{base['network_s'] / m['network_s']:.2f}x",
+                f"{100 * m['outside_share']:.1f}%", f"{m['peak_rss_mb']:.0f}", f"{m['peak_rss_mb'] / base['peak_rss_mb']:.2f}x",
+                "-" if m["cuda_peak_mb"] is None else f"{m['cuda_peak_mb']:.0f}",
+                f"{m['gflop_per_s']:.0f}", f"{100 * m['share_of_bf16_matmul']:.1f}%",
+                f"{100 * m['network_share_of_bf16_matmul']:.1f}%",
+            ])
+    print_table("Whole-volume segmentation (best of the runs; ratios against the float32 loop)",
+                ["volume", "path", "s/volume", "speed", "slices/s", "ratio", "network s", "net speed",
+                 "outside net", "peak RSS MB", "RSS ratio", "CUDA MB", "GFLOP/s", "of bf16 mm", "net of bf16 mm"],
+                speed)
+    stages = list(rows[0][FAST]["breakdown_s"])
+    print_table("Where the time goes (seconds; outside = everything but the network)",
+                ["volume", "path", *stages, "outside share"],
+                [[r["volume"], method, *(f"{r[method]['breakdown_s'][s]:.2f}" for s in stages),
+                  f"{100 * r[method]['outside_share']:.1f}%"] for r in rows for method in (BASELINE, FAST)])
+    print_table(f"Agreement of the fast path with float32 (target Dice >= {TARGET_DICE})",
+                ["volume", "Dice(segment, float32 loop)"], [[r["volume"], f"{r['dice_vs_float32']:.4f}"] for r in rows])
+    print_table(f"Memory: one volume through segment() in a fresh process (limit {MEMORY_LIMIT_MB:.0f} MB)",
+                ["volume", "slices", "seconds", "RSS before volume MB", "peak RSS MB", "CUDA MB", "within limit"],
+                [[memory["volume"], str(memory["slices"]), f"{memory['seconds']:.1f}",
+                  f"{memory['rss_before_volume_mb']:.0f}", f"{memory['peak_rss_mb']:.0f}",
+                  "-" if memory["cuda_peak_mb"] is None else f"{memory['cuda_peak_mb']:.0f}",
+                  "yes" if memory["within_limit"] else "NO"]])
+    first = rows[0]
+    checks = [
+        (f"{first['volume']}: >= {TARGET_SPEEDUP:.0f}x the float32 slice loop", f"{first['speedup']:.2f}x",
+         first["speedup"] >= TARGET_SPEEDUP),
+        (f"Dice vs float32 >= {TARGET_DICE} (every volume)", ", ".join(f"{r['dice_vs_float32']:.4f}" for r in rows),
+         all(r["dice_vs_float32"] >= TARGET_DICE for r in rows)),
+        (f"time outside the network < {100 * TARGET_OUTSIDE:.0f}% (segment, every volume)",
+         ", ".join(f"{100 * r[FAST]['outside_share']:.1f}%" for r in rows),
+         all(r[FAST]["outside_share"] < TARGET_OUTSIDE for r in rows)),
+        (f"{memory['volume']} within {MEMORY_LIMIT_MB:.0f} MB RSS", f"{memory['peak_rss_mb']:.0f} MB",
+         memory["within_limit"]),
+    ]
+    print_table("Targets", ["target", "measured", "met"], [[t, m, "yes" if ok else "NO"] for t, m, ok in checks])
+    return {t: ok for t, _, ok in checks}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inference", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny volumes and one run each: a smoke test")
+    parser.add_argument("--model", help="model folder (default: the built-in model, else an untrained network)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="MSD-layout folder of real volumes")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per path and volume; the best counts")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print its tables."""
+    args = parse(argv)
+    if args.worker:
+        emit(worker(json.loads(args.worker)))
+        return
+    setup_logging()
+    from atriumseg.pipeline.inference import resolve_device
+
+    device = resolve_device(args.device)
+    volumes, memory_volume = (QUICK_VOLUMES, QUICK_MEMORY_VOLUME) if args.quick else (VOLUMES, MEMORY_VOLUME)
+    repeats = 1 if args.quick else args.repeats
+    with tempfile.TemporaryDirectory(prefix="atriumseg-bench-") as tmp:
+        scratch = Path(tmp)
+        model, origin = resolve_model(args.model, scratch)
+        sources = source_images(args.data, scratch)
+        size = 512 if args.quick else 2048
+        rates = {"bfloat16": matmul_rate(torch.bfloat16, device, size), "float32": matmul_rate(torch.float32, device, size)}
+        rows = []
+        for name, shape, spacing in volumes:
+            image = make_volume(sources, shape, spacing, scratch / f"{name}.nii.gz")
+            rows.append(measure(name, image, args, model, scratch, repeats, rates))
+        name, shape, spacing = memory_volume
+        memory = {"volume": name, **memory_check(make_volume(sources, shape, spacing, scratch / f"{name}.nii.gz"),
+                                                  args, model, scratch)}
+    info = machine(device)
+    header = (f"machine: {info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, "
+              f"{info['device']}; matmul {size}x{size}: bfloat16 {rates['bfloat16'] / 1e9:.0f} GFLOP/s, "
+              f"float32 {rates['float32'] / 1e9:.0f} GFLOP/s; model: {origin}")
+    targets = report(rows, memory, header)
+    path = write_results("inference", {"quick": args.quick, "machine": info, "model": origin,
+                                       "matmul_flop_per_s": rates, "matmul_size": size, "volumes": rows,
+                                       "memory": memory, "targets": targets})
+    log.info("wrote %s", path)
+
+
+if __name__ == "__main__":
+    main()
