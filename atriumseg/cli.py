@@ -158,6 +158,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from atriumseg.pipeline.distributed import Ranks
     from atriumseg.pipeline.training import TrainConfig, train
 
     config = TrainConfig(
@@ -186,7 +187,8 @@ def _train(args: argparse.Namespace) -> int:
         command=shlex.join(["atriumseg", *sys.argv[1:]]),
     )
     result = train(config, show_progress=not args.quiet)
-    print(f"best model: {result.best} (validation Dice {result.best_dice:.4f}); last: {result.last}")
+    if Ranks.from_env().is_main:
+        print(f"best model: {result.best} (validation Dice {result.best_dice:.4f}); last: {result.last}")
     return 0
 
 

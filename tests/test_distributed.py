@@ -74,6 +74,7 @@ def test_torchrun_command_stops_every_rank_on_the_time_budget(tmp_path: Path, sy
         command, capture_output=True, text=True, timeout=DEADLINE_S, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
     assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.count("best model:") == 1, done.stdout
     assert _epochs_logged(run) == ["1"], "both ranks should stop after the first epoch"
     load_model(run / "best")
     assert load_card(run / "last").provenance["processes"] == 2

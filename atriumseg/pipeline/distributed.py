@@ -7,6 +7,7 @@ plain process trains exactly as before.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -65,7 +66,13 @@ def rank_seed(seed: int, ranks: Ranks) -> int:
 
 @contextmanager
 def process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
-    """Join the ``torchrun`` process group for the duration (NCCL on CUDA, Gloo on CPU), then leave it."""
+    """Join the ``torchrun`` process group for the duration (NCCL on CUDA, Gloo on CPU), then leave it.
+
+    DistributedDataParallel keeps the group inside reference cycles, so they are collected before the group
+    is destroyed: left to interpreter shutdown, Gloo's threads abort the process ("terminate called without
+    an active exception"). After an error the group is not destroyed, as that would wait for ranks stuck in
+    a collective; the process fails at once and ``torchrun`` stops the others.
+    """
     if not ranks.distributed:
         yield
         return
@@ -74,10 +81,9 @@ def process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
     dist.init_process_group(
         backend="nccl" if device.type == "cuda" else "gloo", rank=ranks.rank, world_size=ranks.world_size
     )
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
+    yield
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def data_parallel(network: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn.Module:

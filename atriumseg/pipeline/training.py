@@ -140,7 +140,7 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
 
     Every rank draws its volumes independently and uniformly with replacement from all training volumes,
     from a generator seeded by its rank, and augments them from a rank-seeded random state: together the
-    ranks draw exactly what one process with a ``world_size`` times larger batch would. A
+    ranks draw what one process with a ``world_size`` times larger batch would draw (in distribution). A
     ``DistributedSampler`` would instead split the volumes into one shard per rank, padding with repeats
     when they do not divide evenly, which over-weights the repeated volumes and confines each rank to its
     shard; it suits epochs that visit each item once, which these do not.
