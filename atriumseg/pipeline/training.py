@@ -8,7 +8,6 @@ import math
 import platform
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -135,6 +134,112 @@ def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
         return _train_process(config, ranks, device, show_progress and ranks.is_main)
 
 
+@dataclass
+class _Progress:
+    """Where a run stands; saved with ``last/`` so ``--resume`` continues from it."""
+
+    epoch: int = 0
+    step: int = 0
+    elapsed_before: float = 0.0
+    best_dice: float = -1.0
+
+
+class _MetricsLog:
+    """One CSV row per epoch in ``metrics.csv`` (appended on resume), mirrored to TensorBoard when installed."""
+
+    COLUMNS = ("epoch", "step", "loss", "lr", "val_dice_mean", "val_dice_per_case", "seconds")
+
+    def __init__(self, output: Path, resume: bool) -> None:
+        path = output / "metrics.csv"
+        append = resume and path.exists()
+        self._fh = open(path, "a" if append else "w", newline="")
+        self._csv = csv.writer(self._fh)
+        if not append:
+            self._csv.writerow(self.COLUMNS)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self._board = None
+        else:
+            self._board = SummaryWriter(str(output / "tensorboard"))
+
+    def write(self, epoch: int, step: int, loss: float, lr: float, per_case: dict, elapsed: float) -> None:
+        dice = [m["dice"] for m in per_case.values()]
+        self._csv.writerow([
+            epoch, step, f"{loss:.5f}", f"{lr:.3e}", f"{np.mean(dice):.4f}" if dice else "",
+            " ".join(f"{k}={v['dice']:.4f}" for k, v in per_case.items()), f"{elapsed:.1f}",
+        ])
+        self._fh.flush()
+        if self._board is not None:
+            self._board.add_scalar("loss/train", loss, step)
+            self._board.add_scalar("lr", lr, step)
+            if dice:
+                self._board.add_scalar("dice/validation", float(np.mean(dice)), step)
+
+    def close(self) -> None:
+        self._fh.close()
+        if self._board is not None:
+            self._board.close()
+
+
+def _provenance(config: TrainConfig, dataset: MSDDataset, train_cases: list[Case], val_cases: list[Case],
+                device: torch.device, ranks: Ranks) -> dict:
+    return {
+        "data": {"dataset": dataset.name, "root": str(config.dataset), "header_orientation_fix": dataset.orientation},
+        "split": {
+            "train": [c.name for c in train_cases],
+            "validation": [c.name for c in val_cases],
+            "excluded": list(config.exclude),
+        },
+        "command": config.command,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "machine": _machine(),
+        "device": str(device),
+        "processes": ranks.world_size,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def _resume(network: torch.nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> _Progress:
+    """Load weights, optimizer state and progress from ``folder`` (a ``last/`` checkpoint)."""
+    loaded, _ = load_model(folder)
+    network.load_state_dict(loaded.state_dict())
+    state = torch.load(folder / STATE_NAME, weights_only=True, map_location="cpu")
+    optimizer.load_state_dict(state["optimizer"])
+    progress = _Progress(int(state["epoch"]), int(state["step"]), float(state["elapsed"]), float(state["best_dice"]))
+    log.info("resuming from epoch %d (step %d, best Dice %.4f)", progress.epoch, progress.step, progress.best_dice)
+    return progress
+
+
+def _loader(config: TrainConfig, card: ModelCard, cases: list[Case], orientation: str | None, seed: int,
+            show_progress: bool) -> DataLoader:
+    """Cached preprocessed volumes, drawn with replacement, cut into augmented foreground-balanced slices."""
+    data = [{IMAGE: str(c.image), LABEL: str(c.label)} for c in cases]
+    cached = CacheDataset(data, transform=cached_transforms(card, orientation), progress=show_progress)
+    sampler = RandomSampler(
+        cached, replacement=True, num_samples=config.steps_per_epoch * config.volumes_per_step,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    augment = training_transforms(card, config.patch, config.slices_per_volume)
+    augment.set_random_state(seed=seed)
+    augmented = Dataset(cached, transform=augment)
+    return DataLoader(augmented, batch_size=config.volumes_per_step, sampler=sampler, num_workers=config.workers)
+
+
+def _save(network: torch.nn.Module, optimizer: torch.optim.Optimizer, card: ModelCard, output: Path,
+          progress: _Progress, per_case: dict, improved: bool) -> None:
+    """Write ``last/`` (with the optimizer state for resuming) and, when it improved, ``best/``."""
+    save_model(network, card, output / "last")
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "epoch": progress.epoch, "step": progress.step,
+         "elapsed": progress.elapsed_before, "best_dice": progress.best_dice},
+        output / "last" / STATE_NAME,
+    )
+    if improved:
+        save_model(network, replace(card, provenance={**card.provenance, "validation": per_case}), output / "best")
+
+
 def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show_progress: bool) -> TrainResult:
     """The training loop of one process; single-process training is the case of one rank.
 
@@ -151,66 +256,29 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
     train_cases, val_cases = split_cases(dataset, config)
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    provenance = {
-        "data": {"dataset": dataset.name, "root": str(config.dataset), "header_orientation_fix": dataset.orientation},
-        "split": {
-            "train": [c.name for c in train_cases],
-            "validation": [c.name for c in val_cases],
-            "excluded": list(config.exclude),
-        },
-        "command": config.command,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "machine": _machine(),
-        "device": str(device),
-        "processes": ranks.world_size,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-    }
+    provenance = _provenance(config, dataset, train_cases, val_cases, device, ranks)
     card = make_card(config, provenance)
     network = build_network(card).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    start_epoch, step, elapsed_before, best_dice = 0, 0, 0.0, -1.0
-    if config.resume and (output / "last" / STATE_NAME).is_file():
-        loaded, _ = load_model(output / "last")
-        network.load_state_dict(loaded.state_dict())
-        state = torch.load(output / "last" / STATE_NAME, weights_only=True, map_location="cpu")
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        elapsed_before, best_dice = float(state["elapsed"]), float(state["best_dice"])
-        log.info("resuming from epoch %d (step %d, best Dice %.4f)", start_epoch, step, best_dice)
+    resuming = config.resume and (output / "last" / STATE_NAME).is_file()
+    progress = _resume(network, optimizer, output / "last") if resuming else _Progress()
     model = data_parallel(network, ranks, device)
-
-    data = [{IMAGE: str(c.image), LABEL: str(c.label)} for c in train_cases]
-    cached = CacheDataset(data, transform=cached_transforms(card, dataset.orientation), progress=show_progress)
-    sampler = RandomSampler(
-        cached, replacement=True, num_samples=config.steps_per_epoch * config.volumes_per_step,
-        generator=torch.Generator().manual_seed(seed + start_epoch),
-    )
-    augment = training_transforms(card, config.patch, config.slices_per_volume)
-    augment.set_random_state(seed=seed + start_epoch)
-    augmented = Dataset(cached, transform=augment)
-    loader = DataLoader(augmented, batch_size=config.volumes_per_step, sampler=sampler, num_workers=config.workers)
-    dice_loss = DiceLoss(sigmoid=True, batch=True)
-    bce = torch.nn.BCEWithLogitsLoss()
+    loader = _loader(config, card, train_cases, dataset.orientation, seed + progress.epoch, show_progress)
+    dice_loss, bce = DiceLoss(sigmoid=True, batch=True), torch.nn.BCEWithLogitsLoss()
     amp = autocast_dtype(device, config.precision)
-    total_steps = config.epochs * config.steps_per_epoch
-    budget_s = config.max_minutes * 60.0
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    total_steps, budget_s = config.epochs * config.steps_per_epoch, config.max_minutes * 60.0
     started = time.monotonic()
-    metrics_path = output / "metrics.csv"
-    new_log = not metrics_path.exists() or not config.resume
-    epoch = start_epoch
-    with open(metrics_path, "w" if new_log else "a", newline="") if ranks.is_main else nullcontext() as fh:
-        writer = csv.writer(fh) if ranks.is_main else None
-        if writer and new_log:
-            writer.writerow(["epoch", "step", "loss", "lr", "val_dice_mean", "val_dice_per_case", "seconds"])
-        for epoch in range(start_epoch, config.epochs):
+    metrics = _MetricsLog(output, resuming) if ranks.is_main else None
+    try:
+        for epoch in range(progress.epoch, config.epochs):
             model.train()
             losses = []
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_progress, leave=False)
             for batch in bar:
-                elapsed = from_main(elapsed_before + time.monotonic() - started, ranks, device)
-                progress = max(step / total_steps, elapsed / budget_s if budget_s else 0.0)
-                lr = _learning_rate(config, step, progress)
+                elapsed = from_main(progress.elapsed_before + time.monotonic() - started, ranks, device)
+                done = max(progress.step / total_steps, elapsed / budget_s if budget_s else 0.0)
+                lr = _learning_rate(config, progress.step, done)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 x = batch[IMAGE].as_tensor().to(device).contiguous(memory_format=torch.channels_last)
@@ -219,62 +287,41 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
                     logits = model(x).float()
                 loss = dice_loss(logits, y) + bce(logits, y)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 losses.append(loss.item())
-                step += 1
+                progress.step += 1
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}")
-            elapsed = from_main(elapsed_before + time.monotonic() - started, ranks, device)
+            elapsed = from_main(progress.elapsed_before + time.monotonic() - started, ranks, device)
             out_of_time = bool(budget_s) and elapsed >= budget_s
-            last_epoch = epoch + 1 == config.epochs or out_of_time
             if ranks.is_main:
-                val_mean, per_case = math.nan, {}
-                if val_cases and ((epoch + 1) % config.val_every == 0 or last_epoch):
+                per_case = {}
+                if val_cases and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs or out_of_time):
                     segmenter = Segmenter(network, card, device=device, precision=config.precision)
                     per_case = validate(segmenter, val_cases, dataset.orientation)
-                    val_mean = float(np.mean([m["dice"] for m in per_case.values()]))
-                train_card = replace(
-                    card,
-                    provenance={
-                        **provenance,
-                        "epochs": epoch + 1,
-                        "steps": step,
-                        "training_seconds": round(elapsed, 1),
-                        "final_train_loss": float(np.mean(losses)) if losses else math.nan,
-                    },
-                )
-                save_model(network, train_card, output / "last")
-                torch.save(
-                    {
-                        "optimizer": optimizer.state_dict(),
-                        "epoch": epoch + 1,
-                        "step": step,
-                        "elapsed": elapsed,
-                        "best_dice": max(best_dice, val_mean) if not math.isnan(val_mean) else best_dice,
-                    },
-                    output / "last" / STATE_NAME,
-                )
-                if not val_cases or (not math.isnan(val_mean) and val_mean > best_dice):
-                    best_dice = val_mean if not math.isnan(val_mean) else best_dice
-                    best_card = replace(train_card, provenance={**train_card.provenance, "validation": per_case})
-                    save_model(network, best_card, output / "best")
-                writer.writerow(
-                    [epoch + 1, step, f"{np.mean(losses):.5f}" if losses else "", f"{lr:.3e}" if losses else "",
-                     "" if math.isnan(val_mean) else f"{val_mean:.4f}",
-                     " ".join(f"{k}={v['dice']:.4f}" for k, v in per_case.items()), f"{elapsed:.1f}"]
-                )
-                fh.flush()
-                log.info(
-                    "epoch %d/%d loss %.4f%s (%.0f s)", epoch + 1, config.epochs,
-                    np.mean(losses) if losses else math.nan,
-                    "" if math.isnan(val_mean) else f" val Dice {val_mean:.4f}", elapsed,
-                )
+                val_mean = float(np.mean([m["dice"] for m in per_case.values()])) if per_case else math.nan
+                improved = not val_cases or val_mean > progress.best_dice
+                progress.best_dice = max(progress.best_dice, val_mean) if per_case else progress.best_dice
+                epoch_card = replace(card, provenance={
+                    **provenance, "epochs": epoch + 1, "steps": progress.step, "training_seconds": round(elapsed, 1),
+                    "final_train_loss": float(np.mean(losses)),
+                })
+                _save(network, optimizer, epoch_card, output,
+                      replace(progress, epoch=epoch + 1, elapsed_before=elapsed), per_case, improved)
+                metrics.write(epoch + 1, progress.step, float(np.mean(losses)), lr, per_case, elapsed)
+                log.info("epoch %d/%d loss %.4f%s (%.0f s)", epoch + 1, config.epochs, np.mean(losses),
+                         "" if math.isnan(val_mean) else f" val Dice {val_mean:.4f}", elapsed)
                 if out_of_time:
                     log.info("time budget of %.1f min reached; stopping after epoch %d", config.max_minutes, epoch + 1)
-            best_dice = from_main(best_dice, ranks, device)  # the other ranks wait here for rank 0's checkpoint
+            progress.best_dice = from_main(progress.best_dice, ranks, device)  # other ranks wait for rank 0's save
+            progress.epoch = epoch + 1
             if out_of_time:
                 break
+    finally:
+        if metrics is not None:
+            metrics.close()
     return TrainResult(
-        best=output / "best", last=output / "last", best_dice=best_dice, epochs_done=epoch + 1,
-        seconds=elapsed_before + time.monotonic() - started, network=network,
+        best=output / "best", last=output / "last", best_dice=progress.best_dice, epochs_done=progress.epoch,
+        seconds=progress.elapsed_before + time.monotonic() - started, network=network,
     )
