@@ -7,12 +7,31 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from atriumseg._version import __version__
+
+if TYPE_CHECKING:
+    from atriumseg.pipeline.inference import Segmenter
 
 log = logging.getLogger("atriumseg")
 
 EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for (bad option, unreadable model); ``main`` exits with 2."""
+
+
+def _segmenter(args: argparse.Namespace) -> Segmenter:
+    """The model named by ``--model`` (default: built-in), or a :class:`UsageError` saying why not."""
+    from atriumseg.models.checkpoint import CheckpointError
+    from atriumseg.pipeline.inference import Segmenter
+
+    try:
+        return Segmenter.from_path(args.model, device=args.device, batch_size=args.batch_size)
+    except (CheckpointError, ValueError) as err:
+        raise UsageError(str(err)) from err
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -26,20 +45,17 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from atriumseg.models.checkpoint import CheckpointError
     from atriumseg.pipeline.batch import BatchOptions, run_batch
-    from atriumseg.pipeline.inference import Segmenter
     from atriumseg.pipeline.inputs import read_list
     from atriumseg.pipeline.report import FAILED, summary_table
 
     try:
         inputs = [*args.inputs, *(entry for listing in args.list for entry in read_list(listing))]
-        if not inputs:
-            raise ValueError("nothing to segment: give INPUT paths or --list FILE")
-        segmenter = Segmenter.from_path(args.model, device=args.device, batch_size=args.batch_size)
-    except (CheckpointError, ValueError, OSError) as err:
-        log.error("%s", err)
-        return EXIT_USAGE
+    except OSError as err:
+        raise UsageError(f"cannot read --list: {err}") from err
+    if not inputs:
+        raise UsageError("nothing to segment: give INPUT paths or --list FILE")
+    segmenter = _segmenter(args)
     options = BatchOptions(
         output=args.output,
         fmt=args.format,
@@ -67,8 +83,7 @@ def _report(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.report import FAILED, summary_table
 
     if not args.output.is_dir():
-        log.error("%s: no such folder", args.output)
-        return EXIT_USAGE
+        raise UsageError(f"{args.output}: no such folder")
     results = rebuild_report(args.output)
     print(summary_table(results))
     print(f"report: {args.output / 'report.csv'}")
@@ -76,16 +91,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from atriumseg.models.checkpoint import CheckpointError
     from atriumseg.pipeline.evaluation import evaluate, pair_cases, summarise, write_metrics_csv
-    from atriumseg.pipeline.inference import Segmenter
 
     try:
-        segmenter = Segmenter.from_path(args.model, device=args.device, batch_size=args.batch_size)
         pairs = pair_cases(args.images, args.labels, args.cases)
-    except (CheckpointError, ValueError, OSError) as err:
-        log.error("%s", err)
-        return EXIT_USAGE
+    except (ValueError, OSError) as err:
+        raise UsageError(str(err)) from err
+    segmenter = _segmenter(args)
     rows = evaluate(segmenter, pairs, args.assume_orientation, show_progress=not args.quiet)
     write_metrics_csv(rows, args.output)
     s = summarise(rows)
@@ -100,16 +112,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from atriumseg.models.checkpoint import CheckpointError
     from atriumseg.pipeline.demo import run_demo
-    from atriumseg.pipeline.inference import Segmenter
 
-    try:
-        segmenter = Segmenter.from_path(args.model, device=args.device)
-    except (CheckpointError, ValueError) as err:
-        log.error("%s", err)
-        return EXIT_USAGE
-    result = run_demo(args.output, segmenter)
+    result = run_demo(args.output, _segmenter(args))
     print(f"mask:    {result.mask}")
     print(f"overlay: {result.overlay}")
     print(
@@ -134,8 +139,7 @@ def _measure(args: argparse.Namespace) -> int:
         try:
             write_measurements_csv(rows, args.output, overwrite=args.overwrite)
         except FileExistsError as err:
-            log.error("%s", err)
-            return EXIT_USAGE
+            raise UsageError(str(err)) from err
         for name, m in rows:
             print(f"{name}: {m.volume_ml:.1f} mL, {m.surface_area_mm2:.0f} mm2, sphericity {m.sphericity:.3f}, "
                   f"axes {' x '.join(f'{a:.1f}' for a in m.axis_lengths_mm)} mm")
@@ -151,8 +155,7 @@ def _info(args: argparse.Namespace) -> int:
     try:
         card = load_card(resolve_model_path(args.model))
     except CheckpointError as err:
-        log.error("%s", err)
-        return EXIT_USAGE
+        raise UsageError(str(err)) from err
     print(json.dumps(card.to_dict(), indent=2))
     return EXIT_OK
 
@@ -282,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, default=Path("demo-output"), help="folder (default demo-output)")
     p.add_argument("--model", "-m", type=Path, default=None, help="model folder (default: the built-in model)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser(
@@ -341,5 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as err:
+        log.error("%s", err)
+        return EXIT_USAGE
 

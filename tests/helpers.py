@@ -10,7 +10,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from atriumseg.pipeline.training import TrainConfig, train
-from atriumseg.synthetic import SyntheticCase, make_affine, synthetic_case
+from scipy.spatial.transform import Rotation
+
+from atriumseg.synthetic import SyntheticCase, make_affine, synthetic_case, world_coordinates
 
 SHAPE = (48, 48, 40)
 
@@ -99,7 +101,29 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))
 
 
+# A rotated ellipsoid in world space, and grids that store it differently (measurement and mesh tests).
+SEMI_AXES = np.array([20.0, 14.0, 10.0])
+CENTRE = np.array([3.0, -5.0, 7.0])
+ROTATION = Rotation.from_euler("xyz", (10, -25, 30), degrees=True).as_matrix()
+# (id, voxel size in mm, axis codes, grid rotation in degrees)
+ELLIPSOID_GRIDS = [
+    ("ras-1mm", (1.0, 1.0, 1.0), "RAS", (0, 0, 0)),
+    ("lps", (1.0, 1.2, 0.9), "LPS", (0, 0, 0)),
+    ("oblique", (1.2, 1.2, 1.2), "RAS", (20, -12, 15)),
+    ("anisotropic", (0.8, 1.1, 2.0), "PIR", (0, 8, 0)),
+    ("flipped-anisotropic", (0.8, 1.1, 2.0), "LAS", (0, 0, 0)),
+]
+
+
+def ellipsoid_mask(spacing, codes, rotation) -> tuple[np.ndarray, np.ndarray]:
+    """The ellipsoid sampled on a 52 mm wide grid whose centre is 1.5 mm away from the ellipsoid's."""
+    shape = tuple(int(np.ceil(52 / s)) for s in spacing)
+    affine = make_affine(shape, spacing, codes, rotation, CENTRE + np.array([1.3, -0.7, 0.4]))
+    local = (world_coordinates(shape, affine) - CENTRE) @ ROTATION
+    return (((local / SEMI_AXES) ** 2).sum(-1) <= 1).astype(np.uint8), affine
+
+
 __all__ = [
-    "SHAPE", "SyntheticCase", "dice", "itk_image", "tiny_config", "train", "write_dicom_series", "write_itk",
+    "CENTRE", "ELLIPSOID_GRIDS", "ROTATION", "SEMI_AXES", "SHAPE", "ellipsoid_mask", "SyntheticCase", "dice", "itk_image", "tiny_config", "train", "write_dicom_series", "write_itk",
     "write_msd_dataset", "write_nifti",
 ]

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import write_itk, write_nifti
-from scipy.spatial.transform import Rotation
+from helpers import CENTRE, ELLIPSOID_GRIDS, ROTATION, SEMI_AXES, ellipsoid_mask, write_itk, write_nifti
 
 from atriumseg.pipeline.measure import CSV_COLUMNS, Measurements, measure, measure_file, write_measurements_csv
-from atriumseg.synthetic import make_affine, world_coordinates
+from atriumseg.synthetic import make_affine
 
-SEMI_AXES = np.array([20.0, 14.0, 10.0])
-CENTRE = np.array([3.0, -5.0, 7.0])
-ROTATION = Rotation.from_euler("xyz", (10, -25, 30), degrees=True).as_matrix()
 THOMSEN_P = 1.6075
 A, B, C = SEMI_AXES
 VOLUME_MM3 = 4 / 3 * math.pi * A * B * C
@@ -31,33 +27,13 @@ ANALYTIC = {
 }
 MAX_RELATIVE_ERROR = 0.02
 
-# (id, voxel size in mm, axis codes, grid rotation in degrees): the same ellipsoid stored differently.
-GRIDS = [
-    ("ras-1mm", (1.0, 1.0, 1.0), "RAS", (0, 0, 0)),
-    ("lps", (1.0, 1.2, 0.9), "LPS", (0, 0, 0)),
-    ("oblique", (1.2, 1.2, 1.2), "RAS", (20, -12, 15)),
-    ("anisotropic", (0.8, 1.1, 2.0), "PIR", (0, 8, 0)),
-    ("flipped-anisotropic", (0.8, 1.1, 2.0), "LAS", (0, 0, 0)),
-]
-
-
-def ellipsoid_mask(spacing, codes, rotation) -> tuple[np.ndarray, np.ndarray]:
-    """The ellipsoid sampled on a 52 mm wide grid whose centre is 1.5 mm away from the ellipsoid's."""
-    shape = tuple(int(np.ceil(52 / s)) for s in spacing)
-    affine = make_affine(shape, spacing, codes, rotation, CENTRE + np.array([1.3, -0.7, 0.4]))
-    local = (world_coordinates(shape, affine) - CENTRE) @ ROTATION
-    return (((local / SEMI_AXES) ** 2).sum(-1) <= 1).astype(np.uint8), affine
-
-
-def as_row(m: Measurements) -> dict[str, float]:
-    values = [m.volume_ml, m.surface_area_mm2, m.sphericity, *m.axis_lengths_mm, *m.centroid_ras_mm]
-    return dict(zip(CSV_COLUMNS[1:], values))
+GRIDS = ELLIPSOID_GRIDS
 
 
 @pytest.mark.parametrize(("grid_id", "spacing", "codes", "rotation"), GRIDS, ids=[g[0] for g in GRIDS])
 def test_ellipsoid_measurements_match_the_analytic_values(grid_id, spacing, codes, rotation) -> None:
     m = measure(*ellipsoid_mask(spacing, codes, rotation))
-    measured = as_row(m)
+    measured = m.row()
     errors = {name: measured[name] / value - 1 for name, value in ANALYTIC.items()}
     report = ", ".join(f"{name} {measured[name]:.4g} ({err:+.2%})" for name, err in errors.items())
     assert all(abs(err) < MAX_RELATIVE_ERROR for err in errors.values()), f"{grid_id}: {report}"
@@ -124,7 +100,7 @@ def test_bad_mask_or_affine_is_refused_with_the_reason(shape, affine, match) -> 
 def test_measure_file_equals_measure_of_the_array(tmp_path: Path, suffix, write) -> None:
     mask, affine = ellipsoid_mask((1.6, 2.2, 4.0), "LAS", (0, 8, 0))
     path = write(tmp_path / f"atrium{suffix}", mask, affine)
-    from_file, from_array = as_row(measure_file(path)), as_row(measure(mask, affine))
+    from_file, from_array = measure_file(path).row(), measure(mask, affine).row()
     for name, value in from_array.items():
         assert from_file[name] == pytest.approx(value, rel=1e-5, abs=1e-4), f"{suffix} {name}"
 
@@ -140,7 +116,7 @@ def test_csv_holds_every_measurement_at_full_precision(tmp_path: Path) -> None:
     assert tuple(read[0]) == CSV_COLUMNS
     assert [r["case"] for r in read] == ["case_a", "case_empty"]
     for (_, m), line in zip(rows, read):
-        for name, value in as_row(m).items():
+        for name, value in m.row().items():
             assert float(line[name]) == value or (math.isnan(value) and math.isnan(float(line[name]))), name
     assert sorted(p.name for p in path.parent.iterdir()) == ["measurements.csv"]
 

@@ -8,36 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
-from scipy.spatial.transform import Rotation
+from helpers import CENTRE, ELLIPSOID_GRIDS, ROTATION, SEMI_AXES, ellipsoid_mask
 
 from atriumseg.pipeline.mesh import Mesh, mesh, save_mesh
-from atriumseg.synthetic import make_affine, world_coordinates
+from atriumseg.synthetic import make_affine
 
-SEMI_AXES = np.array([20.0, 14.0, 10.0])
-CENTRE = np.array([3.0, -5.0, 7.0])
-ROTATION = Rotation.from_euler("xyz", (10, -25, 30), degrees=True).as_matrix()
 VOLUME_MM3 = 4 / 3 * math.pi * float(np.prod(SEMI_AXES))
 
-# (id, voxel size in mm, axis codes, grid rotation in degrees): the same ellipsoid stored differently.
-GRIDS = [
-    ("ras-1mm", (1.0, 1.0, 1.0), "RAS", (0, 0, 0)),
-    ("lps", (1.0, 1.2, 0.9), "LPS", (0, 0, 0)),
-    ("oblique", (1.2, 1.2, 1.2), "RAS", (20, -12, 15)),
-    ("anisotropic", (0.8, 1.1, 2.0), "PIR", (0, 8, 0)),
-    ("flipped-anisotropic", (0.8, 1.1, 2.0), "LAS", (0, 0, 0)),
-]
+GRIDS = ELLIPSOID_GRIDS
 # Smoothed vertices sit within these distances of the true surface, in units of the largest voxel edge.
 MAX_DISTANCE_EDGES = 0.75
 RMS_DISTANCE_EDGES = 0.15
 MAX_MEAN_DISTANCE_MM = 0.05
-
-
-def ellipsoid_mask(spacing, codes, rotation) -> tuple[np.ndarray, np.ndarray]:
-    """The ellipsoid sampled on a 52 mm wide grid whose centre is 1.5 mm away from the ellipsoid's."""
-    shape = tuple(int(np.ceil(52 / s)) for s in spacing)
-    affine = make_affine(shape, spacing, codes, rotation, CENTRE + np.array([1.3, -0.7, 0.4]))
-    local = (world_coordinates(shape, affine) - CENTRE) @ ROTATION
-    return (((local / SEMI_AXES) ** 2).sum(-1) <= 1).astype(np.uint8), affine
 
 
 def radial_distance_mm(vertices: np.ndarray) -> np.ndarray:
