@@ -29,7 +29,9 @@ def _segmenter(args: argparse.Namespace) -> Segmenter:
     from atriumseg.pipeline.inference import Segmenter
 
     try:
-        return Segmenter.from_path(args.model, device=args.device, batch_size=args.batch_size)
+        return Segmenter.from_path(
+            args.model, device=args.device, batch_size=args.batch_size, focus=not getattr(args, "no_focus", False)
+        )
     except (CheckpointError, ValueError) as err:
         raise UsageError(str(err)) from err
 
@@ -228,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="mask format: nii.gz (default) or the input's own format (DICOM series give nii.gz)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing masks (default: keep them)")
+    p.add_argument(
+        "--no-focus", action="store_true",
+        help="run the network on every slice (default: locate the atrium on every 4th slice, then segment "
+        "only the slab that holds it; the mask is the same)",
+    )
     p.add_argument("--qc", action="store_true", help="write a QC picture per case and qc/index.html")
     p.add_argument(
         "--probabilities", action="store_true",

@@ -8,7 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from helpers import dice, write_dicom_series, write_itk, write_nifti
+from monai.data import MetaTensor
 
 from atriumseg.api import segment
 from atriumseg.pipeline.inference import Segmenter
@@ -111,3 +113,15 @@ def test_new_synthetic_volume_is_segmented_well(segmenter: Segmenter) -> None:
     mask = np.asanyarray(segment(nib.Nifti1Image(case.image, case.affine), segmenter).dataobj)
     score = dice(mask, case.label)
     assert score > MIN_DICE, f"Dice {score:.3f} <= {MIN_DICE} on an unseen synthetic volume"
+
+
+@pytest.mark.parametrize("seed", [401, 402])
+def test_focused_inference_equals_the_whole_volume_pass(tiny_model: Path, seed: int) -> None:
+    """Focusing on the slab that holds the atrium changes no voxel of the mask (slices are predicted
+    independently; only stray detections outside the slab, which clean-up removes anyway, are skipped)."""
+    shape = (44, 46, 70)
+    case = _case(shape, (1.5, 1.5, 1.5), "PIR", (0, 0, 0), seed=seed)
+    image = MetaTensor(torch.from_numpy(case.image)[None], affine=torch.from_numpy(case.affine))
+    whole = Segmenter.from_path(tiny_model, device="cpu", focus=False)(image)
+    focused = Segmenter.from_path(tiny_model, device="cpu", focus=True)(image)
+    assert whole.sum() > 0 and torch.equal(whole.as_tensor(), focused.as_tensor())

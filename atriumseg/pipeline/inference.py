@@ -16,6 +16,8 @@ from atriumseg.transforms.context import StackNeighbours
 from atriumseg.transforms.orientation import AssumeOrientation
 from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
 
+FOCUS_STRIDE = 4  # the locating pass looks at every 4th slice
+FOCUS_MARGIN_SLICES = 4  # extra slices segmented beyond the located atrium on each side
 TTA_GAMMAS = (0.8, 1.25)  # intensity gamma on the [0, 1]-scaled volume
 TTA_SHIFTS = ((4, 4), (-4, -4))  # in-plane voxel shifts
 
@@ -73,8 +75,10 @@ class Segmenter:
         device: str | torch.device = "auto",
         batch_size: int = 16,
         precision: str = "auto",
+        focus: bool = True,
     ) -> None:
         self.card = card
+        self.focus = focus
         self.device = resolve_device(device)
         self.network = network.to(self.device).eval().to(memory_format=torch.channels_last)
         self._logits = _Logits(self.network, autocast_dtype(self.device, precision), self.device)
@@ -97,8 +101,34 @@ class Segmenter:
         network, card = load_model(resolve_model_path(path))
         return cls(network, card, **kwargs)  # type: ignore[arg-type]
 
+    def _slices(self, stacked: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self._inferer(stacked[None], self._logits)[0])
+
     def _predict(self, volume: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self._inferer(self._stack(volume)[None], self._logits)[0])
+        """Probabilities of a preprocessed volume; with ``focus`` only on the slices that hold the atrium.
+
+        Focused inference first segments every ``FOCUS_STRIDE``-th slice, then every slice of the slab
+        between the first and last slice where the atrium (the largest component found) lies, plus ``FOCUS_MARGIN_SLICES`` on
+        each side; slices outside the slab are background. Each slice is predicted exactly as in a
+        whole-volume pass (the network is 2D and sees the same neighbours), so inside the slab the
+        result is identical. A volume where the locating pass finds nothing is segmented whole.
+        """
+        stacked = self._stack(volume)
+        if not self.focus:
+            return self._slices(stacked)
+        dim = self.card.preprocessing.slice_dim + 1
+        sampled = torch.arange(0, stacked.shape[dim], FOCUS_STRIDE)
+        found = self._slices(stacked.index_select(dim, sampled)) > self.card.postprocessing.threshold
+        if not found.any():
+            return self._slices(stacked)
+        atrium = self._largest(found.to(torch.uint8))[0]  # stray false positives must not widen the slab
+        hits = torch.nonzero(atrium.movedim(dim - 1, 0).flatten(1).any(1))
+        lo = max(0, int(sampled[hits[0]]) - FOCUS_STRIDE - FOCUS_MARGIN_SLICES)
+        hi = min(stacked.shape[dim], int(sampled[hits[-1]]) + FOCUS_STRIDE + FOCUS_MARGIN_SLICES + 1)
+        prob = torch.zeros((1, *stacked.shape[1:]), dtype=torch.float32)
+        slab = (slice(None),) * dim + (slice(lo, hi),)
+        prob[slab] = self._slices(stacked[slab])
+        return prob
 
     def _predict_tta(self, volume: torch.Tensor) -> torch.Tensor:
         """Mean probability over gamma changes and in-plane shifts (never flips: the atrium has a side)."""
