@@ -23,15 +23,13 @@ class UsageError(Exception):
     """A problem with what the user asked for (bad option, unreadable model); ``main`` exits with 2."""
 
 
-def _segmenter(args: argparse.Namespace) -> Segmenter:
+def _segmenter(args: argparse.Namespace, focus: bool = True) -> Segmenter:
     """The model named by ``--model`` (default: built-in), or a :class:`UsageError` saying why not."""
     from atriumseg.models.checkpoint import CheckpointError
     from atriumseg.pipeline.inference import Segmenter
 
     try:
-        return Segmenter.from_path(
-            args.model, device=args.device, batch_size=args.batch_size, focus=not getattr(args, "no_focus", False)
-        )
+        return Segmenter.from_path(args.model, device=args.device, batch_size=args.batch_size, focus=focus)
     except (CheckpointError, ValueError) as err:
         raise UsageError(str(err)) from err
 
@@ -57,7 +55,7 @@ def _segment(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read --list: {err}") from err
     if not inputs:
         raise UsageError("nothing to segment: give INPUT paths or --list FILE")
-    segmenter = _segmenter(args)
+    segmenter = _segmenter(args, focus=not args.no_focus)
     options = BatchOptions(
         output=args.output,
         fmt=args.format,

@@ -70,7 +70,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_rate(dtype: torch.dtype, device: torch.device, size: int, seconds: float = 1.5) -> float:
+def matmul_rate(dtype: torch.dtype, device: torch.device, size: int, seconds: float = 1.0) -> float:
     """FLOP/s of the fastest ``size`` x ``size`` matmul in ``dtype``: the machine's usable arithmetic peak."""
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
@@ -84,6 +84,18 @@ def matmul_rate(dtype: torch.dtype, device: torch.device, size: int, seconds: fl
         _sync(device)
         best, runs = min(best, time.perf_counter() - t), runs + 1
     return 2.0 * size**3 / best
+
+
+def peak_rates(device: torch.device, quick: bool) -> dict[str, float]:
+    """The best matmul FLOP rate over a few large sizes, in bfloat16 and float32 (small sizes when ``quick``)."""
+    sizes = (256, 512) if quick else (1024, 2048, 4096)
+    return {name: max(matmul_rate(dtype, device, n) for n in sizes)
+            for name, dtype in (("bfloat16", torch.bfloat16), ("float32", torch.float32))}
+
+
+def describe_rates(rates: dict[str, float]) -> str:
+    """One line for the table headers."""
+    return f"matmul peak: bfloat16 {rates['bfloat16'] / 1e9:.0f} GFLOP/s, float32 {rates['float32'] / 1e9:.0f} GFLOP/s"
 
 
 def network_flops(network: torch.nn.Module, shape: Sequence[int], backward: bool = False) -> float:

@@ -30,12 +30,14 @@ import torch
 from benchmarks.common import (
     DEFAULT_DATA,
     TRUE_ORIENTATION,
+    cuda_peak_mb,
+    describe_rates,
     dice,
     emit,
     machine,
     make_volume,
-    matmul_rate,
     network_flops,
+    peak_rates,
     peak_rss_mb,
     print_table,
     resolve_model,
@@ -43,7 +45,6 @@ from benchmarks.common import (
     setup_logging,
     source_images,
     write_results,
-    cuda_peak_mb,
 )
 from benchmarks.timing import NetworkClock, StageClock
 
@@ -292,6 +293,7 @@ def report(rows: list[dict[str, Any]], memory: dict[str, Any], header: str) -> d
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; ``--worker`` is how the benchmark calls itself in a fresh process."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.inference", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny volumes and one run each: a smoke test")
     parser.add_argument("--model", help="model folder (default: the built-in model, else an untrained network)")
@@ -318,8 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         scratch = Path(tmp)
         model, origin = resolve_model(args.model, scratch)
         sources = source_images(args.data, scratch)
-        size = 512 if args.quick else 2048
-        rates = {"bfloat16": matmul_rate(torch.bfloat16, device, size), "float32": matmul_rate(torch.float32, device, size)}
+        rates = peak_rates(device, args.quick)
         rows = []
         for name, shape, spacing in volumes:
             image = make_volume(sources, shape, spacing, scratch / f"{name}.nii.gz")
@@ -329,11 +330,10 @@ def main(argv: list[str] | None = None) -> None:
                                                   args, model, scratch)}
     info = machine(device)
     header = (f"machine: {info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, "
-              f"{info['device']}; matmul {size}x{size}: bfloat16 {rates['bfloat16'] / 1e9:.0f} GFLOP/s, "
-              f"float32 {rates['float32'] / 1e9:.0f} GFLOP/s; model: {origin}")
+              f"{info['device']}; {describe_rates(rates)}; model: {origin}")
     targets = report(rows, memory, header)
     path = write_results("inference", {"quick": args.quick, "machine": info, "model": origin,
-                                       "matmul_flop_per_s": rates, "matmul_size": size, "volumes": rows,
+                                       "matmul_flop_per_s": rates, "volumes": rows,
                                        "memory": memory, "targets": targets})
     log.info("wrote %s", path)
 
