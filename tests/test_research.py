@@ -98,3 +98,26 @@ def test_mesh_api_accepts_segment_outputs(segmenter: Segmenter) -> None:
     surface = atriumseg.mesh(mask, frame="RAS")
     centre = surface.vertices.mean(0)
     assert np.allclose(centre, atriumseg.measure(mask).centroid_ras_mm, atol=2.0)
+
+
+def test_declared_orientation_drives_measurements_but_not_the_mask_header(tmp_path: Path, tiny_model: Path) -> None:
+    """A file whose header lies (MSD Task02 style) measured with --assume-orientation matches its truthful twin."""
+    from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
+
+    case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS"), seed=96)
+    transform = ornt_transform(axcodes2ornt("RAS"), axcodes2ornt("ASL"))
+    stored = apply_orientation(case.image, transform)
+    true_affine = case.affine @ inv_ornt_aff(transform, SHAPE)
+    lying_affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    lying_affine[:3, 3] = true_affine[:3, 3]
+    (tmp_path / "lying").mkdir()
+    (tmp_path / "true").mkdir()
+    write_nifti(tmp_path / "lying" / "p.nii.gz", stored, lying_affine)
+    write_nifti(tmp_path / "true" / "p.nii.gz", stored, true_affine)
+    common = ["--model", str(tiny_model), "--quiet"]
+    assert main(["segment", str(tmp_path / "lying"), "-o", str(tmp_path / "o1"), "--assume-orientation", "ASL", *common]) == 0
+    assert main(["segment", str(tmp_path / "true"), "-o", str(tmp_path / "o2"), *common]) == 0
+    fixed, truthful = (json.loads((tmp_path / o / "report.json").read_text())["cases"][0] for o in ("o1", "o2"))
+    for column in ("volume_ml", "centroid_r_mm", "centroid_a_mm", "centroid_s_mm", "axis_1_mm"):
+        assert fixed[column] == pytest.approx(truthful[column], abs=1e-3), column
+    assert np.allclose(nib.load(tmp_path / "o1" / "p.nii.gz").affine, lying_affine)

@@ -36,6 +36,7 @@ from atriumseg.pipeline.report import (
     write_record,
     write_report,
 )
+from atriumseg.transforms.orientation import affine_with_axcodes
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,15 @@ def _load(case: Case) -> Volume:
     return read_image(case.path, case.series_uid, case.name)
 
 
+def _anatomical_affine(volume: Volume, options: BatchOptions) -> np.ndarray:
+    """The affine that describes the anatomy: the header's, or the declared orientation's when it lies.
+
+    Masks always keep the file's own header; measurements, meshes and QC views use this one.
+    """
+    affine = volume.tensor.affine.numpy()
+    return affine_with_axcodes(affine, options.assume_orientation) if options.assume_orientation else affine
+
+
 def _extras(volume: Volume, mask: np.ndarray, prob: np.ndarray, target: Path, options: BatchOptions) -> list[str]:
     """Probability map and surface mesh beside the mask, when asked for."""
     from atriumseg.pipeline.mesh import mesh, save_mesh
@@ -106,7 +116,7 @@ def _extras(volume: Volume, mask: np.ndarray, prob: np.ndarray, target: Path, op
         prob_path = target.with_name(f"{stem}_probabilities{suffix}")
         written.append(str(write_image(volume.geometry.image(prob.astype(np.float32)), prob_path, options.overwrite)))
     if options.mesh and mask.any():
-        surface = mesh(mask, volume.tensor.affine.numpy(), frame=options.mesh_frame)
+        surface = mesh(mask, _anatomical_affine(volume, options), frame=options.mesh_frame)
         written.append(str(save_mesh(surface, target.with_name(f"{stem}.{options.mesh}"), options.overwrite)))
     return written
 
@@ -122,11 +132,11 @@ def _finish(
         write_image(volume.geometry.image(mask), target, overwrite=options.overwrite)
         result = replace(result, extra_outputs=tuple(_extras(volume, mask, prob, target, options)))
         if mask.any():
-            result = replace(result, **measure(mask, volume.tensor.affine.numpy()).row())
+            result = replace(result, **measure(mask, _anatomical_affine(volume, options)).row())
         if options.qc:
             png = Path(options.output) / "qc" / f"{result.case}.png"
             title = f"{result.case}: {result.volume_ml:.1f} mL" + (f" [{'; '.join(result.flags)}]" if result.flags else "")
-            overlay_png(volume.tensor[0].numpy(), volume.tensor.affine.numpy(), mask, png, title=title)
+            overlay_png(volume.tensor[0].numpy(), _anatomical_affine(volume, options), mask, png, title=title)
             result = replace(result, qc_png=str(png))
     except _CASE_ERRORS as err:
         result = replace(result, output="", status=FAILED, reason=f"{result.input}: cannot write output: {err}")
