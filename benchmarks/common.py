@@ -46,7 +46,8 @@ def cpu_model() -> str:
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    """Where the figures were taken: CPU, usable cores, torch threads, versions and the device."""
+    """Where the figures were taken: CPU, usable cores, torch threads, versions, the device, and the load
+    average when the run ended (well above the torch thread count means other work shared the cores)."""
     import monai
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -59,6 +60,7 @@ def machine(device: torch.device) -> dict[str, Any]:
         "monai": monai.__version__,
         "python": platform.python_version(),
         "device": str(device),
+        "load_average_1_5_15min": list(os.getloadavg()),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -2,9 +2,12 @@
 
 Both paths read the same NIfTI file, preprocess with the model card's chain, invert to the input
 grid, keep the largest component and write the mask; only the network call differs. The baseline
-calls the same network in float32 on one slice at a time in a plain Python loop (no batching, no
-channels_last); ``segment`` runs the package's fast path (batched slices, channels_last, bfloat16
-autocast where the CPU has avx512-bf16). Each path runs in a fresh process, so its peak RSS is its
+calls the same network in float32 on every slice, one at a time, in a plain Python loop (no
+batching, no channels_last); ``segment`` runs the package's default path (batched slices,
+channels_last, bfloat16 autocast where the CPU has avx512-bf16, and focused inference: a locating
+pass on every 4th slice, then only the atrium's slab); "segment, focus off" is the same with
+``Segmenter(focus=False)``, to separate the two gains. Slices per second count the volume's
+slices in the model's frame; "net slices" are the slices the network actually ran on. Each path runs in a fresh process, so its peak RSS is its
 own. Reported per volume: seconds, slices per second and peak memory with their ratios to the
 baseline, the share of time outside the network and where it goes, the Dice between the two masks,
 and the network FLOP rate as a share of a large bfloat16 matmul on the same machine. A final
@@ -56,7 +59,8 @@ MEMORY_VOLUME = ("512x512x300", (512, 512, 300), 0.625)
 QUICK_VOLUMES = [("64x64x16", (64, 64, 16), 1.25), ("128x128x12", (128, 128, 12), 0.625)]
 QUICK_MEMORY_VOLUME = ("128x128x40", (128, 128, 40), 0.625)
 TARGET_SPEEDUP, TARGET_DICE, TARGET_OUTSIDE, MEMORY_LIMIT_MB = 5.0, 0.99, 0.25, 4096.0
-FAST, BASELINE = "segment", "float32-loop"
+FAST, WHOLE, BASELINE = "segment", "segment, focus off", "float32-loop"
+METHODS = (BASELINE, WHOLE, FAST)
 
 
 def _slice_loop(network: torch.nn.Module, stacked: torch.Tensor, slice_dim: int, device: torch.device) -> torch.Tensor:
@@ -136,8 +140,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     device = resolve_device(spec["device"])
     image, output, orientation = Path(spec["image"]), Path(spec["output"]), spec["orientation"]
-    if spec["method"] == FAST:
-        segmenter = Segmenter.from_path(Path(spec["model"]), device=device)
+    if spec["method"] in (FAST, WHOLE):
+        segmenter = Segmenter.from_path(Path(spec["model"]), device=device, focus=spec["method"] == FAST)
         network = segmenter.network
 
         def run() -> np.ndarray:
@@ -167,8 +171,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             "peak_rss_mb": peak_rss_mb(), "cuda_peak_mb": cuda_peak_mb(device)}
 
 
-def _summary(result: dict[str, Any], flops_per_slice: float, peak_rate: float) -> dict[str, Any]:
-    """The fastest run of a worker with its derived figures: stages, outside share, FLOP rate."""
+def _summary(result: dict[str, Any], flops_per_slice: float, peak_rate: float, volume_slices: int) -> dict[str, Any]:
+    """The fastest run of a worker with its derived figures: stages, outside share, FLOP rate.
+
+    ``volume_slices`` is the volume's slice count in the model's frame (what the baseline loop runs);
+    the fast path may run the network on fewer (focused inference), so its rate is in volume slices.
+    """
     best = min(result["runs"], key=lambda r: r["seconds"])
     seconds, network = best["seconds"], best["network_s"]
     stages = dict(best["stages_s"])
@@ -187,8 +195,8 @@ def _summary(result: dict[str, Any], flops_per_slice: float, peak_rate: float) -
     return {
         "seconds": seconds,
         "all_seconds": [r["seconds"] for r in result["runs"]],
-        "slices": best["slices"],
-        "slices_per_s": best["slices"] / seconds,
+        "network_slices": best["slices"],
+        "slices_per_s": volume_slices / seconds,
         "network_s": network,
         "outside_share": (seconds - network) / seconds,
         "breakdown_s": breakdown,
@@ -209,19 +217,22 @@ def measure(name: str, image: Path, args: argparse.Namespace, model: Path, scrat
 
     network, _ = load_model(model)
     out: dict[str, Any] = {"volume": name, "file": str(image)}
-    masks = {}
-    for method in (BASELINE, FAST):
+    masks, volume_slices = {}, 0
+    for method in METHODS:
         log.info("%s: %s (%d run%s)", name, method, repeats, "s" if repeats > 1 else "")
-        masks[method] = scratch / f"{name}-{method}.npy"
+        tag = method.replace(" ", "").replace(",", "-")
+        masks[method] = scratch / f"{name}-{tag}.npy"
         result = run_worker("benchmarks.inference", {
             "method": method, "image": str(image), "model": str(model), "device": args.device, "repeats": repeats,
-            "orientation": TRUE_ORIENTATION, "output": str(scratch / f"{name}-{method}-mask.nii.gz"),
+            "orientation": TRUE_ORIENTATION, "output": str(scratch / f"{name}-{tag}-mask.nii.gz"),
             "mask": str(masks[method]),
         })
         per_slice = network_flops(network, (1, *result["slice_input"]))
-        out[method] = _summary(result, per_slice, rates["bfloat16"])
-        out["slice_input"] = result["slice_input"]
+        volume_slices = volume_slices or min(r["slices"] for r in result["runs"])
+        out[method] = _summary(result, per_slice, rates["bfloat16"], volume_slices)
+        out["slice_input"], out["volume_slices"] = result["slice_input"], volume_slices
     out["dice_vs_float32"] = dice(np.load(masks[FAST]), np.load(masks[BASELINE]))
+    out["dice_focus_off_vs_float32"] = dice(np.load(masks[WHOLE]), np.load(masks[BASELINE]))
     base, fast = out[BASELINE], out[FAST]
     out["speedup"] = base["seconds"] / fast["seconds"]
     out["network_speedup"] = base["network_s"] / fast["network_s"]
@@ -238,7 +249,7 @@ def memory_check(image: Path, args: argparse.Namespace, model: Path, scratch: Pa
         "mask": str(scratch / "memory-mask.npy"),
     })
     run = result["runs"][0]
-    return {"seconds": run["seconds"], "slices": run["slices"], "peak_rss_mb": result["peak_rss_mb"],
+    return {"seconds": run["seconds"], "network_slices": run["slices"], "peak_rss_mb": result["peak_rss_mb"],
             "rss_before_volume_mb": result["rss_ready_mb"], "cuda_peak_mb": result["cuda_peak_mb"],
             "limit_mb": MEMORY_LIMIT_MB, "within_limit": result["peak_rss_mb"] <= MEMORY_LIMIT_MB}
 
@@ -248,11 +259,12 @@ def report(rows: list[dict[str, Any]], memory: dict[str, Any], header: str) -> d
     print(header)
     speed = []
     for r in rows:
-        for method in (BASELINE, FAST):
+        for method in METHODS:
             m, base = r[method], r[BASELINE]
             speed.append([
-                r["volume"], method, f"{m['seconds']:.2f}", f"{base['seconds'] / m['seconds']:.2f}x",
-                f"{m['slices_per_s']:.2f}", f"{m['slices_per_s'] / base['slices_per_s']:.2f}x",
+                r["volume"], method, f"{m['seconds']:.2f}", "/".join(f"{t:.1f}" for t in m["all_seconds"]),
+                f"{base['seconds'] / m['seconds']:.2f}x", f"{m['slices_per_s']:.2f}",
+                f"{m['slices_per_s'] / base['slices_per_s']:.2f}x", f"{m['network_slices']}/{r['volume_slices']}",
                 f"{m['network_s']:.2f}", f"{base['network_s'] / m['network_s']:.2f}x",
                 f"{100 * m['outside_share']:.1f}%", f"{m['peak_rss_mb']:.0f}", f"{m['peak_rss_mb'] / base['peak_rss_mb']:.2f}x",
                 "-" if m["cuda_peak_mb"] is None else f"{m['cuda_peak_mb']:.0f}",
@@ -260,19 +272,21 @@ def report(rows: list[dict[str, Any]], memory: dict[str, Any], header: str) -> d
                 f"{100 * m['network_share_of_bf16_matmul']:.1f}%",
             ])
     print_table("Whole-volume segmentation (best of the runs; ratios against the float32 loop)",
-                ["volume", "path", "s/volume", "speed", "slices/s", "ratio", "network s", "net speed",
+                ["volume", "path", "s/volume", "runs s", "speed", "slices/s", "ratio", "net slices", "network s",
+                 "net speed",
                  "outside net", "peak RSS MB", "RSS ratio", "CUDA MB", "GFLOP/s", "of bf16 mm", "net of bf16 mm"],
                 speed)
     stages = list(rows[0][FAST]["breakdown_s"])
     print_table("Where the time goes (seconds; outside = everything but the network)",
                 ["volume", "path", *stages, "outside share"],
                 [[r["volume"], method, *(f"{r[method]['breakdown_s'][s]:.2f}" for s in stages),
-                  f"{100 * r[method]['outside_share']:.1f}%"] for r in rows for method in (BASELINE, FAST)])
+                  f"{100 * r[method]['outside_share']:.1f}%"] for r in rows for method in METHODS])
     print_table(f"Agreement of the fast path with float32 (target Dice >= {TARGET_DICE})",
-                ["volume", "Dice(segment, float32 loop)"], [[r["volume"], f"{r['dice_vs_float32']:.4f}"] for r in rows])
+                ["volume", "Dice(segment, float32 loop)", "Dice(focus off, float32 loop)"],
+                [[r["volume"], f"{r['dice_vs_float32']:.4f}", f"{r['dice_focus_off_vs_float32']:.4f}"] for r in rows])
     print_table(f"Memory: one volume through segment() in a fresh process (limit {MEMORY_LIMIT_MB:.0f} MB)",
-                ["volume", "slices", "seconds", "RSS before volume MB", "peak RSS MB", "CUDA MB", "within limit"],
-                [[memory["volume"], str(memory["slices"]), f"{memory['seconds']:.1f}",
+                ["volume", "network slices", "seconds", "RSS before volume MB", "peak RSS MB", "CUDA MB", "within limit"],
+                [[memory["volume"], str(memory["network_slices"]), f"{memory['seconds']:.1f}",
                   f"{memory['rss_before_volume_mb']:.0f}", f"{memory['peak_rss_mb']:.0f}",
                   "-" if memory["cuda_peak_mb"] is None else f"{memory['cuda_peak_mb']:.0f}",
                   "yes" if memory["within_limit"] else "NO"]])
@@ -282,9 +296,8 @@ def report(rows: list[dict[str, Any]], memory: dict[str, Any], header: str) -> d
          first["speedup"] >= TARGET_SPEEDUP),
         (f"Dice vs float32 >= {TARGET_DICE} (every volume)", ", ".join(f"{r['dice_vs_float32']:.4f}" for r in rows),
          all(r["dice_vs_float32"] >= TARGET_DICE for r in rows)),
-        (f"time outside the network < {100 * TARGET_OUTSIDE:.0f}% (segment, every volume)",
-         ", ".join(f"{100 * r[FAST]['outside_share']:.1f}%" for r in rows),
-         all(r[FAST]["outside_share"] < TARGET_OUTSIDE for r in rows)),
+        *((f"{r['volume']}: time outside the network < {100 * TARGET_OUTSIDE:.0f}% (segment)",
+           f"{100 * r[FAST]['outside_share']:.1f}%", r[FAST]["outside_share"] < TARGET_OUTSIDE) for r in rows),
         (f"{memory['volume']} within {MEMORY_LIMIT_MB:.0f} MB RSS", f"{memory['peak_rss_mb']:.0f} MB",
          memory["within_limit"]),
     ]
