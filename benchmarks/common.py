@@ -228,9 +228,10 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]
 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``benchmarks/results/NAME.json`` (git-ignored) with the command that produced it."""
+    """Write ``benchmarks/results/NAME.json`` (git-ignored; ``NAME-quick.json`` for a smoke run, so it never
+    replaces real figures) with the command that produced it."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}{'-quick' if payload.get('quick') else ''}.json"
     record = {"benchmark": name, "command": " ".join(["python -m", f"benchmarks.{name}", *sys.argv[1:]]),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **payload}
     path.write_text(json.dumps(record, indent=2) + "\n")

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ from benchmarks.common import (
 )
 from benchmarks.timing import NetworkClock, StageClock
 
+if TYPE_CHECKING:
+    from atriumseg.models.card import ModelCard
+
 log = logging.getLogger("benchmarks.inference")
 
 # (name, shape, in-plane spacing in mm): the volumes timed against the baseline, and the memory check.
@@ -74,7 +77,7 @@ def _slice_loop(network: torch.nn.Module, stacked: torch.Tensor, slice_dim: int,
 
 
 def float32_baseline(
-    network: torch.nn.Module, card: Any, image: Path, orientation: str | None, output: Path, device: torch.device
+    network: torch.nn.Module, card: ModelCard, image: Path, orientation: str | None, output: Path, device: torch.device
 ) -> np.ndarray:
     """The baseline path, step for step as ``Segmenter`` does it, with the network called by ``_slice_loop``."""
     from monai.data import MetaTensor

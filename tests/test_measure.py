@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import CENTRE, ELLIPSOID_GRIDS, ROTATION, SEMI_AXES, ellipsoid_mask, write_itk, write_nifti
+from helpers import CENTRE, ELLIPSOID_GRIDS, SEMI_AXES, ellipsoid_mask, write_itk, write_nifti
 
-from atriumseg.pipeline.measure import CSV_COLUMNS, Measurements, measure, measure_file, write_measurements_csv
+from atriumseg.pipeline.measure import CSV_COLUMNS, measure, measure_file, write_measurements_csv
 from atriumseg.synthetic import make_affine
 
 THOMSEN_P = 1.6075
