@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from monai.transforms import (
     Compose,
     DivisiblePadd,
@@ -35,7 +37,7 @@ def inference_transforms(card: ModelCard, label_key: str | None = None) -> Compo
         [
             EnsureTyped(keys=keys, dtype="float32", track_meta=True),
             Orientationd(keys=keys, axcodes=pre.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-            Spacingd(keys=keys, pixdim=pre.pixdim, mode=modes, padding_mode="border"),
+            Spacingd(keys=keys, pixdim=pre.pixdim, mode=modes, padding_mode="border", dtype=np.float32),
             ScaleIntensityRangePercentilesd(
                 keys=IMAGE, lower=pre.percentiles[0], upper=pre.percentiles[1], b_min=0.0, b_max=1.0, clip=True
             ),
