@@ -32,8 +32,7 @@ def as_volume(image: ImageLike, name: str = "image") -> Volume:
         tensor = MetaTensor(torch.from_numpy(voxels)[None], affine=torch.as_tensor(image.affine))
         geometry = NiftiGeometry(image.header.copy(), image.affine.copy())
     elif isinstance(image, sitk.Image):
-        array, meta = SimpleITKReader().get_data(image)
-        tensor = MetaTensor(torch.from_numpy(array)[None], affine=torch.as_tensor(meta["affine"]), meta=meta)
+        tensor = SimpleITKReader().tensor(image)
         geometry = ItkGeometry.of(image)
     else:
         raise TypeError(

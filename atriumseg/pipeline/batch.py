@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from atriumseg.pipeline.evaluation import voxel_spacing
 from atriumseg.pipeline.inference import Segmenter
 from atriumseg.pipeline.inputs import Case, discover, in_shard, target_path
 from atriumseg.pipeline.io import ImageReadError, Volume, read_image, write_image
@@ -156,7 +157,7 @@ def _segment(
     prob = segmenter.probabilities(volume.tensor, assume_orientation=options.assume_orientation, tta=options.tta)
     raw = (prob.as_tensor() > segmenter.card.postprocessing.threshold)[0].numpy()
     mask = segmenter.mask_from_probabilities(prob)[0].numpy()
-    voxel_ml = float(np.prod(np.linalg.norm(volume.tensor.affine.numpy()[:3, :3], axis=0))) / 1000.0
+    voxel_ml = float(np.prod(voxel_spacing(volume.tensor.affine.numpy()))) / 1000.0
     voxels = int(mask.sum())
     result = CaseResult(
         case=case.name, input=str(case.path), output="", status=OK, volume_ml=voxels * voxel_ml, voxels=voxels,

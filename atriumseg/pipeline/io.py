@@ -155,8 +155,7 @@ def read_image(path: Path, series_uid: str | None = None, name: str | None = Non
         else:
             reader = SimpleITKReader(series_uid)
             itk_image = reader.read(path)
-            array, meta = reader.get_data(itk_image)
-            tensor = MetaTensor(torch.from_numpy(array)[None], affine=torch.as_tensor(meta["affine"]), meta=meta)
+            tensor = reader.tensor(itk_image)
             geometry = ItkGeometry.of(itk_image)
     except ImageReadError:
         raise

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-from monai.data import ImageReader
+import torch
+from monai.data import ImageReader, MetaTensor
 from monai.utils import MetaKeys, SpaceKeys
 
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -112,3 +113,8 @@ class SimpleITKReader(ImageReader):
             MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan"),
         }
         return array, meta
+
+    def tensor(self, img: sitk.Image) -> MetaTensor:
+        """The image as a channel-first RAS MetaTensor ``(1, X, Y, Z)``."""
+        array, meta = self.get_data(img)
+        return MetaTensor(torch.from_numpy(array)[None], affine=torch.as_tensor(meta[MetaKeys.AFFINE]), meta=meta)
