@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -16,8 +17,11 @@ from atriumseg.transforms.context import StackNeighbours
 from atriumseg.transforms.orientation import AssumeOrientation
 from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
 
-FOCUS_STRIDE = 4  # the locating pass looks at every 4th slice
-FOCUS_MARGIN_SLICES = 4  # extra slices segmented beyond the located atrium on each side
+FOCUS_STEP_MM = 20.0  # the locating pass looks at one whole slice every 20 mm
+FOCUS_SLACK_PX = 16  # in-plane room around the located atrium for what the sampled slices did not see
+FOCUS_CONTEXT_PX = 32  # and beyond it, room for the network's field of view, so the crop keeps the prediction
+FOCUS_GROW_SLICES = 4  # slices added at a time while the slab grows outwards
+FOCUS_ATTEMPTS = 3  # times the box may widen before the whole volume is segmented instead
 TTA_GAMMAS = (0.8, 1.25)  # intensity gamma on the [0, 1]-scaled volume
 TTA_SHIFTS = ((4, 4), (-4, -4))  # in-plane voxel shifts
 
@@ -101,42 +105,108 @@ class Segmenter:
         network, card = load_model(resolve_model_path(path))
         return cls(network, card, **kwargs)  # type: ignore[arg-type]
 
-    def _slices(self, stacked: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self._inferer(stacked[None], self._logits)[0])
+    def _slices(self, volume: torch.Tensor, indices: torch.Tensor, box: Sequence[slice] = ()) -> torch.Tensor:
+        """Probabilities ``(1, ...)`` of the slices at ``indices``, cropped in-plane to ``box`` (a view).
 
-    def _predict(self, volume: torch.Tensor) -> torch.Tensor:
-        """Probabilities of a preprocessed volume; with ``focus`` only on the slices that hold the atrium.
-
-        Focused inference first segments every ``FOCUS_STRIDE``-th slice, then every slice of the slab
-        between the first and last slice where the atrium (the largest component found) lies, plus ``FOCUS_MARGIN_SLICES`` on
-        each side; slices outside the slab are background. Each slice is predicted exactly as in a
-        whole-volume pass (the network is 2D and sees the same neighbours), so inside the slab the
-        result is identical. A volume where the locating pass finds nothing is segmented whole.
+        Only these slices are stacked with their neighbours, never the whole volume. The network runs
+        under ``torch.inference_mode``; the sigmoid, outside it, gives an ordinary tensor.
         """
-        stacked = self._stack(volume)
-        if not self.focus:
-            return self._slices(stacked)
-        dim = self.card.preprocessing.slice_dim + 1
-        sampled = torch.arange(0, stacked.shape[dim], FOCUS_STRIDE)
-        found = self._slices(stacked.index_select(dim, sampled)) > self.card.postprocessing.threshold
-        if not found.any():
-            return self._slices(stacked)
-        atrium = self._largest(found.to(torch.uint8))[0]  # stray false positives must not widen the slab
-        hits = torch.nonzero(atrium.movedim(dim - 1, 0).flatten(1).any(1))
-        lo = max(0, int(sampled[hits[0]]) - FOCUS_STRIDE - FOCUS_MARGIN_SLICES)
-        hi = min(stacked.shape[dim], int(sampled[hits[-1]]) + FOCUS_STRIDE + FOCUS_MARGIN_SLICES + 1)
-        prob = torch.zeros((1, *stacked.shape[1:]), dtype=torch.float32)
-        slab = (slice(None),) * dim + (slice(lo, hi),)
-        prob[slab] = self._slices(stacked[slab])
-        return prob
+        stacked = self._stack(volume[tuple(box)], indices)
+        with torch.inference_mode():
+            logits = self._inferer(stacked[None], self._logits)[0]
+        return torch.sigmoid(logits)
 
-    def _predict_tta(self, volume: torch.Tensor) -> torch.Tensor:
+    def _predict(self, volume: torch.Tensor, slice_mm: float) -> torch.Tensor:
+        """Probabilities of a preprocessed volume whose slices are ``slice_mm`` apart; focused unless ``focus`` is off."""
+        if self.focus:
+            focused = self._focused(volume, max(1, round(FOCUS_STEP_MM / slice_mm)))
+            if focused is not None:
+                return focused
+        return self._slices(volume, torch.arange(volume.shape[self.card.preprocessing.slice_dim + 1]))
+
+    def _focused(self, volume: torch.Tensor, stride: int) -> torch.Tensor | None:
+        """Probabilities computed only in a box around the atrium; None when the atrium cannot be boxed.
+
+        A locating pass segments every ``stride``-th whole slice and keeps the largest detection.
+        Its in-plane box, grown by ``FOCUS_SLACK_PX`` and by ``FOCUS_CONTEXT_PX`` for the network's
+        field of view, is segmented on the slab of slices that holds it (see ``_slab``). Should the
+        atrium found there come within ``FOCUS_CONTEXT_PX`` of a cut side, where cropping could
+        change the prediction, the box widens and the slab is segmented again. Elsewhere the
+        probability is 0, which clean-up (keeping the largest component) would make of it anyway.
+        None (segment everything) when either pass finds nothing or the box keeps widening.
+        """
+        dim = self.card.preprocessing.slice_dim + 1
+        threshold = self.card.postprocessing.threshold
+        sampled = torch.arange(min(stride, volume.shape[dim]) // 2, volume.shape[dim], stride)
+        found = self._slices(volume, sampled) > threshold
+        if not found.any():
+            return None
+        atrium = self._largest(found.to(torch.uint8))[0].movedim(dim - 1, 0)  # (sampled slice, plane, plane)
+        hits = sampled[torch.nonzero(atrium.flatten(1).any(1)).flatten()]
+        plane = [d for d in range(1, 4) if d != dim]
+        box = self._widen(volume.shape, plane, [slice(None)] * 4, _bounding_box(atrium.any(0)))
+        for _ in range(FOCUS_ATTEMPTS):
+            prob, region = self._slab(volume, box, int(hits[0]), int(hits[-1]) + 1)
+            inside = (prob[region] > threshold).to(torch.uint8)
+            if not inside.any():
+                return None
+            footprint = _bounding_box(self._largest(inside)[0].movedim(dim - 1, 0).any(0))
+            reach = [slice(box[d].start + span.start, box[d].start + span.stop) for d, span in zip(plane, footprint)]
+            if all(_clear(box[d], span, volume.shape[d]) for d, span in zip(plane, reach)):
+                return prob
+            box = self._widen(volume.shape, plane, box, reach)
+        return None
+
+    def _widen(
+        self, shape: torch.Size, plane: list[int], box: list[slice], spans: Sequence[slice]
+    ) -> list[slice]:
+        """``box`` widened in-plane to cover ``spans`` with ``FOCUS_SLACK_PX + FOCUS_CONTEXT_PX`` to spare,
+        its sides on the pooling grid (a multiple of the network's divisor) so crops pool as whole slices do."""
+        step, room = self.card.architecture.divisor, FOCUS_SLACK_PX + FOCUS_CONTEXT_PX
+        wider = list(box)
+        for axis, span in zip(plane, spans):
+            start = max(0, span.start - room) // step * step
+            stop = min(shape[axis], -(-(span.stop + room) // step) * step)
+            if box[axis] != slice(None):
+                start, stop = min(start, box[axis].start), max(stop, box[axis].stop)
+            wider[axis] = slice(start, stop)
+        return wider
+
+    def _slab(
+        self, volume: torch.Tensor, box: list[slice], lo: int, hi: int
+    ) -> tuple[torch.Tensor, tuple[slice, ...]]:
+        """Probabilities in ``box`` on slices ``lo:hi``, grown outwards ``FOCUS_GROW_SLICES`` at a time
+        until the outermost slice on each side is empty (nothing beyond an empty slice can join the
+        atrium's component); 0 elsewhere. Also returns the region that was segmented."""
+        dim = self.card.preprocessing.slice_dim + 1
+        prob = torch.zeros((1, *volume.shape[1:]), dtype=torch.float32)
+
+        def run(start: int, stop: int) -> None:
+            region = list(box)
+            region[dim] = slice(start, stop)
+            prob[tuple(region)] = self._slices(volume, torch.arange(start, stop), box)
+
+        def filled(index: int) -> bool:
+            return bool((prob.select(dim, index) > self.card.postprocessing.threshold).any())
+
+        run(lo, hi)
+        while lo > 0 and filled(lo):
+            lo, stop = max(0, lo - FOCUS_GROW_SLICES), lo
+            run(lo, stop)
+        while hi < volume.shape[dim] and filled(hi - 1):
+            start, hi = hi, min(volume.shape[dim], hi + FOCUS_GROW_SLICES)
+            run(start, hi)
+        region = list(box)
+        region[dim] = slice(lo, hi)
+        return prob, tuple(region)
+
+    def _predict_tta(self, volume: torch.Tensor, slice_mm: float) -> torch.Tensor:
         """Mean probability over gamma changes and in-plane shifts (never flips: the atrium has a side)."""
         in_plane = tuple(d + 1 for d in range(3) if d != self.card.preprocessing.slice_dim)
-        probs = [self._predict(volume)]
-        probs += [self._predict(volume.clamp(0.0, 1.0) ** gamma) for gamma in TTA_GAMMAS]
+        probs = [self._predict(volume, slice_mm)]
+        probs += [self._predict(volume.clamp(0.0, 1.0) ** gamma, slice_mm) for gamma in TTA_GAMMAS]
         for shift in TTA_SHIFTS:
-            moved = self._predict(torch.roll(volume, shifts=shift, dims=in_plane))
+            moved = self._predict(torch.roll(volume, shifts=shift, dims=in_plane), slice_mm)
             probs.append(torch.roll(moved, shifts=tuple(-s for s in shift), dims=in_plane))
         return torch.stack(probs).mean(0)
 
@@ -153,9 +223,9 @@ class Segmenter:
             tensor = AssumeOrientation(assume_orientation)(tensor)
         prepared = self._pre({IMAGE: tensor})[IMAGE]
         volume = prepared.as_tensor()
-        with torch.inference_mode():
-            predicted = self._predict_tta(volume) if tta else self._predict(volume)
-        prob = MetaTensor(predicted.clone(), meta=prepared.meta)
+        slice_mm = float(prepared.pixdim[self.card.preprocessing.slice_dim])
+        predicted = (self._predict_tta if tta else self._predict)(volume, slice_mm)
+        prob = MetaTensor(predicted, meta=prepared.meta)
         prob.applied_operations = prepared.applied_operations
         restored = self._pre.inverse({IMAGE: prob})[IMAGE]
         return MetaTensor(restored.as_tensor().clamp_(0.0, 1.0), meta=source.meta)
@@ -172,6 +242,13 @@ class Segmenter:
     def __call__(self, image: torch.Tensor, assume_orientation: str | None = None, tta: bool = False) -> MetaTensor:
         """Binary left-atrium mask ``(1, X, Y, Z)``, uint8, with the input's geometry."""
         return self.mask_from_probabilities(self.probabilities(image, assume_orientation, tta))
+
+
+def _clear(cut: slice, span: slice, size: int) -> bool:
+    """Whether ``span`` stays ``FOCUS_CONTEXT_PX`` away from each side of ``cut`` that is not the volume's edge."""
+    return (cut.start == 0 or span.start - cut.start >= FOCUS_CONTEXT_PX) and (
+        cut.stop == size or cut.stop - span.stop >= FOCUS_CONTEXT_PX
+    )
 
 
 def _bounding_box(mask: torch.Tensor) -> tuple[slice, ...]:

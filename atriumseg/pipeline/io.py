@@ -21,9 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.data import MetaTensor
-from monai.transforms import LoadImage
 
-from atriumseg.pipeline.readers import SITK_SUFFIXES, SimpleITKReader
+from atriumseg.pipeline.readers import SITK_SUFFIXES, NiftiReader, SimpleITKReader
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES
@@ -149,7 +148,8 @@ def read_image(path: Path, series_uid: str | None = None, name: str | None = Non
         )
     try:
         if is_nifti(path):
-            tensor = LoadImage(reader="NibabelReader", image_only=True, ensure_channel_first=True)(path)
+            nifti = NiftiReader()
+            tensor = nifti.tensor(nifti.read(path))
             header = nib.load(path)
             geometry: Geometry = NiftiGeometry(header.header.copy(), header.affine.copy())
         else:

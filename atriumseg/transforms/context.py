@@ -20,18 +20,21 @@ class StackNeighbours(Transform):
             raise ValueError(f"context must be >= 0, got {context}")
         self.slice_dim, self.context = slice_dim, context
 
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        if self.context == 0:
-            return img
+    def __call__(self, img: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Stack every slice, or only the slices at ``indices`` (each with its neighbours, read from ``img``)."""
         if img.shape[0] != 1:
             raise ValueError(f"StackNeighbours expects one channel, got {img.shape[0]}")
         dim = self.slice_dim + 1
         n = img.shape[dim]
-        base = torch.arange(n, device=img.device)
-        shifted = [
-            img.index_select(dim, (base + offset).clamp(0, n - 1)) for offset in range(-self.context, self.context + 1)
-        ]
-        return torch.cat(shifted, dim=0)
+        if indices is None:
+            if self.context == 0:
+                return img
+            indices = torch.arange(n, device=img.device)
+        offsets = torch.arange(-self.context, self.context + 1, device=img.device)
+        table = (indices[None, :] + offsets[:, None]).clamp(0, n - 1)  # (channel, slice) -> source slice
+        where: list[slice | torch.Tensor] = [slice(None)] * img.ndim
+        where[dim] = table
+        return img[tuple(where)].movedim(dim, 0)[:, 0]  # one gather, much faster than index_select on a view
 
 
 class StackNeighboursd(MapTransform):
