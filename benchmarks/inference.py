@@ -5,7 +5,8 @@ grid, keep the largest component and write the mask; only the network call diffe
 calls the same network in float32 on every slice, one at a time, in a plain Python loop (no
 batching, no channels_last); ``segment`` runs the package's default path (batched slices,
 channels_last, bfloat16 autocast where the CPU has avx512-bf16, and focused inference: a locating
-pass on every 4th slice, then only the atrium's slab); "segment, focus off" is the same with
+pass on one whole slice every 20 mm, then only the atrium's in-plane box on the slab that holds
+it); "segment, focus off" is the same with
 ``Segmenter(focus=False)``, to separate the two gains. Slices per second count the volume's
 slices in the model's frame; "net slices" are the slices the network actually ran on. Each path runs in a fresh process, so its peak RSS is its
 own. Reported per volume: seconds, slices per second and peak memory with their ratios to the
@@ -80,10 +81,9 @@ def float32_baseline(
     network: torch.nn.Module, card: ModelCard, image: Path, orientation: str | None, output: Path, device: torch.device
 ) -> np.ndarray:
     """The baseline path, step for step as ``Segmenter`` does it, with the network called by ``_slice_loop``."""
-    from monai.data import MetaTensor
     from monai.transforms import KeepLargestConnectedComponent
 
-    from atriumseg.pipeline import io
+    from atriumseg.pipeline import inference, io
     from atriumseg.transforms.context import StackNeighbours
     from atriumseg.transforms.orientation import AssumeOrientation
     from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
@@ -97,9 +97,8 @@ def float32_baseline(
     stacked = StackNeighbours(card.preprocessing.slice_dim, card.preprocessing.context)(prepared.as_tensor())
     with torch.inference_mode():
         logits = _slice_loop(network, stacked, card.preprocessing.slice_dim, device)
-    prob = MetaTensor(torch.sigmoid(logits), meta=prepared.meta)
-    prob.applied_operations = prepared.applied_operations
-    restored = chain.inverse({IMAGE: prob})[IMAGE].as_tensor().clamp_(0.0, 1.0)
+    floor = min(inference.PROB_FLOOR, card.postprocessing.threshold)
+    restored = inference.restore(torch.sigmoid(logits), prepared.affine, tensor, floor).clamp_(0.0, 1.0)
     mask = (restored > card.postprocessing.threshold).to(torch.uint8)
     if card.postprocessing.largest_component and mask.any():
         mask = KeepLargestConnectedComponent(applied_labels=[1])(mask).to(torch.uint8)
@@ -114,7 +113,7 @@ def _stage_targets() -> list[tuple[str, object, str]]:
     from monai.transforms import Compose, KeepLargestConnectedComponent
 
     import atriumseg.api
-    from atriumseg.pipeline import io
+    from atriumseg.pipeline import inference, io
 
     return [
         ("read", atriumseg.api, "read_image"),
@@ -122,7 +121,7 @@ def _stage_targets() -> list[tuple[str, object, str]]:
         ("preprocess", Compose, "__call__"),
         ("slicing", SliceInferer, "__call__"),
         ("slicing", sys.modules[__name__], "_slice_loop"),
-        ("invert", Compose, "inverse"),
+        ("invert", inference, "restore"),
         ("largest component", KeepLargestConnectedComponent, "__call__"),
         ("write", atriumseg.api, "write_image"),
         ("write", io, "write_image"),

@@ -15,6 +15,7 @@ from helpers import write_itk, write_nifti
 
 from atriumseg.cli import EXIT_CASE_FAILED, EXIT_OK, EXIT_USAGE, main
 from atriumseg.models import checkpoint
+from atriumseg.pipeline import io
 from atriumseg.synthetic import make_affine, synthetic_case
 
 SHAPE = (40, 42, 30)
@@ -102,11 +103,11 @@ def test_format_same_keeps_the_input_format(tmp_path: Path, tiny_model: Path) ->
 def test_a_failed_write_leaves_no_partial_file(
     tmp_path: Path, good_case: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_save(image, path):
+    def broken_save(image, path, gzip):
         Path(path).write_bytes(b"half a fi")
         raise OSError("disk full")
 
-    monkeypatch.setattr(nib, "save", broken_save)
+    monkeypatch.setattr(io, "save_nifti", broken_save)
     out = tmp_path / "out"
     code = main(["segment", str(good_case), "--output", str(out), "--model", str(tiny_model), "--quiet"])
     assert code == EXIT_CASE_FAILED

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SliceInferer
-from monai.transforms import KeepLargestConnectedComponent
+from monai.transforms import KeepLargestConnectedComponent, SpatialResample
 from torch import nn
 
 from atriumseg.models.card import ModelCard
@@ -22,6 +22,7 @@ FOCUS_SLACK_PX = 16  # in-plane room around the located atrium for what the samp
 FOCUS_CONTEXT_PX = 32  # and beyond it, room for the network's field of view, so the crop keeps the prediction
 FOCUS_GROW_SLICES = 4  # slices added at a time while the slab grows outwards
 FOCUS_ATTEMPTS = 3  # times the box may widen before the whole volume is segmented instead
+PROB_FLOOR = 1e-3  # probabilities below this are reported as 0 on the input grid (never below the threshold)
 TTA_GAMMAS = (0.8, 1.25)  # intensity gamma on the [0, 1]-scaled volume
 TTA_SHIFTS = ((4, 4), (-4, -4))  # in-plane voxel shifts
 
@@ -218,17 +219,17 @@ class Segmenter:
         With ``tta`` the probability is averaged over test-time augmentations (5 passes).
         """
         source = image if isinstance(image, MetaTensor) else MetaTensor(image)
-        tensor = torch.nan_to_num(source.float(), nan=0.0, posinf=0.0, neginf=0.0)
+        tensor = source.float()
+        if source.is_floating_point():
+            tensor = torch.nan_to_num(tensor, nan=0.0, posinf=0.0, neginf=0.0)
         if assume_orientation:
             tensor = AssumeOrientation(assume_orientation)(tensor)
         prepared = self._pre({IMAGE: tensor})[IMAGE]
         volume = prepared.as_tensor()
         slice_mm = float(prepared.pixdim[self.card.preprocessing.slice_dim])
         predicted = (self._predict_tta if tta else self._predict)(volume, slice_mm)
-        prob = MetaTensor(predicted, meta=prepared.meta)
-        prob.applied_operations = prepared.applied_operations
-        restored = self._pre.inverse({IMAGE: prob})[IMAGE]
-        return MetaTensor(restored.as_tensor().clamp_(0.0, 1.0), meta=source.meta)
+        restored = restore(predicted, prepared.affine, tensor, min(PROB_FLOOR, self.card.postprocessing.threshold))
+        return MetaTensor(restored.clamp_(0.0, 1.0), meta=source.meta)
 
     def mask_from_probabilities(self, prob: MetaTensor) -> MetaTensor:
         """Threshold and clean up a probability map; uint8 with the same metadata."""
@@ -242,6 +243,45 @@ class Segmenter:
     def __call__(self, image: torch.Tensor, assume_orientation: str | None = None, tta: bool = False) -> MetaTensor:
         """Binary left-atrium mask ``(1, X, Y, Z)``, uint8, with the input's geometry."""
         return self.mask_from_probabilities(self.probabilities(image, assume_orientation, tta))
+
+
+def restore(prob: torch.Tensor, affine: torch.Tensor, target: MetaTensor, floor: float = PROB_FLOOR) -> torch.Tensor:
+    """``prob`` ``(1, ...)``, on the voxel grid whose affine is ``affine``, resampled onto the grid of ``target``.
+
+    Only the box where ``prob`` reaches ``floor`` (plus one voxel) is resampled, by MONAI's
+    ``SpatialResample`` (bilinear, as the inverse of the preprocessing's ``Spacing`` would), onto
+    the part of ``target``'s grid it covers; the rest is 0. The affines alone relate the two grids,
+    so orientation, spacing and padding are undone in one step, at a cost set by the atrium's
+    size rather than the volume's.
+    """
+    restored = torch.zeros((1, *target.shape[1:]), dtype=torch.float32)
+    found = prob[0] >= floor
+    if not found.any():
+        return restored
+    box = [slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(_bounding_box(found), found.shape)]
+    crop_affine = torch.as_tensor(affine, dtype=torch.float64) @ _translation([s.start for s in box])
+    target_affine = torch.as_tensor(target.affine, dtype=torch.float64)
+    to_target = torch.linalg.inv(target_affine) @ crop_affine
+    corners = torch.cartesian_prod(*[torch.tensor([0.0, s.stop - s.start - 1.0], dtype=torch.float64) for s in box])
+    landed = corners @ to_target[:3, :3].T + to_target[:3, 3]
+    shape = torch.tensor(target.shape[1:])
+    lo = torch.floor(landed.min(0).values).long().clamp(0, None).minimum(shape)
+    hi = (torch.ceil(landed.max(0).values).long() + 1).maximum(lo).minimum(shape)
+    if bool((hi <= lo).any()):
+        return restored
+    crop = MetaTensor(prob[(slice(None), *box)], affine=crop_affine)
+    resampled = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(
+        crop, dst_affine=target_affine @ _translation(lo.tolist()), spatial_size=(hi - lo).tolist()
+    )
+    restored[(slice(None), *[slice(int(a), int(b)) for a, b in zip(lo, hi)])] = resampled.as_tensor()
+    return restored
+
+
+def _translation(voxels: Sequence[float]) -> torch.Tensor:
+    """The 4x4 affine that shifts voxel indices by ``voxels``."""
+    shift = torch.eye(4, dtype=torch.float64)
+    shift[:3, 3] = torch.tensor([float(v) for v in voxels], dtype=torch.float64)
+    return shift
 
 
 def _clear(cut: slice, span: slice, size: int) -> bool:

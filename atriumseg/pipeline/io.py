@@ -20,6 +20,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 import torch
+from isal import igzip
 from monai.data import MetaTensor
 
 from atriumseg.pipeline.readers import SITK_SUFFIXES, NiftiReader, SimpleITKReader
@@ -131,7 +132,7 @@ def check_volume(tensor: torch.Tensor, name: str) -> None:
         raise ImageReadError(
             f"{name}: volume of shape {spatial} is too small; at least two axes need {MIN_SIZE} voxels"
         )
-    if not torch.isfinite(tensor).any():
+    if not (torch.isfinite(tensor[0].select(-1, 0)).any() or torch.isfinite(tensor).any()):  # one slice usually settles it
         raise ImageReadError(f"{name}: no finite voxel value (all NaN or infinite)")
 
 
@@ -179,11 +180,19 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def save_nifti(image: nib.Nifti1Image, path: Path, gzip: bool) -> None:
+    """Save a NIfTI image; with ``gzip`` deflated by ISA-L, several times faster than nibabel's zlib."""
+    if gzip:
+        Path(path).write_bytes(igzip.compress(image.to_bytes(), compresslevel=1))
+    else:
+        nib.save(image, path)
+
+
 def write_image(image: nib.Nifti1Image | sitk.Image, path: Path, overwrite: bool = False) -> Path:
     """Write a mask atomically; an existing file is kept unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     if isinstance(image, nib.Nifti1Image):
-        return write_atomically(path, lambda tmp: nib.save(image, tmp))
+        return write_atomically(path, lambda tmp: save_nifti(image, tmp, gzip=path.name.lower().endswith(".gz")))
     return write_atomically(path, lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=True))
