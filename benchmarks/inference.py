@@ -314,7 +314,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="model folder (default: the built-in model, else an untrained network)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="MSD-layout folder of real volumes")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per path and volume; the best counts")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per path and volume; the best counts")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

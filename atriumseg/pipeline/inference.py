@@ -1,4 +1,4 @@
-"""Whole-volume segmentation: preprocess, slice-wise U-Net with MONAI's SliceInferer, invert to the input grid."""
+"""Whole-volume segmentation: preprocess, slice-wise U-Net with MONAI's SliceInferer, resample to the input grid."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ FOCUS_SLACK_PX = 16  # in-plane room around the located atrium for what the samp
 FOCUS_CONTEXT_PX = 32  # and beyond it, room for the network's field of view, so the crop keeps the prediction
 FOCUS_GROW_SLICES = 4  # slices added at a time while the slab grows outwards
 FOCUS_ATTEMPTS = 3  # times the box may widen before the whole volume is segmented instead
-PROB_FLOOR = 1e-3  # probabilities below this are reported as 0 on the input grid (never below the threshold)
+PROB_FLOOR = 0.01  # probabilities below this (or below the threshold, if lower) are 0 on the input grid
 TTA_GAMMAS = (0.8, 1.25)  # intensity gamma on the [0, 1]-scaled volume
 TTA_SHIFTS = ((4, 4), (-4, -4))  # in-plane voxel shifts
+
+Region = tuple[slice, ...]  # a box of a channel-first volume, one slice per axis
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -69,8 +71,10 @@ class Segmenter:
 
     The volume is reoriented to the card's anatomical frame, resampled in-plane, scaled,
     padded, then cut into slices along the card's plane and batched through the U-Net
-    (``batch_size`` slices per forward pass). Probabilities are inverted back to the
-    input's voxel grid before thresholding, so masks always have the input's geometry.
+    (``batch_size`` slices per forward pass). With ``focus`` (the default) only the
+    atrium's in-plane box on the slab of slices that holds it goes through the network.
+    Probabilities are resampled back to the input's voxel grid before thresholding, so
+    masks always have the input's geometry.
     """
 
     def __init__(
@@ -117,16 +121,18 @@ class Segmenter:
             logits = self._inferer(stacked[None], self._logits)[0]
         return torch.sigmoid(logits)
 
-    def _predict(self, volume: torch.Tensor, slice_mm: float) -> torch.Tensor:
-        """Probabilities of a preprocessed volume whose slices are ``slice_mm`` apart; focused unless ``focus`` is off."""
+    def _predict(self, volume: torch.Tensor, slice_mm: float) -> tuple[torch.Tensor, Region]:
+        """Probabilities of a preprocessed volume whose slices are ``slice_mm`` apart, and the region of
+        ``volume`` they cover (0 beyond it); focused unless ``focus`` is off."""
         if self.focus:
             focused = self._focused(volume, max(1, round(FOCUS_STEP_MM / slice_mm)))
             if focused is not None:
                 return focused
-        return self._slices(volume, torch.arange(volume.shape[self.card.preprocessing.slice_dim + 1]))
+        everywhere = tuple(slice(0, n) for n in (1, *volume.shape[1:]))
+        return self._slices(volume, torch.arange(volume.shape[self.card.preprocessing.slice_dim + 1])), everywhere
 
-    def _focused(self, volume: torch.Tensor, stride: int) -> torch.Tensor | None:
-        """Probabilities computed only in a box around the atrium; None when the atrium cannot be boxed.
+    def _focused(self, volume: torch.Tensor, stride: int) -> tuple[torch.Tensor, Region] | None:
+        """Probabilities computed only in a box around the atrium, and that box; None when it cannot be boxed.
 
         A locating pass segments every ``stride``-th whole slice and keeps the largest detection.
         Its in-plane box, grown by ``FOCUS_SLACK_PX`` and by ``FOCUS_CONTEXT_PX`` for the network's
@@ -148,13 +154,13 @@ class Segmenter:
         box = self._widen(volume.shape, plane, [slice(None)] * 4, _bounding_box(atrium.any(0)))
         for _ in range(FOCUS_ATTEMPTS):
             prob, region = self._slab(volume, box, int(hits[0]), int(hits[-1]) + 1)
-            inside = (prob[region] > threshold).to(torch.uint8)
+            inside = (prob > threshold).to(torch.uint8)
             if not inside.any():
                 return None
             footprint = _bounding_box(self._largest(inside)[0].movedim(dim - 1, 0).any(0))
             reach = [slice(box[d].start + span.start, box[d].start + span.stop) for d, span in zip(plane, footprint)]
             if all(_clear(box[d], span, volume.shape[d]) for d, span in zip(plane, reach)):
-                return prob
+                return prob, region
             box = self._widen(volume.shape, plane, box, reach)
         return None
 
@@ -173,19 +179,17 @@ class Segmenter:
             wider[axis] = slice(start, stop)
         return wider
 
-    def _slab(
-        self, volume: torch.Tensor, box: list[slice], lo: int, hi: int
-    ) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    def _slab(self, volume: torch.Tensor, box: list[slice], lo: int, hi: int) -> tuple[torch.Tensor, Region]:
         """Probabilities in ``box`` on slices ``lo:hi``, grown outwards ``FOCUS_GROW_SLICES`` at a time
         until the outermost slice on each side is empty (nothing beyond an empty slice can join the
-        atrium's component); 0 elsewhere. Also returns the region that was segmented."""
+        atrium's component), and the region of ``volume`` they cover."""
         dim = self.card.preprocessing.slice_dim + 1
-        prob = torch.zeros((1, *volume.shape[1:]), dtype=torch.float32)
+        prob = torch.zeros([1] + [volume.shape[d] if d == dim else box[d].stop - box[d].start for d in range(1, 4)])
 
         def run(start: int, stop: int) -> None:
-            region = list(box)
-            region[dim] = slice(start, stop)
-            prob[tuple(region)] = self._slices(volume, torch.arange(start, stop), box)
+            where = [slice(None)] * 4
+            where[dim] = slice(start, stop)
+            prob[tuple(where)] = self._slices(volume, torch.arange(start, stop), box)
 
         def filled(index: int) -> bool:
             return bool((prob.select(dim, index) > self.card.postprocessing.threshold).any())
@@ -197,19 +201,27 @@ class Segmenter:
         while hi < volume.shape[dim] and filled(hi - 1):
             start, hi = hi, min(volume.shape[dim], hi + FOCUS_GROW_SLICES)
             run(start, hi)
-        region = list(box)
-        region[dim] = slice(lo, hi)
-        return prob, tuple(region)
+        where, region = [slice(None)] * 4, list(box)
+        where[dim] = region[dim] = slice(lo, hi)
+        region[0] = slice(0, 1)
+        return prob[tuple(where)], tuple(region)
 
-    def _predict_tta(self, volume: torch.Tensor, slice_mm: float) -> torch.Tensor:
-        """Mean probability over gamma changes and in-plane shifts (never flips: the atrium has a side)."""
+    def _predict_tta(self, volume: torch.Tensor, slice_mm: float) -> tuple[torch.Tensor, Region]:
+        """Mean probability over gamma changes and in-plane shifts (never flips: the atrium has a side),
+        over the whole volume."""
         in_plane = tuple(d + 1 for d in range(3) if d != self.card.preprocessing.slice_dim)
-        probs = [self._predict(volume, slice_mm)]
-        probs += [self._predict(volume.clamp(0.0, 1.0) ** gamma, slice_mm) for gamma in TTA_GAMMAS]
+
+        def whole(prob: torch.Tensor, region: Region) -> torch.Tensor:
+            full = torch.zeros((1, *volume.shape[1:]))
+            full[region] = prob
+            return full
+
+        probs = [whole(*self._predict(volume, slice_mm))]
+        probs += [whole(*self._predict(volume.clamp(0.0, 1.0) ** gamma, slice_mm)) for gamma in TTA_GAMMAS]
         for shift in TTA_SHIFTS:
-            moved = self._predict(torch.roll(volume, shifts=shift, dims=in_plane), slice_mm)
+            moved = whole(*self._predict(torch.roll(volume, shifts=shift, dims=in_plane), slice_mm))
             probs.append(torch.roll(moved, shifts=tuple(-s for s in shift), dims=in_plane))
-        return torch.stack(probs).mean(0)
+        return torch.stack(probs).mean(0), tuple(slice(0, n) for n in (1, *volume.shape[1:]))
 
     def probabilities(
         self, image: torch.Tensor, assume_orientation: str | None = None, tta: bool = False
@@ -227,8 +239,9 @@ class Segmenter:
         prepared = self._pre({IMAGE: tensor})[IMAGE]
         volume = prepared.as_tensor()
         slice_mm = float(prepared.pixdim[self.card.preprocessing.slice_dim])
-        predicted = (self._predict_tta if tta else self._predict)(volume, slice_mm)
-        restored = restore(predicted, prepared.affine, tensor, min(PROB_FLOOR, self.card.postprocessing.threshold))
+        predicted, region = (self._predict_tta if tta else self._predict)(volume, slice_mm)
+        affine = torch.as_tensor(prepared.affine, dtype=torch.float64) @ _translation([r.start for r in region[1:]])
+        restored = restore(predicted, affine, tensor, min(PROB_FLOOR, self.card.postprocessing.threshold))
         return MetaTensor(restored.clamp_(0.0, 1.0), meta=source.meta)
 
     def mask_from_probabilities(self, prob: MetaTensor) -> MetaTensor:
@@ -270,7 +283,7 @@ def restore(prob: torch.Tensor, affine: torch.Tensor, target: MetaTensor, floor:
     if bool((hi <= lo).any()):
         return restored
     crop = MetaTensor(prob[(slice(None), *box)], affine=crop_affine)
-    resampled = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(
+    resampled = SpatialResample(mode="bilinear", padding_mode="border", dtype=torch.float32)(
         crop, dst_affine=target_affine @ _translation(lo.tolist()), spatial_size=(hi - lo).tolist()
     )
     restored[(slice(None), *[slice(int(a), int(b)) for a, b in zip(lo, hi)])] = resampled.as_tensor()

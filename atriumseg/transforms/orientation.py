@@ -38,7 +38,7 @@ class AssumeOrientation(Transform):
     """Replace a channel-first MetaTensor's affine so its axes carry the declared codes.
 
     For headers known to be wrong (the MSD Task02 release claims RAS for ('A', 'S', 'L') data).
-    The voxels are untouched; only the anatomical labels of the axes change.
+    The voxels are untouched (and not copied); only the anatomical labels of the axes change.
     """
 
     def __init__(self, axcodes: str) -> None:
@@ -46,7 +46,7 @@ class AssumeOrientation(Transform):
 
     def __call__(self, img: torch.Tensor) -> MetaTensor:
         img = img if isinstance(img, MetaTensor) else MetaTensor(img)
-        out = img.clone()
+        out = MetaTensor(img.as_tensor(), meta=dict(img.meta))  # shares the voxels: only the header changes
         out.affine = torch.as_tensor(affine_with_axcodes(img.affine.numpy(), self.axcodes), dtype=torch.float64)
         return out
 

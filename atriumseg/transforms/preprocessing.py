@@ -1,9 +1,10 @@
-"""The MONAI chain that puts a volume in the model's frame, and takes predictions back.
+"""The MONAI chain that puts a volume in the model's frame.
 
 One chain serves inference (key ``image``) and training (``image`` and ``label``): orientation
 to the card's anatomical frame, in-plane resampling, per-volume robust intensity scaling and
-padding to the network's divisor. Its spatial steps are invertible, so a prediction made in
-the model's frame returns to the input's own voxel grid with ``Compose.inverse``.
+padding to the network's divisor. Its spatial steps are invertible (``Compose.inverse``); at
+inference, predictions return to the input's grid through the affines alone
+(``atriumseg.pipeline.inference.restore``), which tests check against that inverse.
 """
 
 from __future__ import annotations
