@@ -117,7 +117,7 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> sitk.Image
 
 
 class SimpleITKReader(ImageReader):
-    """Read NRRD, MHA/MHD or a DICOM series folder into a RAS MetaTensor through MONAI's ``LoadImage``.
+    """A MONAI image reader for NRRD, MHA/MHD or a DICOM series folder; ``tensor`` gives a RAS MetaTensor.
 
     The array is returned in ITK index order (x, y, z), matching the affine. ``series_uid`` picks
     one series of a DICOM folder that holds several.
