@@ -6,13 +6,13 @@ calls the same network in float32 on every slice, one at a time, in a plain Pyth
 batching, no channels_last); ``segment`` runs the package's default path (batched slices,
 channels_last, bfloat16 autocast where the CPU has avx512-bf16, and focused inference: a locating
 pass on one whole slice every 20 mm, then only the atrium's in-plane box on the slab that holds
-it); "segment, focus off" is the same with
-``Segmenter(focus=False)``, to separate the two gains. Slices per second count the volume's
-slices in the model's frame; "net slices" are the slices the network actually ran on. Each path runs in a fresh process, so its peak RSS is its
-own. Reported per volume: seconds, slices per second and peak memory with their ratios to the
-baseline, the share of time outside the network and where it goes, the Dice between the two masks,
-and the network FLOP rate as a share of a large bfloat16 matmul on the same machine. A final
-fresh process segments a 512x512x300 volume to check it stays within 4 GB.
+it); "segment, focus off" is the same with ``Segmenter(focus=False)``, to separate the two gains.
+Slices per second count the volume's slices in the model's frame; "net slices" are the slices the
+network actually ran on. Each path runs in a fresh process, so its peak RSS is its own. Reported
+per volume: seconds, slices per second and peak memory with their ratios to the baseline, the
+share of time outside the network and where it goes, the Dice between the two masks, and the
+network FLOP rate as a share of a large bfloat16 matmul on the same machine. A final fresh
+process segments a 512x512x300 volume to check it stays within 4 GB.
 
     python -m benchmarks.inference [--quick] [--model PATH] [--data FOLDER] [--device auto]
 """

@@ -228,7 +228,8 @@ class Segmenter:
     ) -> MetaTensor:
         """Left-atrium probability ``(1, X, Y, Z)`` on the voxel grid of ``image`` (a channel-first MetaTensor).
 
-        With ``tta`` the probability is averaged over test-time augmentations (5 passes).
+        With ``tta`` the probability is averaged over test-time augmentations (5 passes). Values
+        below ``PROB_FLOOR`` (0.01) are 0: only the atrium's neighbourhood is resampled.
         """
         source = image if isinstance(image, MetaTensor) else MetaTensor(image)
         tensor = source.float()

@@ -132,7 +132,8 @@ def check_volume(tensor: torch.Tensor, name: str) -> None:
         raise ImageReadError(
             f"{name}: volume of shape {spatial} is too small; at least two axes need {MIN_SIZE} voxels"
         )
-    if not (torch.isfinite(tensor[0].select(-1, 0)).any() or torch.isfinite(tensor).any()):  # one slice usually settles it
+    first_slice = tensor[0].select(-1, 0)  # usually settles it without a pass over the whole volume
+    if not (torch.isfinite(first_slice).any() or torch.isfinite(tensor).any()):
         raise ImageReadError(f"{name}: no finite voxel value (all NaN or infinite)")
 
 

@@ -1,4 +1,4 @@
-"""MONAI image readers: NIfTI through nibabel (inflated with ISA-L), NRRD, MHA/MHD and DICOM series through SimpleITK."""
+"""MONAI image readers: NIfTI through nibabel (inflated by ISA-L); NRRD, MHA/MHD, DICOM series through SimpleITK."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class NiftiReader(NibabelReader):
         raise ValueError("not a NIfTI-1 or NIfTI-2 header")
 
     def tensor(self, img: nib.Nifti1Image) -> MetaTensor:
-        """The image as a channel-first MetaTensor ``(1, X, Y, Z)``."""
+        """The image as a channel-first MetaTensor ``(C, X, Y, Z)`` (C = 1 for a 3D image)."""
         return as_metatensor(*self.get_data(img))
 
 
