@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-focus", action="store_true",
         help="run the network on every whole slice (default: locate the atrium on one slice every 20 mm, "
-        "then segment only its in-plane box on the slab of slices that holds it; the mask is the same)",
+        "then segment only its in-plane box on the slab of slices that holds it; the mask is all but the same)",
     )
     p.add_argument("--qc", action="store_true", help="write a QC picture per case and qc/index.html")
     p.add_argument(

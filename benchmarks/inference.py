@@ -98,7 +98,8 @@ def float32_baseline(
     with torch.inference_mode():
         logits = _slice_loop(network, stacked, card.preprocessing.slice_dim, device)
     floor = min(inference.PROB_FLOOR, card.postprocessing.threshold)
-    restored = inference.restore(torch.sigmoid(logits), prepared.affine, tensor, floor).clamp_(0.0, 1.0)
+    everywhere = tuple(slice(0, n) for n in logits.shape)
+    restored = inference.to_input_grid(torch.sigmoid(logits), everywhere, prepared, tensor, floor).clamp_(0.0, 1.0)
     mask = (restored > card.postprocessing.threshold).to(torch.uint8)
     if card.postprocessing.largest_component and mask.any():
         mask = KeepLargestConnectedComponent(applied_labels=[1])(mask).to(torch.uint8)

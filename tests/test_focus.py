@@ -7,13 +7,16 @@ when the atrium reaches its edge, and the fall-back to the whole volume.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 from monai.data import MetaTensor
 from torch import nn
 
-from atriumseg.models.card import Architecture, ModelCard, Preprocessing
-from atriumseg.pipeline.inference import Segmenter, restore
+from atriumseg.models.card import Architecture, ModelCard, Postprocessing, Preprocessing
+from atriumseg.pipeline.inference import Segmenter, to_input_grid
 from atriumseg.synthetic import make_affine
 from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
 
@@ -84,19 +87,30 @@ def test_an_atrium_the_locating_pass_misses_is_still_found() -> None:
     assert focus.voxels_seen() > all_slices.voxels_seen()  # the locating pass, then the whole volume
 
 
-def test_restore_matches_monai_inverse_of_the_preprocessing() -> None:
-    """Resampling the box back onto an oblique, anisotropic input grid equals MONAI's full inverse."""
-    shape = (40, 52, 30)
-    affine = torch.from_numpy(make_affine(shape, (1.1, 0.9, 2.3), "PIR", (10, -8, 5)))
-    image = MetaTensor(torch.rand((1, *shape)), affine=affine)
+def test_test_time_augmentation_focuses_on_the_averaged_probability() -> None:
+    """A dim slice that only the augmented passes call atrium must not end the slab for the average."""
+    card = replace(CARD, postprocessing=Postprocessing(threshold=0.3))
+    image = _volume([(slice(9, 35), slice(80, 110), slice(60, 96))])
+    image[0, 15, 80:110, 60:96] = 476.5  # scaled to 0.4765: p 0.28 alone, 0.35 averaged over the 5 passes
+    whole = Segmenter(Brightness(), card, device="cpu", focus=False)(image, tta=True).as_tensor()
+    focused = Segmenter(Brightness(), card, device="cpu", focus=True)(image, tta=True).as_tensor()
+    assert int(whole[0, 9:35].sum()) == 26 * 30 * 36 and torch.equal(whole, focused)
+
+
+GRIDS = [((40, 52, 30), (1.1, 0.9, 2.3), "PIR", (10, -8, 5)), ((37, 45, 29), (0.7, 1.3, 1.6), "LPS", (0, 0, 0))]
+
+
+@pytest.mark.parametrize(("shape", "spacing", "codes", "rotation"), GRIDS)
+def test_probabilities_return_to_the_input_grid_as_monai_inverts_the_chain(shape, spacing, codes, rotation) -> None:
+    """A random probability map, outer faces included, matches MONAI's inverse of the preprocessing
+    (grids that need resampling and padding)."""
+    image = MetaTensor(torch.rand((1, *shape)), affine=torch.from_numpy(make_affine(shape, spacing, codes, rotation)))
     chain = inference_transforms(CARD)
     prepared = chain({IMAGE: image})[IMAGE]
-    grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, n) for n in prepared.shape[1:]], indexing="ij"))
-    blob = torch.exp(-((grid - 0.2) ** 2).sum(0) / 0.05)[None]  # a smooth probability, ~0 away from its centre
-    blob[blob < 1e-4] = 0.0
-    prob = MetaTensor(blob.clone(), meta=prepared.meta)
-    prob.applied_operations = prepared.applied_operations
-    expected = chain.inverse({IMAGE: prob})[IMAGE].as_tensor()
-    restored = restore(blob, prepared.affine, image, floor=1e-4)
-    assert restored.shape == (1, *shape) and float(expected.max()) > 0.5
-    torch.testing.assert_close(restored, expected, atol=2e-4, rtol=0)
+    prob = torch.rand((1, *prepared.shape[1:]))
+    tracked = MetaTensor(prob.clone(), meta=prepared.meta, applied_operations=prepared.applied_operations)
+    expected = chain.inverse({IMAGE: tracked})[IMAGE].as_tensor()
+    everywhere = tuple(slice(0, n) for n in prob.shape)
+    restored = to_input_grid(prob, everywhere, prepared, image, floor=0.0)
+    assert restored.shape == (1, *shape)
+    torch.testing.assert_close(restored, expected, atol=1e-4, rtol=0)

@@ -29,6 +29,22 @@ def test_nifti_voxels_and_affine_match_nibabel(tmp_path: Path, suffix: str, klas
     np.testing.assert_allclose(volume.tensor.affine.numpy(), nib.load(path).affine, atol=1e-6)
 
 
+def test_big_endian_nifti_is_read_in_native_order(tmp_path: Path) -> None:
+    array = np.random.default_rng(3).normal(size=SHAPE).astype(np.float32)
+    nib.save(nib.Nifti1Image(array, np.eye(4), nib.Nifti1Header(endianness=">")), tmp_path / "big.nii.gz")
+    np.testing.assert_array_equal(io.read_image(tmp_path / "big.nii.gz").tensor[0].numpy(), array)
+
+
+def test_corrupt_compressed_data_is_a_read_error(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(4).normal(size=SHAPE).astype(np.float32), np.eye(4)), path)
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0xFF  # inside the deflate stream: ISA-L reports an invalid block (not an OSError)
+    path.write_bytes(bytes(data))
+    with pytest.raises(io.ImageReadError, match="unreadable or corrupt"):
+        io.read_image(path)
+
+
 def test_scaled_integers_are_read_with_their_slope(tmp_path: Path) -> None:
     array = np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE)
     image = nib.Nifti1Image(array, np.eye(4))

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 import torch
-from isal import igzip
+from isal import igzip, isal_zlib
 from monai.data import ImageReader, MetaTensor, NibabelReader
 from monai.data.utils import correct_nifti_header_if_necessary
 from monai.utils import MetaKeys, SpaceKeys
@@ -31,11 +31,14 @@ def sitk_affine_ras(image: sitk.Image) -> np.ndarray:
 def as_metatensor(array: np.ndarray, meta: dict) -> MetaTensor:
     """A reader's ``get_data`` output as a channel-first MetaTensor ``(C, X, Y, Z)``, sharing the array's memory.
 
-    C is 1 for a 3D image; a 4D array's last axis (NIfTI's volumes) becomes the channels.
+    C is 1 for a 3D image; a 4D array's last axis (NIfTI's volumes) becomes the channels. Voxels keep
+    their type, in the machine's byte order.
     """
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
     tensor = torch.from_numpy(array)
     tensor = tensor.movedim(-1, 0) if tensor.ndim == 4 else tensor[None]
-    return MetaTensor(tensor, affine=torch.as_tensor(meta[MetaKeys.AFFINE]), meta=meta)
+    return MetaTensor(tensor, meta={**meta, MetaKeys.AFFINE: torch.as_tensor(meta[MetaKeys.AFFINE])})
 
 
 class NiftiReader(NibabelReader):
@@ -49,20 +52,29 @@ class NiftiReader(NibabelReader):
         path = Path(data[0] if isinstance(data, (list, tuple)) else data)
         self.filenames = (str(path),)
         opener = igzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as stream:
-            for klass in (nib.Nifti1Image, nib.Nifti2Image):
+        try:
+            with opener(path, "rb") as stream:
+                klass = _nifti_class(stream.read(4))
                 stream.seek(0)
-                try:
-                    image = klass.from_file_map(klass.make_file_map({"image": stream}))
-                except nib.spatialimages.HeaderDataError:
-                    continue
+                image = klass.from_file_map(klass.make_file_map({"image": stream}), mmap=False)
                 loaded = klass(np.asanyarray(image.dataobj), image.affine, image.header)
-                return correct_nifti_header_if_necessary(loaded)
-        raise ValueError("not a NIfTI-1 or NIfTI-2 header")
+        except isal_zlib.error as err:  # corrupt deflate data; not an OSError subclass
+            raise OSError(f"corrupt compressed data ({err})") from err
+        return correct_nifti_header_if_necessary(loaded)
 
     def tensor(self, img: nib.Nifti1Image) -> MetaTensor:
         """The image as a channel-first MetaTensor ``(C, X, Y, Z)`` (C = 1 for a 3D image)."""
         return as_metatensor(*self.get_data(img))
+
+
+def _nifti_class(first_bytes: bytes) -> type[nib.Nifti1Image]:
+    """NIfTI-1 or NIfTI-2, from the header size that opens the file (in either byte order)."""
+    sizes = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
+    for order in ("<", ">"):
+        size = int(np.frombuffer(first_bytes, f"{order}i4")[0]) if len(first_bytes) == 4 else 0
+        if size in sizes:
+            return sizes[size]
+    raise ValueError("not a NIfTI-1 or NIfTI-2 header")
 
 
 def dicom_series(folder: Path) -> list[tuple[str, str]]:

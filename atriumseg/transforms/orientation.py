@@ -46,7 +46,7 @@ class AssumeOrientation(Transform):
 
     def __call__(self, img: torch.Tensor) -> MetaTensor:
         img = img if isinstance(img, MetaTensor) else MetaTensor(img)
-        out = MetaTensor(img.as_tensor(), meta=dict(img.meta))  # shares the voxels: only the header changes
+        out = MetaTensor(img.as_tensor(), meta=dict(img.meta), applied_operations=list(img.applied_operations))
         out.affine = torch.as_tensor(affine_with_axcodes(img.affine.numpy(), self.axcodes), dtype=torch.float64)
         return out
 
