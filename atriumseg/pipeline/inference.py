@@ -130,13 +130,13 @@ class Segmenter:
         if tta:
             variants += [(lambda x, g=gamma: x.clamp(0.0, 1.0) ** g, ()) for gamma in TTA_GAMMAS]
             variants += [(lambda x, s=shift: torch.roll(x, shifts=s, dims=in_plane), shift) for shift in TTA_SHIFTS]
-        total = torch.zeros(())
+        probs = []
         for augment, shift in variants:
             with torch.inference_mode():
                 logits = self._inferer(augment(stacked)[None], self._logits)[0]
             prob = torch.sigmoid(logits)
-            total = total + (torch.roll(prob, shifts=tuple(-s for s in shift), dims=in_plane) if shift else prob)
-        return total / len(variants)
+            probs.append(torch.roll(prob, shifts=tuple(-s for s in shift), dims=in_plane) if shift else prob)
+        return probs[0] if len(probs) == 1 else torch.stack(probs).mean(0)
 
     def _predict(self, volume: torch.Tensor, slice_mm: float, tta: bool = False) -> tuple[torch.Tensor, Region]:
         """Probabilities of a preprocessed volume whose slices are ``slice_mm`` apart, and the region of
