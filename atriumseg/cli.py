@@ -164,14 +164,18 @@ def _train(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.distributed import Ranks
     from atriumseg.pipeline.training import TrainConfig, train
 
+    orientations = tuple(None if o == "header" else o for o in args.assume_orientation)
     config = TrainConfig(
-        dataset=args.dataset,
+        datasets=tuple(args.datasets),
         output=args.output,
+        weights=tuple(args.weights),
+        orientations=orientations,
         width=args.width,
         depth=args.depth,
         context=args.context,
         plane=args.plane,
         spacing=(args.spacing, args.spacing),
+        slice_spacing=args.slice_spacing,
         patch=args.patch,
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
@@ -183,7 +187,6 @@ def _train(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         seed=args.seed,
         max_minutes=args.max_minutes,
-        orientation=None if args.assume_orientation == "header" else args.assume_orientation,
         device=args.device,
         workers=args.workers,
         resume=args.resume,
@@ -310,14 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, nargs="?", default=None, help="model folder (default: the built-in model)")
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("train", help="train a model on a dataset in the MSD layout")
-    p.add_argument("dataset", type=Path, help="folder with dataset.json, imagesTr/ and labelsTr/")
+    p = sub.add_parser("train", help="train a model on one or more datasets in the MSD layout")
+    p.add_argument("datasets", type=Path, nargs="+", metavar="DATASET",
+                   help="folders with dataset.json, imagesTr/ and labelsTr/, trained on together")
+    p.add_argument("--weights", type=float, nargs="+", default=[], metavar="W",
+                   help="each dataset's share of every batch, one per dataset (default: equal shares)")
     p.add_argument("--output", "-o", type=Path, required=True, help="run folder: best/, last/, metrics.csv")
     p.add_argument("--width", type=int, default=32, help="U-Net channels at full resolution (default 32)")
     p.add_argument("--depth", type=int, default=4, help="U-Net resolution levels incl. bottleneck (default 4)")
     p.add_argument("--context", type=int, default=1, help="neighbouring slices each side as channels (default 1)")
     p.add_argument("--plane", choices=("sagittal", "coronal", "axial"), default="sagittal", help="slice plane")
     p.add_argument("--spacing", type=float, default=1.25, help="in-plane voxel size in mm (default 1.25)")
+    p.add_argument("--slice-spacing", type=float, default=1.25,
+                   help="distance between slices in mm (default 1.25; 0 keeps each scan's own)")
     p.add_argument("--patch", type=int, default=160, help="training slice size in voxels (default 160)")
     p.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
     p.add_argument("--steps-per-epoch", type=int, default=50, help="optimizer steps per epoch (default 50)")
@@ -331,10 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop cleanly after this many minutes (0: none)")
     p.add_argument(
         "--assume-orientation",
-        default="known",
+        nargs="+",
+        default=["known"],
         metavar="CODES",
-        help="true axis codes of the stored voxels (e.g. ASL); 'known' (default) fixes datasets "
-        "the project knows to be mislabelled (MSD Task02), 'header' trusts every header",
+        help="true axis codes of the stored voxels (e.g. ASL), one for all datasets or one per dataset; "
+        "'known' (default) fixes datasets the project knows to be mislabelled (MSD Task02), "
+        "'header' trusts the headers",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")

@@ -127,7 +127,7 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     dataset = load_msd_dataset(Path(spec["data"]))
     keep = [c.name for c in dataset.cases][: spec["cases"]]
     config = TrainConfig(
-        dataset=Path(spec["data"]), output=Path(spec["output"]), epochs=2, steps_per_epoch=spec["steps"],
+        datasets=(Path(spec["data"]),), output=Path(spec["output"]), epochs=2, steps_per_epoch=spec["steps"],
         exclude=tuple(c.name for c in dataset.cases if c.name not in keep), val_cases=(), device=spec["device"],
         precision=spec["precision"], **spec["overrides"],
     )

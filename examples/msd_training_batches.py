@@ -13,7 +13,7 @@ from atriumseg.transforms import cached_transforms, training_transforms
 
 dataset = load_msd_dataset(sys.argv[1])  # applies known header fixes (MSD Task02: true axes are A, S, L)
 print(f"{dataset.name}: {len(dataset.cases)} cases, header fix: {dataset.orientation}")
-card = make_card(TrainConfig(dataset=dataset.root, output=dataset.root / "unused", context=1), provenance={})
+card = make_card(TrainConfig(datasets=(dataset.root,), output=dataset.root / "unused", context=1), provenance={})
 files = [{"image": str(c.image), "label": str(c.label)} for c in dataset.cases[:2]]
 cached = CacheDataset(files, transform=cached_transforms(card, dataset.orientation), progress=False)
 loader = DataLoader(Dataset(cached, transform=training_transforms(card, patch=32, slices_per_volume=4)), batch_size=2)

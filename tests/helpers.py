@@ -71,14 +71,16 @@ def write_dicom_series(
     return folder
 
 
-def write_msd_dataset(root: Path, seeds: list[int], name: str = "Synthetic") -> Path:
-    """An MSD-layout dataset of synthetic RAS cases named ``case_SEED``."""
+def write_msd_dataset(
+    root: Path, seeds: list[int], name: str = "Synthetic", gain: float = 1.0, offset: float = 0.0
+) -> Path:
+    """An MSD-layout dataset of synthetic RAS cases named ``case_SEED``, intensities ``gain * x + offset``."""
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
     training = []
     for seed in seeds:
         case = synthetic_case(SHAPE, make_affine(SHAPE), seed=seed)
-        write_nifti(root / "imagesTr" / f"case_{seed:03d}.nii.gz", case.image, case.affine)
+        write_nifti(root / "imagesTr" / f"case_{seed:03d}.nii.gz", gain * case.image + offset, case.affine)
         write_nifti(root / "labelsTr" / f"case_{seed:03d}.nii.gz", case.label, case.affine)
         training.append({"image": f"./imagesTr/case_{seed:03d}.nii.gz", "label": f"./labelsTr/case_{seed:03d}.nii.gz"})
     (root / "dataset.json").write_text(json.dumps({"name": name, "reference": "atriumseg tests", "training": training}))
@@ -88,7 +90,8 @@ def write_msd_dataset(root: Path, seeds: list[int], name: str = "Synthetic") -> 
 def tiny_config(dataset: Path, output: Path, **overrides: object) -> TrainConfig:
     """A training run small enough for a test: a narrow, shallow U-Net on 48-voxel slices."""
     settings = dict(
-        dataset=dataset, output=output, width=16, depth=3, context=0, spacing=(1.5, 1.5), patch=32,
+        datasets=(dataset,), output=output, width=16, depth=3, context=0, spacing=(1.5, 1.5), slice_spacing=0.0,
+        patch=32,
         epochs=8, steps_per_epoch=25, volumes_per_step=4, slices_per_volume=4, learning_rate=5e-3,
         warmup_steps=10, val_cases=("case_103",), val_every=4, workers=0,
     )

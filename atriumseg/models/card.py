@@ -39,9 +39,11 @@ class Preprocessing:
     """How a volume is put in front of the network.
 
     ``orientation`` is the anatomical frame (axis codes, e.g. ``"RAS"``) the network sees;
-    ``plane`` is the anatomical slice plane; ``spacing`` the in-plane voxel size in mm
-    (the slice axis keeps its own spacing); ``percentiles`` the intensity window mapped
-    to [0, 1] per volume; ``context`` the neighbouring slices on each side stacked as channels.
+    ``plane`` is the anatomical slice plane; ``spacing`` the in-plane voxel size in mm;
+    ``slice_spacing`` the distance between slices in mm (0 keeps the volume's own, so a model
+    then sees neighbour slices as far apart as the scan has them); ``percentiles`` the intensity
+    window mapped to [0, 1] per volume; ``context`` the neighbouring slices on each side stacked
+    as channels.
     """
 
     orientation: str = "RAS"
@@ -49,6 +51,7 @@ class Preprocessing:
     spacing: tuple[float, float] = (1.25, 1.25)
     percentiles: tuple[float, float] = (0.5, 99.5)
     context: int = 0
+    slice_spacing: float = 0.0
 
     @property
     def slice_dim(self) -> int:
@@ -60,7 +63,7 @@ class Preprocessing:
     def pixdim(self) -> tuple[float, float, float]:
         """Target spacing for all three oriented axes; 0 keeps the slice axis' own spacing."""
         in_plane = iter(self.spacing)
-        return tuple(0.0 if i == self.slice_dim else float(next(in_plane)) for i in range(3))
+        return tuple(float(self.slice_spacing) if i == self.slice_dim else float(next(in_plane)) for i in range(3))
 
 
 @dataclass(frozen=True)

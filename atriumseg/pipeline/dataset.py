@@ -27,12 +27,17 @@ class Case:
 
 @dataclass(frozen=True)
 class MSDDataset:
-    """A dataset folder in the MSD layout; ``orientation`` is the declared true frame, or None to trust headers."""
+    """A dataset folder in the MSD layout; ``orientation`` is the declared true frame, or None to trust headers.
+
+    ``reference`` and ``licence`` are dataset.json's, carried onto the card of a model trained on it.
+    """
 
     root: Path
     name: str
     cases: tuple[Case, ...]
     orientation: str | None
+    reference: str = ""
+    licence: str = ""
 
     def select(self, names: list[str]) -> list[Case]:
         """The cases named in ``names``, in that order; unknown names raise a ValueError."""
@@ -63,7 +68,10 @@ def load_msd_dataset(root: Path, orientation: str | None = "known") -> MSDDatase
         orientation = KNOWN_ORIENTATIONS.get((meta.get("name", ""), meta.get("reference", "")))
     elif orientation is not None:
         orientation = validate_axcodes(orientation)
-    return MSDDataset(root=root, name=meta.get("name", root.name), cases=tuple(cases), orientation=orientation)
+    return MSDDataset(
+        root=root, name=meta.get("name", root.name), cases=tuple(cases), orientation=orientation,
+        reference=str(meta.get("reference", "")), licence=str(meta.get("licence", "")),
+    )
 
 
 def kfold_split(names: list[str], folds: int, fold: int, seed: int = 0) -> tuple[list[str], list[str]]:

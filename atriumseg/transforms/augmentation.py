@@ -3,6 +3,12 @@
 The deterministic head (load, header fix, the same preprocessing as inference, neighbour
 stacking) is cached once; the random tail draws foreground-balanced slices and augments them
 in-plane. There are no flips: the left atrium has a side, and a flipped heart is not a heart.
+
+The augmentation is chosen so one network serves bSSFP and LGE-MRI: contrast, gamma, a
+non-linear histogram shift, bias field, noise and blur (a coarser resolution) vary the
+protocol's look; rotation and zoom vary the anatomy's size; and a random tight crop around the
+drawn slice's centre (zero outside, as a cropped scan is padded) shows whole-chest scans as the
+tight crops around the atrium that LGE data come in.
 """
 
 from __future__ import annotations
@@ -11,14 +17,19 @@ from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
     FgBgToIndicesd,
+    Identityd,
     LoadImaged,
+    OneOf,
     RandAdjustContrastd,
     RandAffined,
     RandBiasFieldd,
     RandCropByPosNegLabeld,
     RandGaussianNoised,
+    RandGaussianSmoothd,
+    RandHistogramShiftd,
     RandScaleIntensityd,
     RandShiftIntensityd,
+    RandSpatialCropd,
     SpatialPadd,
     SqueezeDimd,
 )
@@ -30,6 +41,8 @@ from atriumseg.transforms.preprocessing import IMAGE, LABEL, inference_transform
 
 FG, BG = "_fg_indices", "_bg_indices"  # cached voxel indices for fast foreground-balanced cropping
 CROP_MARGIN = 1.2  # slices are cut this much larger than the patch so rotation leaves no empty corners
+TIGHT_CROP_PROB = 0.25  # share of slices shown as a tight crop
+TIGHT_CROP_MIN = 0.45  # smallest tight crop, as a fraction of the patch side
 
 
 def cached_transforms(card: ModelCard, assume_orientation: str | None) -> Compose:
@@ -74,15 +87,28 @@ def training_transforms(card: ModelCard, patch: int, slices_per_volume: int) -> 
                 keys=keys,
                 prob=0.8,
                 rotate_range=(0.26,),
-                scale_range=(0.15, 0.15),
+                scale_range=(0.2, 0.2),
                 spatial_size=(patch, patch),
                 mode=("bilinear", "nearest"),
                 padding_mode="zeros",
             ),
+            _tight_crop(keys, patch),
+            RandGaussianSmoothd(keys=IMAGE, prob=0.25, sigma_x=(0.3, 1.5), sigma_y=(0.3, 1.5)),
             RandBiasFieldd(keys=IMAGE, prob=0.3, coeff_range=(0.0, 0.3)),
-            RandScaleIntensityd(keys=IMAGE, factors=0.15, prob=0.5),
-            RandShiftIntensityd(keys=IMAGE, offsets=0.1, prob=0.5),
-            RandAdjustContrastd(keys=IMAGE, prob=0.3, gamma=(0.7, 1.5)),
-            RandGaussianNoised(keys=IMAGE, prob=0.2, std=0.03),
+            RandHistogramShiftd(keys=IMAGE, prob=0.2, num_control_points=(5, 10)),
+            RandScaleIntensityd(keys=IMAGE, factors=0.25, prob=0.5),
+            RandShiftIntensityd(keys=IMAGE, offsets=0.15, prob=0.5),
+            RandAdjustContrastd(keys=IMAGE, prob=0.4, gamma=(0.6, 1.6)),
+            RandGaussianNoised(keys=IMAGE, prob=0.2, std=0.04),
         ]
     )
+
+
+def _tight_crop(keys: tuple[str, str], patch: int) -> OneOf:
+    """Now and then keep only a random-sized box around the slice's centre, zero outside."""
+    crop = Compose([
+        RandSpatialCropd(keys=keys, roi_size=int(patch * TIGHT_CROP_MIN), max_roi_size=patch,
+                         random_center=False, random_size=True),
+        SpatialPadd(keys=keys, spatial_size=(patch, patch), mode="constant"),
+    ])
+    return OneOf([Identityd(keys=keys), crop], weights=[1.0 - TIGHT_CROP_PROB, TIGHT_CROP_PROB])
