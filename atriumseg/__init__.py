@@ -15,13 +15,17 @@ _PUBLIC = {
     "segment": "atriumseg.api",
     "measure": "atriumseg.api",
     "mesh": "atriumseg.api",
-    "save_mesh": "atriumseg.pipeline.mesh",
+    "save_mesh": "atriumseg.pipeline.analysis.mesh",
     "load_model": "atriumseg.models.checkpoint",
     "save_model": "atriumseg.models.checkpoint",
     "ModelCard": "atriumseg.models.card",
-    "Segmenter": "atriumseg.pipeline.inference",
-    "train": "atriumseg.pipeline.training",
-    "TrainConfig": "atriumseg.pipeline.training",
+    "Segmenter": "atriumseg.pipeline.inference.segmenter",
+    "Segmentation": "atriumseg.pipeline.inference.segmenter",
+    "run_batch": "atriumseg.pipeline.batch.runner",
+    "BatchOptions": "atriumseg.pipeline.batch.runner",
+    "evaluate": "atriumseg.pipeline.training.evaluation",
+    "train": "atriumseg.pipeline.training.trainer",
+    "TrainConfig": "atriumseg.pipeline.training.trainer",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -11,13 +11,15 @@ import SimpleITK as sitk
 import torch
 from monai.data import MetaTensor
 
-from atriumseg.pipeline.inference import Segmenter
-from atriumseg.pipeline.measure import Measurements
-from atriumseg.pipeline.measure import measure as measure_array
-from atriumseg.pipeline.mesh import Mesh
-from atriumseg.pipeline.mesh import mesh as mesh_array
-from atriumseg.pipeline.io import ItkGeometry, NiftiGeometry, Volume, check_volume, read_image, write_image
-from atriumseg.pipeline.readers import SimpleITKReader
+from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.pipeline.analysis.measure import Measurements
+from atriumseg.pipeline.analysis.measure import measure as measure_array
+from atriumseg.pipeline.analysis.mesh import Mesh
+from atriumseg.pipeline.analysis.mesh import mesh as mesh_array
+from atriumseg.pipeline.io.geometry import ItkGeometry, NiftiGeometry
+from atriumseg.pipeline.io.volumes import Volume, check_volume, read_image
+from atriumseg.pipeline.io.writing import write_image
+from atriumseg.pipeline.io.readers import SimpleITKReader
 
 ImageLike = Union[str, Path, nib.Nifti1Image, sitk.Image, MetaTensor]
 ModelLike = Union[None, str, Path, Segmenter]

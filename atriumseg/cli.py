@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from atriumseg._version import __version__
 
 if TYPE_CHECKING:
-    from atriumseg.pipeline.inference import Segmenter
+    from atriumseg.pipeline.inference.segmenter import Segmenter
 
 log = logging.getLogger("atriumseg")
 
@@ -26,7 +26,7 @@ class UsageError(Exception):
 def _segmenter(args: argparse.Namespace, focus: bool = True) -> Segmenter:
     """The model named by ``--model`` (default: built-in), or a :class:`UsageError` saying why not."""
     from atriumseg.models.checkpoint import CheckpointError
-    from atriumseg.pipeline.inference import Segmenter
+    from atriumseg.pipeline.inference.segmenter import Segmenter
 
     try:
         return Segmenter.from_path(args.model, device=args.device, batch_size=args.batch_size, focus=focus)
@@ -45,9 +45,9 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.batch import BatchOptions, run_batch
-    from atriumseg.pipeline.inputs import read_list
-    from atriumseg.pipeline.report import FAILED, summary_table
+    from atriumseg.pipeline.batch.runner import BatchOptions, run_batch
+    from atriumseg.pipeline.batch.inputs import read_list
+    from atriumseg.pipeline.batch.report import FAILED, summary_table
 
     try:
         inputs = [*args.inputs, *(entry for listing in args.list for entry in read_list(listing))]
@@ -79,8 +79,8 @@ def _segment(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.batch import rebuild_report
-    from atriumseg.pipeline.report import FAILED, summary_table
+    from atriumseg.pipeline.batch.runner import rebuild_report
+    from atriumseg.pipeline.batch.report import FAILED, summary_table
 
     if not args.output.is_dir():
         raise UsageError(f"{args.output}: no such folder")
@@ -91,7 +91,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.evaluation import evaluate, pair_cases, summarise, write_metrics_csv
+    from atriumseg.pipeline.analysis.metrics import summarise
+    from atriumseg.pipeline.training.evaluation import evaluate, pair_cases, write_metrics_csv
 
     try:
         pairs = pair_cases(args.images, args.labels, args.cases)
@@ -112,7 +113,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.demo import run_demo
+    from atriumseg.demo import run_demo
 
     result = run_demo(args.output, _segmenter(args))
     print(f"mask:    {result.mask}")
@@ -125,8 +126,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.io import ImageReadError, case_name
-    from atriumseg.pipeline.measure import measure_file, write_measurements_csv
+    from atriumseg.pipeline.io.volumes import ImageReadError, case_name
+    from atriumseg.pipeline.analysis.measure import measure_file, write_measurements_csv
 
     rows, failed = [], 0
     for path in args.masks:
@@ -161,8 +162,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.distributed import Ranks
-    from atriumseg.pipeline.training import TrainConfig, train
+    from atriumseg.pipeline.training.distributed import Ranks
+    from atriumseg.pipeline.training.trainer import TrainConfig, train
 
     orientations = tuple(None if o == "header" else o for o in args.assume_orientation)
     config = TrainConfig(

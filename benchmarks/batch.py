@@ -51,9 +51,10 @@ CONFIGS = [("sequential segment() loop", None), ("run_batch workers=0", 0), ("ru
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Segment every volume of ``spec['folder']`` into ``spec['output']`` with one configuration."""
     from atriumseg.api import segment
-    from atriumseg.pipeline.batch import BatchOptions, run_batch
-    from atriumseg.pipeline.inference import Segmenter, resolve_device
-    from atriumseg.pipeline.io import output_path
+    from atriumseg.pipeline.batch.runner import BatchOptions, run_batch
+    from atriumseg.pipeline.inference.device import resolve_device
+    from atriumseg.pipeline.inference.segmenter import Segmenter
+    from atriumseg.pipeline.io.volumes import output_path
 
     device = resolve_device(spec["device"])
     segmenter = Segmenter.from_path(Path(spec["model"]), device=device)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     setup_logging()
     from atriumseg.models.checkpoint import load_model
-    from atriumseg.pipeline.inference import resolve_device
+    from atriumseg.pipeline.inference.device import resolve_device
 
     device = resolve_device(args.device)
     count = 3 if args.quick else args.cases

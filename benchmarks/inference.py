@@ -83,12 +83,14 @@ def float32_baseline(
     """The baseline path, step for step as ``Segmenter`` does it, with the network called by ``_slice_loop``."""
     from monai.transforms import KeepLargestConnectedComponent
 
-    from atriumseg.pipeline import inference, io
+    from atriumseg.pipeline.inference.restore import PROB_FLOOR, to_input_grid
+    from atriumseg.pipeline.io.volumes import read_image
+    from atriumseg.pipeline.io.writing import write_image
     from atriumseg.transforms.context import StackNeighbours
     from atriumseg.transforms.orientation import AssumeOrientation
     from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
 
-    volume = io.read_image(image)
+    volume = read_image(image)
     tensor = torch.nan_to_num(volume.tensor.float(), nan=0.0, posinf=0.0, neginf=0.0)
     if orientation:
         tensor = AssumeOrientation(orientation)(tensor)
@@ -97,14 +99,14 @@ def float32_baseline(
     stacked = StackNeighbours(card.preprocessing.slice_dim, card.preprocessing.context)(prepared.as_tensor())
     with torch.inference_mode():
         logits = _slice_loop(network, stacked, card.preprocessing.slice_dim, device)
-    floor = min(inference.PROB_FLOOR, card.postprocessing.threshold)
+    floor = min(PROB_FLOOR, card.postprocessing.threshold)
     everywhere = tuple(slice(0, n) for n in logits.shape)
-    restored = inference.to_input_grid(torch.sigmoid(logits), everywhere, prepared, tensor, floor).clamp_(0.0, 1.0)
+    restored = to_input_grid(torch.sigmoid(logits), everywhere, prepared, tensor, floor).clamp_(0.0, 1.0)
     mask = (restored > card.postprocessing.threshold).to(torch.uint8)
     if card.postprocessing.largest_component and mask.any():
         mask = KeepLargestConnectedComponent(applied_labels=[1])(mask).to(torch.uint8)
     array = mask[0].numpy()
-    io.write_image(volume.geometry.image(array), output, overwrite=True)
+    write_image(volume.geometry.image(array), output, overwrite=True)
     return array
 
 
@@ -114,15 +116,16 @@ def _stage_targets() -> list[tuple[str, object, str]]:
     from monai.transforms import Compose, KeepLargestConnectedComponent
 
     import atriumseg.api
-    from atriumseg.pipeline import inference, io
+    from atriumseg.pipeline.inference import restore
+    from atriumseg.pipeline.io import volumes
 
     return [
         ("read", atriumseg.api, "read_image"),
-        ("read", io, "read_image"),
+        ("read", volumes, "read_image"),
         ("preprocess", Compose, "__call__"),
         ("slicing", SliceInferer, "__call__"),
         ("slicing", sys.modules[__name__], "_slice_loop"),
-        ("invert", inference, "restore"),
+        ("invert", restore, "restore"),
         ("largest component", KeepLargestConnectedComponent, "__call__"),
         ("write", atriumseg.api, "write_image"),
         ("write", io, "write_image"),
@@ -139,7 +142,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Segment ``spec['image']`` ``spec['repeats']`` times with one path, in this fresh process."""
     from atriumseg.api import segment
     from atriumseg.models.checkpoint import load_model
-    from atriumseg.pipeline.inference import Segmenter, resolve_device
+    from atriumseg.pipeline.inference.device import resolve_device
+    from atriumseg.pipeline.inference.segmenter import Segmenter
 
     device = resolve_device(spec["device"])
     image, output, orientation = Path(spec["image"]), Path(spec["output"]), spec["orientation"]
@@ -327,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         emit(worker(json.loads(args.worker)))
         return
     setup_logging()
-    from atriumseg.pipeline.inference import resolve_device
+    from atriumseg.pipeline.inference.device import resolve_device
 
     device = resolve_device(args.device)
     volumes, memory_volume = (QUICK_VOLUMES, QUICK_MEMORY_VOLUME) if args.quick else (VOLUMES, MEMORY_VOLUME)

@@ -75,7 +75,7 @@ def step_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Time ``spec['steps']`` optimiser steps of the training loop after ``spec['warmup']`` untimed ones."""
     from monai.losses import DiceLoss
 
-    from atriumseg.pipeline.inference import autocast_dtype, resolve_device
+    from atriumseg.pipeline.inference.device import autocast_dtype, resolve_device
 
     torch.manual_seed(0)
     device = resolve_device(spec["device"])
@@ -121,8 +121,8 @@ class _EpochClock(logging.Handler):
 
 def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the public ``train`` for two epochs and time the second one, from the end of the first."""
-    from atriumseg.pipeline.dataset import load_msd_dataset
-    from atriumseg.pipeline.training import TrainConfig, train
+    from atriumseg.pipeline.training.dataset import load_msd_dataset
+    from atriumseg.pipeline.training.trainer import TrainConfig, train
 
     dataset = load_msd_dataset(Path(spec["data"]))
     keep = [c.name for c in dataset.cases][: spec["cases"]]
@@ -132,7 +132,7 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
         precision=spec["precision"], **spec["overrides"],
     )
     clock = _EpochClock()
-    training_log = logging.getLogger("atriumseg.pipeline.training")
+    training_log = logging.getLogger("atriumseg.pipeline.training.trainer")
     training_log.setLevel(logging.INFO)
     training_log.addHandler(clock)
     train(config, show_progress=False)
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         emit(step_worker(spec) if spec["kind"] == "step" else train_worker(spec))
         return
     setup_logging()
-    from atriumseg.pipeline.inference import resolve_device
+    from atriumseg.pipeline.inference.device import resolve_device
 
     device = resolve_device(args.device)
     shape = dict(width=8, depth=3, context=1, patch=64, batch=4) if args.quick else dict(

@@ -12,7 +12,8 @@ from monai.data import MetaTensor
 from monai.inferers import SliceInferer
 
 from atriumseg.models import load_model
-from atriumseg.pipeline.inference import PROB_FLOOR, Segmenter
+from atriumseg.pipeline.inference.restore import PROB_FLOOR
+from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.synthetic import make_affine, synthetic_case
 from atriumseg.transforms import StackNeighbours, inference_transforms
 

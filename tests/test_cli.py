@@ -15,7 +15,7 @@ from helpers import write_itk, write_nifti
 
 from atriumseg.cli import EXIT_CASE_FAILED, EXIT_OK, EXIT_USAGE, main
 from atriumseg.models import checkpoint
-from atriumseg.pipeline import io
+from atriumseg.pipeline.io import writing
 from atriumseg.synthetic import make_affine, synthetic_case
 
 SHAPE = (40, 42, 30)
@@ -46,8 +46,8 @@ def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-def test_segment_writes_mask_and_exits_zero(tmp_path: Path, good_case: Path, tiny_model: Path) -> None:
-    code = main(["segment", str(good_case), "--output", str(tmp_path / "out"), "--model", str(tiny_model), "--quiet"])
+def test_segment_writes_mask_and_exits_zero(tmp_path: Path, good_case: Path, model_folder: Path) -> None:
+    code = main(["segment", str(good_case), "--output", str(tmp_path / "out"), "--model", str(model_folder), "--quiet"])
     assert code == EXIT_OK
     mask = nib.load(tmp_path / "out" / "good.nii.gz")
     assert mask.shape == SHAPE and np.allclose(mask.affine, nib.load(good_case).affine)
@@ -56,12 +56,12 @@ def test_segment_writes_mask_and_exits_zero(tmp_path: Path, good_case: Path, tin
 
 @pytest.mark.parametrize("kind", ["missing", "2D", "non-image", "truncated"])
 def test_bad_input_gives_one_clear_line_nonzero_exit_and_no_output(
-    tmp_path: Path, tiny_model: Path, caplog: pytest.LogCaptureFixture, kind: str
+    tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
     path, phrase = _bad_inputs(tmp_path / "inputs")[kind]
     out = tmp_path / "out"
     with caplog.at_level(logging.ERROR):
-        code = main(["segment", str(path), "--output", str(out), "--model", str(tiny_model), "--quiet"])
+        code = main(["segment", str(path), "--output", str(out), "--model", str(model_folder), "--quiet"])
     assert code == EXIT_CASE_FAILED
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, errors
@@ -70,46 +70,46 @@ def test_bad_input_gives_one_clear_line_nonzero_exit_and_no_output(
     assert not list(out.glob("*.nii*")) and not list(out.rglob(".tmp-*"))
 
 
-def test_one_bad_case_does_not_stop_the_others(tmp_path: Path, good_case: Path, tiny_model: Path) -> None:
+def test_one_bad_case_does_not_stop_the_others(tmp_path: Path, good_case: Path, model_folder: Path) -> None:
     bad = _bad_inputs(tmp_path / "bad")
     inputs = [str(p) for p, _ in bad.values()] + [str(good_case)]
-    code = main(["segment", *inputs, "--output", str(tmp_path / "out"), "--model", str(tiny_model), "--quiet"])
+    code = main(["segment", *inputs, "--output", str(tmp_path / "out"), "--model", str(model_folder), "--quiet"])
     assert code == EXIT_CASE_FAILED
     assert sorted(p.name for p in (tmp_path / "out").glob("*.nii*")) == ["good.nii.gz"]
 
 
-def test_existing_output_is_kept_unless_overwrite(tmp_path: Path, good_case: Path, tiny_model: Path) -> None:
+def test_existing_output_is_kept_unless_overwrite(tmp_path: Path, good_case: Path, model_folder: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     target = out / "good.nii.gz"
     target.write_bytes(b"keep me")
-    args = ["segment", str(good_case), "--output", str(out), "--model", str(tiny_model), "--quiet"]
+    args = ["segment", str(good_case), "--output", str(out), "--model", str(model_folder), "--quiet"]
     assert main(args) == EXIT_OK
     assert target.read_bytes() == b"keep me"
     assert main([*args, "--overwrite"]) == EXIT_OK
     assert nib.load(target).shape == SHAPE
 
 
-def test_format_same_keeps_the_input_format(tmp_path: Path, tiny_model: Path) -> None:
+def test_format_same_keeps_the_input_format(tmp_path: Path, model_folder: Path) -> None:
     case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS", (10, 0, 0)), seed=9)
     (tmp_path / "in").mkdir()
     src = write_itk(tmp_path / "in" / "scan.mhd", case.image, case.affine)
-    args = ["segment", str(src), "--output", str(tmp_path / "out"), "--model", str(tiny_model), "--quiet"]
+    args = ["segment", str(src), "--output", str(tmp_path / "out"), "--model", str(model_folder), "--quiet"]
     assert main([*args, "--format", "same"]) == EXIT_OK
     assert sorted(p.name for p in (tmp_path / "out").glob("scan*")) == ["scan.mha"]
     assert sitk.ReadImage(str(tmp_path / "out" / "scan.mha")).GetSize() == SHAPE
 
 
 def test_a_failed_write_leaves_no_partial_file(
-    tmp_path: Path, good_case: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, good_case: Path, model_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken_save(image, path, gzip):
         Path(path).write_bytes(b"half a fi")
         raise OSError("disk full")
 
-    monkeypatch.setattr(io, "save_nifti", broken_save)
+    monkeypatch.setattr(writing, "save_nifti", broken_save)
     out = tmp_path / "out"
-    code = main(["segment", str(good_case), "--output", str(out), "--model", str(tiny_model), "--quiet"])
+    code = main(["segment", str(good_case), "--output", str(out), "--model", str(model_folder), "--quiet"])
     assert code == EXIT_CASE_FAILED
     assert not list(out.glob("*.nii*")) and not list(out.rglob(".tmp-*"))
 
@@ -125,8 +125,8 @@ def test_no_default_model_is_said_clearly(
     assert not (tmp_path / "out").exists()
 
 
-def test_info_prints_the_card(tiny_model: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["info", str(tiny_model)]) == EXIT_OK
+def test_info_prints_the_card(model_folder: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["info", str(model_folder)]) == EXIT_OK
     assert '"plane": "sagittal"' in capsys.readouterr().out
 
 

@@ -15,15 +15,15 @@ def _run(*args: str) -> str:
     return result.stdout
 
 
-def test_cohort_walkthrough(tmp_path: Path, tiny_model: Path) -> None:
-    out = _run(EXAMPLES / "cohort_walkthrough.py", tmp_path, "--model", tiny_model)
+def test_cohort_walkthrough(tmp_path: Path, model_folder: Path) -> None:
+    out = _run(EXAMPLES / "cohort_walkthrough.py", tmp_path, "--model", model_folder)
     assert out.count(" mL, sphericity") == 3
     assert (tmp_path / "volumes.png").stat().st_size > 1000
     assert len(list(tmp_path.glob("*.stl"))) == 3 and len(list(tmp_path.glob("*_mask.nii.gz"))) == 3
 
 
-def test_monai_building_blocks_match_the_segmenter(tiny_model: Path) -> None:
-    out = _run(EXAMPLES / "monai_building_blocks.py", tiny_model)
+def test_monai_building_blocks_match_the_segmenter(model_folder: Path) -> None:
+    out = _run(EXAMPLES / "monai_building_blocks.py", model_folder)
     agreement = float(out.split("voxels agreeing with Segmenter:")[1])
     assert agreement > 0.999, out
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from atriumseg.pipeline.dataset import load_msd_dataset
+from atriumseg.pipeline.training.dataset import load_msd_dataset
 from atriumseg.transforms.orientation import affine_with_axcodes
 
 MARGIN_MM = (60.0, 60.0, 30.0)

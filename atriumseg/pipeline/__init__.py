@@ -1,0 +1,1 @@
+"""The stages of the work, one subpackage each: io, inference, analysis, batch, training."""

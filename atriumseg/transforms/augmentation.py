@@ -45,33 +45,47 @@ TIGHT_CROP_PROB = 0.25  # share of slices shown as a tight crop
 TIGHT_CROP_MIN = 0.45  # smallest tight crop, as a fraction of the patch side
 
 
-def cached_transforms(card: ModelCard, assume_orientation: str | None) -> Compose:
-    """Deterministic part: read, fix the header if declared, preprocess, stack neighbours, index the foreground."""
+def _crop_size(card: ModelCard, patch: int) -> list[int]:
+    """The slice cut from a volume: ``CROP_MARGIN`` times the patch in-plane, one voxel thick."""
+    crop = [int(patch * CROP_MARGIN)] * 3
+    crop[card.preprocessing.slice_dim] = 1
+    return crop
+
+
+def cached_transforms(card: ModelCard, assume_orientation: str | None, patch: int) -> Compose:
+    """Deterministic part: read, fix the header if declared, preprocess, stack neighbours, pad in-plane to
+    the crop size, index the foreground.
+
+    The padding comes before the indexing so that the cached voxel indices point into the array the
+    crops are cut from (volumes smaller in-plane than a crop, such as tight LGE crops, are padded).
+    """
     pre = card.preprocessing
     head = [LoadImaged(keys=(IMAGE, LABEL), image_only=True), EnsureChannelFirstd(keys=(IMAGE, LABEL))]
     if assume_orientation:
         head.append(AssumeOrientationd(keys=(IMAGE, LABEL), axcodes=assume_orientation))
+    pad = _crop_size(card, patch)
+    pad[pre.slice_dim] = -1
     return Compose(
         head
         + list(inference_transforms(card, label_key=LABEL).transforms)
         + [
             StackNeighboursd(keys=IMAGE, slice_dim=pre.slice_dim, context=pre.context),
+            SpatialPadd(keys=(IMAGE, LABEL), spatial_size=pad, mode="constant"),
             FgBgToIndicesd(keys=LABEL, fg_postfix=FG, bg_postfix=BG),
         ]
     )
 
 
 def training_transforms(card: ModelCard, patch: int, slices_per_volume: int) -> Compose:
-    """Random part: ``slices_per_volume`` foreground-balanced slices per volume, augmented to ``patch`` x ``patch``."""
+    """Random part: ``slices_per_volume`` foreground-balanced slices per volume, augmented to ``patch`` x ``patch``.
+
+    Takes what :func:`cached_transforms` made for the same ``patch``.
+    """
     dim = card.preprocessing.slice_dim
-    crop = [int(patch * CROP_MARGIN)] * 3
-    crop[dim] = 1
-    pad = list(crop)
-    pad[dim] = -1
+    crop = _crop_size(card, patch)
     keys = (IMAGE, LABEL)
     return Compose(
         [
-            SpatialPadd(keys=keys, spatial_size=pad, mode="constant"),
             RandCropByPosNegLabeld(
                 keys=keys,
                 label_key=LABEL,

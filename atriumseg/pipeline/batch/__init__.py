@@ -1,0 +1,1 @@
+"""Batch applications: input discovery, the runner, per-case records and reports, QC pictures."""

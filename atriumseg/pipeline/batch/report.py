@@ -1,0 +1,138 @@
+"""Per-case records and the batch report (``report.csv``, ``report.json``), rebuildable from an output folder.
+
+Each case writes a small JSON record under ``OUTDIR/.atriumseg/records/`` as soon as it ends, so
+shards running in parallel into one folder never write the same file, an interrupted run loses
+nothing, and ``atriumseg report OUTDIR`` merges everything into one report at any time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from atriumseg.pipeline.io.writing import write_atomically
+
+OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+RECORDS = Path(".atriumseg") / "records"
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """The outcome of one input: status, reason, timing, left-atrium volume and quality flags."""
+
+    case: str
+    input: str
+    output: str = ""
+    status: str = OK
+    reason: str = ""
+    seconds: float = 0.0
+    volume_ml: float = math.nan
+    voxels: int = 0
+    flags: tuple[str, ...] = field(default_factory=tuple)
+    uncertainty: float = math.nan
+    surface_area_mm2: float = math.nan
+    sphericity: float = math.nan
+    axis_1_mm: float = math.nan
+    axis_2_mm: float = math.nan
+    axis_3_mm: float = math.nan
+    centroid_r_mm: float = math.nan
+    centroid_a_mm: float = math.nan
+    centroid_s_mm: float = math.nan
+    qc_png: str = ""
+    extra_outputs: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CaseResult:
+        """Rebuild from :meth:`to_dict` output (JSON null means NaN)."""
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        for name in _FLOATS:
+            if name in values:
+                values[name] = math.nan if values[name] is None else float(values[name])
+        values["flags"] = tuple(values.get("flags", ()))
+        values["extra_outputs"] = tuple(values.get("extra_outputs", ()))
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: NaN becomes null, floats are rounded to 4 decimals."""
+        data = asdict(self)
+        for name in _FLOATS:
+            data[name] = None if math.isnan(data[name]) else round(data[name], 4)
+        data["flags"] = list(self.flags)
+        data["extra_outputs"] = list(self.extra_outputs)
+        return data
+
+
+_FLOATS = tuple(f.name for f in fields(CaseResult) if f.type in ("float", float))
+
+
+def record_path(out_dir: Path, case: str) -> Path:
+    return Path(out_dir) / RECORDS / f"{case}.json"
+
+
+def write_record(out_dir: Path, result: CaseResult) -> Path:
+    """Store one case's outcome atomically."""
+    text = json.dumps(result.to_dict(), indent=1)
+    return write_atomically(record_path(out_dir, result.case), lambda tmp: tmp.write_text(text))
+
+
+def read_record(out_dir: Path, case: str) -> CaseResult | None:
+    path = record_path(out_dir, case)
+    return CaseResult.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+def collect(out_dir: Path) -> list[CaseResult]:
+    """Every case record in ``out_dir``, sorted by case name."""
+    folder = Path(out_dir) / RECORDS
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    return [CaseResult.from_dict(json.loads(p.read_text())) for p in paths]
+
+
+def write_report(out_dir: Path, results: list[CaseResult]) -> tuple[Path, Path]:
+    """``report.csv`` (one row per case, flags joined by ';') and ``report.json`` (cases and totals)."""
+    out_dir = Path(out_dir)
+    columns = [f.name for f in fields(CaseResult)]
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            for r in results:
+                row = r.to_dict()
+                row["flags"] = ";".join(r.flags)
+                row["extra_outputs"] = ";".join(r.extra_outputs)
+                writer.writerow({k: "" if v is None else v for k, v in row.items()})
+
+    payload = {"totals": totals(results), "cases": [r.to_dict() for r in results]}
+    csv_path = write_atomically(out_dir / "report.csv", write_csv)
+    json_path = write_atomically(out_dir / "report.json", lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
+    return csv_path, json_path
+
+
+def totals(results: list[CaseResult]) -> dict[str, float]:
+    """Counts per status, flagged cases and total seconds."""
+    return {
+        "cases": len(results),
+        OK: sum(r.status == OK for r in results),
+        SKIPPED: sum(r.status == SKIPPED for r in results),
+        FAILED: sum(r.status == FAILED for r in results),
+        "flagged": sum(bool(r.flags) for r in results),
+        "seconds": round(sum(r.seconds for r in results), 1),
+    }
+
+
+def summary_table(results: list[CaseResult]) -> str:
+    """A plain-text table for the terminal: totals, then every failed or flagged case with its reason."""
+    t = totals(results)
+    lines = [
+        f"{'cases':>7} {'ok':>6} {'skipped':>8} {'failed':>7} {'flagged':>8} {'time':>9}",
+        f"{t['cases']:>7} {t[OK]:>6} {t[SKIPPED]:>8} {t[FAILED]:>7} {t['flagged']:>8} {t['seconds']:>8.1f}s",
+    ]
+    for r in results:
+        if r.status == FAILED:
+            lines.append(f"  FAILED  {r.case}: {r.reason}")
+        elif r.flags:
+            lines.append(f"  FLAGGED {r.case}: {', '.join(r.flags)}")
+    return "\n".join(lines)

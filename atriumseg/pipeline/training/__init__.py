@@ -1,0 +1,1 @@
+"""Training and evaluation: MSD-layout datasets, balanced sampling, the trainer, distributed runs, evaluation."""

@@ -1,0 +1,114 @@
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from atriumseg.models.card import FORMAT_VERSION, Architecture, ModelCard, Preprocessing
+from atriumseg.models.checkpoint import CheckpointError, build_network, load_card, load_model, save_model
+from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.synthetic import make_affine, synthetic_case
+
+CARD = ModelCard(architecture=Architecture(in_channels=3, width=4, depth=3), preprocessing=Preprocessing(context=1))
+
+
+class _Explode:
+    """Unpickling this writes a marker file: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code executed"))
+
+
+def test_round_trip_gives_identical_network_card_and_masks(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    network = build_network(CARD)
+    save_model(network, CARD, tmp_path / "m")
+    loaded, card = load_model(tmp_path / "m")
+    assert card.architecture == CARD.architecture and card.preprocessing == CARD.preprocessing
+    assert card.package_version
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    case = synthetic_case((32, 30, 20), make_affine((32, 30, 20), (1.3, 1.3, 2.0)), seed=3)
+    image = MetaTensor(torch.from_numpy(case.image)[None], affine=torch.from_numpy(case.affine))
+    before = Segmenter(network, CARD, device="cpu").probabilities(image)
+    after = Segmenter(loaded, card, device="cpu").probabilities(image)
+    assert torch.equal(before.as_tensor(), after.as_tensor())
+
+
+def test_card_is_readable_json_with_preprocessing_and_versions(tmp_path: Path) -> None:
+    save_model(build_network(CARD), CARD, tmp_path / "m")
+    data = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert data["format_version"] == FORMAT_VERSION
+    assert data["preprocessing"]["orientation"] == "RAS" and data["preprocessing"]["plane"] == "sagittal"
+    assert data["postprocessing"]["threshold"] == 0.5
+    assert load_card(tmp_path / "m") == load_card(tmp_path / "m" / "model.safetensors")
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.pth", "model.safetensors"])
+def test_pickled_files_are_never_unpickled(tmp_path: Path, name: str) -> None:
+    marker = tmp_path / "marker.txt"
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    payload = folder / name
+    payload.write_bytes(pickle.dumps({"state_dict": _Explode(marker)}))
+    torch.save({"x": _Explode(marker)}, folder / "other.pt")
+    if name == "model.safetensors":
+        CARD.save(folder / "card.json")
+        target = folder
+    else:
+        target = payload
+    with pytest.raises(CheckpointError):
+        load_model(target)
+    with pytest.raises(CheckpointError):
+        Segmenter.from_path(target)
+    assert not marker.exists()
+
+
+def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
+    save_model(build_network(CARD), CARD, tmp_path / "m")
+    card_path = tmp_path / "m" / "card.json"
+    data = json.loads(card_path.read_text())
+    data["format_version"] = FORMAT_VERSION + 1
+    card_path.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="format version"):
+        load_model(tmp_path / "m")
+
+
+def test_card_that_does_not_match_the_weights_is_refused(tmp_path: Path) -> None:
+    save_model(build_network(CARD), CARD, tmp_path / "m")
+    card_path = tmp_path / "m" / "card.json"
+    data = json.loads(card_path.read_text())
+    data["architecture"]["width"] = 8
+    card_path.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("plane", "oblique", "plane"), ("orientation", "RRS", "orientation"), ("context", 2, "in_channels")],
+)
+def test_inconsistent_cards_are_refused(field: str, value: object, message: str) -> None:
+    data = CARD.to_dict()
+    data["preprocessing"][field] = value
+    with pytest.raises(ValueError, match=message):
+        ModelCard.from_dict(data)
+
+
+def test_missing_model_folder_says_so(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_model(tmp_path / "nothing")
+
+
+def test_slice_axis_follows_the_anatomical_plane() -> None:
+    assert Preprocessing(orientation="RAS", plane="sagittal").slice_dim == 0
+    assert Preprocessing(orientation="RAS", plane="coronal").slice_dim == 1
+    assert Preprocessing(orientation="LPS", plane="axial").slice_dim == 2
+    assert Preprocessing(orientation="ASL", plane="sagittal").slice_dim == 2
+    assert np.allclose(Preprocessing(orientation="RAS", plane="axial", spacing=(1.0, 0.8)).pixdim, (1.0, 0.8, 0.0))

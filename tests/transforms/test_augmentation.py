@@ -1,0 +1,41 @@
+"""Training slices: foreground-balanced on volumes of any in-plane size, the label cut with the image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from atriumseg.models.card import Architecture, ModelCard, Preprocessing
+from atriumseg.transforms.augmentation import CROP_MARGIN, cached_transforms, training_transforms
+from atriumseg.transforms.preprocessing import IMAGE, LABEL
+
+PATCH = 32
+
+
+def _cached(shape: tuple[int, int, int], plane: str) -> dict:
+    """A volume whose only bright voxels are its small labelled block, through the cached chain."""
+    card = ModelCard(architecture=Architecture(in_channels=3, width=4, depth=3),
+                     preprocessing=Preprocessing(plane=plane, spacing=(1.0, 1.0), slice_spacing=1.0, context=1))
+    image, label = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    block = tuple(slice(n // 2 - 2, n // 2 + 2) for n in shape)
+    image[block], label[block] = 1.0, 1.0
+    chain = cached_transforms(card, None, PATCH)
+    chain.transforms = chain.transforms[2:]  # skip loading: the arrays are given
+    data = {k: MetaTensor(torch.from_numpy(a)[None], affine=torch.eye(4)) for k, a in ((IMAGE, image), (LABEL, label))}
+    return card, chain(data)
+
+
+@pytest.mark.parametrize(("shape", "plane"), [((24, 20, 18), "axial"), ((18, 20, 24), "sagittal"), ((60, 64, 20), "axial")])
+def test_positive_slices_hold_foreground_even_when_the_volume_is_smaller_than_a_crop(shape, plane) -> None:
+    card, cached = _cached(shape, plane)
+    assert all(n >= int(PATCH * CROP_MARGIN) for d, n in enumerate(cached[LABEL].shape[1:])
+               if d != card.preprocessing.slice_dim)
+    augment = training_transforms(card, PATCH, slices_per_volume=8)
+    augment.set_random_state(seed=0)
+    slices = [s for _ in range(25) for s in augment(cached)]
+    with_atrium = np.mean([float(s[LABEL].sum() > 0) for s in slices])
+    assert with_atrium > 0.5, f"only {with_atrium:.0%} of slices hold foreground; 2 of 3 are drawn on it"
+    for s in slices:
+        assert s[IMAGE].shape == (3, PATCH, PATCH) and s[LABEL].shape == (1, PATCH, PATCH)

@@ -1,0 +1,64 @@
+"""The slice plane is anatomical: the same anatomy stored under different correct headers gives the same mask,
+and a declared header fix makes a mislabelled file look like its correctly labelled twin."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
+
+from atriumseg.api import segment
+from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.synthetic import make_affine, synthetic_case
+from atriumseg.transforms.orientation import affine_with_axcodes, validate_axcodes
+
+SHAPE = (46, 44, 38)
+
+
+def _restore(data: np.ndarray, codes: str) -> tuple[np.ndarray, np.ndarray]:
+    """(voxels, affine) of the RAS-stored synthetic case re-stored with axes along ``codes``."""
+    transform = ornt_transform(axcodes2ornt("RAS"), axcodes2ornt(codes))
+    return apply_orientation(data, transform), transform
+
+
+@pytest.mark.parametrize("codes", ["LPS", "ASL", "PIR", "SLA"])
+def test_same_anatomy_under_two_correct_headers_gives_the_same_mask(segmenter: Segmenter, codes: str) -> None:
+    case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS"), seed=77)
+    stored, transform = _restore(case.image, codes)
+    affine = case.affine @ inv_ornt_aff(transform, SHAPE)
+    assert nib.aff2axcodes(affine) == tuple(codes)
+    mask_ras = np.asanyarray(segment(nib.Nifti1Image(case.image, case.affine), segmenter).dataobj)
+    mask_other = np.asanyarray(segment(nib.Nifti1Image(stored, affine), segmenter).dataobj)
+    back, _ = _restore(mask_ras, codes)
+    assert mask_ras.sum() > 0
+    assert np.array_equal(back, mask_other)
+
+
+def test_declared_orientation_fixes_a_lying_header_and_keeps_the_file_header(segmenter: Segmenter) -> None:
+    """Voxels stored along (A, S, L) under a header claiming RAS, as in the MSD Task02 release."""
+    case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS"), seed=78)
+    stored, transform = _restore(case.image, "ASL")
+    true_affine = case.affine @ inv_ornt_aff(transform, SHAPE)
+    lying_affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    lying_affine[:3, 3] = true_affine[:3, 3]
+    lying = nib.Nifti1Image(stored, lying_affine)
+    fixed = segment(lying, segmenter, assume_orientation="ASL")
+    truthful = segment(nib.Nifti1Image(stored, true_affine), segmenter)
+    assert np.array_equal(np.asanyarray(fixed.dataobj), np.asanyarray(truthful.dataobj))
+    assert np.allclose(fixed.affine, lying_affine)
+
+
+def test_affine_with_axcodes_keeps_voxel_size_and_origin() -> None:
+    affine = np.diag([1.25, 1.25, 1.37, 1.0])
+    affine[:3, 3] = [40.0, 40.0, 0.0]
+    fixed = affine_with_axcodes(affine, "asl")
+    assert nib.aff2axcodes(fixed) == ("A", "S", "L")
+    assert np.allclose(np.linalg.norm(fixed[:3, :3], axis=0), [1.25, 1.25, 1.37])
+    assert np.allclose(fixed[:3, 3], [40.0, 40.0, 0.0])
+
+
+@pytest.mark.parametrize("codes", ["RA", "RRS", "XYZ", "RASL"])
+def test_invalid_axis_codes_are_refused_with_the_rule(codes: str) -> None:
+    with pytest.raises(ValueError, match="L/R, A/P and S/I"):
+        validate_axcodes(codes)
