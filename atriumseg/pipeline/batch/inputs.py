@@ -14,7 +14,7 @@ from atriumseg.pipeline.io.readers import dicom_series
 
 
 @dataclass(frozen=True)
-class Case:
+class InputCase:
     """One volume to segment: a file, or one series of a DICOM folder."""
 
     name: str
@@ -63,13 +63,13 @@ def _has_dicom_file(folder: Path) -> bool:
     return False
 
 
-def _dicom_cases(folder: Path) -> list[Case]:
+def _dicom_cases(folder: Path) -> list[InputCase]:
     series = dicom_series(folder) if _has_dicom_file(folder) else []
     if len(series) == 1:
-        return [Case(folder.name, folder, series[0][0])]
+        return [InputCase(folder.name, folder, series[0][0])]
     descriptions = [desc for _, desc in series]
     return [
-        Case(
+        InputCase(
             f"{folder.name}_{_safe(desc)}" if desc and descriptions.count(desc) == 1
             else f"{folder.name}_{_safe(desc or 'series')}_{_safe(uid)}",
             folder,
@@ -79,13 +79,13 @@ def _dicom_cases(folder: Path) -> list[Case]:
     ]
 
 
-def discover(inputs: list[str | Path]) -> tuple[list[Case], list[Stray]]:
+def discover(inputs: list[str | Path]) -> tuple[list[InputCase], list[Stray]]:
     """Expand inputs into cases, sorted by name; stray files found inside folders are returned apart.
 
     A pattern with ``*?[`` is a glob; a folder is searched recursively, and each DICOM series in it is its own case. A path named
     explicitly stays a case even if it is missing or not an image, so that it fails with its reason.
     """
-    cases: list[Case] = []
+    cases: list[InputCase] = []
     strays: list[Stray] = []
 
     def visit(folder: Path) -> None:
@@ -97,7 +97,7 @@ def discover(inputs: list[str | Path]) -> tuple[list[Case], list[Stray]]:
             if entry.is_dir():
                 visit(entry)
             elif entry.name.lower().endswith(IMAGE_SUFFIXES):
-                cases.append(Case(case_name(entry), entry))
+                cases.append(InputCase(case_name(entry), entry))
             elif not dicom:
                 strays.append(Stray(entry, "not an image file"))
 
@@ -106,7 +106,7 @@ def discover(inputs: list[str | Path]) -> tuple[list[Case], list[Stray]]:
         if any(ch in text for ch in "*?[") and not Path(text).exists():
             matches = sorted(glob.glob(text, recursive=True))
             if not matches:
-                cases.append(Case(case_name(Path(text)), Path(text)))
+                cases.append(InputCase(case_name(Path(text)), Path(text)))
             for match in matches:
                 add(match)
             return
@@ -114,7 +114,7 @@ def discover(inputs: list[str | Path]) -> tuple[list[Case], list[Stray]]:
         if path.is_dir():
             visit(path)
         else:
-            cases.append(Case(case_name(path), path))
+            cases.append(InputCase(case_name(path), path))
 
     for item in inputs:
         add(item)
@@ -122,12 +122,12 @@ def discover(inputs: list[str | Path]) -> tuple[list[Case], list[Stray]]:
     return sorted(unique.values(), key=lambda c: (c.name, str(c.path))), strays
 
 
-def in_shard(case: Case, shard: int, shards: int) -> bool:
+def in_shard(case: InputCase, shard: int, shards: int) -> bool:
     """Deterministic assignment of a case to one of ``shards`` by a hash of its name (stable across machines)."""
     return zlib.crc32(case.name.encode()) % shards == shard
 
 
-def target_path(case: Case, out_dir: Path, fmt: str) -> Path:
+def target_path(case: InputCase, out_dir: Path, fmt: str) -> Path:
     """The mask path of a case; DICOM series are named after their folder (and series)."""
     if case.series_uid is not None:
         return Path(out_dir) / f"{case.name}.nii.gz"

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.batch.inputs import Case, discover, in_shard, target_path
+from atriumseg.pipeline.batch.inputs import InputCase, discover, in_shard, target_path
 from atriumseg.pipeline.io.geometry import voxel_volume_ml
 from atriumseg.pipeline.io.volumes import ImageReadError, Volume, read_image
 from atriumseg.pipeline.io.writing import write_image
@@ -94,7 +94,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def _load(case: Case) -> Volume:
+def _load(case: InputCase) -> Volume:
     return read_image(case.path, case.series_uid, case.name)
 
 
@@ -153,7 +153,7 @@ def _record_only(out_dir: Path, result: CaseResult) -> CaseResult:
 
 
 def _segment(
-    segmenter: Segmenter, case: Case, volume: Volume, options: BatchOptions
+    segmenter: Segmenter, case: InputCase, volume: Volume, options: BatchOptions
 ) -> tuple[np.ndarray, np.ndarray, CaseResult]:
     seg = segmenter.segment(volume.tensor, assume_orientation=options.assume_orientation, tta=options.tta)
     prob, raw, mask = seg.probabilities[0].numpy(), seg.raw[0].numpy(), seg.mask[0].numpy()
@@ -167,7 +167,7 @@ def _segment(
     return mask, prob, result
 
 
-def _plan(cases: list[Case], options: BatchOptions) -> tuple[list[tuple[Case, Path]], list[CaseResult]]:
+def _plan(cases: list[InputCase], options: BatchOptions) -> tuple[list[tuple[InputCase, Path]], list[CaseResult]]:
     """Cases to run with their targets, and the ones settled already (existing output, name collision)."""
     todo, settled, claimed = [], [], {}
     for case in cases:
@@ -202,7 +202,7 @@ def run_batch(segmenter: Segmenter, inputs: list[str | Path], options: BatchOpti
     with stop_on_signals() as stop, ThreadPoolExecutor(max(1, options.workers)) as readers, ThreadPoolExecutor(
         1
     ) as writer:
-        ahead: deque[tuple[Case, Path, Future[Volume]]] = deque()
+        ahead: deque[tuple[InputCase, Path, Future[Volume]]] = deque()
         queue = iter(todo)
 
         def refill() -> None:

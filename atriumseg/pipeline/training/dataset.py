@@ -17,8 +17,8 @@ KNOWN_ORIENTATIONS: dict[tuple[str, str], str] = {
 
 
 @dataclass(frozen=True)
-class Case:
-    """One training case: an image and its label."""
+class LabelledCase:
+    """One case of a training dataset: an image and its label."""
 
     name: str
     image: Path
@@ -34,12 +34,12 @@ class MSDDataset:
 
     root: Path
     name: str
-    cases: tuple[Case, ...]
+    cases: tuple[LabelledCase, ...]
     orientation: str | None
     reference: str = ""
     licence: str = ""
 
-    def select(self, names: list[str]) -> list[Case]:
+    def select(self, names: list[str]) -> list[LabelledCase]:
         """The cases named in ``names``, in that order; unknown names raise a ValueError."""
         by_name = {c.name: c for c in self.cases}
         missing = [n for n in names if n not in by_name]
@@ -61,7 +61,7 @@ def load_msd_dataset(root: Path, orientation: str | None = "known") -> MSDDatase
         if not image.is_file() or not label.is_file():
             raise FileNotFoundError(f"{root}: dataset.json lists {item['image']} / {item['label']}, which are missing")
         name = image.name.split(".")[0]
-        cases.append(Case(name=name, image=image, label=label))
+        cases.append(LabelledCase(name=name, image=image, label=label))
     if not cases:
         raise ValueError(f"{meta_path}: lists no training cases")
     if orientation == "known":

@@ -25,7 +25,7 @@ from atriumseg.models.card import Architecture, ModelCard, Postprocessing, Prepr
 from atriumseg.models.checkpoint import build_network, load_model, save_model
 from atriumseg.pipeline.inference.device import autocast_dtype, resolve_device
 from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.training.dataset import Case, MSDDataset, kfold_split, load_msd_dataset
+from atriumseg.pipeline.training.dataset import LabelledCase, MSDDataset, kfold_split, load_msd_dataset
 from atriumseg.pipeline.training.distributed import Ranks, data_parallel, from_main, process_group, rank_device, rank_seed
 from atriumseg.pipeline.training.evaluation import evaluate
 from atriumseg.pipeline.training.sampling import BalancedSampler
@@ -104,8 +104,8 @@ class TrainingSet:
 
     dataset: MSDDataset
     weight: float
-    train: list[Case]
-    validation: list[Case]
+    train: list[LabelledCase]
+    validation: list[LabelledCase]
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class TrainResult:
     network: torch.nn.Module = field(repr=False, compare=False)
 
 
-def split_cases(dataset: MSDDataset, config: TrainConfig) -> tuple[list[Case], list[Case]]:
+def split_cases(dataset: MSDDataset, config: TrainConfig) -> tuple[list[LabelledCase], list[LabelledCase]]:
     """(training, validation) cases of one dataset: the ``val_cases`` it holds, or fold ``fold`` of ``folds``.
 
     ``exclude`` is never used.
@@ -177,7 +177,7 @@ def _learning_rate(config: TrainConfig, step: int, progress: float) -> float:
     return config.learning_rate * warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def validate(segmenter: Segmenter, cases: list[Case], orientation: str | None) -> dict[str, dict[str, float]]:
+def validate(segmenter: Segmenter, cases: list[LabelledCase], orientation: str | None) -> dict[str, dict[str, float]]:
     """Per-case metrics of whole held-out volumes, segmented exactly as users segment them."""
     rows = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], orientation, show_progress=False)
     return {name: asdict(metrics) for name, metrics in rows}
