@@ -1,18 +1,27 @@
-"""Command line: a thin layer over the Python API. Heavy imports happen inside each command."""
+"""Command line: a thin layer over the Python API. Heavy imports happen inside each command.
+
+Every command ends the same way: 0 on success, 1 when a case or the work failed (one clear
+line each), 2 on bad usage (an option, a model, a folder) found before any work, 130 when
+stopped by Ctrl-C/SIGTERM. A closed pipe (``atriumseg info | head``) ends quietly.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from atriumseg import defaults
 from atriumseg._version import __version__
+from atriumseg.transforms.axcodes import validate_axcodes
 
 if TYPE_CHECKING:
     from atriumseg.pipeline.inference.segmenter import Segmenter
+    from atriumseg.pipeline.training.trainer import TrainConfig
 
 log = logging.getLogger("atriumseg")
 
@@ -21,6 +30,13 @@ EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 class UsageError(Exception):
     """A problem with what the user asked for (bad option, unreadable model); ``main`` exits with 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and exit 2), pointing at ``--help``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _segmenter(args: argparse.Namespace, focus: bool = True) -> Segmenter:
@@ -32,6 +48,27 @@ def _segmenter(args: argparse.Namespace, focus: bool = True) -> Segmenter:
         return Segmenter.from_path(args.model, device=args.device, batch_size=args.batch_size, focus=focus)
     except (CheckpointError, ValueError) as err:
         raise UsageError(str(err)) from err
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _axcodes(text: str) -> str:
+    try:
+        return validate_axcodes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _train_orientation(text: str) -> str:
+    return text if text in ("known", "header") else _axcodes(text)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -51,7 +88,7 @@ def _segment(args: argparse.Namespace) -> int:
 
     try:
         inputs = [*args.inputs, *(entry for listing in args.list for entry in read_list(listing))]
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise UsageError(f"cannot read --list: {err}") from err
     if not inputs:
         raise UsageError("nothing to segment: give INPUT paths or --list FILE")
@@ -152,21 +189,34 @@ def _info(args: argparse.Namespace) -> int:
     import json
 
     from atriumseg.models.checkpoint import CheckpointError, load_card, resolve_model_path
+    from atriumseg.models.describe import describe
 
     try:
         card = load_card(resolve_model_path(args.model))
     except CheckpointError as err:
         raise UsageError(str(err)) from err
-    print(json.dumps(card.to_dict(), indent=2))
+    print(json.dumps(card.to_dict(), indent=2) if args.json else describe(card))
     return EXIT_OK
 
 
 def _train(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.training.distributed import Ranks
-    from atriumseg.pipeline.training.trainer import TrainConfig, train
+    from atriumseg.pipeline.training.trainer import TrainConfig, train, training_sets
 
+    try:
+        config = _train_config(args, TrainConfig)
+        training_sets(config)  # every dataset readable and every named case found, before any work
+    except (OSError, ValueError) as err:
+        raise UsageError(str(err)) from err
+    result = train(config, show_progress=not args.quiet)
+    if Ranks.from_env().is_main:
+        print(f"best model: {result.best} (validation Dice {result.best_dice:.4f}); last: {result.last}")
+    return EXIT_OK
+
+
+def _train_config(args: argparse.Namespace, config_type: type[TrainConfig]) -> TrainConfig:
     orientations = tuple(None if o == "header" else o for o in args.assume_orientation)
-    config = TrainConfig(
+    return config_type(
         datasets=tuple(args.datasets),
         output=args.output,
         weights=tuple(args.weights),
@@ -191,23 +241,79 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device,
         workers=args.workers,
         resume=args.resume,
-        command=shlex.join(["atriumseg", *sys.argv[1:]]),
+        command=shlex.join(["atriumseg", *args.argv]),
     )
-    result = train(config, show_progress=not args.quiet)
-    if Ranks.from_env().is_main:
-        print(f"best model: {result.best} (validation Dice {result.best_dice:.4f}); last: {result.last}")
-    return 0
+
+
+def _model_options() -> argparse.ArgumentParser:
+    """``--model``, ``--device``, ``--batch-size``: every command that runs a model."""
+    group = argparse.ArgumentParser(add_help=False)
+    group.add_argument("--model", "-m", type=Path, default=None, help="model folder (default: the built-in model)")
+    group.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default auto)")
+    group.add_argument("--batch-size", type=_positive_int, default=defaults.BATCH_SIZE,
+                       help=f"slices per forward pass (default {defaults.BATCH_SIZE})")
+    return group
+
+
+def _orientation_option() -> argparse.ArgumentParser:
+    group = argparse.ArgumentParser(add_help=False)
+    group.add_argument(
+        "--assume-orientation", type=_axcodes, default=None, metavar="CODES",
+        help="true axis codes of the stored voxels when the header is wrong (e.g. ASL for MSD Task02 as released)",
+    )
+    return group
+
+
+def _quiet_option() -> argparse.ArgumentParser:
+    group = argparse.ArgumentParser(add_help=False)
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
+    return group
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="atriumseg", description="Left-atrium segmentation of 3D cardiac MRI.")
+    parser = _Parser(prog="atriumseg", description="Left-atrium segmentation of 3D cardiac MRI.")
     parser.add_argument("--version", action="version", version=f"atriumseg {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (and tracebacks)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    model, orientation, quiet = _model_options(), _orientation_option(), _quiet_option()
+    _add_segment(sub, [model, orientation, quiet])
+    _add_evaluate(sub, [model, orientation, quiet])
 
     p = sub.add_parser(
-        "segment",
+        "demo", parents=[model],
+        help="segment the bundled sample MRI and report Dice and volume",
+        description="Segment the bundled sample (an MSD Task02 case held out from training, CC-BY-SA 4.0) "
+        "with the built-in model; write the mask and a PNG overlay and print Dice and volume.",
+    )
+    p.add_argument("--output", "-o", type=Path, default=Path("demo-output"), help="folder (default demo-output)")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser(
+        "measure",
+        help="volume, surface area, sphericity, principal axes and centroid of masks, in world units",
+    )
+    p.add_argument("masks", nargs="+", type=Path, metavar="MASK", help="mask files (NIfTI, NRRD, MHA/MHD)")
+    p.add_argument("--output", "-o", type=Path, default=Path("measurements.csv"), help="CSV (measurements.csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    p.set_defaults(func=_measure)
+
+    p = sub.add_parser("report", help="rebuild report.csv/json (and the QC sheet) from an output folder")
+    p.add_argument("output", type=Path, help="output folder of one or more segment runs or shards")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("info", help="describe a model: design, training data, validation figures")
+    p.add_argument("model", type=Path, nargs="?", default=None, help="model folder (default: the built-in model)")
+    p.add_argument("--json", action="store_true", help="print the whole card as JSON")
+    p.set_defaults(func=_info)
+
+    _add_train(sub, [quiet])
+    return parser
+
+
+def _add_segment(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "segment", parents=parents,
         help="segment 3D images (files, folders, DICOM series folders)",
         description="Segment the left atrium of each input and write a uint8 mask with the input's exact "
         "geometry, plus report.csv/report.json in the output folder. Exit code: 0 when no case failed "
@@ -224,9 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="a text file of input paths (one per line) or a CSV with a 'path' column; repeatable",
     )
     p.add_argument("--output", "-o", type=Path, required=True, help="folder for the masks (created if missing)")
-    p.add_argument("--model", "-m", type=Path, default=None, help="model folder (default: the built-in model)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default auto)")
-    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
     p.add_argument(
         "--format", choices=("nii.gz", "same"), default="nii.gz",
         help="mask format: nii.gz (default) or the input's own format (DICOM series give nii.gz)",
@@ -253,96 +356,65 @@ def build_parser() -> argparse.ArgumentParser:
         help="world frame of mesh coordinates: RAS (NIfTI, nibabel) or LPS (DICOM, ITK, 3D Slicer files); "
         "default RAS",
     )
-    p.add_argument("--workers", type=int, default=2, help="cases read ahead in background threads (default 2)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="cases read ahead in background threads (default 2)")
     p.add_argument(
         "--shard", type=_shard, default=(0, 1), metavar="I/N",
         help="process only shard I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/N; shards share one output folder",
     )
-    p.add_argument(
-        "--assume-orientation", default=None, metavar="CODES",
-        help="true axis codes of the stored voxels when the header is wrong (e.g. ASL for MSD Task02 as released)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_segment)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "evaluate",
+        "evaluate", parents=parents,
         help="Dice, HD95 and surface distance (mm) and volumes (mL) against reference labels",
         description="Segment each image in IMAGES and compare it with the label of the same name in LABELS, "
         "on the image's own grid and in world units. Writes a CSV and prints a summary.",
     )
     p.add_argument("images", type=Path, help="folder of images")
     p.add_argument("labels", type=Path, help="folder of reference labels with the same names")
-    p.add_argument("--model", "-m", type=Path, default=None, help="model folder (default: the built-in model)")
     p.add_argument("--cases", nargs="*", default=None, metavar="NAME", help="evaluate only these case names")
     p.add_argument("--output", "-o", type=Path, default=Path("evaluation.csv"), help="CSV path (evaluation.csv)")
-    p.add_argument(
-        "--assume-orientation", default=None, metavar="CODES",
-        help="true axis codes of the stored voxels (ASL for MSD Task02 files as released)",
-    )
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_evaluate)
 
+
+def _add_train(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "demo",
-        help="segment the bundled sample MRI and report Dice and volume",
-        description="Segment the bundled sample (an MSD Task02 case held out from training, CC-BY-SA 4.0) "
-        "with the built-in model; write the mask and a PNG overlay and print Dice and volume.",
+        "train", parents=parents, help="train a model on one or more datasets in the MSD layout",
+        description="Train a slice-wise U-Net on one or more MSD-layout datasets at once; each dataset keeps "
+        "its own orientation, validation cases and share of every batch. Defaults train the built-in design.",
     )
-    p.add_argument("--output", "-o", type=Path, default=Path("demo-output"), help="folder (default demo-output)")
-    p.add_argument("--model", "-m", type=Path, default=None, help="model folder (default: the built-in model)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
-    p.set_defaults(func=_demo)
-
-    p = sub.add_parser(
-        "measure",
-        help="volume, surface area, sphericity, principal axes and centroid of masks, in world units",
-    )
-    p.add_argument("masks", nargs="+", type=Path, metavar="MASK", help="mask files (NIfTI, NRRD, MHA/MHD)")
-    p.add_argument("--output", "-o", type=Path, default=Path("measurements.csv"), help="CSV (measurements.csv)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
-    p.set_defaults(func=_measure)
-
-    p = sub.add_parser("report", help="rebuild report.csv/json (and the QC sheet) from an output folder")
-    p.add_argument("output", type=Path, help="output folder of one or more segment runs or shards")
-    p.set_defaults(func=_report)
-
-    p = sub.add_parser("info", help="print a model card as JSON")
-    p.add_argument("model", type=Path, nargs="?", default=None, help="model folder (default: the built-in model)")
-    p.set_defaults(func=_info)
-
-    p = sub.add_parser("train", help="train a model on one or more datasets in the MSD layout")
     p.add_argument("datasets", type=Path, nargs="+", metavar="DATASET",
                    help="folders with dataset.json, imagesTr/ and labelsTr/, trained on together")
     p.add_argument("--weights", type=float, nargs="+", default=[], metavar="W",
                    help="each dataset's share of every batch, one per dataset (default: equal shares)")
     p.add_argument("--output", "-o", type=Path, required=True, help="run folder: best/, last/, metrics.csv")
-    p.add_argument("--width", type=int, default=32, help="U-Net channels at full resolution (default 32)")
-    p.add_argument("--depth", type=int, default=4, help="U-Net resolution levels incl. bottleneck (default 4)")
-    p.add_argument("--context", type=int, default=1, help="neighbouring slices each side as channels (default 1)")
-    p.add_argument("--plane", choices=("sagittal", "coronal", "axial"), default="sagittal", help="slice plane")
-    p.add_argument("--spacing", type=float, default=1.25, help="in-plane voxel size in mm (default 1.25)")
-    p.add_argument("--slice-spacing", type=float, default=1.25,
-                   help="distance between slices in mm (default 1.25; 0 keeps each scan's own)")
-    p.add_argument("--patch", type=int, default=160, help="training slice size in voxels (default 160)")
-    p.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
-    p.add_argument("--steps-per-epoch", type=int, default=50, help="optimizer steps per epoch (default 50)")
+    p.add_argument("--width", type=_positive_int, default=defaults.WIDTH,
+                   help=f"U-Net channels at full resolution (default {defaults.WIDTH})")
+    p.add_argument("--depth", type=_positive_int, default=defaults.DEPTH,
+                   help=f"U-Net resolution levels incl. bottleneck (default {defaults.DEPTH})")
+    p.add_argument("--context", type=int, default=defaults.CONTEXT,
+                   help=f"neighbouring slices each side as channels (default {defaults.CONTEXT})")
+    p.add_argument("--plane", choices=("sagittal", "coronal", "axial"), default=defaults.PLANE,
+                   help=f"slice plane (default {defaults.PLANE})")
+    p.add_argument("--spacing", type=float, default=defaults.SPACING_MM,
+                   help=f"in-plane voxel size in mm (default {defaults.SPACING_MM})")
+    p.add_argument("--slice-spacing", type=float, default=defaults.SLICE_SPACING_MM,
+                   help=f"distance between slices in mm (default {defaults.SLICE_SPACING_MM}; 0 keeps each scan's own)")
+    p.add_argument("--patch", type=_positive_int, default=defaults.PATCH,
+                   help=f"training slice size in voxels (default {defaults.PATCH})")
+    p.add_argument("--epochs", type=_positive_int, default=100, help="epochs (default 100)")
+    p.add_argument("--steps-per-epoch", type=_positive_int, default=50, help="optimizer steps per epoch (default 50)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default 2e-3)")
-    p.add_argument("--val-cases", nargs="*", default=[], metavar="NAME", help="validation case names")
+    p.add_argument("--val-cases", nargs="*", default=[], metavar="NAME", help="validation case names (any dataset)")
     p.add_argument("--exclude", nargs="*", default=[], metavar="NAME", help="cases never used (held-out test)")
-    p.add_argument("--folds", type=int, default=0, help="K for K-fold cross-validation (replaces --val-cases)")
+    p.add_argument("--folds", type=int, default=0, help="K for K-fold cross-validation in each dataset (replaces --val-cases)")
     p.add_argument("--fold", type=int, default=0, help="which fold validates (0..K-1)")
-    p.add_argument("--val-every", type=int, default=5, help="validate every N epochs (default 5)")
+    p.add_argument("--val-every", type=_positive_int, default=5, help="validate every N epochs (default 5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop cleanly after this many minutes (0: none)")
     p.add_argument(
-        "--assume-orientation",
-        nargs="+",
-        default=["known"],
-        metavar="CODES",
+        "--assume-orientation", nargs="+", type=_train_orientation, default=["known"], metavar="CODES",
         help="true axis codes of the stored voxels (e.g. ASL), one for all datasets or one per dataset; "
         "'known' (default) fixes datasets the project knows to be mislabelled (MSD Task02), "
         "'header' trusts the headers",
@@ -350,14 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``atriumseg`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
@@ -366,4 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         log.error("%s", err)
         return EXIT_USAGE
-
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_CASE_FAILED
+    except (OSError, ValueError, RuntimeError) as err:
+        log.error("%s", err, exc_info=args.verbose)
+        return EXIT_CASE_FAILED

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from atriumseg.transforms.orientation import AXIS_UNIT, validate_axcodes
+from atriumseg.transforms.axcodes import AXIS_UNIT, validate_axcodes
 
 
 @dataclass(frozen=True)

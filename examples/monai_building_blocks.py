@@ -11,11 +11,12 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import SliceInferer
 
-from atriumseg.models import load_model
+from atriumseg.models.checkpoint import load_model
 from atriumseg.pipeline.inference.restore import PROB_FLOOR
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.synthetic import make_affine, synthetic_case
-from atriumseg.transforms import StackNeighbours, inference_transforms
+from atriumseg.transforms.context import StackNeighbours
+from atriumseg.transforms.preprocessing import inference_transforms
 
 network, card = load_model(sys.argv[1])
 case = synthetic_case((48, 50, 40), make_affine((48, 50, 40), (1.4, 1.4, 1.8), "PIR"), seed=5)

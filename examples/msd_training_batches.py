@@ -9,7 +9,7 @@ from monai.data import CacheDataset, DataLoader, Dataset
 
 from atriumseg.pipeline.training.dataset import load_msd_dataset
 from atriumseg.pipeline.training.trainer import TrainConfig, make_card
-from atriumseg.transforms import cached_transforms, training_transforms
+from atriumseg.transforms.augmentation import cached_transforms, training_transforms
 
 dataset = load_msd_dataset(sys.argv[1])  # applies known header fixes (MSD Task02: true axes are A, S, L)
 print(f"{dataset.name}: {len(dataset.cases)} cases, header fix: {dataset.orientation}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -125,9 +126,99 @@ def test_no_default_model_is_said_clearly(
     assert not (tmp_path / "out").exists()
 
 
-def test_info_prints_the_card(model_folder: Path, capsys: pytest.CaptureFixture) -> None:
+def test_info_describes_the_model_and_prints_the_card_as_json(model_folder: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["info", str(model_folder)]) == EXIT_OK
+    assert "2D U-Net, width 4, depth 3" in capsys.readouterr().out
+    assert main(["info", str(model_folder), "--json"]) == EXIT_OK
     assert '"plane": "sagittal"' in capsys.readouterr().out
+
+
+def test_a_closed_pipe_ends_quietly(model_folder: Path) -> None:
+    """``atriumseg info --json | head -1``: no BrokenPipeError traceback."""
+    command = f"{sys.executable} -m atriumseg info {model_folder} --json | head -1"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True)
+    assert result.stdout.strip() == "{"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "phrase"),
+    [
+        (["--batch-size", "0"], "--batch-size: must be at least 1"),
+        (["--batch-size", "-3"], "--batch-size: must be at least 1"),
+        (["--batch-size", "many"], "--batch-size: expected a whole number"),
+        (["--assume-orientation", "RAR"], "not three axis codes"),
+        (["--workers", "0"], "--workers: must be at least 1"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(tmp_path: Path, good_case: Path, options, phrase) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "atriumseg", "segment", str(good_case), "-o", str(tmp_path / "out"), *options],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == EXIT_USAGE
+    assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:7", "tpu"])
+def test_a_device_that_does_not_exist_is_refused_before_any_work(
+    tmp_path: Path, good_case: Path, model_folder: Path, caplog: pytest.LogCaptureFixture, device: str
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        code = main(["segment", str(good_case), "-o", str(tmp_path / "out"), "--model", str(model_folder),
+                     "--device", device, "--quiet"])
+    assert code == EXIT_USAGE and device in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "phrase"),
+    [("width", 10**7, "architecture.width must be an integer"), ("depth", "4", "architecture.depth must be"),
+     ("in_channels", 2.5, "architecture.in_channels must be")],
+)
+def test_an_absurd_model_card_is_refused_before_building_a_network(
+    tmp_path: Path, good_case: Path, model_folder: Path, caplog: pytest.LogCaptureFixture, field, value, phrase
+) -> None:
+    import shutil
+
+    bad = tmp_path / "bad-model"
+    shutil.copytree(model_folder, bad)
+    card = json.loads((bad / "card.json").read_text())
+    card["architecture"][field] = value
+    (bad / "card.json").write_text(json.dumps(card))
+    with caplog.at_level(logging.ERROR):
+        code = main(["segment", str(good_case), "-o", str(tmp_path / "out"), "--model", str(bad), "--quiet"])
+    assert code == EXIT_USAGE and phrase in caplog.text
+
+
+def test_evaluate_reports_an_unreadable_image_in_one_line(
+    tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for folder in ("img", "lab"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "p1.nii.gz").write_bytes(b"not a nifti file at all")
+    with caplog.at_level(logging.ERROR):
+        code = main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
+                     "-o", str(tmp_path / "eval.csv"), "--quiet"])
+    assert code == EXIT_CASE_FAILED
+    assert "p1.nii.gz" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_train_refuses_a_missing_dataset_before_any_work(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        code = main(["train", str(tmp_path / "nowhere"), "-o", str(tmp_path / "run"), "--quiet"])
+    assert code == EXIT_USAGE and "no dataset.json" in caplog.text
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_records_the_command_it_was_given(tmp_path: Path, synthetic_dataset: Path) -> None:
+    run = tmp_path / "run"
+    argv = ["train", str(synthetic_dataset), "-o", str(run), "--width", "4", "--depth", "2", "--context", "0",
+            "--patch", "16", "--epochs", "1", "--steps-per-epoch", "1", "--slice-spacing", "0", "--quiet"]
+    assert main(argv) == EXIT_OK
+    card = json.loads((run / "last" / "card.json").read_text())
+    assert card["provenance"]["command"] == "atriumseg " + " ".join(argv)
 
 
 def test_console_script_help_lists_every_option() -> None:

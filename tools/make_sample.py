@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from atriumseg.pipeline.training.dataset import load_msd_dataset
-from atriumseg.transforms.orientation import affine_with_axcodes
+from atriumseg.transforms.axcodes import affine_with_axcodes
 
 MARGIN_MM = (60.0, 60.0, 30.0)
 

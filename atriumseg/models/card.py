@@ -11,13 +11,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atriumseg.transforms.axcodes import validate_axcodes
+
 FORMAT_VERSION = 1
 PLANES = ("sagittal", "coronal", "axial")
 _PLANE_AXIS = {"sagittal": "LR", "coronal": "AP", "axial": "SI"}
 
 
+# Bounds a card must respect, checked before any network is built or memory allocated.
+LIMITS: dict[str, Any] = {"in_channels": 31, "width": 512, "depth": 8, "context": 15, "spacing_mm": (0.05, 20.0)}
+
+
 class CardError(ValueError):
     """A model card that is missing, malformed, or of an unknown format version."""
+
+
+def _check_number(name: str, value: object, low: float, high: float, integer: bool = False) -> None:
+    """Refuse a card value that is not a number (an integer where ``integer``) in ``[low, high]``."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        raise CardError(f"{name} must be {kind} in [{low}, {high}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -92,16 +106,30 @@ class ModelCard:
                 f"model card format version {self.format_version} is not supported "
                 f"(this atriumseg reads version {FORMAT_VERSION}); upgrade atriumseg or re-export the model"
             )
+        _check_number("architecture.in_channels", arch.in_channels, 1, LIMITS["in_channels"], integer=True)
+        _check_number("architecture.width", arch.width, 1, LIMITS["width"], integer=True)
+        _check_number("architecture.depth", arch.depth, 2, LIMITS["depth"], integer=True)
+        _check_number("preprocessing.context", pre.context, 0, LIMITS["context"], integer=True)
+        for value in pre.spacing:
+            _check_number("preprocessing.spacing", value, LIMITS["spacing_mm"][0], LIMITS["spacing_mm"][1])
+        if len(pre.spacing) != 2:
+            raise CardError(f"preprocessing.spacing must hold 2 in-plane sizes in mm, got {pre.spacing!r}")
+        if pre.slice_spacing != 0:
+            _check_number("preprocessing.slice_spacing", pre.slice_spacing, *LIMITS["spacing_mm"])
+        if len(pre.percentiles) != 2 or not 0 <= pre.percentiles[0] < pre.percentiles[1] <= 100:
+            raise CardError(f"preprocessing.percentiles must be 0 <= low < high <= 100, got {pre.percentiles!r}")
         if pre.plane not in PLANES:
             raise CardError(f"plane must be one of {PLANES}, got {pre.plane!r}")
-        codes = pre.orientation.upper()
-        if len(codes) != 3 or any(sum(c in pair for c in codes) != 1 for pair in ("LR", "AP", "SI")):
-            raise CardError(f"orientation must be three axis codes such as 'RAS', got {pre.orientation!r}")
+        try:
+            validate_axcodes(pre.orientation)
+        except ValueError as err:
+            raise CardError(f"preprocessing.{err}") from None
         if arch.in_channels != 2 * pre.context + 1:
             raise CardError(
                 f"in_channels={arch.in_channels} does not match context={pre.context} "
                 f"(expected {2 * pre.context + 1} channels)"
             )
+        _check_number("postprocessing.threshold", self.postprocessing.threshold, 0.0, 1.0)
         if not 0.0 < self.postprocessing.threshold < 1.0:
             raise CardError(f"threshold must lie in (0, 1), got {self.postprocessing.threshold}")
 
@@ -127,7 +155,7 @@ class ModelCard:
                 provenance=dict(data.get("provenance", {})),
                 format_version=int(data["format_version"]),
             )
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise CardError(f"malformed model card: {err}") from err
 
     def save(self, path: Path) -> None:

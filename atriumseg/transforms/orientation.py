@@ -4,35 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 
-import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-AXIS_UNIT = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
-
-
-def validate_axcodes(codes: str) -> str:
-    """Upper-case axis codes such as ``'ASL'``, or a ValueError that says what is accepted."""
-    codes = codes.upper()
-    if len(codes) != 3 or any(sum(c in pair for c in codes) != 1 for pair in ("LR", "AP", "SI")):
-        raise ValueError(
-            f"orientation {codes!r} is not three axis codes naming each of L/R, A/P and S/I once "
-            "(for example 'RAS', 'LPS' or 'ASL')"
-        )
-    return codes
-
-
-def affine_with_axcodes(affine: np.ndarray, codes: str) -> np.ndarray:
-    """``affine`` with its voxel axes pointing along ``codes`` (RAS world), same voxel sizes and origin."""
-    codes = validate_axcodes(codes)
-    affine = np.asarray(affine, dtype=np.float64)
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    fixed = np.eye(4)
-    fixed[:3, :3] = np.stack([np.asarray(AXIS_UNIT[c], float) * s for c, s in zip(codes, spacing)], axis=1)
-    fixed[:3, 3] = affine[:3, 3]
-    return fixed
-
+from atriumseg.transforms.axcodes import affine_with_axcodes, validate_axcodes
 
 class AssumeOrientation(Transform):
     """Replace a channel-first MetaTensor's affine so its axes carry the declared codes.

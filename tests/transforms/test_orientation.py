@@ -11,7 +11,7 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 from atriumseg.api import segment
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.synthetic import make_affine, synthetic_case
-from atriumseg.transforms.orientation import affine_with_axcodes, validate_axcodes
+from atriumseg.transforms.axcodes import affine_with_axcodes, validate_axcodes
 
 SHAPE = (46, 44, 38)
 

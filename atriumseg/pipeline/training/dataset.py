@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from atriumseg.transforms.orientation import validate_axcodes
+from atriumseg.transforms.axcodes import validate_axcodes
 
 # Datasets whose released headers are known to lie about anatomy, keyed by dataset.json's
 # (name, reference); the value is the true orientation of the stored voxel axes.
