@@ -20,6 +20,7 @@ from atriumseg.pipeline.io.geometry import ItkGeometry, NiftiGeometry
 from atriumseg.pipeline.io.volumes import Volume, check_volume, read_image
 from atriumseg.pipeline.io.writing import write_image
 from atriumseg.pipeline.io.readers import SimpleITKReader
+from atriumseg.transforms.axcodes import validate_axcodes
 
 ImageLike = Union[str, Path, nib.Nifti1Image, sitk.Image, MetaTensor]
 ModelLike = Union[None, str, Path, Segmenter]
@@ -67,15 +68,20 @@ def segment(
     ``model`` is a model folder or a :class:`Segmenter` (build one once to segment many images);
     None uses the built-in default model. ``assume_orientation`` declares the true axis codes of
     a mislabelled header; ``tta`` averages test-time augmentations. With ``output`` the mask is
-    also written there, atomically.
+    also written there, atomically. Every argument is checked before any work.
     """
+    if assume_orientation is not None:
+        assume_orientation = validate_axcodes(assume_orientation)
+    if output is not None:
+        if isinstance(image, MetaTensor):
+            raise ValueError("output= needs a path, nibabel or SimpleITK input, whose header the file can copy")
+        if Path(output).exists() and not overwrite:
+            raise FileExistsError(f"{output} exists; pass overwrite=True to replace it")
     segmenter = as_segmenter(model, device)
     if isinstance(image, MetaTensor):
         tensor = image if image.ndim == 4 else image[None]
         check_volume(tensor, "image")
         mask = segmenter(tensor, assume_orientation=assume_orientation, tta=tta)
-        if output is not None:
-            raise ValueError("output= needs a path, nibabel or SimpleITK input, whose header the file can copy")
         return mask if image.ndim == 4 else mask[0]
     volume = as_volume(image)
     mask = segmenter(volume.tensor, assume_orientation=assume_orientation, tta=tta)
