@@ -19,7 +19,7 @@ _PLANE_AXIS = {"sagittal": "LR", "coronal": "AP", "axial": "SI"}
 
 
 # Bounds a card must respect, checked before any network is built or memory allocated.
-LIMITS: dict[str, Any] = {"in_channels": 31, "width": 512, "depth": 8, "context": 15, "spacing_mm": (0.05, 20.0)}
+LIMITS: dict[str, Any] = {"in_channels": 31, "width": 512, "depth": 8, "context": 15, "min_slice_size": 1024, "spacing_mm": (0.05, 20.0)}
 
 
 class CardError(ValueError):
@@ -57,7 +57,8 @@ class Preprocessing:
     ``slice_spacing`` the distance between slices in mm (0 keeps the volume's own, so a model
     then sees neighbour slices as far apart as the scan has them); ``percentiles`` the intensity
     window mapped to [0, 1] per volume; ``context`` the neighbouring slices on each side stacked
-    as channels.
+    as channels; ``min_slice_size`` the in-plane size in voxels that smaller slices are zero-padded
+    to (0: none), so a tight crop meets the network as training's padded crops did.
     """
 
     orientation: str = "RAS"
@@ -66,6 +67,7 @@ class Preprocessing:
     percentiles: tuple[float, float] = (0.5, 99.5)
     context: int = 0
     slice_spacing: float = 0.0
+    min_slice_size: int = 0
 
     @property
     def slice_dim(self) -> int:
@@ -110,6 +112,7 @@ class ModelCard:
         _check_number("architecture.width", arch.width, 1, LIMITS["width"], integer=True)
         _check_number("architecture.depth", arch.depth, 2, LIMITS["depth"], integer=True)
         _check_number("preprocessing.context", pre.context, 0, LIMITS["context"], integer=True)
+        _check_number("preprocessing.min_slice_size", pre.min_slice_size, 0, LIMITS["min_slice_size"], integer=True)
         for value in pre.spacing:
             _check_number("preprocessing.spacing", value, LIMITS["spacing_mm"][0], LIMITS["spacing_mm"][1])
         if len(pre.spacing) != 2:

@@ -1,8 +1,9 @@
 """The MONAI chain that puts a volume in the model's frame.
 
 One chain serves inference (key ``image``) and training (``image`` and ``label``): orientation
-to the card's anatomical frame, in-plane resampling, per-volume robust intensity scaling and
-padding to the network's divisor. Its spatial steps are invertible (``Compose.inverse``); at
+to the card's anatomical frame, resampling, per-volume robust intensity scaling, zero padding
+of slices smaller than the card's ``min_slice_size`` (a tight crop then sits in the same zero
+surround that training's crops gave it) and padding to the network's divisor. Its spatial steps are invertible (``Compose.inverse``); at
 inference, predictions return to the input's grid through the affines alone
 (``atriumseg.pipeline.inference.restore``), which tests check against that inverse.
 """
@@ -16,6 +17,7 @@ import numpy as np
 from monai.transforms import (
     Compose,
     DivisiblePadd,
+    SpatialPadd,
     EnsureTyped,
     Orientationd,
     ScaleIntensityRangePercentilesd,
@@ -34,6 +36,8 @@ def inference_transforms(card: ModelCard, label_key: str | None = None) -> Compo
     modes = ("bilinear",) if label_key is None else ("bilinear", "nearest")
     divisor = [card.architecture.divisor] * 3
     divisor[pre.slice_dim] = 1
+    smallest = [pre.min_slice_size] * 3
+    smallest[pre.slice_dim] = -1
     return Compose(
         [
             EnsureTyped(keys=keys, dtype="float32", track_meta=True),
@@ -42,6 +46,7 @@ def inference_transforms(card: ModelCard, label_key: str | None = None) -> Compo
             ScaleIntensityRangePercentilesd(
                 keys=IMAGE, lower=pre.percentiles[0], upper=pre.percentiles[1], b_min=0.0, b_max=1.0, clip=True
             ),
+            SpatialPadd(keys=keys, spatial_size=smallest, mode="constant"),
             DivisiblePadd(keys=keys, k=divisor, mode="constant"),
         ]
     )

@@ -17,14 +17,17 @@ def to_input_grid(
 ) -> torch.Tensor:
     """Probabilities of ``region`` of the preprocessed volume ``prepared``, on the voxel grid of ``target``.
 
-    The padding the preprocessing added is left out first, so that at the grid's outer faces the
-    edge values repeat, exactly as MONAI's inverse of the chain does.
+    The padding the preprocessing added (to a minimum slice size, then to the network's divisor) is
+    left out first, so that at the grid's outer faces the edge values repeat, exactly as MONAI's
+    inverse of the chain does. Pads nest, so what they added on each side simply adds up.
     """
-    valid = [slice(0, n) for n in prepared.shape]
+    before, after = [0] * len(prepared.shape), [0] * len(prepared.shape)
     for operation in prepared.applied_operations:
-        if operation[TraceKeys.CLASS_NAME] == "DivisiblePad":
-            padded = operation[TraceKeys.EXTRA_INFO]["padded"]
-            valid = [slice(lo, n - hi) for (lo, hi), n in zip(padded, prepared.shape)]
+        if operation[TraceKeys.CLASS_NAME] in ("SpatialPad", "DivisiblePad"):
+            for axis, (lo, hi) in enumerate(operation[TraceKeys.EXTRA_INFO]["padded"]):
+                before[axis] += lo
+                after[axis] += hi
+    valid = [slice(lo, n - hi) for lo, hi, n in zip(before, after, prepared.shape)]
     kept = []
     for r, v in zip(region, valid):
         start = max(r.start, v.start)

@@ -101,13 +101,19 @@ def test_test_time_augmentation_focuses_on_the_averaged_probability() -> None:
 GRIDS = [((40, 52, 30), (1.1, 0.9, 2.3), "PIR", (10, -8, 5)), ((37, 45, 29), (0.7, 1.3, 1.6), "LPS", (0, 0, 0))]
 
 
+@pytest.mark.parametrize("min_slice_size", [0, 64])
 @pytest.mark.parametrize(("shape", "spacing", "codes", "rotation"), GRIDS)
-def test_probabilities_return_to_the_input_grid_as_monai_inverts_the_chain(shape, spacing, codes, rotation) -> None:
+def test_probabilities_return_to_the_input_grid_as_monai_inverts_the_chain(
+    shape, spacing, codes, rotation, min_slice_size
+) -> None:
     """A random probability map, outer faces included, matches MONAI's inverse of the preprocessing
-    (grids that need resampling and padding)."""
+    (grids that need resampling and padding, to the divisor and to a minimum slice size)."""
     image = MetaTensor(torch.rand((1, *shape)), affine=torch.from_numpy(make_affine(shape, spacing, codes, rotation)))
-    chain = inference_transforms(CARD)
+    card = replace(CARD, preprocessing=replace(CARD.preprocessing, min_slice_size=min_slice_size))
+    chain = inference_transforms(card)
     prepared = chain({IMAGE: image})[IMAGE]
+    if min_slice_size:
+        assert min(n for d, n in enumerate(prepared.shape[1:]) if d != card.preprocessing.slice_dim) >= 64
     prob = torch.rand((1, *prepared.shape[1:]))
     tracked = MetaTensor(prob.clone(), meta=prepared.meta, applied_operations=prepared.applied_operations)
     expected = chain.inverse({IMAGE: tracked})[IMAGE].as_tensor()

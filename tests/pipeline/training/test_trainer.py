@@ -93,6 +93,7 @@ def test_training_on_two_datasets_validates_each(tmp_path: Path) -> None:
         "Dark": {"train": ["case_011", "case_012"], "validation": ["case_013"], "excluded": []},
     }
     assert [d["weight"] for d in card.provenance["data"]] == [1.0, 3.0]
+    assert card.preprocessing.min_slice_size == 40  # the 38-voxel crop of a 32 patch, on the pooling grid of 4
     assert set(card.provenance["validation"]) == {"Bright", "Dark"}
     assert set(card.provenance["validation_dice"]) == {"Bright", "Dark", "overall"}
 
