@@ -341,6 +341,21 @@ def _save(network: torch.nn.Module, optimizer: torch.optim.Optimizer, card: Mode
         save_model(network, replace(card, provenance=provenance), output / "best")
 
 
+def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, batch: dict,
+          device: torch.device, amp: torch.dtype | None) -> float:
+    """One optimizer step on a batch of slices (Dice + BCE on the logits); returns the loss."""
+    x = batch[IMAGE].as_tensor().to(device).contiguous(memory_format=torch.channels_last)
+    y = (batch[LABEL].as_tensor() > 0.5).float().to(device)
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = model(x).float()
+    loss = DiceLoss(sigmoid=True, batch=True)(logits, y) + torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item()
+
+
 def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show_progress: bool) -> TrainResult:
     """The training loop of one process; single-process training is the case of one rank.
 
@@ -364,7 +379,6 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
     progress = _resume(network, optimizer, output / "last") if resuming else _Progress()
     model = data_parallel(network, ranks, device)
     loader = _loader(config, card, sets, seed + progress.epoch, show_progress)
-    dice_loss, bce = DiceLoss(sigmoid=True, batch=True), torch.nn.BCEWithLogitsLoss()
     amp = autocast_dtype(device, config.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     total_steps, budget_s = config.epochs * config.steps_per_epoch, config.max_minutes * 60.0
@@ -382,16 +396,7 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
                 lr = _learning_rate(config, progress.step, done)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                x = batch[IMAGE].as_tensor().to(device).contiguous(memory_format=torch.channels_last)
-                y = (batch[LABEL].as_tensor() > 0.5).float().to(device)
-                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    logits = model(x).float()
-                loss = dice_loss(logits, y) + bce(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                losses.append(loss.item())
+                losses.append(_step(model, optimizer, scaler, batch, device, amp))
                 progress.step += 1
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}")
             elapsed = from_main(progress.elapsed_before + time.monotonic() - started, ranks, device)
