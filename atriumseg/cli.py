@@ -85,6 +85,7 @@ def _segment(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.batch.runner import BatchOptions, run_batch
     from atriumseg.pipeline.batch.inputs import read_list
     from atriumseg.pipeline.batch.report import FAILED, summary_table
+    from atriumseg.pipeline.io.writing import OutputFolderError, check_output_folder
 
     try:
         inputs = [*args.inputs, *(entry for listing in args.list for entry in read_list(listing))]
@@ -93,6 +94,10 @@ def _segment(args: argparse.Namespace) -> int:
     if not inputs:
         raise UsageError("nothing to segment: give INPUT paths or --list FILE")
     segmenter = _segmenter(args, focus=not args.no_focus)
+    try:
+        check_output_folder(args.output)
+    except OutputFolderError as err:
+        raise UsageError(str(err)) from err
     options = BatchOptions(
         output=args.output,
         fmt=args.format,
@@ -109,6 +114,9 @@ def _segment(args: argparse.Namespace) -> int:
     )
     outcome = run_batch(segmenter, inputs, options)
     print(summary_table(outcome.results))
+    if outcome.output_error:
+        log.error("run ended early: %s (the records written so far are kept; rerun to finish)", outcome.output_error)
+        return EXIT_CASE_FAILED
     print(f"report: {args.output / 'report.csv'}" + (f", QC: {args.output / 'qc' / 'index.html'}" if args.qc else ""))
     if outcome.interrupted:
         return EXIT_INTERRUPTED

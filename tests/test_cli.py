@@ -226,3 +226,14 @@ def test_console_script_help_lists_every_option() -> None:
     assert result.returncode == 0
     for option in ("--output", "--model", "--device", "--overwrite", "--format", "--assume-orientation"):
         assert option in result.stdout
+
+
+def test_an_output_path_that_is_a_file_is_a_usage_error(
+    tmp_path: Path, good_case: Path, model_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = tmp_path / "out"
+    target.write_text("a file, not a folder")
+    with caplog.at_level(logging.ERROR):
+        code = main(["segment", str(good_case), "-o", str(target), "--model", str(model_folder), "--quiet"])
+    assert code == EXIT_USAGE and str(target) in caplog.text
+    assert target.read_text() == "a file, not a folder"

@@ -1,16 +1,30 @@
-"""Turning what a user points at (files, folders, globs, list files) into a deterministic list of cases."""
+"""Turning what a user points at (files, folders, globs, list files) into a deterministic list of cases,
+and naming every output of a case.
+
+Discovery only reads regular files (a FIFO or a device named like an image is a stray, never opened),
+visits each folder once by its real path (symlink loops end), never enters the run's output folder
+and leaves out every file a run wrote there (see :class:`Skip`).
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
+import fnmatch
 import glob
+import logging
+import os
 import re
+import stat
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from atriumseg.pipeline.io.volumes import IMAGE_SUFFIXES, case_name, output_path
 from atriumseg.pipeline.io.readers import dicom_series
+from atriumseg.pipeline.io.volumes import IMAGE_SUFFIXES, case_name, file_kind, mask_suffix
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,94 +44,203 @@ class Stray:
     reason: str
 
 
+@dataclass(frozen=True)
+class Skip:
+    """What discovery leaves out, by real path: ``folders`` are never entered while searching (the run's
+    output folder; a folder named as an input is still searched) and ``files`` are never cases (what runs
+    wrote: masks, probability maps, meshes, QC pictures, reports)."""
+
+    folders: frozenset[Path] = field(default_factory=frozenset)
+    files: frozenset[Path] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class CaseOutputs:
+    """Every file a case may write. All derive from the case name CASE by appending to it:
+    ``CASE.nii.gz`` (or the input's format), ``CASE_probabilities.nii.gz``, ``CASE.stl``, ``qc/CASE.png``."""
+
+    mask: Path
+    probabilities: Path | None = None
+    mesh: Path | None = None
+    qc_png: Path | None = None
+
+    def all(self) -> list[Path]:
+        """The paths this case writes, mask first."""
+        return [p for p in (self.mask, self.probabilities, self.mesh, self.qc_png) if p is not None]
+
+
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "series"
+    """``text`` as part of a file name: letters (any script), digits, dots and dashes kept, the rest ``_``."""
+    return re.sub(r"[^\w.-]+", "_", text).strip("_") or "series"
+
+
+def _decode_list(path: Path, data: bytes) -> str:
+    """The text of a list file: UTF-8 (a byte-order mark, as Excel's "CSV UTF-8" writes, is dropped) or
+    UTF-16 with its byte-order mark; anything else is refused as not text."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    if b"\x00" in data:
+        raise ValueError(f"{path}: not a text file (it holds NUL bytes); give a text file with one path per "
+                         "line, or a CSV with a 'path' column")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start} is {data[err.start]:#04x}); save the list as "
+                         "UTF-8 (in Excel: 'CSV UTF-8')") from err
 
 
 def read_list(path: Path) -> list[str]:
     """Paths from a text list (one per line, # comments) or a ``.csv`` (its 'path' column, else the first);
-    relative paths are taken relative to the list's folder."""
+    relative paths are taken relative to the list's folder. A file that is not text raises a ValueError."""
     path = Path(path)
-    lines = path.read_text().splitlines()
+    lines = _decode_list(path, path.read_bytes()).splitlines()
     if path.suffix.lower() == ".csv":
         rows = list(csv.reader(lines))
-        if rows and "path" in [c.strip().lower() for c in rows[0]]:
-            column = [c.strip().lower() for c in rows[0]].index("path")
-            rows = rows[1:]
+        header = [c.strip().lower() for c in rows[0]] if rows else []
+        if "path" in header:
+            column, rows = header.index("path"), rows[1:]
         else:
             column = 0
-        entries = [row[column].strip() for row in rows if row and row[column].strip()]
+        entries = [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
     else:
         entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     return [str((path.parent / e) if not Path(e).is_absolute() else Path(e)) for e in entries]
 
 
-def _has_dicom_file(folder: Path) -> bool:
-    """Whether any file directly in ``folder`` carries the DICOM preamble marker."""
-    for entry in folder.iterdir():
-        if entry.is_file() and entry.stat().st_size > 132:
-            with open(entry, "rb") as fh:
-                fh.seek(128)
-                if fh.read(4) == b"DICM":
-                    return True
-    return False
+def _is_dicom_file(entry: os.DirEntry) -> bool:
+    """Whether a regular file carries the DICOM preamble marker."""
+    if not entry.is_file() or entry.stat().st_size <= 132:
+        return False
+    with open(entry.path, "rb") as fh:
+        fh.seek(128)
+        return fh.read(4) == b"DICM"
 
 
-def _dicom_cases(folder: Path) -> list[InputCase]:
-    series = dicom_series(folder) if _has_dicom_file(folder) else []
+def _dicom_cases(folder: Path, entries: list[os.DirEntry]) -> list[InputCase]:
+    series = dicom_series(folder) if any(_is_dicom_file(e) for e in entries) else []
     if len(series) == 1:
         return [InputCase(folder.name, folder, series[0][0])]
-    descriptions = [desc for _, desc in series]
+    labels = [_safe(desc or "series") for _, desc in series]
     return [
-        InputCase(
-            f"{folder.name}_{_safe(desc)}" if desc and descriptions.count(desc) == 1
-            else f"{folder.name}_{_safe(desc or 'series')}_{_safe(uid)}",
-            folder,
-            uid,
-        )
-        for uid, desc in series
+        InputCase(f"{folder.name}_{label}" if labels.count(label) == 1 else f"{folder.name}_{label}_{_safe(uid)}",
+                  folder, uid)
+        for (uid, _), label in zip(series, labels)
     ]
 
 
-def discover(inputs: list[str | Path]) -> tuple[list[InputCase], list[Stray]]:
+def _kind(path: str) -> str:
+    """'dir', 'file' (regular), or what else it is: a FIFO, socket, device or broken link is never opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a broken link or unreadable entry"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return file_kind(mode)
+
+
+def _walk(root: Path, skip: Skip, seen: set[Path], strays: list[Stray]) -> Iterator[tuple[Path, list[os.DirEntry]]]:
+    """Each folder under ``root`` (itself included) once by real path, with its sorted visible entries;
+    a folder that cannot be listed becomes a stray."""
+    real = Path(os.path.realpath(root))
+    if real in seen:
+        return
+    seen.add(real)
+    try:
+        with os.scandir(root) as listing:
+            entries = sorted((e for e in listing if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as err:
+        strays.append(Stray(root, f"folder cannot be read ({err.strerror or err})"))
+        return
+    yield root, entries
+    for entry in entries:
+        if _kind(entry.path) != "dir":
+            continue
+        if Path(os.path.realpath(entry.path)) in skip.folders:
+            log.info("%s: the output folder, not searched for inputs", entry.path)
+        else:
+            yield from _walk(Path(entry.path), skip, seen, strays)
+
+
+def _matches(parts: list[str], pattern: list[str]) -> bool:
+    """Whether path components match glob components, ``**`` standing for any number of folders."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return _matches(parts, pattern[1:]) or (bool(parts) and _matches(parts[1:], pattern))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches(parts[1:], pattern[1:])
+
+
+def _glob(pattern: str, skip: Skip, strays: list[Stray]) -> list[str]:
+    """Matches of a glob; ``**`` is searched with :func:`_walk`, so symlink loops end and skipped folders stay
+    unvisited (Python's own recursive glob follows loops for ever)."""
+    if "**" not in pattern:
+        return sorted(glob.glob(pattern))
+    parts = Path(pattern).parts
+    fixed = next(i for i, p in enumerate(parts) if glob.has_magic(p))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    if _kind(str(root)) != "dir":
+        return []
+    found = []
+    for _, entries in _walk(root, skip, set(), strays):
+        for entry in entries:
+            relative = Path(entry.path).relative_to(root).parts
+            if _matches(list(relative), list(parts[fixed:])):
+                found.append(entry.path)
+    return sorted(found)
+
+
+def discover(inputs: Iterable[str | Path], skip: Skip = Skip()) -> tuple[list[InputCase], list[Stray]]:
     """Expand inputs into cases, sorted by name; stray files found inside folders are returned apart.
 
-    A pattern with ``*?[`` is a glob; a folder is searched recursively, and each DICOM series in it is its own case. A path named
-    explicitly stays a case even if it is missing or not an image, so that it fails with its reason.
+    A pattern with ``*?[`` is a glob; a folder is searched recursively, and each DICOM series in it is its
+    own case. A path named explicitly stays a case even if it is missing or not an image, so that it fails
+    with its reason; what folders and globs find is subject to ``skip``.
     """
     cases: list[InputCase] = []
     strays: list[Stray] = []
+    seen: set[Path] = set()
 
-    def visit(folder: Path) -> None:
-        dicom = _dicom_cases(folder)
-        cases.extend(dicom)
-        for entry in sorted(folder.iterdir()):
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                visit(entry)
-            elif entry.name.lower().endswith(IMAGE_SUFFIXES):
-                cases.append(InputCase(case_name(entry), entry))
-            elif not dicom:
-                strays.append(Stray(entry, "not an image file"))
+    def found(path: Path) -> None:
+        if Path(os.path.realpath(path)) in skip.files:
+            return
+        kind = _kind(str(path))
+        if kind == "dir":
+            if Path(os.path.realpath(path)) in skip.folders:
+                log.info("%s: the output folder, not searched for inputs", path)
+            else:
+                search(path)
+        elif kind != "file":
+            strays.append(Stray(path, f"{kind}, not a regular file"))
+        elif path.name.lower().endswith(IMAGE_SUFFIXES):
+            cases.append(InputCase(case_name(path), path))
+        else:
+            strays.append(Stray(path, "not an image file"))
 
-    def add(item: str | Path) -> None:
+    def search(folder: Path) -> None:
+        for path, entries in _walk(folder, skip, seen, strays):
+            dicom = _dicom_cases(path, entries)
+            cases.extend(dicom)
+            for entry in entries:
+                child = Path(entry.path)
+                if _kind(entry.path) == "dir" or (dicom and not entry.name.lower().endswith(IMAGE_SUFFIXES)):
+                    continue
+                found(child)
+
+    for item in inputs:
         text = str(item)
         if any(ch in text for ch in "*?[") and not Path(text).exists():
-            matches = sorted(glob.glob(text, recursive=True))
+            matches = _glob(text, skip, strays)
             if not matches:
                 cases.append(InputCase(case_name(Path(text)), Path(text)))
             for match in matches:
-                add(match)
-            return
-        path = Path(text)
-        if path.is_dir():
-            visit(path)
+                found(Path(match))
+        elif Path(text).is_dir():
+            search(Path(text))
         else:
-            cases.append(InputCase(case_name(path), path))
-
-    for item in inputs:
-        add(item)
+            cases.append(InputCase(case_name(Path(text)), Path(text)))
     unique = {(c.path.resolve(), c.series_uid): c for c in cases}
     return sorted(unique.values(), key=lambda c: (c.name, str(c.path))), strays
 
@@ -127,8 +250,28 @@ def in_shard(case: InputCase, shard: int, shards: int) -> bool:
     return zlib.crc32(case.name.encode()) % shards == shard
 
 
-def target_path(case: InputCase, out_dir: Path, fmt: str) -> Path:
-    """The mask path of a case; DICOM series are named after their folder (and series)."""
-    if case.series_uid is not None:
-        return Path(out_dir) / f"{case.name}.nii.gz"
-    return output_path(case.path, out_dir, fmt)
+def case_outputs(
+    case: InputCase, out_dir: Path, fmt: str = "nii.gz", probabilities: bool = False, mesh: str | None = None,
+    qc: bool = False,
+) -> CaseOutputs:
+    """Every output path of a case, each its name CASE plus a suffix (never ``Path.stem``: names hold dots)."""
+    out_dir = Path(out_dir)
+    suffix = mask_suffix(case.path, fmt) if case.series_uid is None else ".nii.gz"
+    return CaseOutputs(
+        mask=out_dir / f"{case.name}{suffix}",
+        probabilities=out_dir / f"{case.name}_probabilities{suffix}" if probabilities else None,
+        mesh=out_dir / f"{case.name}.{mesh}" if mesh else None,
+        qc_png=out_dir / "qc" / f"{case.name}.png" if qc else None,
+    )
+
+
+def input_files(cases: Iterable[InputCase]) -> set[Path]:
+    """The real paths of every file the cases read: each file, and every regular file of each DICOM folder."""
+    files = set()
+    for case in cases:
+        if case.series_uid is None:
+            files.add(Path(os.path.realpath(case.path)))
+        elif _kind(str(case.path)) == "dir":
+            with os.scandir(case.path) as listing:
+                files.update(Path(os.path.realpath(e.path)) for e in listing if _kind(e.path) == "file")
+    return files

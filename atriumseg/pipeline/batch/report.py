@@ -3,20 +3,31 @@
 Each case writes a small JSON record under ``OUTDIR/.atriumseg/records/`` as soon as it ends, so
 shards running in parallel into one folder never write the same file, an interrupted run loses
 nothing, and ``atriumseg report OUTDIR`` merges everything into one report at any time.
+
+Before a case writes any output its record says ``failed`` with :data:`INTERRUPTED` and lists the
+outputs it is about to write, so a process killed halfway leaves a truthful record, and the next run
+knows those files are its own to finish. A case is complete (:func:`is_complete`) only when its record
+says ``ok`` and every output it lists exists. Records are written atomically; hidden temporary files
+are never read as records, and a record that cannot be read (truncated, corrupt) counts as missing.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from atriumseg.pipeline.io.writing import write_atomically
 
+log = logging.getLogger(__name__)
+
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 RECORDS = Path(".atriumseg") / "records"
+REPORT_FILES = ("report.csv", "report.json")
+INTERRUPTED = "interrupted while its outputs were being written (run again to finish it)"
 
 
 @dataclass(frozen=True)
@@ -68,26 +79,50 @@ class CaseResult:
 _FLOATS = tuple(f.name for f in fields(CaseResult) if f.type in ("float", float))
 
 
-def record_path(out_dir: Path, case: str) -> Path:
-    return Path(out_dir) / RECORDS / f"{case}.json"
+def outputs(result: CaseResult) -> list[Path]:
+    """Every file a record lists as its case's output: the mask, the extra outputs and the QC picture."""
+    return [Path(p) for p in (result.output, *result.extra_outputs, result.qc_png) if p]
 
 
-def write_record(out_dir: Path, result: CaseResult) -> Path:
-    """Store one case's outcome atomically."""
+def is_complete(result: CaseResult | None) -> bool:
+    """A case is done when its record says ``ok`` and every output it lists exists."""
+    if result is None or result.status != OK or not result.output:
+        return False
+    return all(p.is_file() for p in outputs(result))
+
+
+def record_path(out_dir: Path, key: str) -> Path:
+    """The record file of a case (``key`` is its name, or the name of a refused duplicate, see ``write_record``)."""
+    return Path(out_dir) / RECORDS / f"{key}.json"
+
+
+def write_record(out_dir: Path, result: CaseResult, key: str | None = None) -> Path:
+    """Store one case's outcome atomically, under its case name unless ``key`` is given."""
     text = json.dumps(result.to_dict(), indent=1)
-    return write_atomically(record_path(out_dir, result.case), lambda tmp: tmp.write_text(text))
+    return write_atomically(record_path(out_dir, key or result.case), lambda tmp: tmp.write_text(text))
+
+
+def _load(path: Path) -> CaseResult | None:
+    """A record file, or None (with a warning) when it cannot be read: truncated, corrupt, or not a record."""
+    try:
+        return CaseResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        log.warning("%s: unreadable record, counted as missing (%s: %s)", path, type(err).__name__, err)
+        return None
 
 
 def read_record(out_dir: Path, case: str) -> CaseResult | None:
-    path = record_path(out_dir, case)
-    return CaseResult.from_dict(json.loads(path.read_text())) if path.is_file() else None
+    """The record of ``case``, or None when there is none or it cannot be read."""
+    return _load(record_path(out_dir, case))
 
 
 def collect(out_dir: Path) -> list[CaseResult]:
-    """Every case record in ``out_dir``, sorted by case name."""
+    """Every readable record in ``out_dir``, sorted by case name; temporary files are never read."""
     folder = Path(out_dir) / RECORDS
-    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    return [CaseResult.from_dict(json.loads(p.read_text())) for p in paths]
+    paths = sorted(p for p in folder.glob("*.json") if not p.name.startswith(".")) if folder.is_dir() else []
+    return sorted((r for r in map(_load, paths) if r is not None), key=lambda r: (r.case, r.input))
 
 
 def write_report(out_dir: Path, results: list[CaseResult]) -> tuple[Path, Path]:
@@ -96,7 +131,7 @@ def write_report(out_dir: Path, results: list[CaseResult]) -> tuple[Path, Path]:
     columns = [f.name for f in fields(CaseResult)]
 
     def write_csv(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as fh:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             for r in results:
@@ -106,8 +141,9 @@ def write_report(out_dir: Path, results: list[CaseResult]) -> tuple[Path, Path]:
                 writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
     payload = {"totals": totals(results), "cases": [r.to_dict() for r in results]}
-    csv_path = write_atomically(out_dir / "report.csv", write_csv)
-    json_path = write_atomically(out_dir / "report.json", lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
+    csv_name, json_name = REPORT_FILES
+    csv_path = write_atomically(out_dir / csv_name, write_csv)
+    json_path = write_atomically(out_dir / json_name, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
     return csv_path, json_path
 
 

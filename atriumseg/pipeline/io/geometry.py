@@ -1,4 +1,5 @@
-"""The geometry an output copies from its input, and voxel sizes and volumes from an affine."""
+"""The geometry an output copies from its input, voxel sizes and volumes from an affine, and the size bound
+(voxel sizes that are usable, at most :data:`MAX_VOXELS` voxels as stored and once resampled)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,43 @@ def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
 def voxel_volume_ml(affine: np.ndarray) -> float:
     """The volume of one voxel in mL: ``|det|`` of the affine's 3x3 part, exact for sheared grids too."""
     return abs(float(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) / 1000.0
+
+
+MAX_VOXELS = 2**28  # 268,435,456 voxels (1024 x 1024 x 256): 1 GiB per float32 copy, a run holds a few copies
+_AXIS_PAIRS = ("LR", "PA", "IS")
+
+
+class GridError(ValueError):
+    """A voxel grid that cannot be segmented: unusable voxel sizes, or more voxels than :data:`MAX_VOXELS`."""
+
+
+def check_grid(shape: tuple[int, ...], spacing: tuple[float, ...]) -> None:
+    """Refuse voxel sizes that are not positive finite numbers and grids of more than :data:`MAX_VOXELS` voxels.
+
+    Checked on a header before the voxels are read, so an implausible header costs no memory.
+    """
+    if any(not np.isfinite(s) or s <= 0 for s in spacing):
+        sizes = " x ".join(f"{s:g}" for s in spacing)
+        raise GridError(
+            f"voxel size {sizes} mm is not usable (each must be a positive number); fix the header's voxel size"
+        )
+    count = int(np.prod([int(n) for n in shape], dtype=object))
+    if count > MAX_VOXELS:
+        raise GridError(
+            f"the header claims {' x '.join(str(int(n)) for n in shape)} = {count:,} voxels, beyond the bound of "
+            f"{MAX_VOXELS:,}; check the header's dimensions"
+        )
+
+
+def resampled_shape(
+    shape: tuple[int, int, int], affine: np.ndarray, pixdim: tuple[float, float, float], orientation: str
+) -> tuple[int, int, int]:
+    """The shape a volume takes once reoriented to ``orientation`` and resampled to ``pixdim`` mm (0 keeps an
+    axis' own voxel size), estimated from its shape and affine alone, before any resampling."""
+    axes = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+    resampled = [1, 1, 1]
+    for n, size, (world, _) in zip(shape, voxel_spacing(affine), axes):
+        j = next(k for k, code in enumerate(orientation) if code in _AXIS_PAIRS[int(world)])
+        target = pixdim[j] or size
+        resampled[j] = max(1, int(round(n * size / target)))
+    return tuple(resampled)

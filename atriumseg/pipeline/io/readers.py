@@ -15,8 +15,11 @@ from monai.data import ImageReader, MetaTensor, NibabelReader
 from monai.data.utils import correct_nifti_header_if_necessary
 from monai.utils import MetaKeys, SpaceKeys
 
+from atriumseg.pipeline.io.geometry import GridError, check_grid
+
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+ORIENTATION_TOLERANCE = 1e-3  # direction cosines of one series' slices may differ by this much (0.06 degrees)
 
 
 def sitk_affine_ras(image: sitk.Image) -> np.ndarray:
@@ -45,7 +48,9 @@ class NiftiReader(NibabelReader):
     """MONAI's NibabelReader, reading one NIfTI-1 or NIfTI-2 file with its voxels loaded at once.
 
     ``.nii.gz`` is inflated by ISA-L (``isal``, about twice zlib's speed) straight into the array,
-    which keeps the file's own (Fortran) order: no whole-volume copy is made on the way.
+    which keeps the file's own (Fortran) order: no whole-volume copy is made on the way. The header
+    is checked as stored, before nibabel repairs it and before any voxel is read
+    (:func:`check_nifti_header`).
     """
 
     def read(self, data: Sequence[Any] | Any, **kwargs: Any) -> nib.Nifti1Image:
@@ -55,6 +60,8 @@ class NiftiReader(NibabelReader):
         try:
             with opener(path, "rb") as stream:
                 klass = _nifti_class(stream.read(4))
+                stream.seek(0)
+                check_nifti_header(klass.header_class.from_fileobj(stream, check=False))
                 stream.seek(0)
                 image = klass.from_file_map(klass.make_file_map({"image": stream}), mmap=False)
                 loaded = klass(np.asanyarray(image.dataobj), image.affine, image.header)
@@ -67,6 +74,31 @@ class NiftiReader(NibabelReader):
         return as_metatensor(*self.get_data(img))
 
 
+def check_nifti_header(header: nib.Nifti1Header) -> None:
+    """Refuse a NIfTI header that is unusable as stored: an unknown datatype code, a negative or NaN data
+    offset, voxel sizes (pixdim) that are zero, negative or NaN (nibabel would silently read them as 1 mm
+    or their absolute value), a qform or sform holding NaN or infinity, or more voxels than the size bound."""
+    code = int(header["datatype"])
+    if code not in nib.nifti1.data_type_codes.code:
+        raise GridError(f"unknown datatype code {code} in the header; the file is corrupt or not NIfTI")
+    offset = float(header["vox_offset"])
+    if not (np.isfinite(offset) and offset >= 0):
+        raise GridError(f"the header's data offset (vox_offset) is {offset:g}; it must be a non-negative number")
+    dims = int(header["dim"][0])
+    if not 1 <= dims <= 7:
+        raise GridError(f"the header's dim[0] is {dims}, not a number of dimensions from 1 to 7")
+    shape = tuple(int(n) for n in header["dim"][1 : 1 + dims])
+    check_grid(shape, tuple(float(s) for s in header["pixdim"][1 : 1 + min(3, len(shape))]))
+    if int(header["qform_code"]) > 0:
+        quatern = [float(header[k]) for k in ("quatern_b", "quatern_c", "quatern_d")]
+        offset = [float(header[k]) for k in ("qoffset_x", "qoffset_y", "qoffset_z")]
+        if not np.isfinite(quatern + offset).all():
+            raise GridError("the qform (quatern_b/c/d, qoffset_x/y/z) holds a value that is not a finite number")
+    if int(header["sform_code"]) > 0:
+        if not all(np.isfinite(header[k]).all() for k in ("srow_x", "srow_y", "srow_z")):
+            raise GridError("the sform (srow_x/y/z) holds a value that is not a finite number")
+
+
 def _nifti_class(first_bytes: bytes) -> type[nib.Nifti1Image]:
     """NIfTI-1 or NIfTI-2, from the header size that opens the file (in either byte order)."""
     sizes = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
@@ -77,32 +109,41 @@ def _nifti_class(first_bytes: bytes) -> type[nib.Nifti1Image]:
     raise ValueError("not a NIfTI-1 or NIfTI-2 header")
 
 
+def _slice_info(name: str) -> sitk.ImageFileReader:
+    """The header of one DICOM file (or any ITK image), without its pixels."""
+    info = sitk.ImageFileReader()
+    info.SetFileName(name)
+    info.ReadImageInformation()
+    return info
+
+
 def dicom_series(folder: Path) -> list[tuple[str, str]]:
     """(series UID, series description) of every DICOM series directly inside ``folder``."""
     series = []
     for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
-        first = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)[0]
-        info = sitk.ImageFileReader()
-        info.SetFileName(first)
-        info.ReadImageInformation()
+        info = _slice_info(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)[0])
         description = info.GetMetaData("0008|103e").strip() if info.HasMetaDataKey("0008|103e") else ""
         series.append((uid, description))
     return series
 
 
-def _check_slice_positions(files: list[str], label: str) -> None:
-    """Refuse a series whose slices are missing or unevenly spaced along the slice normal."""
+def _check_slices(files: list[str], label: str) -> None:
+    """Refuse a series whose slices do not share one orientation, are missing or unevenly spaced along the
+    slice normal, or add up to more voxels than the size bound; only headers are read."""
     if len(files) < 2:
         raise ValueError(f"{label}: only {len(files)} slice; a 3D volume needs several")
-    positions, normal = [], None
-    for name in files:
-        info = sitk.ImageFileReader()
-        info.SetFileName(name)
-        info.ReadImageInformation()
-        if normal is None:
-            direction = np.asarray(info.GetDirection(), float).reshape(3, 3)
-            normal = direction[:, 2]
-        positions.append(float(np.dot(info.GetOrigin(), normal)))
+    infos = [_slice_info(name) for name in files]
+    directions = np.asarray([info.GetDirection() for info in infos], float)
+    tilted = np.abs(directions - directions[0]).max(axis=1) > ORIENTATION_TOLERANCE
+    if tilted.any():
+        raise ValueError(
+            f"{label}: slices do not share one orientation (ImageOrientationPatient differs in {int(tilted.sum())} "
+            f"of {len(files)} files); export each orientation as its own series"
+        )
+    width, height = infos[0].GetSize()[:2]
+    check_grid((width, height, len(files)), infos[0].GetSpacing()[:2])
+    normal = directions[0].reshape(3, 3)[:, 2]
+    positions = [float(np.dot(info.GetOrigin(), normal)) for info in infos]
     gaps = np.diff(np.sort(positions))
     if gaps.min() <= 1e-3 or gaps.max() - gaps.min() > 0.01 * max(gaps.max(), 1e-6) + 1e-3:
         raise ValueError(
@@ -122,7 +163,7 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> sitk.Image
     if uid not in uids:
         raise ValueError(f"{folder}: no DICOM series with UID {uid}")
     files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
-    _check_slice_positions(files, f"{folder} (series {uid})")
+    _check_slices(files, f"{folder} (series {uid})")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     return reader.Execute()
@@ -146,7 +187,11 @@ class SimpleITKReader(ImageReader):
         path = Path(data[0] if isinstance(data, (list, tuple)) else data)
         if path.is_dir():
             return read_dicom_series(path, self.series_uid)
-        return sitk.ReadImage(str(path))
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()  # the header alone: refuse an implausible grid before reading voxels
+        check_grid(reader.GetSize(), reader.GetSpacing())
+        return reader.Execute()
 
     def get_data(self, img: sitk.Image) -> tuple[np.ndarray, dict]:
         if img.GetNumberOfComponentsPerPixel() != 1:

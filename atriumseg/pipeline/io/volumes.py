@@ -2,21 +2,34 @@
 
 NIfTI goes through MONAI's ``NibabelReader`` and keeps its own header; NRRD, MHA/MHD and DICOM
 series go through :class:`SimpleITKReader` and keep origin, spacing and direction. What cannot be
-segmented (2D, 4D, empty, corrupt, too small) is refused with an :class:`ImageReadError` naming the
-input and the reason.
+segmented (2D, 4D, empty, corrupt, too small, not a regular file, unusable voxel sizes, more voxels than
+:data:`~atriumseg.pipeline.io.geometry.MAX_VOXELS` as stored or once resampled) is refused with an
+:class:`ImageReadError` naming the input and the reason.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from atriumseg.pipeline.io.geometry import Geometry, ItkGeometry, NiftiGeometry
+from atriumseg.pipeline.io.geometry import (
+    MAX_VOXELS,
+    Geometry,
+    GridError,
+    ItkGeometry,
+    NiftiGeometry,
+    check_grid,
+    resampled_shape,
+    voxel_spacing,
+)
 from atriumseg.pipeline.io.readers import SITK_SUFFIXES, NiftiReader, SimpleITKReader
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -43,7 +56,8 @@ def is_nifti(path: Path) -> bool:
 
 
 def case_name(path: Path) -> str:
-    """``DIR/name.nii.gz`` -> ``name``; a DICOM folder -> its folder name."""
+    """The case name CASE: the file name minus its image suffix (``exam_T1_3.0mm.nii.gz`` -> ``exam_T1_3.0mm``,
+    never ``Path.stem``); a DICOM folder -> its folder name. Every output name appends to it."""
     path = Path(path)
     if path.is_dir():
         return path.name
@@ -54,17 +68,22 @@ def case_name(path: Path) -> str:
     return path.stem
 
 
-def output_path(path: Path, out_dir: Path, fmt: str = "nii.gz") -> Path:
-    """Where the mask of ``path`` goes: ``out_dir/name.nii.gz``, or the input's own format with ``fmt='same'``."""
+def mask_suffix(path: Path, fmt: str = "nii.gz") -> str:
+    """The file suffix of the mask of ``path``: ``.nii.gz``, or the input's own format with ``fmt='same'``
+    (a DICOM folder gives ``.nii.gz``; ``.mhd`` and ``.nhdr`` give their single-file forms)."""
     path = Path(path)
-    if fmt == "same" and not path.is_dir():
-        suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
-        suffix = _SINGLE_FILE_SUFFIX.get(suffix, suffix)
-    elif fmt in ("same", "nii.gz"):
-        suffix = ".nii.gz"
-    else:
+    if fmt not in ("same", "nii.gz"):
         raise ValueError(f"output format must be 'nii.gz' or 'same', got {fmt!r}")
-    return Path(out_dir) / f"{case_name(path)}{suffix}"
+    if fmt == "nii.gz" or path.is_dir():
+        return ".nii.gz"
+    suffix = next((s for s in sorted(IMAGE_SUFFIXES, key=len, reverse=True) if path.name.lower().endswith(s)), "")
+    return _SINGLE_FILE_SUFFIX.get(suffix, suffix) or ".nii.gz"
+
+
+def output_path(path: Path, out_dir: Path, fmt: str = "nii.gz") -> Path:
+    """Where the mask of ``path`` goes: ``out_dir/CASE.nii.gz`` (CASE: :func:`case_name`), or the input's own
+    format with ``fmt='same'``."""
+    return Path(out_dir) / f"{case_name(path)}{mask_suffix(path, fmt)}"
 
 
 def check_volume(tensor: torch.Tensor, name: str) -> None:
@@ -89,12 +108,50 @@ def check_volume(tensor: torch.Tensor, name: str) -> None:
         raise ImageReadError(f"{name}: no finite voxel value (all NaN or infinite)")
 
 
+def check_resampled_size(
+    tensor: MetaTensor, affine: np.ndarray, pixdim: tuple[float, float, float], orientation: str, name: str
+) -> None:
+    """Refuse a volume that would hold more than :data:`MAX_VOXELS` voxels once resampled to ``pixdim`` mm in
+    ``orientation`` (a model card's preprocessing), estimated before resampling, with the figures in the reason.
+
+    ``affine`` is the one describing the anatomy (the header's, or the declared orientation's). A voxel size
+    wrong by a large factor (a header in cm) is the usual cause.
+    """
+    shape = tuple(int(n) for n in tensor.shape[1:])
+    target = resampled_shape(shape, affine, pixdim, orientation)
+    count = int(np.prod(target, dtype=object))
+    if count > MAX_VOXELS:
+        spacing = " x ".join(f"{s:g}" for s in voxel_spacing(affine))
+        raise ImageReadError(
+            f"{name}: resampled to the model's voxel size this volume would hold {' x '.join(map(str, target))} = "
+            f"{count:,} voxels (from {' x '.join(map(str, shape))} voxels of {spacing} mm), beyond the bound of "
+            f"{MAX_VOXELS:,}; check the voxel size in its header (is it in cm?)"
+        )
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is neither regular nor a folder is, from its ``st_mode``: "a FIFO (named pipe)"..."""
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"))
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
 def read_image(path: Path, series_uid: str | None = None, name: str | None = None) -> Volume:
-    """Read a NIfTI, NRRD, MHA/MHD file or a DICOM series folder (one series, or ``series_uid``) as a 3D volume."""
+    """Read a NIfTI, NRRD, MHA/MHD file or a DICOM series folder (one series, or ``series_uid``) as a 3D volume.
+
+    Only regular files are opened (a FIFO would block the reader forever); headers are checked before any
+    voxel is read.
+    """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file or folder")
-    if path.is_file() and path.stat().st_size == 0:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file or folder") from None
+    except OSError as err:
+        raise ImageReadError(f"{path}: cannot be opened ({err.strerror})") from err
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        raise ImageReadError(f"{path}: {file_kind(info.st_mode)}, not an image file; give a file or a DICOM folder")
+    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     if not (path.is_dir() or str(path).lower().endswith(IMAGE_SUFFIXES)):
         raise ImageReadError(
@@ -113,8 +170,20 @@ def read_image(path: Path, series_uid: str | None = None, name: str | None = Non
             geometry = ItkGeometry.of(itk_image)
     except ImageReadError:
         raise
-    except (OSError, EOFError, RuntimeError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as err:
+    except GridError as err:
+        raise ImageReadError(f"{path}: {err}") from err
+    except (
+        OSError, EOFError, RuntimeError, ValueError, zlib.error, nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+    ) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ImageReadError(f"{path}: unreadable or corrupt image ({reason})") from err
+    affine = tensor.affine.numpy()
+    if not np.isfinite(affine).all():
+        raise ImageReadError(f"{path}: its voxel-to-world affine holds values that are not finite numbers")
+    try:
+        check_grid(tuple(tensor.shape[1:]), voxel_spacing(affine))
+    except GridError as err:
+        raise ImageReadError(f"{path}: {err}") from err
     check_volume(tensor, str(path))
     return Volume(tensor=tensor, geometry=geometry, name=name or case_name(path))

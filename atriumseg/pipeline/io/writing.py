@@ -1,10 +1,16 @@
-"""Writing outputs atomically (a temporary file in the destination folder, then a rename) and never
-over an existing file unless asked."""
+"""Writing outputs atomically (a temporary file in the destination folder, flushed to disk, then a rename)
+and never over an existing file unless asked; checking an output folder before any work; cleaning up
+the temporary files of writers that died (``kill -9``, a power cut)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import socket
+import time
 import uuid
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,17 +18,110 @@ import nibabel as nib
 import SimpleITK as sitk
 from isal import igzip
 
+TEMPORARY_PREFIX = ".tmp-"
+STALE_AFTER_S = 3600.0  # a temporary file of another machine untouched this long belongs to a dead writer
+_MACHINE = f"{zlib.crc32(socket.gethostname().encode()):08x}"
+# .tmp-MACHINE-PID-RANDOM-name, or .tmp-RANDOM-name as earlier versions wrote: nothing else is ever removed
+_TEMPORARY = re.compile(r"\.tmp-(?:(?P<machine>[0-9a-f]{8})-(?P<pid>\d+)-)?[0-9a-f]{8}-.")
+
+
+class OutputFolderError(OSError):
+    """An output folder that cannot be used: not a folder, cannot be created, or not writable."""
+
+
+def check_output_folder(folder: Path) -> Path:
+    """Make sure ``folder`` exists (creating it) and this process can write into it, before any work.
+
+    Raises :class:`OutputFolderError` naming the folder, what is wrong and what to do.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"{folder}: exists and is not a folder; give a folder for the outputs")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputFolderError(
+            f"{folder}: cannot create the output folder ({err.strerror or err}); give a folder you can write to"
+        ) from err
+    probe = folder / f"{TEMPORARY_PREFIX}{_MACHINE}-{os.getpid()}-{uuid.uuid4().hex[:8]}-probe"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        probe.unlink()
+    except OSError as err:
+        raise OutputFolderError(
+            f"{folder}: cannot write into the output folder ({err.strerror or err}); give a folder you can write to"
+        ) from err
+    return folder
+
+
+def temporary_path(path: Path) -> Path:
+    """A hidden name beside ``path`` that says which machine and process writes it (see :func:`is_stale`)."""
+    return path.with_name(f"{TEMPORARY_PREFIX}{_MACHINE}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
+
+
+def process_running(pid: int) -> bool:
+    """Whether a process with this PID runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(path: Path) -> bool:
+    """Whether a temporary file of ours was left by a writer that is gone: a process of this machine that no
+    longer runs, or (another machine, or an earlier version's name) a file untouched for :data:`STALE_AFTER_S`
+    seconds. Files not named like our temporary files are never stale."""
+    match = _TEMPORARY.match(path.name)
+    if match is None:
+        return False
+    if match["machine"] == _MACHINE:
+        return not process_running(int(match["pid"]))
+    try:
+        return time.time() - path.stat().st_mtime > STALE_AFTER_S
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files in ``folder`` whose writer is gone (:func:`is_stale`); returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(f"{TEMPORARY_PREFIX}*") if is_stale(p)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's) content to disk; folders that cannot be flushed (EINVAL) are left."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno != errno.EINVAL or not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename: never half a file."""
+    """Call ``write(tmp)`` on a temporary file in ``path``'s folder, flush it to disk, rename it, flush the
+    folder: never half a file, not even after a power cut, and files written one after another reach the
+    disk in that order. On any error the temporary file is removed and the error raised."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    tmp = temporary_path(path)
     try:
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    _fsync(path.parent)
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 from pathlib import Path
 
 import nibabel as nib
@@ -181,7 +182,7 @@ def test_interrupt_stops_between_cases_and_a_rerun_completes(
 
 
 def test_second_signal_interrupts_at_once_and_leaves_no_partial_file(
-    tmp_path: Path, model_folder: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, segmenter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
@@ -194,7 +195,7 @@ def test_second_signal_interrupts_at_once_and_leaves_no_partial_file(
 
     monkeypatch.setattr(batch, "_segment", two_signals)
     with pytest.raises(KeyboardInterrupt):
-        main(["segment", str(folder), "--output", str(tmp_path / "out"), "--model", str(model_folder), "--quiet"])
+        batch.run_batch(segmenter, [folder], batch.BatchOptions(output=tmp_path / "out", show_progress=False))
     assert not list((tmp_path / "out").rglob("*.nii.gz")) and not list((tmp_path / "out").rglob(".tmp-*"))
 
 
@@ -226,3 +227,38 @@ def test_discover_names_each_dicom_series_and_skips_strays(tmp_path: Path) -> No
     assert sorted(c.series_uid for c in cases) == ["1.2.3.4.1", "1.2.3.4.2"]
     assert len({c.name for c in cases}) == 2 and all(c.name.startswith("exam_") for c in cases)
     assert [s.path.name for s in strays] == ["readme.txt"]
+
+
+def _patched_nifti(path: Path, array: np.ndarray, affine: np.ndarray, patches: list[tuple[int, str, tuple]]) -> Path:
+    """A NIfTI-1 file whose header bytes are overwritten at (offset, struct format, values)."""
+    data = bytearray(nib.Nifti1Image(array, affine).to_bytes())
+    for offset, fmt, values in patches:
+        struct.pack_into(fmt, data, offset, *values)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_corrupt_headers_and_implausible_sizes_fail_their_own_case_only(tmp_path: Path, segmenter) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = _case(95)
+    write_nifti(folder / "good.nii.gz", good.image, good.affine)
+    image, affine = good.image.astype(np.float32), good.affine
+    sform_on, metres = (254, "<h", (1,)), np.diag([1e3, 1e3, 1e3, 1])
+    bad = {
+        "nan_sform": (_patched_nifti(folder / "nan_sform.nii", image, affine, [sform_on, (280, "<f", (np.nan,))]),
+                      "the sform (srow_x/y/z) holds a value that is not a finite number"),
+        "bad_datatype": (_patched_nifti(folder / "bad_datatype.nii", image, affine, [(70, "<h", (999,))]),
+                         "unknown datatype code 999"),
+        "zero_voxel": (_patched_nifti(folder / "zero_voxel.nii", image, affine, [(84, "<f", (0.0,))]),
+                       "voxel size 1.5 x 0 x 1.5 mm is not usable"),
+        "in_metres": (write_nifti(folder / "in_metres.nii.gz", np.ones((24, 24, 20), np.float32), metres),
+                      "would hold 24 x 16000 x 13333 = 5,119,872,000 voxels (from 24 x 24 x 20 voxels of 1000 x 1000 x "
+                      "1000 mm), beyond the bound of 268,435,456"),
+    }
+    outcome = batch.run_batch(segmenter, [folder], batch.BatchOptions(output=tmp_path / "out", show_progress=False))
+    results = {r.case: r for r in outcome.results}
+    assert results["good"].status == "ok" and results["good"].voxels > 0
+    for name, (path, phrase) in bad.items():
+        assert results[name].status == "failed", results[name]
+        assert results[name].reason.startswith(str(path)) and phrase in results[name].reason, results[name].reason

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from helpers import write_dicom_series
 
 from atriumseg.pipeline.io import volumes as io
 from atriumseg.pipeline.io.writing import write_image
-from atriumseg.synthetic import make_affine
+from atriumseg.synthetic import make_affine, synthetic_case
 from atriumseg.transforms.context import StackNeighbours
 
 SHAPE = (20, 23, 17)
@@ -72,3 +75,68 @@ def test_stacking_chosen_slices_equals_stacking_all_then_choosing() -> None:
     torch.testing.assert_close(everything[4, :, 3], volume[0, :, 5])
     chosen = torch.tensor([0, 3, 5])
     torch.testing.assert_close(stack(volume[..., 1:4], chosen), everything.index_select(2, chosen)[..., 1:4])
+
+
+NAN = float("nan")
+# (field, byte offset in the NIfTI-1 header, struct format, values, qform and sform codes, phrase of the reason)
+HEADER_CORRUPTIONS = [
+    ("NaN voxel size", 80, "<f", (NAN,), (0, 0), "voxel size nan x 0.8 x 2.5 mm is not usable"),
+    ("zero voxel size", 80, "<f", (0.0,), (0, 0), "voxel size 0 x 0.8 x 2.5 mm is not usable"),
+    ("negative voxel size", 84, "<f", (-0.8,), (1, 0), "voxel size 1.2 x -0.8 x 2.5 mm is not usable"),
+    ("NaN sform", 280, "<f", (NAN,), (0, 1), "the sform (srow_x/y/z) holds a value that is not a finite number"),
+    ("NaN qform offset", 268, "<f", (NAN,), (1, 0), "the qform (quatern_b/c/d, qoffset_x/y/z) holds a value"),
+    ("unknown datatype", 70, "<h", (999,), (1, 1), "unknown datatype code 999"),
+    ("negative data offset", 108, "<f", (-100.0,), (1, 1), "data offset (vox_offset) is -100"),
+    ("enormous dimensions", 42, "<3h", (30000, 30000, 30000), (1, 1), "30000 x 30000 x 30000 = 27,000,000,000,000"),
+]
+
+
+def corrupt_nifti(path: Path, offset: int, fmt: str, values: tuple, codes: tuple[int, int]) -> Path:
+    """A valid LPS volume saved as NIfTI-1, then one header field overwritten (and the form codes set)."""
+    array = np.random.default_rng(5).normal(size=SHAPE).astype(np.float32)
+    image = nib.Nifti1Image(array, make_affine(SHAPE, (1.2, 0.8, 2.5), "LPS"))
+    data = bytearray(image.to_bytes())
+    struct.pack_into(fmt, data, offset, *values)
+    struct.pack_into("<hh", data, 252, *codes)
+    path.write_bytes(gzip.compress(bytes(data)) if path.name.endswith(".gz") else bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize(
+    "field, offset, fmt, values, codes, phrase", HEADER_CORRUPTIONS, ids=[c[0] for c in HEADER_CORRUPTIONS]
+)
+def test_a_corrupt_header_field_is_a_read_error_naming_it(
+    tmp_path: Path, suffix: str, field: str, offset: int, fmt: str, values: tuple, codes: tuple, phrase: str
+) -> None:
+    path = corrupt_nifti(tmp_path / f"scan{suffix}", offset, fmt, values, codes)
+    with pytest.raises(io.ImageReadError) as caught:
+        io.read_image(path)
+    assert str(caught.value).startswith(f"{path}: ") and phrase in str(caught.value), str(caught.value)
+
+
+def test_a_dicom_series_whose_slices_are_not_parallel_is_refused(tmp_path: Path) -> None:
+    shape = (40, 42, 30)
+    straight = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5), "LPS"), seed=1)
+    turned = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5), "LPS", (0, 0, 30)), seed=1)
+    uid, series = "1.2.826.0.1.3680043.2.1125.77", tmp_path / "series"
+    write_dicom_series(series, straight.image / straight.image.max() * 2000, straight.affine, uid=uid, prefix="a_")
+    write_dicom_series(tmp_path / "turned", turned.image / turned.image.max() * 2000, turned.affine, uid=uid,
+                       prefix="b_")
+    for k in range(15, 30):  # the upper half of the series is rotated by 30 degrees in-plane
+        (series / f"a_{k:03d}.dcm").unlink()
+        (tmp_path / "turned" / f"b_{k:03d}.dcm").rename(series / f"b_{k:03d}.dcm")
+    with pytest.raises(io.ImageReadError, match=r"slices do not share one orientation .* in 15 of 30 files"):
+        io.read_image(series)
+
+
+def test_a_zero_voxel_size_in_an_nrrd_header_is_refused(tmp_path: Path) -> None:
+    header = (
+        "NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\nsizes: 20 23 17\n"
+        "space directions: (1.2,0,0) (0,0,0) (0,0,2.5)\nkinds: domain domain domain\nendian: little\n"
+        "encoding: raw\nspace origin: (0,0,0)\n\n"
+    )
+    path = tmp_path / "flat.nrrd"
+    path.write_bytes(header.encode() + np.ones(SHAPE, np.float32).tobytes())
+    with pytest.raises(io.ImageReadError, match=r"voxel size 1.2 x 0 x 2.5 mm is not usable"):
+        io.read_image(path)

@@ -1,0 +1,98 @@
+"""Finding the cases: list files as Excel writes them, folders with pipes and symlink loops, output names."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import write_nifti
+
+from atriumseg.pipeline.batch.inputs import InputCase, case_outputs, discover, read_list
+from atriumseg.pipeline.io.volumes import ImageReadError, case_name, read_image
+
+
+@contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging: SIGALRM interrupts the main thread, even inside a blocking open()."""
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("excel.csv", codecs.BOM_UTF8 + "path,comment\r\nin/a.nii.gz,first\r\nin/é b.nii.gz,second\r\n".encode()),
+        ("unicode.txt", "# cases\nin/a.nii.gz\nin/é b.nii.gz\n".encode("utf-16")),
+        ("bom.txt", codecs.BOM_UTF8 + b"in/a.nii.gz\nin/\xc3\xa9 b.nii.gz\n"),
+    ],
+)
+def test_list_files_as_editors_save_them_are_read(tmp_path: Path, name: str, data: bytes) -> None:
+    (tmp_path / name).write_bytes(data)
+    assert read_list(tmp_path / name) == [str(tmp_path / "in" / "a.nii.gz"), str(tmp_path / "in" / "é b.nii.gz")]
+
+
+@pytest.mark.parametrize(
+    "data, phrase",
+    [(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a text file"), ("in/é.nii.gz\n".encode("latin-1"), "not UTF-8")],
+)
+def test_a_list_file_that_is_not_text_is_a_clear_value_error(tmp_path: Path, data: bytes, phrase: str) -> None:
+    (tmp_path / "cases.txt").write_bytes(data)
+    with pytest.raises(ValueError, match=phrase):
+        read_list(tmp_path / "cases.txt")
+
+
+def test_pipes_are_never_opened(tmp_path: Path) -> None:
+    write_nifti(tmp_path / "a.nii.gz", np.ones((20, 20, 20), np.float32), np.eye(4))
+    os.mkfifo(tmp_path / "pipe.nii.gz")
+    cases, strays = discover([tmp_path])
+    assert [c.name for c in cases] == ["a"]
+    assert [(s.path.name, s.reason) for s in strays] == [("pipe.nii.gz", "a FIFO (named pipe), not a regular file")]
+    with time_limit(10), pytest.raises(ImageReadError, match="FIFO"):
+        read_image(tmp_path / "pipe.nii.gz")
+
+
+def test_symlink_loops_end_and_each_folder_is_visited_once(tmp_path: Path) -> None:
+    (tmp_path / "study" / "a" / "b").mkdir(parents=True)
+    write_nifti(tmp_path / "study" / "a" / "x.nii.gz", np.ones((20, 20, 20), np.float32), np.eye(4))
+    (tmp_path / "study" / "a" / "b" / "up").symlink_to("..")
+    (tmp_path / "study" / "a" / "b" / "again").symlink_to("../../a")
+    (tmp_path / "study" / "alias").symlink_to("a")
+    for inputs in ([tmp_path / "study"], [f"{tmp_path}/study/**/*.nii.gz"]):
+        with time_limit(20):
+            cases, strays = discover(inputs)
+        assert [(c.name, c.path.resolve()) for c in cases] == [("x", tmp_path / "study" / "a" / "x.nii.gz")]
+        assert strays == []
+
+
+@pytest.mark.parametrize(
+    "file_name, fmt, case, suffix",
+    [
+        ("exam_T1_3.0mm.nii.gz", "nii.gz", "exam_T1_3.0mm", ".nii.gz"),
+        ("exam_T1_3.5mm.nii", "same", "exam_T1_3.5mm", ".nii"),
+        ("scan 2 (repeat).v1.nrrd", "same", "scan 2 (repeat).v1", ".nrrd"),
+        ("Übung.ßé.mhd", "same", "Übung.ßé", ".mha"),
+        ("Übung.ßé.MHD", "nii.gz", "Übung.ßé", ".nii.gz"),
+    ],
+)
+def test_every_output_name_appends_to_the_case_name(
+    tmp_path: Path, file_name: str, fmt: str, case: str, suffix: str
+) -> None:
+    assert case_name(tmp_path / file_name) == case
+    outputs = case_outputs(InputCase(case, tmp_path / file_name), tmp_path, fmt, probabilities=True, mesh="stl",
+                           qc=True)
+    assert outputs.all() == [tmp_path / f"{case}{suffix}", tmp_path / f"{case}_probabilities{suffix}",
+                             tmp_path / f"{case}.stl", tmp_path / "qc" / f"{case}.png"]
