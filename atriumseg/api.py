@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Union
 
@@ -11,6 +13,7 @@ import SimpleITK as sitk
 import torch
 from monai.data import MetaTensor
 
+from atriumseg.pipeline.analysis.body_size import BodySize, body_size_index
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.analysis.measure import Measurements
 from atriumseg.pipeline.analysis.measure import measure as measure_array
@@ -21,6 +24,8 @@ from atriumseg.pipeline.io.volumes import Volume, check_volume, read_image
 from atriumseg.pipeline.io.writing import write_image
 from atriumseg.pipeline.io.readers import SimpleITKReader
 from atriumseg.transforms.axcodes import validate_axcodes
+
+log = logging.getLogger(__name__)
 
 ImageLike = Union[str, Path, nib.Nifti1Image, sitk.Image, MetaTensor]
 ModelLike = Union[None, str, Path, Segmenter]
@@ -101,13 +106,27 @@ def _mask_and_affine(mask: ImageLike | np.ndarray, affine: np.ndarray | None) ->
     return (array[0] if array.ndim == 4 else array), np.asarray(tensor.affine, dtype=np.float64)
 
 
-def measure(mask: ImageLike | np.ndarray, affine: np.ndarray | None = None) -> Measurements:
+def measure(
+    mask: ImageLike | np.ndarray,
+    affine: np.ndarray | None = None,
+    height_cm: float | None = None,
+    weight_kg: float | None = None,
+) -> Measurements:
     """Volume (mL), surface area (mm²), sphericity, principal axis lengths (mm) and RAS centroid (mm) of a mask.
 
     ``mask`` is anything :func:`segment` accepts or returns, or a numpy array with its ``affine``;
-    all figures are in world units, so they do not depend on the voxel grid or orientation.
+    all figures are in world units, so they do not depend on the voxel grid or orientation. With the
+    patient's ``height_cm`` and ``weight_kg`` the result also holds ``bsa_m2`` and ``lavi_ml_m2``; they
+    stay NaN (with a logged reason) when either is missing or implausible.
     """
-    return measure_array(*_mask_and_affine(mask, affine))
+    result = measure_array(*_mask_and_affine(mask, affine))
+    if height_cm is None and weight_kg is None:
+        return result
+    index = body_size_index(result.volume_ml, BodySize(height_cm, weight_kg, "measure(height_cm=, weight_kg=)"))
+    if index.reason is not None:
+        log.warning("no BSA or LAVI: %s", index.reason)
+        return result
+    return replace(result, bsa_m2=index.bsa_m2, lavi_ml_m2=index.lavi_ml_m2)
 
 
 def mesh(mask: ImageLike | np.ndarray, affine: np.ndarray | None = None, frame: str = "RAS") -> Mesh:

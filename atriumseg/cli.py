@@ -82,6 +82,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _segment(args: argparse.Namespace) -> int:
+    from atriumseg.pipeline.analysis.body_size import read_patients
     from atriumseg.pipeline.batch.runner import BatchOptions, run_batch
     from atriumseg.pipeline.batch.inputs import read_list
     from atriumseg.pipeline.batch.report import FAILED, summary_table
@@ -93,6 +94,10 @@ def _segment(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read --list: {err}") from err
     if not inputs:
         raise UsageError("nothing to segment: give INPUT paths or --list FILE")
+    try:
+        patients = read_patients(args.patients) if args.patients else {}
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read --patients: {err}") from err
     segmenter = _segmenter(args, focus=not args.no_focus)
     try:
         check_output_folder(args.output)
@@ -111,6 +116,8 @@ def _segment(args: argparse.Namespace) -> int:
         probabilities=args.probabilities,
         mesh=args.mesh,
         mesh_frame=args.mesh_frame,
+        patients=patients,
+        anonymous=args.anonymous,
     )
     outcome = run_batch(segmenter, inputs, options)
     print(summary_table(outcome.results))
@@ -339,8 +346,19 @@ def _add_segment(sub: argparse._SubParsersAction, parents: list[argparse.Argumen
     )
     p.add_argument("--output", "-o", type=Path, required=True, help="folder for the masks (created if missing)")
     p.add_argument(
-        "--format", choices=("nii.gz", "same"), default="nii.gz",
-        help="mask format: nii.gz (default) or the input's own format (DICOM series give nii.gz)",
+        "--format", choices=("nii.gz", "same", "dicom-seg"), default="nii.gz",
+        help="mask format: nii.gz (default), the input's own format (DICOM series give nii.gz), or dicom-seg: "
+        "one DICOM Segmentation CASE.seg.dcm per DICOM series, on the series' own grid (other inputs fail)",
+    )
+    p.add_argument(
+        "--patients", type=Path, default=None, metavar="FILE",
+        help="CSV with case,height_cm,weight_kg: overrides DICOM PatientSize/PatientWeight for the BSA and "
+        "LA volume index (bsa_m2, lavi_ml_m2) of the report",
+    )
+    p.add_argument(
+        "--anonymous", action="store_true",
+        help="leave patient_id, study_uid, series_uid, accession_number, series_description out of the report "
+        "(a DICOM SEG still carries the source's patient and study)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing masks (default: keep them)")
     p.add_argument(

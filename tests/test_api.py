@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import write_nifti
 from monai.data import MetaTensor
 
+import atriumseg
 from atriumseg.api import segment
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.synthetic import make_affine, synthetic_case
@@ -46,3 +49,14 @@ def test_bad_axis_codes_are_refused_before_segmenting(tmp_path: Path, untouchabl
     image = MetaTensor(torch.zeros(1, *SHAPE), affine=torch.eye(4))
     with pytest.raises(ValueError, match="three axis codes"):
         segment(image, untouchable, assume_orientation="RRS")
+
+
+def test_measure_with_height_and_weight_gives_bsa_and_lavi_and_nan_without() -> None:
+    mask, affine = np.zeros((10, 10, 10), np.uint8), np.diag([2.0, 2.0, 2.0, 1.0])
+    mask[2:7, 2:7, 2:7] = 1  # 125 voxels of 8 mm³: 1 mL
+    indexed = atriumseg.measure(mask, affine, height_cm=175, weight_kg=70)
+    assert indexed.volume_ml == pytest.approx(1.0)
+    assert indexed.bsa_m2 == pytest.approx(1.8447, abs=1e-4)
+    assert indexed.lavi_ml_m2 == pytest.approx(1.0 / indexed.bsa_m2)
+    for plain in (atriumseg.measure(mask, affine), atriumseg.measure(mask, affine, height_cm=1.75, weight_kg=70)):
+        assert math.isnan(plain.bsa_m2) and math.isnan(plain.lavi_ml_m2) and plain.volume_ml == indexed.volume_ml

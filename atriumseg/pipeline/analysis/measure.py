@@ -37,6 +37,9 @@ class Measurements:
     ellipsoid's variance along a semi-axis a is a²/5. ``centroid_ras_mm`` is the mean voxel centre.
 
     An empty mask has volume, area and axis lengths 0, and NaN sphericity and centroid.
+
+    ``bsa_m2`` (Mosteller) and ``lavi_ml_m2`` (volume over BSA) are NaN unless a plausible height and
+    weight were given (:func:`atriumseg.measure`); they are not among the CSV columns.
     """
 
     volume_ml: float
@@ -44,6 +47,8 @@ class Measurements:
     sphericity: float
     axis_lengths_mm: tuple[float, float, float]
     centroid_ras_mm: tuple[float, float, float]
+    bsa_m2: float = math.nan
+    lavi_ml_m2: float = math.nan
 
     def row(self) -> dict[str, float]:
         """The measurements flattened under the names of :data:`CSV_COLUMNS` (without ``case``)."""

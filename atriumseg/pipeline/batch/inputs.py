@@ -21,10 +21,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atriumseg.pipeline.io.dicom_seg import SEG_SUFFIX
 from atriumseg.pipeline.io.readers import dicom_series
 from atriumseg.pipeline.io.volumes import IMAGE_SUFFIXES, case_name, file_kind, mask_suffix
 
 log = logging.getLogger(__name__)
+
+DICOM_SEG = "dicom-seg"
+DICOM_SEG_NEEDS_DICOM = "dicom-seg needs a DICOM series input; use --format nii.gz or same"
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class Skip:
 @dataclass(frozen=True)
 class CaseOutputs:
     """Every file a case may write. All derive from the case name CASE by appending to it:
-    ``CASE.nii.gz`` (or the input's format), ``CASE_probabilities.nii.gz``, ``CASE.stl``, ``qc/CASE.png``."""
+    ``CASE.nii.gz`` (or the input's format, or ``CASE.seg.dcm``), ``CASE_probabilities.nii.gz``, ``CASE.stl``, ``qc/CASE.png``."""
 
     mask: Path
     probabilities: Path | None = None
@@ -254,12 +258,22 @@ def case_outputs(
     case: InputCase, out_dir: Path, fmt: str = "nii.gz", probabilities: bool = False, mesh: str | None = None,
     qc: bool = False,
 ) -> CaseOutputs:
-    """Every output path of a case, each its name CASE plus a suffix (never ``Path.stem``: names hold dots)."""
+    """Every output path of a case, each its name CASE plus a suffix (never ``Path.stem``: names hold dots).
+
+    With ``fmt='dicom-seg'`` a DICOM series case's mask is ``CASE.seg.dcm`` and its probability map NIfTI;
+    any other case is refused with a ValueError (a SEG must reference a DICOM series).
+    """
     out_dir = Path(out_dir)
-    suffix = mask_suffix(case.path, fmt) if case.series_uid is None else ".nii.gz"
+    if fmt == DICOM_SEG:
+        if case.series_uid is None:
+            raise ValueError(DICOM_SEG_NEEDS_DICOM)
+        suffix, prob_suffix = SEG_SUFFIX, ".nii.gz"
+    else:
+        suffix = mask_suffix(case.path, fmt) if case.series_uid is None else ".nii.gz"
+        prob_suffix = suffix
     return CaseOutputs(
         mask=out_dir / f"{case.name}{suffix}",
-        probabilities=out_dir / f"{case.name}_probabilities{suffix}" if probabilities else None,
+        probabilities=out_dir / f"{case.name}_probabilities{prob_suffix}" if probabilities else None,
         mesh=out_dir / f"{case.name}.{mesh}" if mesh else None,
         qc_png=out_dir / "qc" / f"{case.name}.png" if qc else None,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -29,7 +28,6 @@ FIGURE_SIZE_PX = (1200, 450)
 CONVENTION = "radiological view: patient's right on screen left; sagittal seen from the left, anterior on screen left"
 
 _DPI = 100
-_FLAGGED = re.compile(r"\b(flag\w*|failed)\b", re.IGNORECASE)
 # Plane name, the canonical (RAS) axis held fixed, and the letters on its left, right, top and bottom edges.
 _PLANES = (
     ("sagittal", 0, ("A", "P", "S", "I")),
@@ -186,9 +184,14 @@ def overlay_png(
     return write_atomically(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI, facecolor="white"))
 
 
-def is_flagged(caption: str) -> bool:
-    """Whether a caption marks a case for review: it mentions a flag or a failure."""
-    return bool(_FLAGGED.search(caption))
+@dataclass(frozen=True)
+class SheetEntry:
+    """One case of the contact sheet: its picture, a caption, and whether a reviewer should look first."""
+
+    name: str
+    png: Path
+    caption: str
+    flagged: bool = False
 
 
 _STYLE = """
@@ -202,8 +205,9 @@ figcaption { font-size: 0.85em; padding-top: 2px; }
 """
 
 
-def _card(name: str, png: Path, caption: str, folder: Path) -> str:
-    flagged = " flagged" if is_flagged(caption) else ""
+def _card(entry: SheetEntry, folder: Path) -> str:
+    name, png, caption = entry.name, Path(entry.png).resolve(), entry.caption
+    flagged = " flagged" if entry.flagged else ""
     if png.exists():
         href = html.escape(quote(Path(os.path.relpath(png, folder)).as_posix()))
         picture = f'<a href="{href}"><img src="{href}" alt="{html.escape(name)}" loading="lazy"></a>'
@@ -215,15 +219,15 @@ def _card(name: str, png: Path, caption: str, folder: Path) -> str:
     )
 
 
-def contact_sheet(entries: list[tuple[str, Path, str]], path: Path) -> Path:
-    """A self-contained HTML page of thumbnails, one per ``(name, png, caption)`` in the given order, with
-    flagged or failed cases outlined in red; images are linked relative to the page, so keep them beside
+def contact_sheet(entries: list[SheetEntry], path: Path) -> Path:
+    """A self-contained HTML page of thumbnails, one per entry in the given order, with flagged entries
+    outlined in red; images are linked relative to the page, so keep them beside
     it or in a subfolder. Replaces ``path`` atomically.
     """
     path = Path(path)
     folder = path.parent.resolve()
-    flagged = sum(is_flagged(caption) for _, _, caption in entries)
-    cards = "\n".join(_card(name, Path(png).resolve(), caption, folder) for name, png, caption in entries)
+    flagged = sum(entry.flagged for entry in entries)
+    cards = "\n".join(_card(entry, folder) for entry in entries)
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>atriumseg QC</title>'
         f"<style>{_STYLE}</style></head><body>\n"

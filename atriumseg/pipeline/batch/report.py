@@ -32,7 +32,8 @@ INTERRUPTED = "interrupted while its outputs were being written (run again to fi
 
 @dataclass(frozen=True)
 class CaseResult:
-    """The outcome of one input: status, reason, timing, left-atrium volume and quality flags."""
+    """The outcome of one input: status, reason, timing, left-atrium volume, quality flags, study identifiers
+    and LA volume index (fields added later default, so older records still load)."""
 
     case: str
     input: str
@@ -54,6 +55,15 @@ class CaseResult:
     centroid_s_mm: float = math.nan
     qc_png: str = ""
     extra_outputs: tuple[str, ...] = field(default_factory=tuple)
+    patient_id: str = ""  # the five identifiers: DICOM series inputs only, empty with --anonymous
+    study_uid: str = ""
+    series_uid: str = ""
+    accession_number: str = ""
+    series_description: str = ""
+    height_cm: float = math.nan  # the body size BSA was computed from; NaN when unknown or implausible
+    weight_kg: float = math.nan
+    bsa_m2: float = math.nan
+    lavi_ml_m2: float = math.nan
 
     @classmethod
     def from_dict(cls, data: dict) -> CaseResult:

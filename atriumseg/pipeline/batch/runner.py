@@ -34,14 +34,17 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from atriumseg.pipeline.analysis.body_size import BodySize
 from atriumseg.pipeline.analysis.quality import border_entropy, quality_flags
 from atriumseg.pipeline.batch.inputs import (
+    DICOM_SEG,
     CaseOutputs,
     InputCase,
     Skip,
@@ -52,6 +55,7 @@ from atriumseg.pipeline.batch.inputs import (
     input_files,
 )
 from atriumseg.pipeline.batch.locks import LOCKS, CaseBusy, CaseLock, lock_case
+from atriumseg.pipeline.batch.patient import patient_fields
 from atriumseg.pipeline.batch.report import (
     FAILED,
     INTERRUPTED,
@@ -85,7 +89,11 @@ QC_INDEX = Path("qc") / "index.html"
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """How a batch runs; ``shard`` is (index, count) and ``workers`` the number of cases read ahead."""
+    """How a batch runs; ``shard`` is (index, count) and ``workers`` the number of cases read ahead.
+
+    ``fmt`` is 'nii.gz', 'same' or 'dicom-seg'; ``patients`` maps case names to body sizes that override
+    the DICOM tags (``--patients``); ``anonymous`` leaves the study identifiers out of the report.
+    """
 
     output: Path
     fmt: str = "nii.gz"
@@ -99,6 +107,8 @@ class BatchOptions:
     probabilities: bool = False
     mesh: str | None = None
     mesh_frame: str = "RAS"
+    patients: Mapping[str, BodySize] = field(default_factory=dict)
+    anonymous: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,8 +209,18 @@ def _extras(
     return written
 
 
+def _write_mask(case: InputCase, volume: Volume, mask: np.ndarray, path: Path, fmt: str) -> None:
+    """The mask as a DICOM SEG on the series' own files, or as an image with the input's geometry."""
+    if fmt == DICOM_SEG:
+        from atriumseg.pipeline.io.dicom_seg import series_files, write_dicom_seg
+
+        write_dicom_seg(mask, volume.geometry, series_files(case.path, case.series_uid), path, overwrite=True)
+    else:
+        write_image(volume.geometry.image(mask), path, overwrite=True)
+
+
 def _finish(
-    volume: Volume, mask: np.ndarray, prob: np.ndarray, planned: CaseOutputs, result: CaseResult,
+    case: InputCase, volume: Volume, mask: np.ndarray, prob: np.ndarray, planned: CaseOutputs, result: CaseResult,
     options: BatchOptions, halt: _Halt, lock: CaseLock,
 ) -> CaseResult:
     """Write the mask and its extras, measure it, draw the QC picture, then the record; runs on the writer thread.
@@ -216,7 +236,7 @@ def _finish(
             extras = tuple(str(p) for p in (planned.probabilities, planned.mesh) if p is not None)
             write_record(options.output, replace(result, status=FAILED, reason=INTERRUPTED, extra_outputs=extras,
                                                  qc_png=str(planned.qc_png or "")))
-            write_image(volume.geometry.image(mask), planned.mask, overwrite=True)
+            _write_mask(case, volume, mask, planned.mask, options.fmt)
             result = replace(result, extra_outputs=tuple(_extras(volume, mask, prob, planned, options)))
             if mask.any():
                 result = replace(result, **measure(mask, _anatomical_affine(volume, options)).row())
@@ -259,6 +279,7 @@ def _segment(
         flags=quality_flags(raw, mask, voxel_ml),
         uncertainty=border_entropy(prob, mask) if options.tta else float("nan"),
     )
+    result = replace(result, **patient_fields(case, result.volume_ml, options.patients, options.anonymous))
     return mask, prob, result
 
 
@@ -281,7 +302,11 @@ def _plan(
     protected = input_files(cases)
     todo, refused, claimed = [], [], {}
     for case in cases:
-        planned = case_outputs(case, options.output, options.fmt, options.probabilities, options.mesh, options.qc)
+        try:
+            planned = case_outputs(case, options.output, options.fmt, options.probabilities, options.mesh, options.qc)
+        except ValueError as err:
+            refused.append((case, CaseResult(case.name, str(case.path), "", FAILED, f"{case.path}: {err}"), None))
+            continue
         over = next((p for p in planned.all() if _real(p) in protected), None)
         clash = next((p for p in planned.all() if p in claimed), None)
         if over is not None:
@@ -406,8 +431,8 @@ def run_batch(segmenter: Segmenter, inputs: list[str | Path], options: BatchOpti
                     result = replace(result, output=str(planned_outputs.mask), seconds=time.perf_counter() - started)
                     while sum(not p.done() for p in pending) >= MAX_QUEUED_WRITES:  # bound the writer's memory
                         next(p for p in pending if not p.done()).result()
-                    pending.append(writer.submit(_finish, volume, mask, prob, planned_outputs, result, options, halt,
-                                                 lock))
+                    pending.append(writer.submit(_finish, case, volume, mask, prob, planned_outputs, result, options,
+                                                 halt, lock))
                     log.info("ok %s -> %s (%.1f s, %.1f mL%s)", case.path, planned_outputs.mask, result.seconds,
                              result.volume_ml, f"; {', '.join(result.flags)}" if result.flags else "")
                 bar.update()
@@ -435,11 +460,13 @@ def rebuild_report(out_dir: Path, qc: bool | None = None) -> list[CaseResult]:
     write_report(out_dir, results)
     qc_dir = Path(out_dir) / "qc"
     if qc or (qc is None and qc_dir.is_dir()):
-        from atriumseg.pipeline.batch.qc import contact_sheet
+        from atriumseg.pipeline.batch.qc import SheetEntry, contact_sheet
 
         entries = [
-            (r.case, Path(r.qc_png) if r.qc_png else qc_dir / f"{r.case}.png",
-             r.status + (f" | flags: {'; '.join(r.flags)}" if r.flags else "") + (f" | {r.reason}" if r.reason else ""))
+            SheetEntry(r.case, Path(r.qc_png) if r.qc_png else qc_dir / f"{r.case}.png",
+                       r.status + (f" | flags: {'; '.join(r.flags)}" if r.flags else "")
+                       + (f" | {r.reason}" if r.reason else ""),
+                       flagged=bool(r.flags) or r.status == FAILED)
             for r in results
         ]
         contact_sheet(entries, Path(out_dir) / QC_INDEX)

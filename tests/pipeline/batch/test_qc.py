@@ -17,6 +17,7 @@ from atriumseg.pipeline.batch.qc import (
     FIGURE_SIZE_PX,
     PREDICTION_COLOUR,
     TRUTH_COLOUR,
+    SheetEntry,
     contact_sheet,
     orthogonal_views,
     overlay_png,
@@ -128,19 +129,19 @@ def test_bad_inputs_are_named(image_shape, mask_shape, message: str) -> None:
 def test_contact_sheet_links_every_case_and_outlines_flagged_ones(tmp_path: Path) -> None:
     (tmp_path / "png").mkdir()
     entries = [
-        ("case_001", "Dice 0.93, 41.0 mL"),
-        ("case <2> & 'co'", "flags: small volume"),
-        ("case 3#", ""),
-        ("case_004", "failed: unreadable or corrupt image"),
+        ("case_001", "Dice 0.93, 41.0 mL, no flag raised", False),  # words in a caption never flag a case
+        ("case <2> & 'co'", "small volume", True),
+        ("case 3#", "", False),
+        ("case_004", "unreadable or corrupt image", True),
     ]
-    pngs = [tmp_path / "png" / f"{i}_{name}.png" for i, (name, _) in enumerate(entries)]
+    pngs = [tmp_path / "png" / f"{i}_{name}.png" for i, (name, _, _) in enumerate(entries)]
     for png in pngs[:3]:
         png.write_bytes(b"\x89PNG\r\n\x1a\n")
-    sheet = contact_sheet([(n, p, c) for (n, c), p in zip(entries, pngs)], tmp_path / "index.html")
+    sheet = contact_sheet([SheetEntry(n, p, c, f) for (n, c, f), p in zip(entries, pngs)], tmp_path / "index.html")
 
     text = sheet.read_text(encoding="utf-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", "png"], "temporary file left behind"
-    for name, caption in entries:
+    for name, caption, _ in entries:
         assert f"<b>{html.escape(name)}</b> {html.escape(caption)}" in text
     assert "case <2>" not in text
     sources = [html.unescape(s) for s in re.findall(r'<img src="([^"]+)"', text)]

@@ -12,8 +12,15 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, SegmentationStorage, generate_uid
+from helpers import (
+    SERIES_GRID as GRID,
+    SERIES_SPACING as SPACING,
+    SERIES_UID,
+    placed_frames,
+    write_series,
+)
+from helpers import series_ground_truth as ground_truth
+from pydicom.uid import SegmentationStorage
 from scipy.spatial.transform import Rotation
 
 from atriumseg._version import __version__
@@ -22,11 +29,6 @@ from atriumseg.pipeline.io.dicom_tags import read_series_tags
 from atriumseg.pipeline.io.volumes import read_image
 from atriumseg.pipeline.io.writing import write_image
 
-GRID = (40, 36, 12)  # columns, rows, slices
-SPACING = (0.9, 0.9, 2.5)  # between columns, between rows, between slices (mm)
-SERIES_UID = "1.2.826.0.1.3680043.8.498.1"
-SEMI_AXES = np.array([11.0, 8.0, 6.0])
-ELLIPSOID_ROTATION = Rotation.from_euler("xyz", (15, -20, 35), degrees=True).as_matrix()
 OBLIQUE = Rotation.from_euler("xyz", (20, -15, 30), degrees=True).as_matrix()
 AXIAL = ((1, 0, 0), (0, 1, 0))  # LPS row and column cosines
 SAGITTAL = ((0, 1, 0), (0, 0, -1))
@@ -43,73 +45,6 @@ CASES = [
 ]
 
 
-def ground_truth(lps: np.ndarray) -> np.ndarray:
-    """A rotated ellipsoid in world (LPS mm) space, 1-2 mm off the grids' centre."""
-    local = (lps - np.array([11.1, -20.8, 35.6])) @ ELLIPSOID_ROTATION
-    return ((local / SEMI_AXES) ** 2).sum(-1) <= 1
-
-
-def frame_points(position, row_cosine, column_cosine, pixel_spacing, rows: int, columns: int) -> np.ndarray:
-    """LPS coordinates (rows, columns, 3) of every pixel centre of a DICOM frame."""
-    r, c = np.meshgrid(np.arange(rows), np.arange(columns), indexing="ij")
-    return (
-        np.asarray(position, float)
-        + (c * float(pixel_spacing[1]))[..., None] * np.asarray(row_cosine, float)
-        + (r * float(pixel_spacing[0]))[..., None] * np.asarray(column_cosine, float)
-    )
-
-
-def write_series(
-    folder: Path, row_cosine, column_cosine, spacing=SPACING, reverse: bool = False, drop: tuple[str, ...] = (),
-    **tags: object,
-) -> Path:
-    """An MR series on ``GRID`` centred at (10, -20, 35) LPS, one file per slice, the image being the ground truth.
-
-    Slices step along row x column; with ``reverse`` the file names and InstanceNumbers run the other way.
-    Keyword ``tags`` override the patient's and study's; ``drop`` leaves attributes out.
-    """
-    folder.mkdir(parents=True)
-    row, col = np.asarray(row_cosine, float), np.asarray(column_cosine, float)
-    normal = np.cross(row, col)
-    columns, rows, depth = GRID
-    centre = np.array([10.0, -20.0, 35.0])
-    extent = (columns - 1) * spacing[0] * row + (rows - 1) * spacing[1] * col + (depth - 1) * spacing[2] * normal
-    first = centre - extent / 2
-    study, frame_of_reference = generate_uid(), generate_uid()
-    values = dict(
-        PatientName="Synthetic^Atrium", PatientID="PAT-0042", PatientBirthDate="19700101", PatientSex="F",
-        PatientSize="1.75", PatientWeight="70", StudyDate="20250102", StudyTime="101500", AccessionNumber="ACC-7",
-        StudyID="S1", SeriesDescription="cine sax", SeriesNumber=7,
-    )
-    values.update(tags)
-    for k in range(depth):
-        position = first + k * spacing[2] * normal
-        index = depth - 1 - k if reverse else k
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, SERIES_UID, frame_of_reference
-        ds.Modality, ds.ImageType, ds.InstanceNumber = "MR", ["ORIGINAL", "PRIMARY", "M"], index + 1
-        ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
-        ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*row, *col)]
-        ds.PixelSpacing = [f"{spacing[1]:g}", f"{spacing[0]:g}"]
-        ds.SliceThickness = f"{spacing[2]:g}"
-        ds.Rows, ds.Columns = rows, columns
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        truth = ground_truth(frame_points(position, row, col, spacing[1::-1], rows, columns))
-        ds.PixelData = (100 + 800 * truth).astype("<u2").tobytes()
-        for keyword, value in values.items():
-            setattr(ds, keyword, value)
-        for keyword in drop:
-            delattr(ds, keyword)
-        ds.save_as(folder / f"slice_{index:03d}.dcm", enforce_file_format=True)
-    return folder
-
-
 def mask_of(folder: Path):
     """The series read as the product reads it, and the ground truth sampled at its voxel centres (x, y, z)."""
     volume = read_image(folder)
@@ -117,19 +52,6 @@ def mask_of(folder: Path):
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in GRID], indexing="ij"), axis=-1)
     ras = ijk @ affine[:3, :3].T + affine[:3, 3]
     return volume, ground_truth(ras * np.array([-1.0, -1.0, 1.0])).astype(np.uint8)
-
-
-def placed_frames(seg: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each SEG frame's LPS pixel centres (by its own position and the shared orientation) and its pixels."""
-    shared = seg.SharedFunctionalGroupsSequence[0]
-    cosines = [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient]
-    pixel_spacing = shared.PixelMeasuresSequence[0].PixelSpacing
-    pixels = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
-    return [
-        (frame_points(item.PlanePositionSequence[0].ImagePositionPatient, cosines[:3], cosines[3:], pixel_spacing,
-                      seg.Rows, seg.Columns), pixels[i])
-        for i, item in enumerate(seg.PerFrameFunctionalGroupsSequence)
-    ]
 
 
 @pytest.mark.parametrize(("case", "row", "column", "spacing", "reverse"), CASES, ids=[c[0] for c in CASES])

@@ -1,0 +1,45 @@
+"""What the batch report says of a case's patient: the identifiers of its DICOM series and the LA volume index.
+
+Identifiers join the report to the hospital's studies; ``anonymous`` leaves them out. Height and weight come
+from the ``--patients`` CSV when it lists the case, else from the series' PatientSize/PatientWeight; an
+unknown or implausible body size leaves height, weight, BSA and LAVI empty and logs the reason once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from atriumseg.pipeline.analysis.body_size import BodySize, body_size_index, choose_body_size
+from atriumseg.pipeline.batch.inputs import InputCase
+
+log = logging.getLogger(__name__)
+
+
+def patient_fields(
+    case: InputCase, volume_ml: float, patients: Mapping[str, BodySize], anonymous: bool = False
+) -> dict[str, str | float]:
+    """The report columns of ``case``'s patient under :class:`~.report.CaseResult` field names.
+
+    Identifiers (DICOM series only, none when ``anonymous``), and ``height_cm``, ``weight_kg``, ``bsa_m2``,
+    ``lavi_ml_m2`` when the body size is known and plausible (NaN otherwise, the reason logged).
+    """
+    values: dict[str, str | float] = {}
+    dicom = None
+    if case.series_uid is not None:
+        from atriumseg.pipeline.io.dicom_seg import series_files
+        from atriumseg.pipeline.io.dicom_tags import read_series_tags
+
+        tags = read_series_tags(series_files(case.path, case.series_uid)[0])
+        if not anonymous:
+            values.update(tags.identifiers())
+        if tags.patient_size_m is not None or tags.patient_weight_kg is not None:
+            dicom = BodySize.from_dicom(tags.patient_size_m, tags.patient_weight_kg)
+    body = choose_body_size(case.name, patients, dicom)
+    index = body_size_index(volume_ml, body)
+    if index.reason is not None:
+        (log.info if body is None else log.warning)("%s: no BSA or LAVI: %s", case.name, index.reason)
+        return values
+    values.update(height_cm=body.height_cm, weight_kg=body.weight_kg, bsa_m2=index.bsa_m2,
+                  lavi_ml_m2=index.lavi_ml_m2)
+    return values
