@@ -117,7 +117,7 @@ def _stage_targets() -> list[tuple[str, object, str]]:
 
     import atriumseg.api
     from atriumseg.pipeline.inference import restore
-    from atriumseg.pipeline.io import volumes
+    from atriumseg.pipeline.io import volumes, writing
 
     return [
         ("read", atriumseg.api, "read_image"),
@@ -128,7 +128,7 @@ def _stage_targets() -> list[tuple[str, object, str]]:
         ("invert", restore, "restore"),
         ("largest component", KeepLargestConnectedComponent, "__call__"),
         ("write", atriumseg.api, "write_image"),
-        ("write", io, "write_image"),
+        ("write", writing, "write_image"),
     ]
 
 
