@@ -368,6 +368,13 @@ def _settle_at_start(
     return results
 
 
+def _failed(case: InputCase, err: Exception, seconds: float) -> CaseResult:
+    """The record of a case that could not be read or segmented, its reason logged."""
+    reason = str(err) if isinstance(err, ImageReadError) else f"{case.path}: {type(err).__name__}: {err}"
+    log.error("failed %s", reason)
+    return CaseResult(case.name, str(case.path), "", FAILED, reason, seconds)
+
+
 def run_batch(segmenter: Segmenter, inputs: list[str | Path], options: BatchOptions) -> BatchOutcome:
     """Segment every case found in ``inputs`` (this shard's share) into ``options.output``.
 
@@ -422,11 +429,8 @@ def run_batch(segmenter: Segmenter, inputs: list[str | Path], options: BatchOpti
                     volume = future.result()
                     mask, prob, result = _segment(segmenter, case, volume, options)
                 except _CASE_ERRORS as err:
-                    reason = err if isinstance(err, ImageReadError) else f"{case.path}: {type(err).__name__}: {err}"
-                    failed = CaseResult(case.name, str(case.path), "", FAILED, str(reason),
-                                        time.perf_counter() - started)
+                    failed = _failed(case, err, time.perf_counter() - started)
                     pending.append(writer.submit(_store_and_release, out, failed, halt, lock))
-                    log.error("failed %s", reason)
                 else:
                     result = replace(result, output=str(planned_outputs.mask), seconds=time.perf_counter() - started)
                     while sum(not p.done() for p in pending) >= MAX_QUEUED_WRITES:  # bound the writer's memory
