@@ -132,9 +132,9 @@ class ModelCard:
                 f"in_channels={arch.in_channels} does not match context={pre.context} "
                 f"(expected {2 * pre.context + 1} channels)"
             )
-        _check_number("postprocessing.threshold", self.postprocessing.threshold, 0.0, 1.0)
-        if not 0.0 < self.postprocessing.threshold < 1.0:
-            raise CardError(f"threshold must lie in (0, 1), got {self.postprocessing.threshold}")
+        threshold = self.postprocessing.threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+            raise CardError(f"threshold must be a number in (0, 1), got {threshold!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
