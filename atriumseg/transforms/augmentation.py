@@ -45,9 +45,14 @@ TIGHT_CROP_PROB = 0.25  # share of slices shown as a tight crop
 TIGHT_CROP_MIN = 0.45  # smallest tight crop, as a fraction of the patch side
 
 
+def crop_side(patch: int) -> int:
+    """The in-plane side of the slice cut from a volume for a ``patch``: ``CROP_MARGIN`` times larger."""
+    return int(patch * CROP_MARGIN)
+
+
 def _crop_size(card: ModelCard, patch: int) -> list[int]:
-    """The slice cut from a volume: ``CROP_MARGIN`` times the patch in-plane, one voxel thick."""
-    crop = [int(patch * CROP_MARGIN)] * 3
+    """The slice cut from a volume: :func:`crop_side` in-plane, one voxel thick."""
+    crop = [crop_side(patch)] * 3
     crop[card.preprocessing.slice_dim] = 1
     return crop
 

@@ -29,7 +29,7 @@ from atriumseg.pipeline.training.dataset import LabelledCase, MSDDataset, kfold_
 from atriumseg.pipeline.training.distributed import Ranks, data_parallel, from_main, process_group, rank_device, rank_seed
 from atriumseg.pipeline.training.evaluation import evaluate
 from atriumseg.pipeline.training.sampling import BalancedSampler
-from atriumseg.transforms.augmentation import CROP_MARGIN, cached_transforms, training_transforms
+from atriumseg.transforms.augmentation import cached_transforms, crop_side, training_transforms
 from atriumseg.transforms.preprocessing import IMAGE, LABEL
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def training_sets(config: TrainConfig) -> list[TrainingSet]:
 def make_card(config: TrainConfig, provenance: dict) -> ModelCard:
     """The card of the model this configuration trains.
 
-    Its ``min_slice_size`` is the crop training cuts (``CROP_MARGIN`` times the patch) on the
+    Its ``min_slice_size`` is the crop training cuts (:func:`crop_side` of the patch) on the
     network's pooling grid: slices smaller than that are zero-padded at inference as they were in
     training, so a tight crop around the atrium meets the network in the surround it learned.
     """
@@ -171,7 +171,7 @@ def make_card(config: TrainConfig, provenance: dict) -> ModelCard:
         architecture=architecture,
         preprocessing=Preprocessing(
             orientation="RAS", plane=config.plane, spacing=tuple(config.spacing), context=config.context,
-            slice_spacing=config.slice_spacing, min_slice_size=-(-int(config.patch * CROP_MARGIN) // step) * step,
+            slice_spacing=config.slice_spacing, min_slice_size=-(-crop_side(config.patch) // step) * step,
         ),
         postprocessing=Postprocessing(),
         package_version=__version__,
