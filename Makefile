@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-fast lint clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,13 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Everything but the tests marked slow (training, ranks, processes, services): under a minute.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) demo-output

@@ -230,6 +230,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, config_type: type[TrainConfig]) -> TrainConfig:
+    from atriumseg.models.checkpoint import resolve_model_path
+
     orientations = tuple(None if o == "header" else o for o in args.assume_orientation)
     return config_type(
         datasets=tuple(args.datasets),
@@ -256,6 +258,7 @@ def _train_config(args: argparse.Namespace, config_type: type[TrainConfig]) -> T
         device=args.device,
         workers=args.workers,
         resume=args.resume,
+        init=None if args.init is None else resolve_model_path(None if args.init == "default" else Path(args.init)),
         command=shlex.join(["atriumseg", *args.argv]),
     )
 
@@ -448,6 +451,9 @@ def _add_train(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="start from this model folder's weights ('default': the built-in model); same architecture "
+                   "required; the card records its lineage")
     p.set_defaults(func=_train)
 
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from atriumseg import defaults
 from atriumseg._version import __version__
 from atriumseg.models.card import Architecture, ModelCard, Postprocessing, Preprocessing
-from atriumseg.models.checkpoint import build_network, load_model, save_model
+from atriumseg.models.checkpoint import build_network, default_model_path, load_card, load_model, save_model
 from atriumseg.pipeline.inference.device import autocast_dtype, resolve_device
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.training.dataset import LabelledCase, MSDDataset, kfold_split, load_msd_dataset
@@ -44,7 +44,9 @@ class TrainConfig:
     equal) set each dataset's share of every batch, and ``orientations`` (one per dataset, or one for
     all; default ``"known"``) the true axis codes of its voxels (``"known"`` fixes the datasets the
     project knows to be mislabelled, None trusts the headers). ``val_cases`` and ``exclude`` name cases
-    of any dataset; with ``folds``, each dataset is split into folds of its own.
+    of any dataset; with ``folds``, each dataset is split into folds of its own. ``init`` names a model
+    folder of the same architecture whose weights the run starts from (ignored when resuming, since
+    ``last/`` then holds newer ones); the card's ``lineage`` records that model's stages before this one.
     """
 
     datasets: tuple[Path, ...]
@@ -76,6 +78,7 @@ class TrainConfig:
     precision: str = "auto"
     workers: int = 0
     resume: bool = False
+    init: Path | None = None
     command: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -282,13 +285,20 @@ def _provenance(config: TrainConfig, sets: list[TrainingSet], device: torch.devi
             for s in sets
         },
         "command": config.command,
-        "config": {k: _jsonable(v) for k, v in asdict(config).items()},
+        "config": {**{k: _jsonable(v) for k, v in asdict(config).items()}, "init": _model_name(config.init)},
         "machine": _machine(),
         "device": str(device),
         "processes": ranks.world_size,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
     }
+
+
+def _model_name(folder: Path | None) -> str | None:
+    """How the card names a starting model: ``built-in <version>`` for the shipped one, else its path."""
+    if folder is None:
+        return None
+    return f"built-in {__version__}" if Path(folder).resolve() == default_model_path().resolve() else str(folder)
 
 
 def _jsonable(value: object) -> object:
@@ -308,6 +318,50 @@ def _resume(network: torch.nn.Module, optimizer: torch.optim.Optimizer, folder: 
     progress = _Progress(int(state["epoch"]), int(state["step"]), float(state["elapsed"]), float(state["best_dice"]))
     log.info("resuming from epoch %d (step %d, best Dice %.4f)", progress.epoch, progress.step, progress.best_dice)
     return progress
+
+
+def initial_weights(network: torch.nn.Module, card: ModelCard, init: Path) -> list[dict]:
+    """Load the weights of the model folder ``init`` into ``network``; returns that model's lineage.
+
+    The model must have this run's architecture (a clear :class:`ValueError` otherwise); a model
+    trained before lineages were recorded counts as one stage described by its own provenance.
+    """
+    loaded, init_card = load_model(init)
+    if init_card.architecture != card.architecture:
+        raise ValueError(
+            f"--init {init}: its architecture {init_card.architecture} differs from this run's "
+            f"{card.architecture}; train with the same --width, --depth and --context, or start from scratch"
+        )
+    if init_card.preprocessing != card.preprocessing:
+        log.warning("--init %s: preprocessing differs from this run's (%s vs %s); its weights are a starting point only",
+                    init, init_card.preprocessing, card.preprocessing)
+    network.load_state_dict(loaded.state_dict())
+    log.info("starting from the weights of %s", init)
+    return lineage_of(init_card)
+
+
+def lineage_of(card: ModelCard) -> list[dict]:
+    """The training stages that made the model of ``card``, oldest first."""
+    provenance = card.provenance
+    if "lineage" in provenance:
+        return list(provenance["lineage"])
+    return [_stage(provenance)]
+
+
+def _stage(provenance: dict) -> dict:
+    """One training stage as the lineage records it: where it started, how long, on what data."""
+    split, config = provenance.get("split", {}), provenance.get("config", {})
+    return {
+        "run": config.get("output"),
+        "started_from": config.get("init"),
+        "command": provenance.get("command", ""),
+        "epochs": provenance.get("epochs"),
+        "steps": provenance.get("steps"),
+        "minutes": round(provenance.get("training_seconds", 0.0) / 60.0, 1),
+        "device": provenance.get("device"),
+        "data": {name: {"train": len(s.get("train", [])), "validation": len(s.get("validation", []))}
+                 for name, s in split.items()},
+    }
 
 
 def _loader(config: TrainConfig, card: ModelCard, sets: list[TrainingSet], seed: int,
@@ -356,6 +410,15 @@ def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torc
     return loss.item()
 
 
+def _earlier_stages(config: TrainConfig, network: torch.nn.Module, card: ModelCard, resuming: bool) -> list[dict]:
+    """The lineage before this run: from ``init`` on a fresh start, from ``last/``'s card on resume."""
+    if resuming:
+        return list(load_card(Path(config.output) / "last").provenance.get("lineage", [])[:-1])
+    if config.init is None:
+        return []
+    return initial_weights(network, card, Path(config.init))
+
+
 def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show_progress: bool) -> TrainResult:
     """The training loop of one process; single-process training is the case of one rank.
 
@@ -377,6 +440,7 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     resuming = config.resume and (output / "last" / STATE_NAME).is_file()
     progress = _resume(network, optimizer, output / "last") if resuming else _Progress()
+    earlier = _earlier_stages(config, network, card, resuming)
     model = data_parallel(network, ranks, device)
     loader = _loader(config, card, sets, seed + progress.epoch, show_progress)
     amp = autocast_dtype(device, config.precision)
@@ -411,9 +475,10 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
                 val_mean = summary.get("overall", math.nan)
                 improved = not validating or val_mean > progress.best_dice
                 progress.best_dice = max(progress.best_dice, val_mean) if per_dataset else progress.best_dice
+                done_so_far = {**provenance, "epochs": epoch + 1, "steps": progress.step,
+                               "training_seconds": round(elapsed, 1), "final_train_loss": float(np.mean(losses))}
                 epoch_card = replace(card, provenance={
-                    **provenance, "epochs": epoch + 1, "steps": progress.step, "training_seconds": round(elapsed, 1),
-                    "final_train_loss": float(np.mean(losses)),
+                    **done_so_far, "lineage": [*earlier, _stage(done_so_far)],
                 })
                 _save(network, optimizer, epoch_card, output,
                       replace(progress, epoch=epoch + 1, elapsed_before=elapsed), per_dataset, improved)
