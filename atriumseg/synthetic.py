@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from atriumseg.transforms.axcodes import AXIS_UNIT, validate_axcodes
+from atriumseg.geometry import AXIS_UNIT, validate_axcodes
 
 
 @dataclass(frozen=True)

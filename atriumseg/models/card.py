@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atriumseg.transforms.axcodes import validate_axcodes
+from atriumseg.geometry import validate_axcodes
 
 FORMAT_VERSION = 1
 PLANES = ("sagittal", "coronal", "axial")

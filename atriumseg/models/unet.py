@@ -56,8 +56,8 @@ class UNet(nn.Module):
         self.divisor = 2 ** (depth - 1)
         channels = [width * 2**level for level in range(depth)]
         self.inc = DoubleConv(in_channels, channels[0])
-        self.downs = nn.ModuleList(Down(c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:]))
-        self.ups = nn.ModuleList(Up(c_in, c_out) for c_in, c_out in zip(channels[:0:-1], channels[-2::-1]))
+        self.downs = nn.ModuleList(Down(c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:], strict=True))
+        self.ups = nn.ModuleList(Up(c_in, c_out) for c_in, c_out in zip(channels[:0:-1], channels[-2::-1], strict=True))
         self.outc = nn.Conv2d(channels[0], 1, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

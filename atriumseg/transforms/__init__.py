@@ -1,2 +1,2 @@
-"""MONAI transform chains: preprocessing (preprocessing), augmentation, header fixes (orientation,
-axcodes: torch-free) and neighbour stacking (context). Import from the submodules."""
+"""MONAI transform chains: preprocessing (preprocessing), augmentation, header fixes (orientation) and
+neighbour stacking (context). Import from the submodules."""

@@ -8,7 +8,8 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from atriumseg.transforms.axcodes import affine_with_axcodes, validate_axcodes
+from atriumseg.geometry import affine_with_axcodes, validate_axcodes
+
 
 class AssumeOrientation(Transform):
     """Replace a channel-first MetaTensor's affine so its axes carry the declared codes.

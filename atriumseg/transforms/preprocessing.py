@@ -3,9 +3,10 @@
 One chain serves inference (key ``image``) and training (``image`` and ``label``): orientation
 to the card's anatomical frame, resampling, per-volume robust intensity scaling, zero padding
 of slices smaller than the card's ``min_slice_size`` (a tight crop then sits in the same zero
-surround that training's crops gave it) and padding to the network's divisor. Its spatial steps are invertible (``Compose.inverse``); at
-inference, predictions return to the input's grid through the affines alone
-(``atriumseg.pipeline.inference.restore``), which tests check against that inverse.
+surround that training's crops gave it) and padding to the network's divisor. Its spatial steps
+are invertible (``Compose.inverse``); at inference, predictions return to the input's grid
+through the affines alone (``atriumseg.pipeline.inference.restore``), which tests check against
+that inverse.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
 from monai.transforms import (
     Compose,
     DivisiblePadd,
-    SpatialPadd,
     EnsureTyped,
     Orientationd,
     ScaleIntensityRangePercentilesd,
     Spacingd,
+    SpatialPadd,
 )
 
 from atriumseg.models.card import ModelCard

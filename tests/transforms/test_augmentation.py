@@ -27,7 +27,9 @@ def _cached(shape: tuple[int, int, int], plane: str) -> dict:
     return card, chain(data)
 
 
-@pytest.mark.parametrize(("shape", "plane"), [((24, 20, 18), "axial"), ((18, 20, 24), "sagittal"), ((60, 64, 20), "axial")])
+@pytest.mark.parametrize(
+    ("shape", "plane"), [((24, 20, 18), "axial"), ((18, 20, 24), "sagittal"), ((60, 64, 20), "axial")]
+)
 def test_positive_slices_hold_foreground_even_when_the_volume_is_smaller_than_a_crop(shape, plane) -> None:
     card, cached = _cached(shape, plane)
     assert all(n >= int(PATCH * CROP_MARGIN) for d, n in enumerate(cached[LABEL].shape[1:])

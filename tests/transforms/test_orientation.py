@@ -11,7 +11,6 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 from atriumseg.api import segment
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.synthetic import make_affine, synthetic_case
-from atriumseg.transforms.axcodes import affine_with_axcodes, validate_axcodes
 
 SHAPE = (46, 44, 38)
 
@@ -47,18 +46,3 @@ def test_declared_orientation_fixes_a_lying_header_and_keeps_the_file_header(seg
     truthful = segment(nib.Nifti1Image(stored, true_affine), segmenter)
     assert np.array_equal(np.asanyarray(fixed.dataobj), np.asanyarray(truthful.dataobj))
     assert np.allclose(fixed.affine, lying_affine)
-
-
-def test_affine_with_axcodes_keeps_voxel_size_and_origin() -> None:
-    affine = np.diag([1.25, 1.25, 1.37, 1.0])
-    affine[:3, 3] = [40.0, 40.0, 0.0]
-    fixed = affine_with_axcodes(affine, "asl")
-    assert nib.aff2axcodes(fixed) == ("A", "S", "L")
-    assert np.allclose(np.linalg.norm(fixed[:3, :3], axis=0), [1.25, 1.25, 1.37])
-    assert np.allclose(fixed[:3, 3], [40.0, 40.0, 0.0])
-
-
-@pytest.mark.parametrize("codes", ["RA", "RRS", "XYZ", "RASL"])
-def test_invalid_axis_codes_are_refused_with_the_rule(codes: str) -> None:
-    with pytest.raises(ValueError, match="L/R, A/P and S/I"):
-        validate_axcodes(codes)

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from atriumseg.transforms.axcodes import validate_axcodes
+from atriumseg.geometry import validate_axcodes
 
 # Datasets whose released headers are known to lie about anatomy, keyed by dataset.json's
 # (name, reference); the value is the true orientation of the stored voxel axes.
@@ -53,7 +53,9 @@ def load_msd_dataset(root: Path, orientation: str | None = "known") -> MSDDatase
     root = Path(root)
     meta_path = root / "dataset.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{root}: no dataset.json; expected the MSD layout (dataset.json, imagesTr/, labelsTr/)")
+        raise FileNotFoundError(
+            f"{root}: no dataset.json; expected the MSD layout (dataset.json, imagesTr/, labelsTr/)"
+        )
     meta = json.loads(meta_path.read_text())
     cases = []
     for item in meta.get("training", []):
