@@ -1,0 +1,41 @@
+"""Evaluating a model as users meet it: segment each image and compare the mask with its label."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from atriumseg.pipeline.analysis.metrics import CaseMetrics, case_metrics
+from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.pipeline.io.volumes import read_image
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(
+    segmenter: Segmenter,
+    pairs: list[tuple[str, Path, Path]],
+    assume_orientation: str | None = None,
+    show_progress: bool = True,
+) -> list[tuple[str, CaseMetrics]]:
+    """Segment each image exactly as users do and compare with its label on the image's own grid.
+
+    ``pairs`` are (name, image path, label path), as :func:`atriumseg.pipeline.evaluation.pairs.pair_cases`
+    gives them; a label whose grid differs from its image's is refused with both shapes.
+    """
+    rows = []
+    for name, image_path, label_path in tqdm(pairs, desc="evaluating", unit="case", disable=not show_progress):
+        image, label = read_image(image_path), read_image(label_path)
+        if tuple(image.tensor.shape) != tuple(label.tensor.shape):
+            shapes = tuple(image.tensor.shape[1:]), tuple(label.tensor.shape[1:])
+            raise ValueError(f"{name}: image {shapes[0]} != label {shapes[1]}; labels must share their image's grid")
+        mask = segmenter(image.tensor, assume_orientation=assume_orientation)[0].numpy()
+        metrics = case_metrics(mask, label.tensor[0].numpy() > 0.5, image.tensor.affine.numpy())
+        rows.append((name, metrics))
+        log.info(
+            "%s: Dice %.4f, HD95 %.2f mm, ASD %.2f mm, volume error %+.1f%%",
+            name, metrics.dice, metrics.hd95_mm, metrics.asd_mm, metrics.volume_error_pct,
+        )
+    return rows
