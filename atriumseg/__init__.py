@@ -22,7 +22,7 @@ _PUBLIC = {
     "Segmenter": "atriumseg.pipeline.inference.segmenter",
     "Segmentation": "atriumseg.pipeline.inference.segmenter",
     "run_batch": "atriumseg.pipeline.batch.runner",
-    "BatchOptions": "atriumseg.pipeline.batch.runner",
+    "BatchOptions": "atriumseg.pipeline.batch.options",
     "evaluate": "atriumseg.pipeline.training.evaluation",
     "train": "atriumseg.pipeline.training.trainer",
     "TrainConfig": "atriumseg.pipeline.training.trainer",

@@ -21,13 +21,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atriumseg.pipeline.batch.options import DICOM_SEG
 from atriumseg.pipeline.io.dicom_seg import SEG_SUFFIX
 from atriumseg.pipeline.io.readers import dicom_series
 from atriumseg.pipeline.io.volumes import IMAGE_SUFFIXES, case_name, file_kind, mask_suffix
 
 log = logging.getLogger(__name__)
 
-DICOM_SEG = "dicom-seg"
 DICOM_SEG_NEEDS_DICOM = "dicom-seg needs a DICOM series input; use --format nii.gz or same"
 
 
@@ -60,8 +60,8 @@ class Skip:
 
 @dataclass(frozen=True)
 class CaseOutputs:
-    """Every file a case may write. All derive from the case name CASE by appending to it:
-    ``CASE.nii.gz`` (or the input's format, or ``CASE.seg.dcm``), ``CASE_probabilities.nii.gz``, ``CASE.stl``, ``qc/CASE.png``."""
+    """Every file a case may write. All derive from the case name CASE by appending to it: ``CASE.nii.gz``
+    (or the input's format, or ``CASE.seg.dcm``), ``CASE_probabilities.nii.gz``, ``CASE.stl``, ``qc/CASE.png``."""
 
     mask: Path
     probabilities: Path | None = None
@@ -128,7 +128,7 @@ def _dicom_cases(folder: Path, entries: list[os.DirEntry]) -> list[InputCase]:
     return [
         InputCase(f"{folder.name}_{label}" if labels.count(label) == 1 else f"{folder.name}_{label}_{_safe(uid)}",
                   folder, uid)
-        for (uid, _), label in zip(series, labels)
+        for (uid, _), label in zip(series, labels, strict=True)
     ]
 
 

@@ -34,17 +34,14 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from atriumseg.pipeline.analysis.body_size import BodySize
 from atriumseg.pipeline.analysis.quality import border_entropy, quality_flags
 from atriumseg.pipeline.batch.inputs import (
-    DICOM_SEG,
     CaseOutputs,
     InputCase,
     Skip,
@@ -55,6 +52,7 @@ from atriumseg.pipeline.batch.inputs import (
     input_files,
 )
 from atriumseg.pipeline.batch.locks import LOCKS, CaseBusy, CaseLock, lock_case
+from atriumseg.pipeline.batch.options import DICOM_SEG, BatchOptions
 from atriumseg.pipeline.batch.patient import patient_fields
 from atriumseg.pipeline.batch.report import (
     FAILED,
@@ -85,30 +83,6 @@ _CASE_ERRORS = (ImageReadError, RuntimeError, ValueError, OSError, MemoryError)
 _FOLDER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 MAX_QUEUED_WRITES = 2  # segmented cases waiting for the writer thread
 QC_INDEX = Path("qc") / "index.html"
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """How a batch runs; ``shard`` is (index, count) and ``workers`` the number of cases read ahead.
-
-    ``fmt`` is 'nii.gz', 'same' or 'dicom-seg'; ``patients`` maps case names to body sizes that override
-    the DICOM tags (``--patients``); ``anonymous`` leaves the study identifiers out of the report.
-    """
-
-    output: Path
-    fmt: str = "nii.gz"
-    overwrite: bool = False
-    assume_orientation: str | None = None
-    qc: bool = False
-    workers: int = 2
-    shard: tuple[int, int] = (0, 1)
-    show_progress: bool = True
-    tta: bool = False
-    probabilities: bool = False
-    mesh: str | None = None
-    mesh_frame: str = "RAS"
-    patients: Mapping[str, BodySize] = field(default_factory=dict)
-    anonymous: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,10 @@
-"""The command line: segmenting, refusing bad input with one clear line each, never half a file."""
+"""``atriumseg segment``: masks written, bad input refused one clear line each, never half a file."""
 
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -47,12 +46,55 @@ def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-def test_segment_writes_mask_and_exits_zero(tmp_path: Path, good_case: Path, model_folder: Path) -> None:
-    code = main(["segment", str(good_case), "--output", str(tmp_path / "out"), "--model", str(model_folder), "--quiet"])
+def test_segment_writes_mask_and_report_and_exits_zero(tmp_path: Path, good_case: Path, model_folder: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["segment", str(good_case), "--output", str(out), "--model", str(model_folder), "--quiet"])
     assert code == EXIT_OK
-    mask = nib.load(tmp_path / "out" / "good.nii.gz")
+    mask = nib.load(out / "good.nii.gz")
     assert mask.shape == SHAPE and np.allclose(mask.affine, nib.load(good_case).affine)
-    assert int(np.asanyarray(mask.dataobj).sum()) > 0
+    voxels = int(np.asanyarray(mask.dataobj).sum())
+    assert voxels > 0
+    (row,) = json.loads((out / "report.json").read_text())["cases"]
+    assert row["case"] == "good" and row["status"] == "ok" and row["voxels"] == voxels
+
+
+def test_options_reach_the_run(tmp_path: Path, good_case: Path, model_folder: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["segment", str(good_case), "-o", str(out), "--model", str(model_folder), "--quiet",
+                 "--qc", "--probabilities", "--mesh", "obj", "--mesh-frame", "LPS"])
+    assert code == EXIT_OK
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if ".atriumseg" not in p.parts)
+    assert names == ["good.nii.gz", "good.obj", "good_probabilities.nii.gz", "qc", "qc/good.png", "qc/index.html",
+                     "report.csv", "report.json"]
+    vertices = np.array([[float(v) for v in line.split()[1:]] for line in (out / "good.obj").read_text().splitlines()
+                         if line.startswith("v ")])
+    ras = nib.load(out / "good.nii.gz")
+    voxels = np.argwhere(np.asanyarray(ras.dataobj) > 0)
+    centre_ras = nib.affines.apply_affine(ras.affine, voxels).mean(axis=0)
+    assert np.allclose(vertices.mean(axis=0), centre_ras * [-1, -1, 1], atol=2.0), (vertices.mean(axis=0), centre_ras)
+
+
+def test_a_list_file_adds_inputs(tmp_path: Path, good_case: Path, model_folder: Path) -> None:
+    listing = tmp_path / "cases.csv"
+    listing.write_text(f'path,note\n"{good_case}",first\n')
+    code = main(["segment", "--list", str(listing), "-o", str(tmp_path / "out"), "--model", str(model_folder),
+                 "--quiet"])
+    assert code == EXIT_OK and (tmp_path / "out" / "good.nii.gz").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [(["--list", "nowhere.txt"], "cannot read --list"), ([], "nothing to segment"),
+     (["--patients", "nowhere.csv"], "cannot read --patients")],
+)
+def test_what_cannot_be_started_is_a_usage_error(
+    tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture, extra: list[str], phrase: str
+) -> None:
+    inputs = [str(tmp_path)] if "--patients" in extra else []
+    with caplog.at_level(logging.ERROR):
+        code = main(["segment", *inputs, *extra, "-o", str(tmp_path / "out"), "--model", str(model_folder)])
+    assert code == EXIT_USAGE and phrase in caplog.text
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("kind", ["missing", "2D", "non-image", "truncated"])
@@ -126,21 +168,6 @@ def test_no_default_model_is_said_clearly(
     assert not (tmp_path / "out").exists()
 
 
-def test_info_describes_the_model_and_prints_the_card_as_json(model_folder: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["info", str(model_folder)]) == EXIT_OK
-    assert "2D U-Net, width 4, depth 3" in capsys.readouterr().out
-    assert main(["info", str(model_folder), "--json"]) == EXIT_OK
-    assert '"plane": "sagittal"' in capsys.readouterr().out
-
-
-def test_a_closed_pipe_ends_quietly(model_folder: Path) -> None:
-    """``atriumseg info --json | head -1``: no BrokenPipeError traceback."""
-    command = f"{sys.executable} -m atriumseg info {model_folder} --json | head -1"
-    result = subprocess.run(command, shell=True, capture_output=True, text=True)
-    assert result.stdout.strip() == "{"
-    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
-
-
 @pytest.mark.parametrize(
     ("options", "phrase"),
     [
@@ -149,15 +176,18 @@ def test_a_closed_pipe_ends_quietly(model_folder: Path) -> None:
         (["--batch-size", "many"], "--batch-size: expected a whole number"),
         (["--assume-orientation", "RAR"], "not three axis codes"),
         (["--workers", "0"], "--workers: must be at least 1"),
+        (["--shard", "4/4"], "--shard I/N needs 0 <= I < N"),
+        (["--format", "png"], "--format: invalid choice: 'png'"),
     ],
 )
-def test_bad_options_are_one_line_usage_errors(tmp_path: Path, good_case: Path, options, phrase) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "atriumseg", "segment", str(good_case), "-o", str(tmp_path / "out"), *options],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == EXIT_USAGE
-    assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+def test_bad_options_are_one_line_usage_errors(
+    tmp_path: Path, good_case: Path, capsys: pytest.CaptureFixture, options, phrase
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["segment", str(good_case), "-o", str(tmp_path / "out"), *options])
+    err = capsys.readouterr().err
+    assert stop.value.code == EXIT_USAGE
+    assert phrase in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
 
 
@@ -180,8 +210,6 @@ def test_a_device_that_does_not_exist_is_refused_before_any_work(
 def test_an_absurd_model_card_is_refused_before_building_a_network(
     tmp_path: Path, good_case: Path, model_folder: Path, caplog: pytest.LogCaptureFixture, field, value, phrase
 ) -> None:
-    import shutil
-
     bad = tmp_path / "bad-model"
     shutil.copytree(model_folder, bad)
     card = json.loads((bad / "card.json").read_text())
@@ -190,42 +218,6 @@ def test_an_absurd_model_card_is_refused_before_building_a_network(
     with caplog.at_level(logging.ERROR):
         code = main(["segment", str(good_case), "-o", str(tmp_path / "out"), "--model", str(bad), "--quiet"])
     assert code == EXIT_USAGE and phrase in caplog.text
-
-
-def test_evaluate_reports_an_unreadable_image_in_one_line(
-    tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    for folder in ("img", "lab"):
-        (tmp_path / folder).mkdir()
-        (tmp_path / folder / "p1.nii.gz").write_bytes(b"not a nifti file at all")
-    with caplog.at_level(logging.ERROR):
-        code = main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
-                     "-o", str(tmp_path / "eval.csv"), "--quiet"])
-    assert code == EXIT_CASE_FAILED
-    assert "p1.nii.gz" in caplog.text and "Traceback" not in caplog.text
-
-
-def test_train_refuses_a_missing_dataset_before_any_work(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR):
-        code = main(["train", str(tmp_path / "nowhere"), "-o", str(tmp_path / "run"), "--quiet"])
-    assert code == EXIT_USAGE and "no dataset.json" in caplog.text
-    assert not (tmp_path / "run").exists()
-
-
-def test_train_records_the_command_it_was_given(tmp_path: Path, synthetic_dataset: Path) -> None:
-    run = tmp_path / "run"
-    argv = ["train", str(synthetic_dataset), "-o", str(run), "--width", "4", "--depth", "2", "--context", "0",
-            "--patch", "16", "--epochs", "1", "--steps-per-epoch", "1", "--slice-spacing", "0", "--quiet"]
-    assert main(argv) == EXIT_OK
-    card = json.loads((run / "last" / "card.json").read_text())
-    assert card["provenance"]["command"] == "atriumseg " + " ".join(argv)
-
-
-def test_console_script_help_lists_every_option() -> None:
-    result = subprocess.run([sys.executable, "-m", "atriumseg", "segment", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0
-    for option in ("--output", "--model", "--device", "--overwrite", "--format", "--assume-orientation"):
-        assert option in result.stdout
 
 
 def test_an_output_path_that_is_a_file_is_a_usage_error(

@@ -1,0 +1,26 @@
+"""``atriumseg report``: rebuild the merged report (and QC sheet) of an output folder from its records."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from atriumseg.cli.app import EXIT_CASE_FAILED, EXIT_OK, UsageError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("report", help="rebuild report.csv/json (and the QC sheet) from an output folder")
+    p.add_argument("output", type=Path, help="output folder of one or more segment runs or shards")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from atriumseg.pipeline.batch.report import FAILED, summary_table
+    from atriumseg.pipeline.batch.runner import rebuild_report
+
+    if not args.output.is_dir():
+        raise UsageError(f"{args.output}: no such folder")
+    results = rebuild_report(args.output)
+    print(summary_table(results))
+    print(f"report: {args.output / 'report.csv'}")
+    return EXIT_CASE_FAILED if any(r.status == FAILED for r in results) else EXIT_OK

@@ -1,0 +1,22 @@
+"""``atriumseg demo``: the bundled sample segmented into a mask on its grid and an overlay picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from atriumseg.cli import EXIT_OK, main
+from atriumseg.demo import SAMPLE, sample_paths
+
+
+def test_demo_writes_the_mask_on_the_samples_grid_and_an_overlay(
+    tmp_path: Path, model_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["demo", "-o", str(tmp_path), "--model", str(model_folder)]) == EXIT_OK
+    image, mask = nib.load(sample_paths()[0]), nib.load(tmp_path / f"{SAMPLE}_mask.nii.gz")
+    assert mask.shape == image.shape and np.array_equal(mask.affine, image.affine)
+    assert (tmp_path / f"{SAMPLE}_overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Dice against the bundled reference label" in capsys.readouterr().out

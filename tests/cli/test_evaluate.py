@@ -1,0 +1,49 @@
+"""``atriumseg evaluate``: per-case metrics in a CSV; an unreadable image is one line, not a traceback."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import pytest
+from helpers import write_nifti
+
+from atriumseg.cli import EXIT_CASE_FAILED, EXIT_OK, EXIT_USAGE, main
+from atriumseg.synthetic import make_affine, synthetic_case
+
+SHAPE = (40, 42, 30)
+
+
+def test_evaluate_writes_one_row_per_case(tmp_path: Path, model_folder: Path) -> None:
+    for folder in ("img", "lab"):
+        (tmp_path / folder).mkdir()
+    for seed, name in ((3, "p1"), (4, "p2")):
+        case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS", (0, 0, 0)), seed=seed)
+        write_nifti(tmp_path / "img" / f"{name}.nii.gz", case.image, case.affine)
+        write_nifti(tmp_path / "lab" / f"{name}.nii.gz", case.label, case.affine)
+    out = tmp_path / "eval.csv"
+    code = main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
+                 "-o", str(out), "--quiet", "--cases", "p2"])
+    assert code == EXIT_OK
+    (row,) = csv.DictReader(out.open())
+    assert row["case"] == "p2" and 0.0 <= float(row["dice"]) <= 1.0
+
+
+def test_evaluate_reports_an_unreadable_image_in_one_line(
+    tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for folder in ("img", "lab"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "p1.nii.gz").write_bytes(b"not a nifti file at all")
+    with caplog.at_level(logging.ERROR):
+        code = main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
+                     "-o", str(tmp_path / "eval.csv"), "--quiet"])
+    assert code == EXIT_CASE_FAILED
+    assert "p1.nii.gz" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_missing_folders_are_a_usage_error(tmp_path: Path, model_folder: Path) -> None:
+    code = main(["evaluate", str(tmp_path / "a"), str(tmp_path / "b"), "--model", str(model_folder),
+                 "-o", str(tmp_path / "eval.csv")])
+    assert code == EXIT_USAGE and not (tmp_path / "eval.csv").exists()

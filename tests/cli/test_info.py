@@ -1,0 +1,36 @@
+"""``atriumseg info``: the model described in words, or its card as JSON; a closed pipe ends quietly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from atriumseg.cli import EXIT_OK, EXIT_USAGE, main
+
+
+def test_info_describes_the_model_and_prints_its_card(model_folder: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["info", str(model_folder)]) == EXIT_OK
+    assert "2D U-Net, width 4, depth 3" in capsys.readouterr().out
+    assert main(["info", str(model_folder), "--json"]) == EXIT_OK
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((model_folder / "card.json").read_text())
+
+
+def test_a_folder_without_a_card_is_a_usage_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        assert main(["info", str(tmp_path)]) == EXIT_USAGE
+    assert str(tmp_path) in caplog.text
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_ends_quietly(model_folder: Path) -> None:
+    """``atriumseg info --json | head -1``: no BrokenPipeError traceback."""
+    command = f"{sys.executable} -m atriumseg info {model_folder} --json | head -1"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True)
+    assert result.stdout.strip() == "{"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
