@@ -1,17 +1,17 @@
 """Defaults shared by the Python API and the CLI, kept torch-free so ``--help`` stays instant.
 
-The training defaults are the design of the built-in model, so ``atriumseg train DATA...`` with no
-options trains that design. (The card's own field defaults describe the reference U-Net of the
-product brief, one channel at width 64, and are used only when a card is built by hand.)
+The model design's defaults are the built-in model's, :data:`atriumseg.models.card.BUILT_IN`, so
+``atriumseg train DATA...`` with no options trains that design; the names below read it from there.
 """
+
+from atriumseg.models.card import BUILT_IN
 
 BATCH_SIZE = 16  # slices per forward pass at inference
 
-# The built-in model's design (see README, "The built-in model").
-WIDTH = 32
-DEPTH = 4
-CONTEXT = 1
-PLANE = "axial"
-SPACING_MM = 1.25  # in-plane
-SLICE_SPACING_MM = 1.25
-PATCH = 128
+WIDTH = BUILT_IN.architecture.width
+DEPTH = BUILT_IN.architecture.depth
+CONTEXT = BUILT_IN.preprocessing.context
+PLANE = BUILT_IN.preprocessing.plane
+SPACING_MM = BUILT_IN.preprocessing.spacing[0]  # in-plane
+SLICE_SPACING_MM = BUILT_IN.preprocessing.slice_spacing
+PATCH = 128  # training slice size; its crop, padded to the pooling grid, is BUILT_IN's min_slice_size

@@ -141,7 +141,7 @@ __all__ = [
 # A stand-in for a trained model: a real UNet whose weights make its output a known function of the input.
 STANDIN_CARD = ModelCard(
     architecture=Architecture(in_channels=3, width=4, depth=3),
-    preprocessing=Preprocessing(spacing=(1.5, 1.5), slice_spacing=0.0, context=1),
+    preprocessing=Preprocessing(plane="sagittal", spacing=(1.5, 1.5), slice_spacing=0.0, context=1, min_slice_size=0),
 )
 STANDIN_LEVEL = 0.8  # scaled intensity above which the stand-in calls a pixel atrium
 

@@ -1,5 +1,10 @@
 """The model card: everything inference needs besides the weights, as typed frozen dataclasses.
 
+A card is a :class:`ModelDesign` (architecture, preprocessing, post-processing: each part checks
+its own values when it is built) plus the package version and the provenance. :data:`BUILT_IN`
+is the design of the built-in model, the one place it is written down; the parts' defaults are
+its values, and training, the CLI and ``atriumseg.defaults`` read it from here.
+
 Torch-free, so the CLI can print a card instantly. The card is stored as JSON beside the
 safetensors weights; ``FORMAT_VERSION`` changes whenever the meaning of a field changes.
 """
@@ -16,10 +21,7 @@ from atriumseg.geometry import validate_axcodes
 FORMAT_VERSION = 1
 PLANES = ("sagittal", "coronal", "axial")
 _PLANE_AXIS = {"sagittal": "LR", "coronal": "AP", "axial": "SI"}
-
-
-# Bounds a card must respect, checked before any network is built or memory allocated.
-LIMITS: dict[str, Any] = {"in_channels": 31, "width": 512, "depth": 8, "context": 15, "min_slice_size": 1024, "spacing_mm": (0.05, 20.0)}
+SPACING_MM = (0.05, 20.0)  # voxel sizes a card may ask for, in mm
 
 
 class CardError(ValueError):
@@ -34,13 +36,25 @@ def _check_number(name: str, value: object, low: float, high: float, integer: bo
         raise CardError(f"{name} must be {kind} in [{low}, {high}], got {value!r}")
 
 
+def _pair(name: str, value: object) -> tuple[float, float]:
+    """``value`` as a tuple of two numbers (JSON gives lists), or a :class:`CardError`."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise CardError(f"{name} must hold 2 numbers, got {value!r}")
+    return tuple(value)  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """Init arguments of :class:`atriumseg.models.UNet`."""
+    """Init arguments of :class:`atriumseg.models.unet.UNet`, bounded before any network is built."""
 
-    in_channels: int = 1
-    width: int = 64
+    in_channels: int = 3
+    width: int = 32
     depth: int = 4
+
+    def __post_init__(self) -> None:
+        _check_number("architecture.in_channels", self.in_channels, 1, 31, integer=True)
+        _check_number("architecture.width", self.width, 1, 512, integer=True)
+        _check_number("architecture.depth", self.depth, 2, 8, integer=True)
 
     @property
     def divisor(self) -> int:
@@ -62,12 +76,39 @@ class Preprocessing:
     """
 
     orientation: str = "RAS"
-    plane: str = "sagittal"
+    plane: str = "axial"
     spacing: tuple[float, float] = (1.25, 1.25)
     percentiles: tuple[float, float] = (0.5, 99.5)
-    context: int = 0
-    slice_spacing: float = 0.0
-    min_slice_size: int = 0
+    context: int = 1
+    slice_spacing: float = 1.25
+    min_slice_size: int = 160
+
+    def __post_init__(self) -> None:
+        try:
+            validate_axcodes(self.orientation)
+        except ValueError as err:
+            raise CardError(f"preprocessing.{err}") from None
+        if self.plane not in PLANES:
+            raise CardError(f"plane must be one of {PLANES}, got {self.plane!r}")
+        spacing, percentiles = _pair("preprocessing.spacing", self.spacing), _pair("preprocessing.percentiles",
+                                                                                   self.percentiles)
+        object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "percentiles", percentiles)
+        for value in spacing:
+            _check_number("preprocessing.spacing", value, *SPACING_MM)
+        if self.slice_spacing != 0:
+            _check_number("preprocessing.slice_spacing", self.slice_spacing, *SPACING_MM)
+        for value in percentiles:
+            _check_number("preprocessing.percentiles", value, 0, 100)
+        if not percentiles[0] < percentiles[1]:
+            raise CardError(f"preprocessing.percentiles must be 0 <= low < high <= 100, got {percentiles!r}")
+        _check_number("preprocessing.context", self.context, 0, 15, integer=True)
+        _check_number("preprocessing.min_slice_size", self.min_slice_size, 0, 1024, integer=True)
+
+    @property
+    def channels(self) -> int:
+        """Channels the network receives: the slice and ``context`` neighbours on each side."""
+        return 2 * self.context + 1
 
     @property
     def slice_dim(self) -> int:
@@ -89,52 +130,61 @@ class Postprocessing:
     threshold: float = 0.5
     largest_component: bool = True
 
+    def __post_init__(self) -> None:
+        threshold = self.threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+            raise CardError(f"threshold must be a number in (0, 1), got {threshold!r}")
+        if not isinstance(self.largest_component, bool):
+            raise CardError(f"postprocessing.largest_component must be true or false, got {self.largest_component!r}")
+
 
 @dataclass(frozen=True)
-class ModelCard:
-    """A self-describing model: architecture, preprocessing, post-processing and provenance."""
+class ModelDesign:
+    """What a model is, apart from its weights and history: its three typed parts, consistent together.
+
+    The default is the built-in model's design (:data:`BUILT_IN`).
+    """
 
     architecture: Architecture = field(default_factory=Architecture)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     postprocessing: Postprocessing = field(default_factory=Postprocessing)
+
+    def __post_init__(self) -> None:
+        if self.architecture.in_channels != self.preprocessing.channels:
+            raise CardError(
+                f"in_channels={self.architecture.in_channels} does not match context={self.preprocessing.context} "
+                f"(expected {self.preprocessing.channels} channels)"
+            )
+
+    @property
+    def design(self) -> ModelDesign:
+        """The design alone (of a card: without version and provenance)."""
+        return ModelDesign(self.architecture, self.preprocessing, self.postprocessing)
+
+
+BUILT_IN = ModelDesign()  # the built-in model: axial 2.5D (one neighbour each side), width 32, depth 4
+
+
+@dataclass(frozen=True)
+class ModelCard(ModelDesign):
+    """A self-describing model: its design, the package version that made it, and its provenance."""
+
     package_version: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        pre, arch = self.preprocessing, self.architecture
         if self.format_version != FORMAT_VERSION:
             raise CardError(
                 f"model card format version {self.format_version} is not supported "
                 f"(this atriumseg reads version {FORMAT_VERSION}); upgrade atriumseg or re-export the model"
             )
-        _check_number("architecture.in_channels", arch.in_channels, 1, LIMITS["in_channels"], integer=True)
-        _check_number("architecture.width", arch.width, 1, LIMITS["width"], integer=True)
-        _check_number("architecture.depth", arch.depth, 2, LIMITS["depth"], integer=True)
-        _check_number("preprocessing.context", pre.context, 0, LIMITS["context"], integer=True)
-        _check_number("preprocessing.min_slice_size", pre.min_slice_size, 0, LIMITS["min_slice_size"], integer=True)
-        for value in pre.spacing:
-            _check_number("preprocessing.spacing", value, LIMITS["spacing_mm"][0], LIMITS["spacing_mm"][1])
-        if len(pre.spacing) != 2:
-            raise CardError(f"preprocessing.spacing must hold 2 in-plane sizes in mm, got {pre.spacing!r}")
-        if pre.slice_spacing != 0:
-            _check_number("preprocessing.slice_spacing", pre.slice_spacing, *LIMITS["spacing_mm"])
-        if len(pre.percentiles) != 2 or not 0 <= pre.percentiles[0] < pre.percentiles[1] <= 100:
-            raise CardError(f"preprocessing.percentiles must be 0 <= low < high <= 100, got {pre.percentiles!r}")
-        if pre.plane not in PLANES:
-            raise CardError(f"plane must be one of {PLANES}, got {pre.plane!r}")
-        try:
-            validate_axcodes(pre.orientation)
-        except ValueError as err:
-            raise CardError(f"preprocessing.{err}") from None
-        if arch.in_channels != 2 * pre.context + 1:
-            raise CardError(
-                f"in_channels={arch.in_channels} does not match context={pre.context} "
-                f"(expected {2 * pre.context + 1} channels)"
-            )
-        threshold = self.postprocessing.threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
-            raise CardError(f"threshold must be a number in (0, 1), got {threshold!r}")
+        super().__post_init__()
+
+    @classmethod
+    def of(cls, design: ModelDesign, **details: Any) -> ModelCard:
+        """The card of ``design`` with ``details`` (``package_version``, ``provenance``)."""
+        return cls(design.architecture, design.preprocessing, design.postprocessing, **details)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
@@ -142,22 +192,18 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
-        """Validate and rebuild a card; unknown or missing fields raise :class:`CardError`."""
+        """Validate and rebuild a card; unknown, missing or out-of-range fields raise :class:`CardError`."""
         try:
             return cls(
                 architecture=Architecture(**data["architecture"]),
-                preprocessing=Preprocessing(
-                    **{
-                        **data["preprocessing"],
-                        "spacing": tuple(data["preprocessing"]["spacing"]),
-                        "percentiles": tuple(data["preprocessing"]["percentiles"]),
-                    }
-                ),
+                preprocessing=Preprocessing(**data["preprocessing"]),
                 postprocessing=Postprocessing(**data["postprocessing"]),
                 package_version=str(data.get("package_version", "")),
                 provenance=dict(data.get("provenance", {})),
                 format_version=int(data["format_version"]),
             )
+        except CardError:
+            raise
         except (KeyError, TypeError, ValueError) as err:
             raise CardError(f"malformed model card: {err}") from err
 
