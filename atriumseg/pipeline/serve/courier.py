@@ -1,0 +1,83 @@
+"""Delivers the outbox: each SEG to each destination, retried with backoff while a destination is down or refuses,
+logged, and recorded in the series' state once delivered; picks up where it stopped after a restart."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+
+from atriumseg.pipeline.serve.options import Destination
+from atriumseg.pipeline.serve.outbox import Delivery, Outbox
+from atriumseg.pipeline.serve.send import SendError, send_file
+from atriumseg.pipeline.serve.state import SEGMENTED, Ledger
+
+log = logging.getLogger("atriumseg.serve")
+
+Send = Callable[[Path, Destination, str], None]
+
+
+class Courier:
+    """Sends what the outbox owes, one delivery at a time, as ``calling_ae``."""
+
+    def __init__(self, outbox: Outbox, ledger: Ledger, destinations: list[str], calling_ae: str,
+                 send: Send = send_file) -> None:
+        self.outbox = outbox
+        self.ledger = ledger
+        self.destinations = destinations
+        self.calling_ae = calling_ae
+        self.send = send
+
+    def recover(self) -> None:
+        """Drop deliveries a state already records as served; owe again a SEG whose deliveries were not yet
+        written when the process died (the SEG in OUT, checked by its SOP Instance UID)."""
+        waiting = {(d.key, d.destination): d for d in self.outbox.deliveries()}
+        for delivery in waiting.values():
+            state = self.ledger.get(delivery.key)
+            if state is not None and state.sent.get(delivery.destination) == delivery.seg_uid:
+                self.outbox.done(delivery)
+        for state in self.ledger.all():
+            if state.status != SEGMENTED or not state.seg_uid:
+                continue
+            owed = [d for d in self.destinations
+                    if state.sent.get(d) != state.seg_uid and (state.key, d) not in waiting]
+            seg = Path(state.output)
+            if owed and seg.is_file() and pydicom.dcmread(seg, stop_before_pixels=True).SOPInstanceUID == state.seg_uid:
+                self.outbox.put(state.key, seg, state.seg_uid, owed)
+            elif owed:
+                log.error("series %s: its SEG %s is gone from %s; send the series again to redo it", state.key,
+                          state.seg_uid, seg)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(0.2):
+            self.run_once()
+
+    def run_once(self) -> None:
+        """Try every delivery that is due; a destination that fails is not tried again in this pass."""
+        down: set[str] = set()
+        for delivery in self.outbox.due():
+            if delivery.destination not in down and not self.deliver(delivery):
+                down.add(delivery.destination)
+
+    def deliver(self, delivery: Delivery) -> bool:
+        """Send one SEG; whether it arrived (a failure is logged and tried later)."""
+        try:
+            self.send(self.outbox.seg_file(delivery.seg_uid), Destination.parse(delivery.destination),
+                      self.calling_ae)
+        except (SendError, OSError, ValueError, RuntimeError) as err:
+            later = self.outbox.failed(delivery, str(err))
+            log.warning("series %s: SEG not delivered to %s (try %d): %s; next try in %.0f s", delivery.key,
+                        delivery.destination, later.attempts, err, later.next_try - time.time())
+            return False
+        state = self.ledger.get(delivery.key)
+        sent = {**(state.sent if state else {}), delivery.destination: delivery.seg_uid}
+        everywhere = all(sent.get(d) == delivery.seg_uid for d in self.destinations)
+        self.ledger.update(delivery.key, sent=sent, **({"done": time.time()} if everywhere else {}))
+        self.outbox.done(delivery)
+        tries = f" after {delivery.attempts + 1} tries" if delivery.attempts else ""
+        log.info("series %s: SEG %s delivered to %s%s", delivery.key, delivery.seg_uid, delivery.destination, tries)
+        return True

@@ -1,0 +1,140 @@
+"""Each series' durable state: received, complete (queued), segmenting, segmented or failed, and sent per destination.
+
+A state is written (atomically, fsynced) whenever its status changes, never per instance: the instance
+files themselves say what was received. After a crash, :meth:`Ledger.recover` rebuilds what the states
+cannot know (a series whose first instance landed just before the crash, when its last instance came)
+from the files, so a restart finishes every series received but not segmented or not sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from atriumseg.pipeline.serve.storage import Storage
+
+log = logging.getLogger(__name__)
+
+RECEIVING, COMPLETE, SEGMENTING, SEGMENTED, FAILED = "receiving", "complete", "segmenting", "segmented", "failed"
+STATUSES = (RECEIVING, COMPLETE, SEGMENTING, SEGMENTED, FAILED)
+
+
+@dataclass(frozen=True)
+class SeriesState:
+    """One series as the service knows it. ``digest`` names the instances last completed, ``segmented_digest`` those
+    the current SEG was made from; ``sent`` maps each destination to the SOP Instance UID of the SEG it holds."""
+
+    key: str
+    study_uid: str = ""
+    series_uid: str = ""
+    description: str = ""
+    callers: tuple[str, ...] = ()
+    status: str = RECEIVING
+    instances: int = 0
+    first_received: float = 0.0
+    last_received: float = 0.0
+    completed: float = 0.0
+    digest: str = ""
+    segmented_digest: str = ""
+    seg_uid: str = ""
+    output: str = ""
+    volume_ml: float | None = None
+    reason: str = ""
+    sent: dict[str, str] = field(default_factory=dict)
+    done: float = 0.0  # when the SEG reached every destination (or was made, with none): the retention clock
+    purged: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SeriesState:
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values["callers"] = tuple(values.get("callers", ()))
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["callers"] = list(self.callers)
+        return data
+
+    def delivered(self, destinations: list[str]) -> bool:
+        """Whether the current SEG is at every destination."""
+        return bool(self.seg_uid) and all(self.sent.get(d) == self.seg_uid for d in destinations)
+
+
+class Ledger:
+    """Every series' state, in memory and on disk; every change goes through :meth:`update` (thread-safe)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._states: dict[str, SeriesState] = {}
+        self._lock = threading.Lock()
+        self.changed = threading.Event()  # set on every change (the status writer waits on it)
+
+    def _path(self, key: str):
+        return self.storage.state_root / f"{key}.json"
+
+    def load(self) -> None:
+        """Read every state file; one that cannot be read is rebuilt from its series' files by :meth:`recover`."""
+        for path in sorted(self.storage.state_root.glob("*.json")):
+            try:
+                state = SeriesState.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError) as err:
+                log.warning("%s: unreadable series state (%s); rebuilt from its instances", path, err)
+                continue
+            self._states[state.key] = state
+
+    def recover(self) -> list[SeriesState]:
+        """After a start: series found on disk without a state get one; series caught receiving take their last
+        instance's time from the files. Returns the series to queue again (complete or segmenting), in order."""
+        now = time.time()
+        for folder in sorted(self.storage.series_root.iterdir()):
+            if folder.is_dir() and folder.name not in self._states and self.storage.instances(folder.name):
+                self.update(folder.name, series_uid=folder.name, first_received=now)
+        for state in list(self._states.values()):
+            if state.status == RECEIVING and not state.purged:
+                self.update(state.key, last_received=self.storage.last_received(state.key) or now)
+        queued = [s for s in self._states.values() if s.status in (COMPLETE, SEGMENTING)]
+        return sorted(queued, key=lambda s: (s.completed, s.key))
+
+    def get(self, key: str) -> SeriesState | None:
+        with self._lock:
+            return self._states.get(key)
+
+    def all(self) -> list[SeriesState]:
+        with self._lock:
+            return sorted(self._states.values(), key=lambda s: (s.first_received, s.key))
+
+    def update(self, key: str, **changes: object) -> SeriesState:
+        """Change a series' state (creating it if new) and write it to disk before returning it."""
+        with self._lock:
+            return self._write(key, changes)
+
+    def _write(self, key: str, changes: dict) -> SeriesState:
+        new = replace(self._states.get(key) or SeriesState(key=key), **changes)
+        self.storage.write_json(self._path(key), new.to_dict())
+        self._states[key] = new
+        self.changed.set()
+        return new
+
+    def settle(self, key: str, status: str, **changes: object) -> SeriesState:
+        """The worker's result: ``status`` only if the series is still segmenting (an instance that came meanwhile
+        put it back to receiving, and it will be completed again); the other changes either way."""
+        with self._lock:
+            current = self._states.get(key)
+            if current is not None and current.status == SEGMENTING:
+                changes["status"] = status
+            return self._write(key, changes)
+
+    def touch(self, key: str, when: float, caller: str, **meta: object) -> SeriesState:
+        """An instance arrived: in memory only while the series is receiving from this caller, else written."""
+        with self._lock:
+            state = self._states.get(key)
+            if state is not None and state.status == RECEIVING and caller in state.callers:
+                self._states[key] = replace(state, last_received=when)
+                return self._states[key]
+            callers = tuple(sorted({*(state.callers if state else ()), caller}))
+            first = state.first_received if state and state.status == RECEIVING else when
+            return self._write(key, dict(meta, status=RECEIVING, last_received=when, first_received=first,
+                                         callers=callers, purged=False))

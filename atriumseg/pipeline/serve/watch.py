@@ -1,0 +1,81 @@
+"""The folder door (``--watch DIR``): each file or folder placed in DIR is handed on once it stops changing.
+
+An entry is settled when its signature (for a file its size and modification time; for a folder those of every
+file in it) has not changed for ``settle`` seconds. It is handed on once per signature; what is done with it is
+the batch runner's (a complete case is not redone, as with ``atriumseg segment DIR -o OUT`` run again). Entries
+are only read: never modified, moved or deleted. Hidden entries (names starting with a dot) are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def signature(path: Path) -> tuple:
+    """What changes when a file or anything in a folder is written: sizes and modification times."""
+    if not path.is_dir():
+        info = path.stat()
+        return ((path.name, info.st_size, info.st_mtime_ns),)
+    found = []
+    for folder, subfolders, files in os.walk(path):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in sorted(files):
+            try:
+                info = os.stat(os.path.join(folder, name))
+            except OSError:
+                continue
+            found.append((os.path.relpath(os.path.join(folder, name), path), info.st_size, info.st_mtime_ns))
+    return tuple(found)
+
+
+class Watcher:
+    """Polls ``folder``; calls ``submit(path)`` for each entry settled for ``settle`` seconds, once per signature."""
+
+    def __init__(self, folder: Path, settle: float, submit: Callable[[Path], None], skip: frozenset[Path]) -> None:
+        self.folder = Path(folder)
+        self.settle = settle
+        self.submit = submit
+        self.skip = skip
+        self._seen: dict[Path, tuple[tuple, float]] = {}  # entry -> (signature, since when unchanged)
+        self._handed: dict[Path, tuple] = {}
+
+    def poll(self, now: float | None = None) -> list[Path]:
+        """One look at the folder; the entries handed on."""
+        now = time.time() if now is None else now
+        handed = []
+        try:
+            entries = sorted(p for p in self.folder.iterdir() if not p.name.startswith("."))
+        except OSError as err:
+            log.error("cannot read the watch folder %s: %s", self.folder, err)
+            return []
+        for entry in entries:
+            if entry.resolve() in self.skip:
+                continue
+            try:
+                sig = signature(entry)
+            except OSError:
+                continue
+            previous = self._seen.get(entry)
+            since = previous[1] if previous and previous[0] == sig else now
+            self._seen[entry] = (sig, since)
+            if sig and now - since >= self.settle and self._handed.get(entry) != sig:
+                self._handed[entry] = sig
+                self.submit(entry)
+                handed.append(entry)
+        gone = set(self._seen) - set(entries)
+        for entry in gone:
+            self._seen.pop(entry, None)
+            self._handed.pop(entry, None)
+        return handed
+
+    def run(self, stop: threading.Event) -> None:
+        interval = min(1.0, max(0.1, self.settle / 4))
+        while not stop.wait(interval):
+            self.poll()

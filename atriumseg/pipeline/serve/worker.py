@@ -1,0 +1,143 @@
+"""The one worker: segments complete series (and settled watch-folder inputs) one at a time, in the order they
+completed, with the model loaded once; it never blocks receiving, which runs in the association threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from atriumseg.pipeline.batch.report import OK, CaseResult
+from atriumseg.pipeline.serve.cases import OutputUnusable
+from atriumseg.pipeline.serve.outbox import Outbox
+from atriumseg.pipeline.serve.state import COMPLETE, FAILED, SEGMENTED, SEGMENTING, Ledger, SeriesState
+from atriumseg.pipeline.serve.storage import Storage
+
+log = logging.getLogger("atriumseg.serve")
+
+RETRY_OUTPUT_SECONDS = 30.0  # wait before trying a series again when OUT could not take its outputs
+
+
+@dataclass(frozen=True)
+class Job:
+    """A series of the DICOM door (its key) or an input of the watch folder (its path)."""
+
+    series: str = ""
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        return self.series or str(self.path)
+
+
+class JobQueue:
+    """First in, first out; its content can be read for the status."""
+
+    def __init__(self) -> None:
+        self._jobs: deque[Job] = deque()
+        self._ready = threading.Condition()
+
+    def put(self, job: Job) -> None:
+        with self._ready:
+            if job not in self._jobs:
+                self._jobs.append(job)
+                self._ready.notify()
+
+    def get(self, timeout: float) -> Job | None:
+        with self._ready:
+            if not self._jobs:
+                self._ready.wait(timeout)
+            return self._jobs.popleft() if self._jobs else None
+
+    def waiting(self) -> list[str]:
+        with self._ready:
+            return [str(job) for job in self._jobs]
+
+
+Segment = Callable[[Path, bool], list[CaseResult]]  # (input, is a DICOM-door series) -> its cases' results
+
+
+class Worker:
+    """Runs jobs until ``stop`` is set; the job in hand is always finished first."""
+
+    def __init__(self, segment: Segment, storage: Storage, ledger: Ledger, outbox: Outbox,
+                 destinations: list[str]) -> None:
+        self.segment = segment
+        self.storage = storage
+        self.ledger = ledger
+        self.outbox = outbox
+        self.destinations = destinations
+        self.current = ""
+
+    def run(self, jobs: JobQueue, stop: threading.Event) -> None:
+        while not stop.is_set():
+            job = jobs.get(timeout=0.2)
+            if job is None:
+                continue
+            self.current = str(job)
+            try:
+                if job.series:
+                    self.series(job.series, jobs, stop)
+                else:
+                    self.watched(job.path)
+            finally:
+                self.current = ""
+
+    def watched(self, path: Path) -> None:
+        """A watch-folder input, with the outputs and records ``atriumseg segment DIR -o OUT`` gives it."""
+        try:
+            results = self.segment(path, False)
+        except OutputUnusable as err:
+            log.error("watch %s: not segmented: %s", path, err)
+            return
+        for r in results:
+            detail = f"{r.volume_ml:.1f} mL -> {r.output}" if r.status == OK else r.reason or "done earlier"
+            (log.info if r.status != "failed" else log.error)("watch %s: %s %s", r.input, r.status, detail)
+
+    def series(self, key: str, jobs: JobQueue, stop: threading.Event) -> None:
+        state = self.ledger.get(key)
+        if state is None or state.status not in (COMPLETE, SEGMENTING):
+            return  # instances came after it completed: it completes (and is queued) again
+        state = self.ledger.update(key, status=SEGMENTING)
+        if state.seg_uid and state.digest == state.segmented_digest:
+            self.ledger.settle(key, SEGMENTED)
+            log.info("series %s: the same %d instances again; SEG %s unchanged, not sent again", key,
+                     state.instances, state.seg_uid)
+            return
+        started = time.perf_counter()
+        try:
+            results = self.segment(self.storage.series_folder(key), True)
+        except OutputUnusable as err:
+            self.ledger.settle(key, COMPLETE, reason=str(err))
+            log.error("series %s: not segmented, tried again in %.0f s: %s", key, RETRY_OUTPUT_SECONDS, err)
+            if not stop.wait(RETRY_OUTPUT_SECONDS):
+                jobs.put(Job(series=key))
+            return
+        result = results[0] if results else CaseResult(key, str(self.storage.series_folder(key)), status=FAILED,
+                                                        reason="no DICOM series found in its instances")
+        self._record(state, result, time.perf_counter() - started)
+
+    def _record(self, state: SeriesState, result: CaseResult, seconds: float) -> None:
+        """Store the outcome, owe the SEG to every destination, and log the series' one line."""
+        key = state.key
+        what = f"series {key} ({state.instances} instances from {', '.join(state.callers) or 'disk'})"
+        if result.status != OK:
+            self.ledger.settle(key, FAILED, reason=result.reason, output="", volume_ml=None)
+            log.error("%s: failed in %.1f s: %s", what, seconds, result.reason)
+            return
+        if self.storage.digest(key) != state.digest:
+            log.info("%s: new instances came while it was segmented; done again once complete", what)
+            return
+        seg_uid = str(pydicom.dcmread(result.output, stop_before_pixels=True).SOPInstanceUID)
+        done = 0.0 if self.destinations else time.time()
+        self.ledger.settle(key, SEGMENTED, segmented_digest=state.digest, seg_uid=seg_uid, output=result.output,
+                           volume_ml=round(result.volume_ml, 3), reason="", done=done)
+        self.outbox.put(key, Path(result.output), seg_uid, self.destinations)
+        sending = f"; sending to {', '.join(self.destinations)}" if self.destinations else ""
+        flags = f" [{'; '.join(result.flags)}]" if result.flags else ""
+        log.info("%s: ok in %.1f s, %.1f mL%s -> %s%s", what, seconds, result.volume_ml, flags, result.output, sending)

@@ -1,0 +1,161 @@
+"""Real DICOM parts for the service tests: the service as a process, a PACS (a pynetdicom StoreSCP in this
+process), senders (pynetdicom and dcmtk's storescu), and synthetic MR series on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+from helpers import write_series
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import MRImageStorage, SegmentationStorage, Verification
+
+ROW, COLUMN = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)  # an axial series
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mr_series(folder: Path, series_uid: str | None = None, **tags: object) -> list[Path]:
+    """A synthetic MR series (helpers.write_series) with its own UIDs; its files, sorted."""
+    write_series(folder, ROW, COLUMN, SeriesInstanceUID=series_uid or generate_uid(),
+                 StudyInstanceUID=tags.pop("StudyInstanceUID", generate_uid()), **tags)
+    return sorted(folder.glob("*.dcm"))
+
+
+def wait_until(check: Callable[[], object], seconds: float, what: str, process: ServiceProcess | None = None):
+    """Poll ``check`` until it returns something true; fail with ``what`` (and the service's log) after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        if process is not None and process.popen is not None and process.popen.poll() is not None:
+            raise AssertionError(f"the service ended ({process.popen.returncode}) before {what}:\n{process.log()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds} s" + (f"\n{process.log()}" if process else ""))
+        time.sleep(0.05)
+
+
+class ServiceProcess:
+    """``atriumseg serve`` as a real process on a loopback port, logging to ``STORAGE.log``."""
+
+    def __init__(self, storage: Path, output: Path, model: Path, port: int, *options: str) -> None:
+        self.storage, self.output, self.port = storage, output, port
+        self.command = [sys.executable, "-m", "atriumseg", "serve", "--host", "127.0.0.1", "--port", str(port),
+                        "--storage", str(storage), "-o", str(output), "--model", str(model), "--device", "cpu",
+                        *options]
+        self.log_file = storage.with_name(storage.name + ".log")
+        self.popen: subprocess.Popen | None = None
+
+    def start(self, ready: str = "serving:") -> ServiceProcess:
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        with open(self.log_file, "a") as log:
+            self.popen = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        wait_until(lambda: ready in self.log()[offset:], 180, "the service started", self)
+        return self
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def state(self, key: str) -> dict:
+        path = self.storage / "state" / f"{key}.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def wait(self, seconds: float = 60) -> int:
+        return self.popen.wait(seconds)
+
+    def kill9(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(30)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait; SIGKILL if it does not end (tests end every service they start)."""
+        if self.popen is None or self.popen.poll() is not None:
+            return None if self.popen is None else self.popen.returncode
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(60)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return None
+
+
+class Pacs:
+    """A C-STORE SCP in this process standing for the PACS: keeps every dataset it receives, in order."""
+
+    def __init__(self, port: int, ae_title: str = "PACS") -> None:
+        self.port, self.ae_title = port, ae_title
+        self.received: list[Dataset] = []
+        self._lock = threading.Lock()
+        self._server = None
+
+    def _store(self, event: evt.Event) -> int:
+        dataset = event.dataset
+        dataset.file_meta = event.file_meta
+        with self._lock:
+            self.received.append(dataset)
+        return 0x0000
+
+    def start(self) -> Pacs:
+        ae = AE(ae_title=self.ae_title)
+        for sop_class in (SegmentationStorage, MRImageStorage):
+            ae.add_supported_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        ae.add_supported_context(Verification)
+        self._server = ae.start_server(("127.0.0.1", self.port), block=False,
+                                       evt_handlers=[(evt.EVT_C_STORE, self._store)])
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def segs(self) -> list[Dataset]:
+        with self._lock:
+            return [d for d in self.received if d.SOPClassUID == SegmentationStorage]
+
+
+def send(files: list[Path], port: int, calling: str = "SCANNER", called: str = "ATRIUMSEG") -> list[int] | None:
+    """C-STORE each file over one association (pynetdicom); the statuses, or None when the association was refused."""
+    datasets = [pydicom.dcmread(f) for f in files]
+    ae = AE(ae_title=calling)
+    for uid in dict.fromkeys(d.SOPClassUID for d in datasets):
+        ae.add_requested_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    if not assoc.is_established:
+        return None
+    try:
+        return [int(assoc.send_c_store(d).Status) for d in datasets]
+    finally:
+        assoc.release()
+
+
+def storescu(files: list[Path], port: int, calling: str = "SCANNER", called: str = "ATRIUMSEG"):
+    """dcmtk's storescu, as a scanner sends: one association, the files in order."""
+    command = ["storescu", "-aet", calling, "-aec", called, "127.0.0.1", str(port), *map(str, files)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+HAVE_DCMTK = shutil.which("storescu") is not None

@@ -1,0 +1,62 @@
+"""What ``atriumseg serve`` is told: destinations, callers let in, and the settings refused before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atriumseg.pipeline.serve.options import AllowRule, Destination, ServeOptions
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("PACS@127.0.0.1:4242", ("PACS", "127.0.0.1", 4242)),
+    ("ORTHANC@pacs.example.org:104", ("ORTHANC", "pacs.example.org", 104)),
+    ("A B@[::1]:11112", ("A B", "[::1]", 11112)),
+])
+def test_destinations_parse_and_print_back(text: str, expected: tuple) -> None:
+    destination = Destination.parse(text)
+    assert (destination.ae_title, destination.host, destination.port) == expected
+    assert str(destination) == text
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("PACS@127.0.0.1", "AET@HOST:PORT"), ("127.0.0.1:104", "AET@HOST:PORT"), ("PACS@host:0", "outside 1-65535"),
+    ("PACS@host:x", "not a whole number"), ("A_TITLE_LONGER_THAN_16@h:1", "1-16 printable"),
+    ("BACK\\SLASH@h:1", "without a backslash"),
+])
+def test_bad_destinations_say_what_is_expected(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        Destination.parse(text)
+
+
+def test_allow_rules_match_the_title_and_the_address_when_given() -> None:
+    anywhere, pinned = AllowRule.parse("SCANNER"), AllowRule.parse("SCANNER@10.0.0.7")
+    assert anywhere.admits("SCANNER", "10.9.9.9") and anywhere.admits("SCANNER ", "10.9.9.9")
+    assert pinned.admits("SCANNER", "10.0.0.7") and not pinned.admits("SCANNER", "10.0.0.8")
+    assert not anywhere.admits("SCANNER2", "10.0.0.7")
+    with pytest.raises(ValueError, match="AET or AET@HOST"):
+        AllowRule.parse("SCANNER@")
+
+
+def test_nobody_is_let_in_unless_the_options_say_so(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nobody may send"):
+        ServeOptions(storage=tmp_path, output=tmp_path)
+    closed = ServeOptions(storage=tmp_path, output=tmp_path, watch=tmp_path)
+    assert not closed.dicom_door and not closed.admits("ANY", "127.0.0.1")
+    listed = ServeOptions(storage=tmp_path, output=tmp_path, allow=(AllowRule("SCANNER"),))
+    assert listed.dicom_door and listed.admits("SCANNER", "1.2.3.4") and not listed.admits("OTHER", "1.2.3.4")
+    anyone = ServeOptions(storage=tmp_path, output=tmp_path, allow_any=True)
+    assert anyone.admits("OTHER", "1.2.3.4")
+
+
+@pytest.mark.parametrize(("changes", "says"), [
+    ({"allow_any": True, "allow": (AllowRule("S"),)}, "exclude each other"),
+    ({"allow_any": True, "series_timeout": -1}, "must be >= 0"),
+    ({"allow_any": True, "keep_days": -2}, "--keep-days"),
+    ({"allow_any": True, "tls_cert": Path("c.pem")}, "go together"),
+    ({"allow_any": True, "ae_title": ""}, "1-16 printable"),
+])
+def test_inconsistent_settings_are_refused_with_the_fix(tmp_path: Path, changes: dict, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        ServeOptions(storage=tmp_path, output=tmp_path, **changes)
