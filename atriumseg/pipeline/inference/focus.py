@@ -59,10 +59,10 @@ class FocusSettings:
     ``step_mm``: the locating pass segments one whole slice this far apart. ``slack_px``: in-plane
     room around the located atrium for what the sampled slices did not see. ``context_divisors``:
     beyond that, room for the network's field of view in units of its pooling divisor (32 px at
-    depth 4, about two thirds of the theoretical field, where its weight has all but vanished; on
-    the 15 MSD cases masks equal whole-slice ones but for 2 voxels in 2 cases, 6 divisors: none,
-    1.5x slower). ``grow_slices``: slices added at a time while the slab grows. ``attempts``: times
-    the box may widen before the whole volume is segmented instead.
+    depth 4, about two thirds of the theoretical field, where its weight has all but vanished; the
+    README's speed section gives the measured trade-off). ``grow_slices``: slices added at a time
+    while the slab grows. ``attempts``: times the box may widen before the whole volume is
+    segmented instead.
     """
 
     step_mm: float = 20.0
@@ -83,6 +83,9 @@ class FocusedSliceInference(SliceInference):
     context band of a cut side, the box widens and the slab is redone. Elsewhere the probability is
     0, which clean-up (keeping the largest component) would make of it anyway. When either pass
     finds nothing, or the box keeps widening, every slice runs.
+
+    Given ``near``, the box where another network (an ensemble's first member) found the atrium on this
+    volume's grid, the locating pass is skipped and the slab starts from that box.
     """
 
     def __init__(self, runner: SliceRunner, threshold: float, divisor: int,
@@ -91,16 +94,28 @@ class FocusedSliceInference(SliceInference):
         self.threshold, self.divisor, self.settings = threshold, divisor, settings
         self._largest = KeepLargestConnectedComponent(applied_labels=[1])
 
-    def __call__(self, inputs: torch.Tensor, network: Predict, slice_mm: float = 1.0, *args: object,
-                 **kwargs: object) -> Crop:
-        """``slice_mm`` is the distance between the slices of ``inputs``."""
-        stride = max(1, round(self.settings.step_mm / slice_mm))
-        return self._focused(inputs, network, stride) or super().__call__(inputs, network)
+    def __call__(self, inputs: torch.Tensor, network: Predict, slice_mm: float = 1.0,
+                 near: Sequence[slice] | None = None, *args: object, **kwargs: object) -> Crop:
+        """``slice_mm`` is the distance between the slices of ``inputs``; ``near`` (spatial axes) skips locating."""
+        if near is not None:
+            found = self._refine(inputs, network, self._box(inputs.shape, near), near[self.runner.slice_dim])
+        else:
+            found = self._focused(inputs, network, max(1, round(self.settings.step_mm / slice_mm)))
+        return found or super().__call__(inputs, network)
 
     @property
     def context_px(self) -> int:
         """The band kept between the atrium and a cut side, for the network's field of view."""
         return self.settings.context_divisors * self.divisor
+
+    @property
+    def _plane(self) -> list[int]:
+        """The in-plane axes of a channel-first volume."""
+        return [d for d in range(1, 4) if d != self.runner.slice_dim + 1]
+
+    def _box(self, shape: torch.Size, spans: Sequence[slice]) -> list[slice]:
+        """The in-plane box (with slack and context band) around ``spans``, the atrium's extent on spatial axes."""
+        return self._widen(shape, self._plane, [slice(None)] * 4, [spans[d - 1] for d in self._plane])
 
     def _focused(self, volume: torch.Tensor, predict: Predict, stride: int) -> Crop | None:
         dim = self.runner.slice_dim + 1
@@ -110,16 +125,21 @@ class FocusedSliceInference(SliceInference):
             return None
         atrium = self._largest(found.to(torch.uint8))[0].movedim(dim - 1, 0)  # (sampled slice, plane, plane)
         hits = sampled[torch.nonzero(atrium.flatten(1).any(1)).flatten()]
-        plane = [d for d in range(1, 4) if d != dim]
-        box = self._widen(volume.shape, plane, [slice(None)] * 4, bounding_box(atrium.any(0)))
+        box = self._widen(volume.shape, self._plane, [slice(None)] * 4, bounding_box(atrium.any(0)))
+        return self._refine(volume, predict, box, slice(int(hits[0]), int(hits[-1]) + 1))
+
+    def _refine(self, volume: torch.Tensor, predict: Predict, box: list[slice], slab: slice) -> Crop | None:
+        """The slab grown from ``slab`` in ``box``, the box widened while the atrium comes near a cut side."""
+        dim, plane = self.runner.slice_dim + 1, self._plane
         for _ in range(self.settings.attempts):
-            crop = self._slab(volume, predict, box, int(hits[0]), int(hits[-1]) + 1)
+            crop = self._slab(volume, predict, box, slab.start, slab.stop)
             inside = (crop.prob > self.threshold).to(torch.uint8)
             if not inside.any():
                 return None
             footprint = bounding_box(self._largest(inside)[0].movedim(dim - 1, 0).any(0))
-            reach = [slice(box[d].start + span.start, box[d].start + span.stop) for d, span in zip(plane, footprint)]
-            if all(_clear(box[d], span, volume.shape[d], self.context_px) for d, span in zip(plane, reach)):
+            spans = zip(plane, footprint, strict=True)
+            reach = [slice(box[d].start + s.start, box[d].start + s.stop) for d, s in spans]
+            if all(_clear(box[d], s, volume.shape[d], self.context_px) for d, s in zip(plane, reach, strict=True)):
                 return crop
             box = self._widen(volume.shape, plane, box, reach)
         return None
@@ -129,7 +149,7 @@ class FocusedSliceInference(SliceInference):
         sides on the pooling grid (a multiple of the network's divisor) so crops pool as whole slices do."""
         step, room = self.divisor, self.settings.slack_px + self.context_px
         wider = list(box)
-        for axis, span in zip(plane, spans):
+        for axis, span in zip(plane, spans, strict=True):
             start = max(0, span.start - room) // step * step
             stop = min(shape[axis], -(-(span.stop + room) // step) * step)
             if box[axis] != slice(None):

@@ -32,3 +32,24 @@ def translation(voxels: Sequence[float]) -> torch.Tensor:
     shift = torch.eye(4, dtype=torch.float64)
     shift[:3, 3] = torch.tensor([float(v) for v in voxels], dtype=torch.float64)
     return shift
+
+
+def box_corners(box: Sequence[slice], affine: torch.Tensor) -> torch.Tensor:
+    """World coordinates ``(8, 3)`` of the outer corners of the voxel box ``box`` (spatial axes) of a grid whose
+    voxel-to-world matrix is ``affine``: voxel centres lie at integers, so the box reaches half a voxel past them."""
+    corners = torch.cartesian_prod(
+        *[torch.tensor([s.start - 0.5, s.stop - 0.5], dtype=torch.float64) for s in box]
+    )
+    affine = torch.as_tensor(affine, dtype=torch.float64)
+    return corners @ affine[:3, :3].T + affine[:3, 3]
+
+
+def box_on_grid(corners: torch.Tensor, affine: torch.Tensor, shape: Sequence[int]) -> tuple[slice, ...] | None:
+    """The voxel box (spatial axes) of a grid of ``shape`` whose voxel centres cover the world points ``corners``;
+    None when it misses the grid."""
+    to_voxels = torch.linalg.inv(torch.as_tensor(affine, dtype=torch.float64))
+    voxels = corners @ to_voxels[:3, :3].T + to_voxels[:3, 3]
+    lo = torch.ceil(voxels.min(0).values - 1e-6).long().tolist()
+    hi = (torch.floor(voxels.max(0).values + 1e-6).long() + 1).tolist()
+    box = tuple(slice(max(0, a), min(n, b)) for a, b, n in zip(lo, hi, shape, strict=True))
+    return None if any(s.stop <= s.start for s in box) else box

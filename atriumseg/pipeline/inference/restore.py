@@ -27,12 +27,12 @@ def to_input_grid(
             for axis, (lo, hi) in enumerate(operation[TraceKeys.EXTRA_INFO]["padded"]):
                 before[axis] += lo
                 after[axis] += hi
-    valid = [slice(lo, n - hi) for lo, hi, n in zip(before, after, prepared.shape)]
+    valid = [slice(lo, n - hi) for lo, hi, n in zip(before, after, prepared.shape, strict=True)]
     kept = []
-    for r, v in zip(region, valid):
+    for r, v in zip(region, valid, strict=True):
         start = max(r.start, v.start)
         kept.append(slice(start, max(start, min(r.stop, v.stop))))
-    prob = prob[tuple(slice(k.start - r.start, k.stop - r.start) for k, r in zip(kept, region))]
+    prob = prob[tuple(slice(k.start - r.start, k.stop - r.start) for k, r in zip(kept, region, strict=True))]
     affine = torch.as_tensor(prepared.affine, dtype=torch.float64) @ translation([k.start for k in kept[1:]])
     return restore(prob, affine, target, floor)
 
@@ -50,7 +50,8 @@ def restore(prob: torch.Tensor, affine: torch.Tensor, target: MetaTensor, floor:
     found = prob[0] >= floor
     if not found.any():
         return restored
-    box = [slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(bounding_box(found), found.shape)]
+    spans = zip(bounding_box(found), found.shape, strict=True)
+    box = [slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in spans]
     crop_affine = torch.as_tensor(affine, dtype=torch.float64) @ translation([s.start for s in box])
     target_affine = torch.as_tensor(target.affine, dtype=torch.float64)
     to_target = torch.linalg.inv(target_affine) @ crop_affine
@@ -65,5 +66,5 @@ def restore(prob: torch.Tensor, affine: torch.Tensor, target: MetaTensor, floor:
     resampled = SpatialResample(mode="bilinear", padding_mode="border", dtype=torch.float32)(
         crop, dst_affine=target_affine @ translation(lo.tolist()), spatial_size=(hi - lo).tolist()
     )
-    restored[(slice(None), *[slice(int(a), int(b)) for a, b in zip(lo, hi)])] = resampled.as_tensor()
+    restored[(slice(None), *[slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)])] = resampled.as_tensor()
     return restored

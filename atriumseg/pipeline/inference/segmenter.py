@@ -2,12 +2,14 @@
 
 Each step is its own piece: the MONAI preprocessing chain (``atriumseg.transforms``), the network
 call (:mod:`.device`, wrapped by :mod:`.tta` on request), the slice inferers (:mod:`.focus`) and
-restoration (:mod:`.restore`). The :class:`Segmenter` only wires them together.
+restoration (:mod:`.restore`), held together per network by a :class:`~.member.Member`. The
+:class:`Segmenter` only wires them together, and averages the members of an ensemble.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -18,13 +20,13 @@ from torch import nn
 from atriumseg.defaults import BATCH_SIZE
 from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import load_model, resolve_model_path
-from atriumseg.pipeline.inference.device import Probabilities, autocast_dtype, resolve_device
-from atriumseg.pipeline.inference.focus import FocusedSliceInference, FocusSettings, SliceInference, SliceRunner
+from atriumseg.models.ensemble import is_ensemble, load_ensemble
+from atriumseg.pipeline.inference.device import resolve_device
+from atriumseg.pipeline.inference.focus import FocusSettings
+from atriumseg.pipeline.inference.member import Member
 from atriumseg.pipeline.inference.regions import bounding_box
-from atriumseg.pipeline.inference.restore import PROB_FLOOR, to_input_grid
-from atriumseg.pipeline.inference.tta import TestTimeAugmentation
+from atriumseg.pipeline.inference.restore import PROB_FLOOR
 from atriumseg.transforms.orientation import AssumeOrientation
-from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class Segmenter:
     in-plane box on the slab of slices that holds it goes through the network. Probabilities are
     resampled back to the input's voxel grid before thresholding, so masks always have the input's
     geometry.
+
+    ``members``, further (network, card) pairs, make an ensemble: the first network locates the
+    atrium, every member segments it in its own plane and preprocessing, and the probabilities are
+    averaged on the input grid; ``card``'s post-processing then applies to the average.
     """
 
     def __init__(
@@ -59,29 +65,32 @@ class Segmenter:
         batch_size: int = BATCH_SIZE,
         precision: str = "auto",
         focus: bool | FocusSettings = True,
+        members: Sequence[tuple[nn.Module, ModelCard]] = (),
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.card = card
         self.device = resolve_device(device)
-        self.network = network.to(self.device).eval().to(memory_format=torch.channels_last)
-        self._predict = Probabilities(self.network, autocast_dtype(self.device, precision), self.device)
-        self._pre = inference_transforms(card)
-        pre = card.preprocessing
-        runner = SliceRunner(pre.slice_dim, pre.context, batch_size, self.device)
-        if focus:
-            settings = focus if isinstance(focus, FocusSettings) else FocusSettings()
-            self.inferer: SliceInference = FocusedSliceInference(
-                runner, card.postprocessing.threshold, card.architecture.divisor, settings
-            )
-        else:
-            self.inferer = SliceInference(runner)
+        self.members = [
+            Member(net, member_card, self.device, batch_size, precision, focus)
+            for net, member_card in [(network, card), *members]
+        ]
+        self.network = self.members[0].network
         self._largest = KeepLargestConnectedComponent(applied_labels=[1])
 
     @classmethod
     def from_path(cls, path: str | Path | None = None, **kwargs: object) -> Segmenter:
-        """Load a model folder (None: the built-in default model)."""
-        network, card = load_model(resolve_model_path(path))
+        """Load a model folder or an ensemble folder (see :mod:`atriumseg.models.ensemble`); None: the built-in model.
+
+        An ensemble's ``card`` is its first member's card with the ensemble's post-processing.
+        """
+        folder = resolve_model_path(path)
+        if is_ensemble(folder):
+            models, ensemble = load_ensemble(folder)
+            (network, first), others = models[0], models[1:]
+            card = replace(first, postprocessing=ensemble.postprocessing)
+            return cls(network, card, members=others, **kwargs)  # type: ignore[arg-type]
+        network, card = load_model(folder)
         return cls(network, card, **kwargs)  # type: ignore[arg-type]
 
     def probabilities(
@@ -91,7 +100,7 @@ class Segmenter:
 
         With ``tta`` the probability is averaged over test-time augmentations (5 passes), inside
         each focusing step. Values below ``PROB_FLOOR`` (0.01) are 0: only the atrium's
-        neighbourhood is resampled.
+        neighbourhood is resampled. An ensemble averages its members' probabilities.
         """
         source = image if isinstance(image, MetaTensor) else MetaTensor(image)
         tensor = source.float()
@@ -99,13 +108,13 @@ class Segmenter:
             tensor = torch.nan_to_num(tensor, nan=0.0, posinf=0.0, neginf=0.0)
         if assume_orientation:
             tensor = AssumeOrientation(assume_orientation)(tensor)
-        prepared = self._pre({IMAGE: tensor})[IMAGE]
-        slice_mm = float(prepared.pixdim[self.card.preprocessing.slice_dim])
-        predict = TestTimeAugmentation(self._predict) if tta else self._predict
-        crop = self.inferer(prepared.as_tensor(), predict, slice_mm=slice_mm)
         floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
-        restored = to_input_grid(crop.prob, crop.region, prepared, tensor, floor)
-        return MetaTensor(restored.clamp_(0.0, 1.0), meta=source.meta)
+        total, near = self.members[0].probabilities(tensor, tta, floor)
+        for member in self.members[1:]:
+            total += member.probabilities(tensor, tta, floor, near)[0]
+        if len(self.members) > 1:
+            total /= len(self.members)
+        return MetaTensor(total.clamp_(0.0, 1.0), meta=source.meta)
 
     def threshold(self, prob: MetaTensor) -> MetaTensor:
         """The probability map thresholded by the card, uint8, before any clean-up."""
@@ -118,10 +127,6 @@ class Segmenter:
             box = (slice(None), *bounding_box(mask[0]))  # labelling only the box is exact and much cheaper
             mask[box] = self._largest(mask[box]).to(torch.uint8)
         return MetaTensor(mask, meta=raw.meta)
-
-    def mask_from_probabilities(self, prob: MetaTensor) -> MetaTensor:
-        """Threshold and clean up a probability map; uint8 with the same metadata."""
-        return self.clean(self.threshold(prob))
 
     def segment(self, image: torch.Tensor, assume_orientation: str | None = None, tta: bool = False) -> Segmentation:
         """Probabilities, thresholded map and cleaned mask of ``image``, all with the input's geometry."""

@@ -55,9 +55,8 @@ def test_tta_uncertainty_is_higher_on_a_noisier_copy(segmenter: Segmenter) -> No
     for noise in (0.04, 0.35):
         case = _case(91, noise=noise)
         image = MetaTensor(case.image[None], affine=case.affine)
-        prob = segmenter.probabilities(image, tta=True)
-        mask = segmenter.mask_from_probabilities(prob)
-        figures[noise] = border_entropy(prob[0].numpy(), mask[0].numpy())
+        seg = segmenter.segment(image, tta=True)
+        figures[noise] = border_entropy(seg.probabilities[0].numpy(), seg.mask[0].numpy())
     assert figures[0.35] > figures[0.04], figures
 
 

@@ -1,0 +1,147 @@
+"""The Segmenter: one model or an ensemble, probabilities and masks on the input grid.
+
+Stand-in networks (``helpers.standin_network``, made sharp here so the background probability falls
+below the 0.01 floor) give an output at a pixel that depends on that pixel alone, so every
+crop, focus and restoration is exact and the ensemble's average can be checked to the last bit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from helpers import dice, standin_network, write_nifti
+from monai.data import MetaTensor
+
+import atriumseg
+from atriumseg.models.card import Architecture, ModelCard, Postprocessing, Preprocessing
+from atriumseg.models.checkpoint import save_model
+from atriumseg.models.ensemble import EnsembleCard
+from atriumseg.pipeline.inference.focus import FocusSettings
+from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.synthetic import make_affine, synthetic_case
+
+SHAPE = (44, 46, 36)
+MEMBERS = {  # name: (card, level at which the stand-in calls a pixel atrium)
+    "axial": (ModelCard(
+        architecture=Architecture(in_channels=3, width=4, depth=3),
+        preprocessing=Preprocessing(plane="axial", spacing=(1.5, 1.5), context=1, slice_spacing=1.5, min_slice_size=0),
+    ), 0.8),
+    "sagittal": (ModelCard(
+        architecture=Architecture(in_channels=1, width=4, depth=3),
+        preprocessing=Preprocessing(plane="sagittal", spacing=(1.3, 1.6), context=0, slice_spacing=0.0,
+                                    min_slice_size=0),
+    ), 0.75),
+    "coronal": (ModelCard(
+        architecture=Architecture(in_channels=3, width=4, depth=4),
+        preprocessing=Preprocessing(orientation="LPS", plane="coronal", spacing=(1.4, 1.4), context=1,
+                                    slice_spacing=2.0, min_slice_size=64),
+    ), 0.85),
+}
+ENSEMBLE_POST = Postprocessing(threshold=0.4, largest_component=True)
+
+
+def _sharp(card: ModelCard, level: float) -> torch.nn.Module:
+    """The stand-in with logit ``400 * relu(x - level) - 12``: background probability 6e-6, atrium above level+0.03."""
+    network = standin_network(card, level)
+    with torch.no_grad():
+        network.outc.weight[0, 0] = 400.0
+        network.outc.bias[0] = -12.0
+    return network
+
+
+def _image(seed: int = 7) -> tuple[MetaTensor, np.ndarray]:
+    case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.4, 1.6), "LPS", (0, 12, 8)), seed=seed)
+    return MetaTensor(torch.from_numpy(case.image)[None], affine=torch.from_numpy(case.affine)), case.label
+
+
+def _ensemble_folder(folder: Path) -> Path:
+    for name, (card, level) in MEMBERS.items():
+        save_model(_sharp(card, level), card, folder / name)
+    EnsembleCard(tuple(MEMBERS), ENSEMBLE_POST).save(folder)
+    return folder
+
+
+@pytest.mark.parametrize("focus", [False, True])
+def test_ensemble_probabilities_are_the_mean_of_its_members_on_the_input_grid(tmp_path: Path, focus: bool) -> None:
+    image, _ = _image()
+    ensemble = Segmenter.from_path(_ensemble_folder(tmp_path / "fused"), device="cpu", focus=focus)
+    alone = [Segmenter(_sharp(card, level), card, device="cpu", focus=focus).probabilities(image)
+             for card, level in MEMBERS.values()]
+    expected = torch.stack([p.as_tensor() for p in alone]).mean(0)
+    assert len(ensemble.members) == 3 and ensemble.card.postprocessing == ENSEMBLE_POST
+    assert not torch.equal(alone[0].as_tensor(), alone[1].as_tensor()), "members should disagree somewhere"
+    prob = ensemble.probabilities(image)
+    torch.testing.assert_close(prob.as_tensor(), expected, atol=1e-5, rtol=0)  # crops resample from other origins
+    mask = ensemble(image)
+    assert torch.equal(mask.as_tensor()[0] > 0, torch.from_numpy(_largest(expected[0].numpy() > 0.4)))
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import label
+
+    labels, count = label(mask)
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == 1 + int(np.argmax(sizes)) if count else mask
+
+
+def test_only_the_first_member_locates_the_atrium(tmp_path: Path) -> None:
+    """Later members run on the box the first found, never on whole slices (a narrow box, as on a large volume)."""
+    image, _ = _image()
+    narrow = FocusSettings(slack_px=2, context_divisors=1)
+    ensemble = Segmenter.from_path(_ensemble_folder(tmp_path / "fused"), device="cpu", focus=narrow)
+    seen: dict[int, list[tuple[int, ...]]] = {i: [] for i in range(3)}
+    for i, member in enumerate(ensemble.members):
+        member.network.register_forward_hook(lambda _, args, __, i=i: seen[i].append(tuple(args[0].shape[2:])))
+    ensemble.probabilities(image)
+    whole = [tuple(m.preprocess({"image": image})["image"].shape[1:]) for m in ensemble.members]
+    for i, member in enumerate(ensemble.members):
+        plane = tuple(n for d, n in enumerate(whole[i]) if d != member.card.preprocessing.slice_dim)
+        assert seen[i], f"member {i} never ran"
+        if i > 0:
+            assert all(h < plane[0] or w < plane[1] for h, w in seen[i]), (i, seen[i], plane)
+    assert any(shape == tuple(n for d, n in enumerate(whole[0]) if d != 2) for shape in seen[0]), "no locating pass"
+
+
+def test_ensemble_masks_keep_the_input_geometry(tmp_path: Path) -> None:
+    """An ensemble folder works wherever a model folder does: a NIfTI path in, its header out."""
+    image, label = _image(11)
+    path = write_nifti(tmp_path / "case.nii.gz", image[0].numpy(), image.affine.numpy())
+    mask = atriumseg.segment(path, _ensemble_folder(tmp_path / "fused"), device="cpu")
+    assert isinstance(mask, nib.Nifti1Image) and mask.shape == SHAPE
+    assert np.allclose(mask.affine, image.affine.numpy(), atol=1e-6)
+    score = dice(np.asanyarray(mask.dataobj), label)
+    assert score > 0.85, f"ensemble Dice {score:.3f} against the world-space label"
+
+
+def test_a_single_model_segmentation_is_consistent() -> None:
+    """Probabilities, thresholded map and cleaned mask agree; clean-up keeps the largest component only."""
+    card, level = MEMBERS["axial"]
+    image, _ = _image()
+    image[0, 2:5, 2:5, 2:5] = image.max()  # a small bright speck far from the atrium
+    segmenter = Segmenter(_sharp(card, level), card, device="cpu", focus=False)
+    seg = segmenter.segment(image)
+    assert torch.equal(seg.raw.as_tensor(), (seg.probabilities.as_tensor() > 0.5).to(torch.uint8))
+    assert torch.equal(seg.mask.as_tensor()[0] > 0, torch.from_numpy(_largest(seg.raw[0].numpy() > 0)))
+    assert int(seg.raw.sum()) > int(seg.mask.sum()) > 0
+    assert np.allclose(seg.mask.affine, image.affine) and seg.mask.dtype == torch.uint8
+    kept = Segmenter(_sharp(card, level), replace(card, postprocessing=Postprocessing(0.5, False)), device="cpu")
+    assert torch.equal(kept.clean(seg.raw).as_tensor(), seg.raw.as_tensor())
+
+
+def test_batch_size_below_one_is_refused() -> None:
+    card, level = MEMBERS["axial"]
+    with pytest.raises(ValueError, match="batch size must be at least 1, got 0"):
+        Segmenter(_sharp(card, level), card, device="cpu", batch_size=0)
+
+
+def test_an_ensemble_with_a_broken_member_is_refused_on_load(tmp_path: Path) -> None:
+    folder = _ensemble_folder(tmp_path / "fused")
+    (folder / "card.json").write_text(json.dumps({"members": ["axial", "nowhere"], "format_version": 1}))
+    with pytest.raises(ValueError, match="member 'nowhere' has no folder"):
+        Segmenter.from_path(folder, device="cpu")
