@@ -1,0 +1,177 @@
+"""The exported MONAI bundle: its files, its TorchScript, and MONAI's own tools running it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from helpers import write_nifti
+from monai.bundle import ConfigWorkflow
+from monai.data import load_net_with_metadata
+
+import atriumseg
+from atriumseg.demo import sample_paths
+from atriumseg.models.checkpoint import default_model_path, load_model
+from atriumseg.pipeline.export.monai_bundle import SCRIPT_SOURCES, BundleExportError, export_monai_bundle
+from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.synthetic import make_affine, synthetic_case
+
+TS_TOLERANCE = 1e-5  # max |logit difference| between TorchScript and the eager network (float32, same kernels)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.logical_and(a, b).sum() / (a.sum() + b.sum()))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in model exported once for this module."""
+    return export_monai_bundle(tmp_path_factory.mktemp("export") / "left_atrium_mri")
+
+
+@pytest.fixture
+def bundle_imports(monkeypatch: pytest.MonkeyPatch):
+    """Undo what running a bundle in this process does: its root on ``sys.path``, its ``scripts`` imported."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+    def forget() -> None:
+        for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
+            del sys.modules[name]
+
+    forget()
+    yield
+    forget()
+
+
+def test_bundle_holds_the_specified_files_and_the_models_weights(bundle: Path) -> None:
+    for name in ("configs/metadata.json", "configs/inference.json", "models/model.pt", "models/model.ts",
+                 "scripts/__init__.py", "scripts/unet.py", "scripts/context.py", "docs/README.md", "LICENSE"):
+        assert (bundle / name).is_file(), name
+    network, _ = load_model(default_model_path())
+    state = torch.load(bundle / "models/model.pt", weights_only=True)
+    assert state.keys() == network.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in network.state_dict().items())
+    for package, name in SCRIPT_SOURCES:
+        assert (bundle / "scripts" / name).read_text() == resources.files(package).joinpath(name).read_text()
+    readme, licence = (bundle / "docs/README.md").read_text(), (bundle / "LICENSE").read_text()
+    assert "ship in `scripts/`" in readme and "atriumseg is\nnot needed" in readme and "$" not in readme
+    for text in (readme, licence):
+        assert "CC-BY-SA 4.0" in text and "Medical Image Analysis 67" in text and "King's College London" in text
+    assert "Apache License 2.0" in licence
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 64, 80), (3, 3, 40, 56), (1, 3, 8, 8)])
+def test_torchscript_gives_the_networks_logits(bundle: Path, shape: tuple[int, ...]) -> None:
+    network, _ = load_model(default_model_path())
+    scripted = torch.jit.load(str(bundle / "models/model.ts"), map_location="cpu")
+    batch = torch.rand(shape, generator=torch.Generator().manual_seed(sum(shape)))
+    with torch.no_grad():
+        expected, got = network(batch), scripted(batch)
+    assert got.shape == (shape[0], 1, *shape[2:])
+    error = float((got - expected).abs().max())
+    assert error <= TS_TOLERANCE, f"TorchScript logits differ by {error} (tolerance {TS_TOLERANCE})"
+    assert float(expected.std()) > 0.1  # a real network, not a constant
+
+
+def test_torchscript_carries_both_configs(bundle: Path) -> None:
+    """Where MONAI Deploy's bundle operator reads them: ``model/extra/{metadata,inference}.json`` in the zip."""
+    names = zipfile.ZipFile(bundle / "models/model.ts").namelist()
+    assert {"model/extra/metadata.json", "model/extra/inference.json"} <= set(names)
+    _, meta, extra = load_net_with_metadata(str(bundle / "models/model.ts"), more_extra_files=["inference.json"])
+    assert meta == json.loads((bundle / "configs/metadata.json").read_text())
+    assert json.loads(extra["inference.json"]) == json.loads((bundle / "configs/inference.json").read_text())
+
+
+def test_export_refuses_a_non_empty_folder_and_overwrite_keeps_other_files(model_folder: Path, tmp_path: Path) -> None:
+    target = tmp_path / "bundle"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(BundleExportError, match="not empty"):
+        export_monai_bundle(target, model_folder)
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+    export_monai_bundle(target, model_folder, overwrite=True)
+    assert (target / "notes.txt").read_text() == "mine" and (target / "models/model.ts").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle.")], "staging folder left behind"
+    with pytest.raises(BundleExportError, match="not a folder"):
+        export_monai_bundle(target / "notes.txt", model_folder)
+
+
+def test_bundle_workflow_gives_the_segmenters_mask(model_folder: Path, tmp_path: Path, bundle_imports) -> None:
+    """The stand-in model (an exact per-pixel function) on an oblique LPI volume: same mask, same grid."""
+    bundle = export_monai_bundle(tmp_path / "bundle", model_folder)
+    shape = (46, 41, 33)
+    affine = make_affine(shape, spacing=(1.1, 1.3, 1.9), axcodes="LPI", rotation_deg=(12, -7, 25))
+    case = synthetic_case(shape, affine=affine, seed=3)
+    (tmp_path / "in").mkdir()
+    image = write_nifti(tmp_path / "in" / "case.nii.gz", case.image, case.affine)
+    workflow = ConfigWorkflow(
+        config_file=str(bundle / "configs/inference.json"), meta_file=str(bundle / "configs/metadata.json"),
+        workflow_type="infer", bundle_root=str(bundle), dataset_dir=str(image.parent),
+        output_dir=str(tmp_path / "out"), device="$torch.device('cpu')",
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    written = nib.load(tmp_path / "out" / "case_seg.nii.gz")
+    assert written.shape == shape and np.allclose(written.affine, affine, atol=1e-5)
+    assert written.get_data_dtype() == np.uint8
+    segmenter = Segmenter.from_path(model_folder, device="cpu", precision="float32", focus=False)
+    expected = np.asarray(atriumseg.segment(image, segmenter).dataobj) > 0
+    got = np.asarray(written.dataobj) > 0
+    score = dice(got, expected)
+    assert expected.sum() > 100 and score >= 0.999, f"Dice {score:.5f} against the Segmenter's mask"
+
+
+def write_shadow_atriumseg(folder: Path) -> Path:
+    """A package named atriumseg that refuses to import, to prove the bundle runs without atriumseg."""
+    (folder / "atriumseg").mkdir(parents=True)
+    (folder / "atriumseg" / "__init__.py").write_text("raise ImportError('the bundle must not need atriumseg')\n")
+    return folder
+
+
+@pytest.mark.slow
+def test_monai_runner_segments_the_sample_as_atriumseg_does(bundle: Path, tmp_path: Path) -> None:
+    image_path, label_path = sample_paths()
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    shutil.copy(image_path, inputs / image_path.name)
+    env = {**os.environ, "PYTHONPATH": str(write_shadow_atriumseg(tmp_path / "shadow"))}
+    shadowed = subprocess.run([sys.executable, "-c", "import atriumseg"], env=env, cwd=tmp_path, capture_output=True)
+    assert shadowed.returncode != 0, "the shadow package did not hide atriumseg"
+    command = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", f"{bundle}/configs/inference.json",
+        "--meta_file", f"{bundle}/configs/metadata.json", "--bundle_root", str(bundle),
+        "--dataset_dir", str(inputs), "--output_dir", str(outputs),
+    ]
+    run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    written = nib.load(outputs / "sample_la_023_image_seg.nii.gz")
+    source = nib.load(image_path)
+    assert written.shape == source.shape and np.allclose(written.affine, source.affine, atol=1e-5)
+    got = np.asarray(written.dataobj) > 0
+    ours = np.asarray(atriumseg.segment(image_path).dataobj) > 0
+    truth = np.asarray(nib.load(label_path).dataobj) > 0
+    against_ours, against_truth = dice(got, ours), dice(got, truth)
+    assert against_ours >= 0.97, f"Dice {against_ours:.4f} against atriumseg segment's mask"
+    assert against_truth >= 0.88, f"Dice {against_truth:.4f} against the reference label"
+
+
+@pytest.mark.slow
+def test_monai_verify_net_in_out_passes(bundle: Path) -> None:
+    command = [
+        sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file",
+        "configs/metadata.json", "--config_file", "configs/inference.json", "--n", "5", "--device", "cpu",
+    ]
+    run = subprocess.run(command, cwd=bundle, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "data shape of network is verified with no error" in run.stderr + run.stdout
