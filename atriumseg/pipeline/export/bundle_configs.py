@@ -138,7 +138,8 @@ def _network_data_format(card: ModelCard) -> dict[str, Any]:
     logits = {
         "type": "image", "format": "logits", "modality": "n/a", "num_channels": 1, "spatial_shape": shape,
         "dtype": "float32", "value_range": [], "is_patch_data": False,
-        "channel_def": {"0": "left atrium (raw logit; its sigmoid is the left-atrium probability)"},
+        "channel_def": {"0": "left_atrium"},
+        "description": "raw logits of the left atrium; their sigmoid is the left-atrium probability",
     }
     mask = {
         "type": "image", "format": "segmentation", "modality": "n/a", "num_channels": 1,
