@@ -56,9 +56,12 @@ def export_monai_bundle(output: str | Path, model: str | Path | None = None, ove
         raise BundleExportError(f"bundle folder {output}: not empty; choose an empty folder or pass overwrite")
     network, card = load_model(resolve_model_path(None if model is None else Path(model)))
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as staging:
-        _write_bundle(Path(staging), network, card)
-        _move_into(Path(staging), output)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        _write_bundle(staging, network, card)
+        _move_into(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     logger.info("MONAI bundle written to %s", output)
     return output
 
@@ -164,12 +167,9 @@ def _move_into(staging: Path, output: Path) -> None:
         if output.exists():
             output.rmdir()
         staging.rename(output)
-        staging.mkdir()  # TemporaryDirectory removes it on exit
         return
     for path in sorted(staging.rglob("*")):
         if path.is_file():
             target = output / path.relative_to(staging)
             target.parent.mkdir(parents=True, exist_ok=True)
             path.replace(target)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
