@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from atriumseg.pipeline.analysis.metrics import case_metrics
+from atriumseg.pipeline.analysis.overlay import overlay_png
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.io.volumes import read_image
 from atriumseg.pipeline.io.writing import write_image
-from atriumseg.pipeline.batch.qc import overlay_png
 
 SAMPLE = "sample_la_023"
 

@@ -51,10 +51,11 @@ CONFIGS = [("sequential segment() loop", None), ("run_batch workers=0", 0), ("ru
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Segment every volume of ``spec['folder']`` into ``spec['output']`` with one configuration."""
     from atriumseg.api import segment
-    from atriumseg.pipeline.batch.runner import BatchOptions, run_batch
+    from atriumseg.pipeline.batch.options import BatchOptions
+    from atriumseg.pipeline.batch.runner import run_batch
     from atriumseg.pipeline.inference.device import resolve_device
     from atriumseg.pipeline.inference.segmenter import Segmenter
-    from atriumseg.pipeline.io.volumes import output_path
+    from atriumseg.pipeline.io.volumes import case_name
 
     device = resolve_device(spec["device"])
     segmenter = Segmenter.from_path(Path(spec["model"]), device=device)
@@ -64,7 +65,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     if spec["workers"] is None:
         for image in images:
-            segment(image, segmenter, assume_orientation=TRUE_ORIENTATION, output=output_path(image, output))
+            mask = output / f"{case_name(image)}.nii.gz"  # where run_batch puts it
+            segment(image, segmenter, assume_orientation=TRUE_ORIENTATION, output=mask)
         ok = len(images)
     else:
         options = BatchOptions(output=output, assume_orientation=TRUE_ORIENTATION, workers=spec["workers"],

@@ -15,8 +15,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.batch.report import FAILED, summary_table
-    from atriumseg.pipeline.batch.runner import rebuild_report
+    from atriumseg.pipeline.batch.report import FAILED, rebuild_report, summary_table
 
     if not args.output.is_dir():
         raise UsageError(f"{args.output}: no such folder")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atriumseg.pipeline.analysis.mesh import check_mask, mesh
+from atriumseg.pipeline.analysis.mesh import Mesh, check_mask, mesh
 from atriumseg.pipeline.io.geometry import voxel_volume_ml
 from atriumseg.pipeline.io.volumes import read_image
 from atriumseg.pipeline.io.writing import write_atomically
@@ -30,7 +30,7 @@ class Measurements:
     """Size, shape and position of one mask in world units.
 
     ``volume_ml`` counts voxels times the voxel volume. ``surface_area_mm2`` is the area of the
-    smoothed marching-cubes surface of :func:`atriumseg.pipeline.mesh.mesh`. ``sphericity`` is
+    smoothed marching-cubes surface of :func:`atriumseg.pipeline.analysis.mesh.mesh`. ``sphericity`` is
     pi^(1/3) (6V)^(2/3) / A: 1 for a sphere, less for any other shape. ``axis_lengths_mm`` are the
     full lengths 2a, 2b, 2c, largest first, of the solid ellipsoid with the same second moments as
     the mask: sqrt(20 * eigenvalue) of the covariance of its voxel centres in mm, since a solid
@@ -53,11 +53,15 @@ class Measurements:
     def row(self) -> dict[str, float]:
         """The measurements flattened under the names of :data:`CSV_COLUMNS` (without ``case``)."""
         values = (self.volume_ml, self.surface_area_mm2, self.sphericity, *self.axis_lengths_mm, *self.centroid_ras_mm)
-        return dict(zip(CSV_COLUMNS[1:], values))
+        return dict(zip(CSV_COLUMNS[1:], values, strict=True))
 
 
-def measure(mask: np.ndarray, affine: np.ndarray) -> Measurements:
-    """Measure ``mask > 0`` (a 3D array in (x, y, z) order) with its 4x4 voxel-to-RAS ``affine``."""
+def measure(mask: np.ndarray, affine: np.ndarray, surface: Mesh | None = None) -> Measurements:
+    """Measure ``mask > 0`` (a 3D array in (x, y, z) order) with its 4x4 voxel-to-RAS ``affine``.
+
+    ``surface``: the mask's :func:`~atriumseg.pipeline.analysis.mesh.mesh` when the caller has made it already
+    (in either frame: the area is the same), so it is not made twice.
+    """
     foreground, affine = check_mask(mask, affine)
     ijk = np.argwhere(foreground)
     if len(ijk) == 0:
@@ -65,7 +69,7 @@ def measure(mask: np.ndarray, affine: np.ndarray) -> Measurements:
     linear = affine[:3, :3]
     xyz = ijk @ linear.T + affine[:3, 3]
     volume_mm3 = len(ijk) * voxel_volume_ml(affine) * 1000.0
-    area_mm2 = mesh(foreground, affine).area_mm2
+    area_mm2 = (surface or mesh(foreground, affine)).area_mm2
     variances = np.linalg.eigvalsh(np.cov(xyz, rowvar=False, bias=True))[::-1]
     lengths = np.sqrt(20.0 * np.clip(variances, 0.0, None))
     centre = xyz.mean(axis=0)

@@ -78,7 +78,7 @@ def mesh(mask: np.ndarray, affine: np.ndarray, frame: str = "RAS", smoothing_ite
     ijk = np.argwhere(foreground)
     low, high = ijk.min(axis=0), ijk.max(axis=0) + 1
     # One voxel of background on every side closes the surface where the mask touches the border.
-    box = np.pad(foreground[tuple(slice(a, b) for a, b in zip(low, high))], 1).astype(np.float32)
+    box = np.pad(foreground[tuple(slice(a, b) for a, b in zip(low, high, strict=True))], 1).astype(np.float32)
     points, faces, _, _ = marching_cubes(box, level=0.5, gradient_direction="ascent")
     linear = affine[:3, :3]
     vertices = (points.astype(np.float64) + (low - 1)) @ linear.T + affine[:3, 3]

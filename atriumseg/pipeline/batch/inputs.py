@@ -1,5 +1,5 @@
-"""Turning what a user points at (files, folders, globs, list files) into a deterministic list of cases,
-and naming every output of a case.
+"""Discovery: turning what a user points at (files, folders, globs, list files) into a deterministic list of
+cases (each output of a case is named in :mod:`.plan`).
 
 Discovery only reads regular files (a FIFO or a device named like an image is a stray, never opened),
 visits each folder once by its real path (symlink loops end), never enters the run's output folder
@@ -12,6 +12,7 @@ import codecs
 import csv
 import fnmatch
 import glob
+import io
 import logging
 import os
 import re
@@ -21,14 +22,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atriumseg.pipeline.batch.options import DICOM_SEG
-from atriumseg.pipeline.io.dicom_seg import SEG_SUFFIX
 from atriumseg.pipeline.io.readers import dicom_series
-from atriumseg.pipeline.io.volumes import IMAGE_SUFFIXES, case_name, file_kind, mask_suffix
+from atriumseg.pipeline.io.volumes import IMAGE_SUFFIXES, case_name, file_kind
 
 log = logging.getLogger(__name__)
 
-DICOM_SEG_NEEDS_DICOM = "dicom-seg needs a DICOM series input; use --format nii.gz or same"
 
 
 @dataclass(frozen=True)
@@ -58,21 +56,6 @@ class Skip:
     files: frozenset[Path] = field(default_factory=frozenset)
 
 
-@dataclass(frozen=True)
-class CaseOutputs:
-    """Every file a case may write. All derive from the case name CASE by appending to it: ``CASE.nii.gz``
-    (or the input's format, or ``CASE.seg.dcm``), ``CASE_probabilities.nii.gz``, ``CASE.stl``, ``qc/CASE.png``."""
-
-    mask: Path
-    probabilities: Path | None = None
-    mesh: Path | None = None
-    qc_png: Path | None = None
-
-    def all(self) -> list[Path]:
-        """The paths this case writes, mask first."""
-        return [p for p in (self.mask, self.probabilities, self.mesh, self.qc_png) if p is not None]
-
-
 def _safe(text: str) -> str:
     """``text`` as part of a file name: letters (any script), digits, dots and dashes kept, the rest ``_``."""
     return re.sub(r"[^\w.-]+", "_", text).strip("_") or "series"
@@ -97,9 +80,9 @@ def read_list(path: Path) -> list[str]:
     """Paths from a text list (one per line, # comments) or a ``.csv`` (its 'path' column, else the first);
     relative paths are taken relative to the list's folder. A file that is not text raises a ValueError."""
     path = Path(path)
-    lines = _decode_list(path, path.read_bytes()).splitlines()
-    if path.suffix.lower() == ".csv":
-        rows = list(csv.reader(lines))
+    text = _decode_list(path, path.read_bytes())
+    if path.suffix.lower() == ".csv":  # the csv module's rules: a quoted path may hold commas and line breaks
+        rows = list(csv.reader(io.StringIO(text, newline="")))
         header = [c.strip().lower() for c in rows[0]] if rows else []
         if "path" in header:
             column, rows = header.index("path"), rows[1:]
@@ -107,7 +90,7 @@ def read_list(path: Path) -> list[str]:
             column = 0
         entries = [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
     else:
-        entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        entries = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     return [str((path.parent / e) if not Path(e).is_absolute() else Path(e)) for e in entries]
 
 
@@ -252,31 +235,6 @@ def discover(inputs: Iterable[str | Path], skip: Skip = Skip()) -> tuple[list[In
 def in_shard(case: InputCase, shard: int, shards: int) -> bool:
     """Deterministic assignment of a case to one of ``shards`` by a hash of its name (stable across machines)."""
     return zlib.crc32(case.name.encode()) % shards == shard
-
-
-def case_outputs(
-    case: InputCase, out_dir: Path, fmt: str = "nii.gz", probabilities: bool = False, mesh: str | None = None,
-    qc: bool = False,
-) -> CaseOutputs:
-    """Every output path of a case, each its name CASE plus a suffix (never ``Path.stem``: names hold dots).
-
-    With ``fmt='dicom-seg'`` a DICOM series case's mask is ``CASE.seg.dcm`` and its probability map NIfTI;
-    any other case is refused with a ValueError (a SEG must reference a DICOM series).
-    """
-    out_dir = Path(out_dir)
-    if fmt == DICOM_SEG:
-        if case.series_uid is None:
-            raise ValueError(DICOM_SEG_NEEDS_DICOM)
-        suffix, prob_suffix = SEG_SUFFIX, ".nii.gz"
-    else:
-        suffix = mask_suffix(case.path, fmt) if case.series_uid is None else ".nii.gz"
-        prob_suffix = suffix
-    return CaseOutputs(
-        mask=out_dir / f"{case.name}{suffix}",
-        probabilities=out_dir / f"{case.name}_probabilities{prob_suffix}" if probabilities else None,
-        mesh=out_dir / f"{case.name}.{mesh}" if mesh else None,
-        qc_png=out_dir / "qc" / f"{case.name}.png" if qc else None,
-    )
 
 
 def input_files(cases: Iterable[InputCase]) -> set[Path]:

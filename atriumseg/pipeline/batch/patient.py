@@ -27,8 +27,8 @@ def patient_fields(
     values: dict[str, str | float] = {}
     dicom = None
     if case.series_uid is not None:
-        from atriumseg.pipeline.io.dicom_seg import series_files
         from atriumseg.pipeline.io.dicom_tags import read_series_tags
+        from atriumseg.pipeline.io.readers import series_files
 
         tags = read_series_tags(series_files(case.path, case.series_uid)[0])
         if not anonymous:

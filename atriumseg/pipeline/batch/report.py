@@ -20,13 +20,14 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from atriumseg.pipeline.io.writing import write_atomically
+from atriumseg.pipeline.io.writing import remove_stale_temporaries, write_atomically
 
 log = logging.getLogger(__name__)
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 RECORDS = Path(".atriumseg") / "records"
 REPORT_FILES = ("report.csv", "report.json")
+QC_INDEX = Path("qc") / "index.html"
 INTERRUPTED = "interrupted while its outputs were being written (run again to finish it)"
 
 
@@ -155,6 +156,28 @@ def write_report(out_dir: Path, results: list[CaseResult]) -> tuple[Path, Path]:
     csv_path = write_atomically(out_dir / csv_name, write_csv)
     json_path = write_atomically(out_dir / json_name, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
     return csv_path, json_path
+
+
+def rebuild_report(out_dir: Path, qc: bool | None = None) -> list[CaseResult]:
+    """Merge every readable record in ``out_dir`` into report.csv/json (and the QC contact sheet when pictures
+    exist, or ``qc`` says so); temporary files left by dead writers are removed first, and none is ever read
+    as a record."""
+    remove_stale_temporaries(Path(out_dir) / RECORDS)
+    results = collect(out_dir)
+    write_report(out_dir, results)
+    qc_dir = Path(out_dir) / "qc"
+    if qc or (qc is None and qc_dir.is_dir()):
+        from atriumseg.pipeline.batch.qc import SheetEntry, contact_sheet
+
+        entries = [
+            SheetEntry(r.case, Path(r.qc_png) if r.qc_png else qc_dir / f"{r.case}.png",
+                       r.status + (f" | flags: {'; '.join(r.flags)}" if r.flags else "")
+                       + (f" | {r.reason}" if r.reason else ""),
+                       flagged=bool(r.flags) or r.status == FAILED)
+            for r in results
+        ]
+        contact_sheet(entries, Path(out_dir) / QC_INDEX)
+    return results
 
 
 def totals(results: list[CaseResult]) -> dict[str, float]:

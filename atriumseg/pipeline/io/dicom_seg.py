@@ -16,7 +16,6 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 import pydicom
-import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
@@ -26,7 +25,6 @@ from atriumseg.pipeline.io.writing import write_atomically
 
 log = logging.getLogger(__name__)
 
-SEG_SUFFIX = ".seg.dcm"
 LEFT_ATRIUM = hd.sr.CodedConcept("82471001", "SCT", "Left atrium")
 ANATOMICAL_STRUCTURE = hd.sr.CodedConcept("123037004", "SCT", "Anatomical Structure")
 SERIES_NUMBER = 1000  # viewers list series by number; a high one puts the SEG after the scanner's series
@@ -38,14 +36,6 @@ _TYPE_2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "Access
            "StudyDate", "StudyTime")
 _REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
              "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "Rows", "Columns")
-
-
-def series_files(folder: Path, series_uid: str) -> list[Path]:
-    """The files of one DICOM series of ``folder``, in the slice order SimpleITK reads them in."""
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid)
-    if not files:
-        raise ValueError(f"{folder}: no DICOM series with UID {series_uid}; list the folder's series with dicom_series")
-    return [Path(f) for f in files]
 
 
 def read_sources(files: Sequence[Path]) -> list[Dataset]:
@@ -125,7 +115,7 @@ def segmentation(mask_xyz: np.ndarray, geometry: ItkGeometry, files: Sequence[Pa
     if mask.ndim != 3:
         raise ValueError(f"mask of shape {mask.shape}: expected a 3D (x, y, z) array on the series' grid")
     sources = read_sources(files)
-    by_slice = dict(zip(slice_indices(sources, geometry, mask.shape), sources))
+    by_slice = dict(zip(slice_indices(sources, geometry, mask.shape), sources, strict=True))
     sources = [by_slice[k] for k in range(mask.shape[2])]
     frames = np.ascontiguousarray(mask.transpose(2, 1, 0), dtype=np.uint8)  # (slices, rows, columns), as ``sources``
     algorithm = hd.AlgorithmIdentificationSequence(

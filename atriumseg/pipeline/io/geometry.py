@@ -96,7 +96,7 @@ def resampled_shape(
     axis' own voxel size), estimated from its shape and affine alone, before any resampling."""
     axes = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
     resampled = [1, 1, 1]
-    for n, size, (world, _) in zip(shape, voxel_spacing(affine), axes):
+    for n, size, (world, _) in zip(shape, voxel_spacing(affine), axes, strict=True):
         j = next(k for k, code in enumerate(orientation) if code in _AXIS_PAIRS[int(world)])
         target = pixdim[j] or size
         resampled[j] = max(1, int(round(n * size / target)))

@@ -127,6 +127,14 @@ def dicom_series(folder: Path) -> list[tuple[str, str]]:
     return series
 
 
+def series_files(folder: Path, series_uid: str) -> list[Path]:
+    """The files of one DICOM series of ``folder``, in the slice order SimpleITK reads them in."""
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid)
+    if not files:
+        raise ValueError(f"{folder}: no DICOM series with UID {series_uid}; list the folder's series with dicom_series")
+    return [Path(f) for f in files]
+
+
 def _check_slices(files: list[str], label: str) -> None:
     """Refuse a series whose slices do not share one orientation, are missing or unevenly spaced along the
     slice normal, or add up to more voxels than the size bound; only headers are read."""

@@ -34,6 +34,7 @@ from atriumseg.pipeline.io.readers import SITK_SUFFIXES, NiftiReader, SimpleITKR
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES
+SEG_SUFFIX = ".seg.dcm"  # a DICOM Segmentation of a series (:mod:`.dicom_seg`)
 MIN_SIZE = 16  # voxels along at least two axes: smaller volumes hold no segmentable atrium
 _SINGLE_FILE_SUFFIX = {".mhd": ".mha", ".nhdr": ".nrrd"}
 
@@ -78,12 +79,6 @@ def mask_suffix(path: Path, fmt: str = "nii.gz") -> str:
         return ".nii.gz"
     suffix = next((s for s in sorted(IMAGE_SUFFIXES, key=len, reverse=True) if path.name.lower().endswith(s)), "")
     return _SINGLE_FILE_SUFFIX.get(suffix, suffix) or ".nii.gz"
-
-
-def output_path(path: Path, out_dir: Path, fmt: str = "nii.gz") -> Path:
-    """Where the mask of ``path`` goes: ``out_dir/CASE.nii.gz`` (CASE: :func:`case_name`), or the input's own
-    format with ``fmt='same'``."""
-    return Path(out_dir) / f"{case_name(path)}{mask_suffix(path, fmt)}"
 
 
 def check_volume(tensor: torch.Tensor, name: str) -> None:

@@ -18,7 +18,9 @@ import pathlib
 import time
 from pathlib import Path
 
-from atriumseg.pipeline.batch import runner
+from atriumseg.pipeline.batch.options import BatchOptions
+from atriumseg.pipeline.batch.runner import run_batch
+from atriumseg.pipeline.batch.segment import segment_case
 from atriumseg.pipeline.inference.segmenter import Segmenter
 
 
@@ -32,14 +34,13 @@ def main() -> None:
     parser.add_argument("--hang-in-ok-record", type=Path)
     args = parser.parse_args()
     segmenter = Segmenter.from_path(args.model, device="cpu")
-    segmented, real_segment = [], runner._segment
+    segmented = []
 
-    def segment(segmenter, case, volume, options):
-        segmented.append(case.name)
+    def segment(segmenter, planned, volume, options):
+        segmented.append(planned.case.name)
         time.sleep(args.seconds_per_case)
-        return real_segment(segmenter, case, volume, options)
+        return segment_case(segmenter, planned, volume, options)
 
-    runner._segment = segment
     if args.hang_in_ok_record:
         real_write_text = pathlib.Path.write_text
 
@@ -56,7 +57,7 @@ def main() -> None:
         (args.wait_for.parent / f"ready-{os.getpid()}").touch()
         while not args.wait_for.exists():
             time.sleep(0.02)
-    outcome = runner.run_batch(segmenter, args.inputs, runner.BatchOptions(output=args.output, show_progress=False))
+    outcome = run_batch(segmenter, args.inputs, BatchOptions(output=args.output, show_progress=False), segment=segment)
     print(json.dumps({
         "pid": os.getpid(),
         "results": {r.case: [r.status, r.reason] for r in outcome.results},

@@ -15,9 +15,11 @@ import SimpleITK as sitk
 from helpers import write_dicom_series, write_itk, write_nifti
 
 from atriumseg.cli import EXIT_CASE_FAILED, EXIT_INTERRUPTED, EXIT_OK, main
-from atriumseg.pipeline.batch import runner as batch
+from atriumseg.pipeline.batch import runner
 from atriumseg.pipeline.batch.inputs import discover, in_shard
+from atriumseg.pipeline.batch.options import BatchOptions
 from atriumseg.pipeline.batch.report import collect
+from atriumseg.pipeline.batch.segment import segment_case
 from atriumseg.synthetic import make_affine, synthetic_case
 
 SHAPE = (40, 42, 30)
@@ -158,15 +160,15 @@ def test_interrupt_stops_between_cases_and_a_rerun_completes(
     folder.mkdir()
     for seed in range(30, 36):
         write_nifti(folder / f"p{seed}.nii.gz", _case(seed).image, _case(seed).affine)
-    real_segment, calls = batch._segment, []
+    calls, real_run_batch = [], runner.run_batch
 
-    def segment_then_signal(*args, **kwargs):
+    def segment_then_signal(*args):
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGINT)
-        return real_segment(*args, **kwargs)
+        return segment_case(*args)
 
-    monkeypatch.setattr(batch, "_segment", segment_then_signal)
+    monkeypatch.setattr(runner, "run_batch", lambda *args: real_run_batch(*args, segment=segment_then_signal))
     out = tmp_path / "out"
     args = ["segment", str(folder), "--output", str(out), "--model", str(model_folder), "--quiet"]
     assert main(args) == EXIT_INTERRUPTED
@@ -175,7 +177,7 @@ def test_interrupt_stops_between_cases_and_a_rerun_completes(
     assert not list(out.rglob(".tmp-*"))
     for path in out.glob("*.nii.gz"):
         assert nib.load(path).get_fdata().sum() > 0
-    monkeypatch.setattr(batch, "_segment", real_segment)
+    monkeypatch.setattr(runner, "run_batch", real_run_batch)
     assert main(args) == EXIT_OK
     assert len(list(out.glob("*.nii.gz"))) == 6
     assert [r.status for r in collect(out)] == ["ok"] * 6
@@ -189,13 +191,13 @@ def test_second_signal_interrupts_at_once_and_leaves_no_partial_file(
     for seed in range(40, 43):
         write_nifti(folder / f"p{seed}.nii.gz", _case(seed).image, _case(seed).affine)
 
-    def two_signals(*args, **kwargs):
+    def two_signals(*args):
         os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(batch, "_segment", two_signals)
     with pytest.raises(KeyboardInterrupt):
-        batch.run_batch(segmenter, [folder], batch.BatchOptions(output=tmp_path / "out", show_progress=False))
+        runner.run_batch(segmenter, [folder], BatchOptions(output=tmp_path / "out", show_progress=False),
+                         segment=two_signals)
     assert not list((tmp_path / "out").rglob("*.nii.gz")) and not list((tmp_path / "out").rglob(".tmp-*"))
 
 
@@ -256,7 +258,7 @@ def test_corrupt_headers_and_implausible_sizes_fail_their_own_case_only(tmp_path
                       "would hold 24 x 16000 x 13333 = 5,119,872,000 voxels (from 24 x 24 x 20 voxels of 1000 x 1000 x "
                       "1000 mm), beyond the bound of 268,435,456"),
     }
-    outcome = batch.run_batch(segmenter, [folder], batch.BatchOptions(output=tmp_path / "out", show_progress=False))
+    outcome = runner.run_batch(segmenter, [folder], BatchOptions(output=tmp_path / "out", show_progress=False))
     results = {r.case: r for r in outcome.results}
     assert results["good"].status == "ok" and results["good"].voxels > 0
     for name, (path, phrase) in bad.items():

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from helpers import write_nifti
 
-from atriumseg.pipeline.batch.inputs import InputCase, case_outputs, discover, read_list
+from atriumseg.pipeline.batch.inputs import InputCase, discover, read_list
+from atriumseg.pipeline.batch.plan import case_outputs
 from atriumseg.pipeline.io.volumes import ImageReadError, case_name, read_image
 
 

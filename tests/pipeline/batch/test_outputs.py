@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from helpers import write_dicom_series, write_itk, write_nifti
 
-from atriumseg.pipeline.batch import report, runner
+from atriumseg.pipeline.batch import report
+from atriumseg.pipeline.batch.options import BatchOptions
 from atriumseg.pipeline.batch.report import RECORDS, collect
-from atriumseg.pipeline.batch.runner import BatchOptions, run_batch
+from atriumseg.pipeline.batch.runner import run_batch
 from atriumseg.pipeline.io import writing
 from atriumseg.pipeline.io.writing import OutputFolderError, check_output_folder
 from atriumseg.synthetic import make_affine, synthetic_case
@@ -104,14 +105,14 @@ def test_every_output_name_is_the_case_name_plus_a_suffix(tmp_path: Path, segmen
     assert len(written) == 3 * len(names), written
 
 
-def test_an_unusable_output_folder_is_refused_before_any_work(tmp_path: Path, segmenter, monkeypatch) -> None:
-    monkeypatch.setattr(runner, "_segment", lambda *a: pytest.fail("segmenting started"))
+def test_an_unusable_output_folder_is_refused_before_any_work(tmp_path: Path, segmenter) -> None:
     _nifti(tmp_path / "in" / "p1.nii.gz", 1)
     a_file = tmp_path / "notes.txt"
     a_file.write_text("not a folder")
     for out, phrase in [(a_file, "exists and is not a folder"), (a_file / "masks", "cannot create the output folder")]:
         with pytest.raises(OutputFolderError, match=phrase):
-            run_batch(segmenter, [tmp_path / "in"], BatchOptions(output=out, show_progress=False))
+            run_batch(segmenter, [tmp_path / "in"], BatchOptions(output=out, show_progress=False),
+                      segment=lambda *a: pytest.fail("segmenting started"))
     assert check_output_folder(tmp_path / "new" / "masks").is_dir()
 
 

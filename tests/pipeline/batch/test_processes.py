@@ -14,8 +14,9 @@ import nibabel as nib
 import numpy as np
 from helpers import write_nifti
 
-from atriumseg.pipeline.batch.report import INTERRUPTED, RECORDS, collect, is_complete
-from atriumseg.pipeline.batch.runner import BatchOptions, rebuild_report, run_batch
+from atriumseg.pipeline.batch.options import BatchOptions
+from atriumseg.pipeline.batch.report import INTERRUPTED, RECORDS, collect, is_complete, rebuild_report
+from atriumseg.pipeline.batch.runner import run_batch
 from atriumseg.synthetic import make_affine, synthetic_case
 
 SHAPE = (36, 38, 24)

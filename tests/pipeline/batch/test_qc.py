@@ -13,15 +13,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from atriumseg.pipeline.batch.qc import (
+from atriumseg.pipeline.analysis.overlay import (
     FIGURE_SIZE_PX,
     PREDICTION_COLOUR,
     TRUTH_COLOUR,
-    SheetEntry,
-    contact_sheet,
     orthogonal_views,
     overlay_png,
 )
+from atriumseg.pipeline.batch.qc import SheetEntry, contact_sheet
 from atriumseg.synthetic import make_affine, synthetic_case
 
 SHAPE = (41, 37, 29)

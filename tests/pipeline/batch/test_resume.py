@@ -10,10 +10,11 @@ import pytest
 from helpers import write_nifti
 
 from atriumseg.pipeline.analysis import mesh
-from atriumseg.pipeline.batch import runner
 from atriumseg.pipeline.batch.locks import lock_case
-from atriumseg.pipeline.batch.report import RECORDS, collect, is_complete, record_path
-from atriumseg.pipeline.batch.runner import BatchOptions, rebuild_report, run_batch
+from atriumseg.pipeline.batch.options import BatchOptions
+from atriumseg.pipeline.batch.report import RECORDS, CaseResult, collect, is_complete, rebuild_report, record_path
+from atriumseg.pipeline.batch.runner import run_batch
+from atriumseg.pipeline.batch.segment import segment_case
 from atriumseg.synthetic import make_affine, synthetic_case
 
 SHAPE = (36, 38, 24)
@@ -29,21 +30,16 @@ def study(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture()
-def segmented(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the cases the runner sends through the network, in order."""
-    calls, real = [], runner._segment
+class Counting(list):
+    """The per-case step of a run, noting the name of each case it sends through the network, in order."""
 
-    def counting(segmenter, case, volume, options):
-        calls.append(case.name)
-        return real(segmenter, case, volume, options)
-
-    monkeypatch.setattr(runner, "_segment", counting)
-    return calls
+    def __call__(self, segmenter, planned, volume, options):
+        self.append(planned.case.name)
+        return segment_case(segmenter, planned, volume, options)
 
 
-def _run(segmenter, study: Path, out: Path, **options) -> dict[str, runner.CaseResult]:
-    outcome = run_batch(segmenter, [study], BatchOptions(output=out, show_progress=False, **options))
+def _run(segmenter, study: Path, out: Path, segment=segment_case, **options) -> dict[str, CaseResult]:
+    outcome = run_batch(segmenter, [study], BatchOptions(output=out, show_progress=False, **options), segment=segment)
     return {r.case: r for r in outcome.results}
 
 
@@ -67,19 +63,19 @@ def test_a_case_that_failed_after_its_mask_was_written_is_finished_by_the_rerun(
     assert (out / "p42.stl").is_file() and all(is_complete(r) for r in collect(out))
 
 
-def test_a_rerun_redoes_exactly_the_incomplete_cases(study: Path, tmp_path: Path, segmenter, segmented) -> None:
-    out = tmp_path / "out"
-    _run(segmenter, study, out, probabilities=True)
+def test_a_rerun_redoes_exactly_the_incomplete_cases(study: Path, tmp_path: Path, segmenter) -> None:
+    out, segmented = tmp_path / "out", Counting()
+    _run(segmenter, study, out, segmented, probabilities=True)
     assert segmented == ["p41", "p42", "p43"]
     (out / "p42_probabilities.nii.gz").unlink()  # an output the record lists is gone
     record_path(out, "p43").write_text('{"case": "p43", "stat')  # a record cut short
     segmented.clear()
-    again = _run(segmenter, study, out, probabilities=True)
+    again = _run(segmenter, study, out, segmented, probabilities=True)
     assert segmented == ["p42", "p43"], "complete cases must not be redone, incomplete ones must be"
     assert all(again[c].status == "ok" and again[c].reason == "" for c in again), again
     assert (out / "p42_probabilities.nii.gz").is_file() and all(is_complete(r) for r in collect(out))
     segmented.clear()
-    assert [r.status for r in _run(segmenter, study, out, probabilities=True).values()] == ["ok"] * 3
+    assert [r.status for r in _run(segmenter, study, out, segmented, probabilities=True).values()] == ["ok"] * 3
     assert segmented == []
 
 

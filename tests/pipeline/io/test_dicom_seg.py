@@ -14,7 +14,11 @@ import pydicom
 import pytest
 from helpers import (
     SERIES_GRID as GRID,
+)
+from helpers import (
     SERIES_SPACING as SPACING,
+)
+from helpers import (
     SERIES_UID,
     placed_frames,
     write_series,
@@ -24,9 +28,10 @@ from pydicom.uid import SegmentationStorage
 from scipy.spatial.transform import Rotation
 
 from atriumseg._version import __version__
-from atriumseg.pipeline.io.dicom_seg import SEG_SUFFIX, series_files, write_dicom_seg
+from atriumseg.pipeline.io.dicom_seg import write_dicom_seg
 from atriumseg.pipeline.io.dicom_tags import read_series_tags
-from atriumseg.pipeline.io.volumes import read_image
+from atriumseg.pipeline.io.readers import series_files
+from atriumseg.pipeline.io.volumes import SEG_SUFFIX, read_image
 from atriumseg.pipeline.io.writing import write_image
 
 OBLIQUE = Rotation.from_euler("xyz", (20, -15, 30), degrees=True).as_matrix()
@@ -91,7 +96,7 @@ def test_files_in_any_order_give_the_same_frames(tmp_path: Path) -> None:
     shuffled = random.Random(5).sample(files, len(files))
     first = hd.seg.segread(write_dicom_seg(mask, volume.geometry, files, tmp_path / "a.seg.dcm"))
     second = hd.seg.segread(write_dicom_seg(mask, volume.geometry, shuffled, tmp_path / "b.seg.dcm"))
-    for (lps_a, pixels_a), (lps_b, pixels_b) in zip(placed_frames(first), placed_frames(second)):
+    for (lps_a, pixels_a), (lps_b, pixels_b) in zip(placed_frames(first), placed_frames(second), strict=True):
         np.testing.assert_allclose(lps_a, lps_b)
         np.testing.assert_array_equal(pixels_a, pixels_b)
 
