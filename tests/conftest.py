@@ -1,17 +1,48 @@
 """Fixtures: a stand-in model whose output is a known function of its input, and a tiny model trained once.
 
 Tests of geometry, batch runs and the CLI use the stand-in (exact, fast, independent of any training);
-only the tests about learning use the trained tiny model (``tiny_model``).
+only the tests about learning use the trained tiny model (``tiny_model``). Tests that take the ``device``
+fixture run on the device chosen with ``--device`` or ``ATRIUMSEG_TEST_DEVICE`` (default cpu, so CI is
+unchanged); asked for a GPU where torch sees none, they are skipped with the reason.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import standin_model, tiny_config, train, write_msd_dataset
 
 from atriumseg.pipeline.inference.segmenter import Segmenter
+
+DEVICE_VARIABLE = "ATRIUMSEG_TEST_DEVICE"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device", default=None,
+        help=f"device of the tests that take the device fixture: cpu (default), cuda, cuda:N; or set {DEVICE_VARIABLE}",
+    )
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig: pytest.Config) -> torch.device:
+    """The device the device tests run on: ``--device``, else ``$ATRIUMSEG_TEST_DEVICE``, else cpu."""
+    name = pytestconfig.getoption("--device") or os.environ.get(DEVICE_VARIABLE) or "cpu"
+    refusal = f"--device / {DEVICE_VARIABLE} {name!r} is not a device the tests run on; use cpu, cuda or cuda:N"
+    try:
+        chosen = torch.device(name)
+    except RuntimeError as err:
+        raise pytest.UsageError(refusal) from err
+    if chosen.type not in ("cpu", "cuda"):
+        raise pytest.UsageError(refusal)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"{name} asked for, but torch {torch.__version__} sees no CUDA device")
+    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+        pytest.skip(f"{name} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+    return chosen
 
 
 @pytest.fixture(scope="session")
