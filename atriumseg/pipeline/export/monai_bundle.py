@@ -139,8 +139,8 @@ def _write_docs(folder: Path, card: ModelCard, meta: dict[str, Any]) -> None:
         "threshold": f"{post.threshold:g}",
         "validation": _validation_lines(card),
         "datasets": "\n".join(f"- **{d['dataset']}**: {d['reference']}; licence: {d['licence']}"
-                              for d in meta["datasets"]),
-        "licence": meta["licence"] or "see the model's card",
+                              for d in meta["datasets"]) or "- none stated on this model's card",
+        "licence": meta["licence"] or "no licence is stated on this model's card; ask the model's owner",
     }
     docs = folder / "docs"
     docs.mkdir(parents=True, exist_ok=True)

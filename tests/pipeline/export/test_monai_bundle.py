@@ -70,6 +70,14 @@ def test_bundle_holds_the_specified_files_and_the_models_weights(bundle: Path) -
     assert "Apache License 2.0" in licence
 
 
+def test_a_model_whose_card_states_no_licence_gets_none_made_up(model_folder: Path, tmp_path: Path) -> None:
+    bundle = export_monai_bundle(tmp_path / "bundle", model_folder)
+    licence, readme = (bundle / "LICENSE").read_text(), (bundle / "docs/README.md").read_text()
+    assert "no licence is stated on this model's card" in licence and "CC-BY-SA" not in licence + readme
+    assert "none stated on this model's card" in licence
+    assert "no validation figures on this model's card" in readme
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 64, 80), (3, 3, 40, 56), (1, 3, 8, 8)])
 def test_torchscript_gives_the_networks_logits(bundle: Path, shape: tuple[int, ...]) -> None:
     network, _ = load_model(default_model_path())
