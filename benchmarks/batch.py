@@ -55,7 +55,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     from atriumseg.pipeline.batch.runner import run_batch
     from atriumseg.pipeline.inference.device import resolve_device
     from atriumseg.pipeline.inference.segmenter import Segmenter
-    from atriumseg.pipeline.io.volumes import case_name
+    from atriumseg.pipeline.io.names import case_name
 
     device = resolve_device(spec["device"])
     segmenter = Segmenter.from_path(Path(spec["model"]), device=device)

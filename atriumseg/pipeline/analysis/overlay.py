@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
+from atriumseg.geometry import voxel_spacing
 from atriumseg.pipeline.io.writing import write_atomically
 
 PREDICTION_COLOUR = (1.0, 0.2, 0.2)
@@ -97,7 +98,7 @@ def orthogonal_views(
     image_ras, affine_ras = to_canonical(image, affine)
     prediction_ras = to_canonical(prediction, affine)[0]
     truth_ras = None if truth is None else to_canonical(truth, affine)[0]
-    spacing = np.linalg.norm(affine_ras[:3, :3], axis=0)
+    spacing = voxel_spacing(affine_ras)
     cut = cut_index(prediction_ras)
 
     def shown(array: np.ndarray, axis: int) -> np.ndarray:

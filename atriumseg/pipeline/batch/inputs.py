@@ -22,8 +22,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atriumseg.pipeline.io.names import IMAGE_SUFFIXES, case_name
 from atriumseg.pipeline.io.readers import dicom_series
-from atriumseg.pipeline.io.volumes import IMAGE_SUFFIXES, case_name, file_kind
+from atriumseg.pipeline.io.volumes import file_kind
 
 log = logging.getLogger(__name__)
 

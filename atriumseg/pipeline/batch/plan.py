@@ -38,7 +38,7 @@ from atriumseg.pipeline.batch.report import (
     read_record,
     record_path,
 )
-from atriumseg.pipeline.io.volumes import SEG_SUFFIX, mask_suffix
+from atriumseg.pipeline.io.names import SEG_SUFFIX, mask_suffix
 from atriumseg.pipeline.io.writing import check_output_folder, remove_stale_temporaries
 
 DICOM_SEG_NEEDS_DICOM = "dicom-seg needs a DICOM series input; use --format nii.gz or same"

@@ -1,5 +1,6 @@
-"""The geometry an output copies from its input, voxel sizes and volumes from an affine, and the size bound
-(voxel sizes that are usable, at most :data:`MAX_VOXELS` voxels as stored and once resampled)."""
+"""The geometry an output copies from its input, the volume of a voxel, and the size bound (voxel sizes that are
+usable, at most :data:`MAX_VOXELS` voxels as stored and once resampled). Voxel sizes come from the bottom-layer
+:func:`atriumseg.geometry.voxel_spacing`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Union
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+
+from atriumseg.geometry import voxel_spacing
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,6 @@ class ItkGeometry:
 
 
 Geometry = Union[NiftiGeometry, ItkGeometry]
-
-
-def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel edge lengths in mm from a 4x4 affine (rotations and flips allowed)."""
-    return tuple(float(s) for s in np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0))
 
 
 def voxel_volume_ml(affine: np.ndarray) -> float:

@@ -16,8 +16,8 @@ from monai.data.utils import correct_nifti_header_if_necessary
 from monai.utils import MetaKeys, SpaceKeys
 
 from atriumseg.pipeline.io.geometry import GridError, check_grid
+from atriumseg.pipeline.io.names import SITK_SUFFIXES
 
-SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 ORIENTATION_TOLERANCE = 1e-3  # direction cosines of one series' slices may differ by this much (0.06 degrees)
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
+from atriumseg.geometry import voxel_spacing
 from atriumseg.pipeline.io.geometry import (
     MAX_VOXELS,
     Geometry,
@@ -28,15 +29,11 @@ from atriumseg.pipeline.io.geometry import (
     NiftiGeometry,
     check_grid,
     resampled_shape,
-    voxel_spacing,
 )
-from atriumseg.pipeline.io.readers import SITK_SUFFIXES, NiftiReader, SimpleITKReader
+from atriumseg.pipeline.io.names import IMAGE_SUFFIXES, case_name, is_nifti
+from atriumseg.pipeline.io.readers import NiftiReader, SimpleITKReader
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-IMAGE_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES
-SEG_SUFFIX = ".seg.dcm"  # a DICOM Segmentation of a series (:mod:`.dicom_seg`)
 MIN_SIZE = 16  # voxels along at least two axes: smaller volumes hold no segmentable atrium
-_SINGLE_FILE_SUFFIX = {".mhd": ".mha", ".nhdr": ".nrrd"}
 
 
 class ImageReadError(ValueError):
@@ -50,35 +47,6 @@ class Volume:
     tensor: MetaTensor
     geometry: Geometry
     name: str
-
-
-def is_nifti(path: Path) -> bool:
-    return str(path).lower().endswith(NIFTI_SUFFIXES)
-
-
-def case_name(path: Path) -> str:
-    """The case name CASE: the file name minus its image suffix (``exam_T1_3.0mm.nii.gz`` -> ``exam_T1_3.0mm``,
-    never ``Path.stem``); a DICOM folder -> its folder name. Every output name appends to it."""
-    path = Path(path)
-    if path.is_dir():
-        return path.name
-    name = path.name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def mask_suffix(path: Path, fmt: str = "nii.gz") -> str:
-    """The file suffix of the mask of ``path``: ``.nii.gz``, or the input's own format with ``fmt='same'``
-    (a DICOM folder gives ``.nii.gz``; ``.mhd`` and ``.nhdr`` give their single-file forms)."""
-    path = Path(path)
-    if fmt not in ("same", "nii.gz"):
-        raise ValueError(f"output format must be 'nii.gz' or 'same', got {fmt!r}")
-    if fmt == "nii.gz" or path.is_dir():
-        return ".nii.gz"
-    suffix = next((s for s in sorted(IMAGE_SUFFIXES, key=len, reverse=True) if path.name.lower().endswith(s)), "")
-    return _SINGLE_FILE_SUFFIX.get(suffix, suffix) or ".nii.gz"
 
 
 def check_volume(tensor: torch.Tensor, name: str) -> None:

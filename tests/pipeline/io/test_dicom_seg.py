@@ -30,8 +30,9 @@ from scipy.spatial.transform import Rotation
 from atriumseg._version import __version__
 from atriumseg.pipeline.io.dicom_seg import write_dicom_seg
 from atriumseg.pipeline.io.dicom_tags import read_series_tags
+from atriumseg.pipeline.io.names import SEG_SUFFIX
 from atriumseg.pipeline.io.readers import series_files
-from atriumseg.pipeline.io.volumes import SEG_SUFFIX, read_image
+from atriumseg.pipeline.io.volumes import read_image
 from atriumseg.pipeline.io.writing import write_image
 
 OBLIQUE = Rotation.from_euler("xyz", (20, -15, 30), degrees=True).as_matrix()
