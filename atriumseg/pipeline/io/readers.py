@@ -54,6 +54,12 @@ class NiftiReader(NibabelReader):
     """
 
     def read(self, data: Sequence[Any] | Any, **kwargs: Any) -> nib.Nifti1Image:
+        """The image with MONAI's header repair applied (an sform whose voxel sizes disagree with pixdim, such
+        as a singular one, is replaced by the qform): what inference reads. Outputs copy :meth:`read_stored`'s."""
+        return correct_nifti_header_if_necessary(self.read_stored(data))
+
+    def read_stored(self, data: Sequence[Any] | Any) -> nib.Nifti1Image:
+        """The image with its header exactly as stored (checked, never repaired)."""
         path = Path(data[0] if isinstance(data, (list, tuple)) else data)
         self.filenames = (str(path),)
         opener = igzip.open if path.name.lower().endswith(".gz") else open
@@ -64,10 +70,9 @@ class NiftiReader(NibabelReader):
                 check_nifti_header(klass.header_class.from_fileobj(stream, check=False))
                 stream.seek(0)
                 image = klass.from_file_map(klass.make_file_map({"image": stream}), mmap=False)
-                loaded = klass(np.asanyarray(image.dataobj), image.affine, image.header)
+                return klass(np.asanyarray(image.dataobj), image.affine, image.header)
         except isal_zlib.error as err:  # corrupt deflate data; not an OSError subclass
             raise OSError(f"corrupt compressed data ({err})") from err
-        return correct_nifti_header_if_necessary(loaded)
 
     def tensor(self, img: nib.Nifti1Image) -> MetaTensor:
         """The image as a channel-first MetaTensor ``(C, X, Y, Z)`` (C = 1 for a 3D image)."""

@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
+from monai.data.utils import correct_nifti_header_if_necessary
 
 from atriumseg.geometry import voxel_spacing
 from atriumseg.pipeline.io.geometry import (
@@ -123,9 +124,9 @@ def read_image(path: Path, series_uid: str | None = None, name: str | None = Non
     try:
         if is_nifti(path):
             nifti = NiftiReader()
-            loaded = nifti.read(path)
-            tensor = nifti.tensor(loaded)
-            geometry: Geometry = NiftiGeometry(loaded.header.copy(), loaded.affine.copy())
+            stored = nifti.read_stored(path)
+            geometry: Geometry = NiftiGeometry(stored.header.copy(), stored.affine.copy())  # outputs: as stored
+            tensor = nifti.tensor(correct_nifti_header_if_necessary(stored))
         else:
             reader = SimpleITKReader(series_uid)
             itk_image = reader.read(path)
