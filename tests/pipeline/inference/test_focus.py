@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import pytest
 import torch
 from monai.data import MetaTensor
 from torch import nn
 
 from atriumseg.models.card import Architecture, ModelCard, Postprocessing, Preprocessing
-from atriumseg.pipeline.inference.restore import to_input_grid
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.synthetic import make_affine
 from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
@@ -99,26 +97,17 @@ def test_test_time_augmentation_focuses_on_the_averaged_probability() -> None:
     assert int(whole[0, 9:35].sum()) == 26 * 30 * 36 and torch.equal(whole, focused)
 
 
-GRIDS = [((40, 52, 30), (1.1, 0.9, 2.3), "PIR", (10, -8, 5)), ((37, 45, 29), (0.7, 1.3, 1.6), "LPS", (0, 0, 0))]
-
-
-@pytest.mark.parametrize("min_slice_size", [0, 64])
-@pytest.mark.parametrize(("shape", "spacing", "codes", "rotation"), GRIDS)
-def test_probabilities_return_to_the_input_grid_as_monai_inverts_the_chain(
-    shape, spacing, codes, rotation, min_slice_size
-) -> None:
-    """A random probability map, outer faces included, matches MONAI's inverse of the preprocessing
-    (grids that need resampling and padding, to the divisor and to a minimum slice size)."""
-    image = MetaTensor(torch.rand((1, *shape)), affine=torch.from_numpy(make_affine(shape, spacing, codes, rotation)))
-    card = replace(CARD, preprocessing=replace(CARD.preprocessing, min_slice_size=min_slice_size))
-    chain = inference_transforms(card)
-    prepared = chain({IMAGE: image})[IMAGE]
-    if min_slice_size:
-        assert min(n for d, n in enumerate(prepared.shape[1:]) if d != card.preprocessing.slice_dim) >= 64
-    prob = torch.rand((1, *prepared.shape[1:]))
-    tracked = MetaTensor(prob.clone(), meta=prepared.meta, applied_operations=prepared.applied_operations)
-    expected = chain.inverse({IMAGE: tracked})[IMAGE].as_tensor()
-    everywhere = tuple(slice(0, n) for n in prob.shape)
-    restored = to_input_grid(prob, everywhere, prepared, image, floor=0.0)
-    assert restored.shape == (1, *shape)
-    torch.testing.assert_close(restored, expected, atol=1e-4, rtol=0)
+def test_a_box_found_by_another_network_replaces_the_locating_pass() -> None:
+    """Given ``near`` (an ensemble's first member's find: 2 of the atrium's 21 slices), no whole slice is
+    segmented, and the slab grows from that box until its outer slices are empty."""
+    atrium = (slice(14, 35), slice(80, 110), slice(60, 95))
+    volume = _volume([atrium])
+    prepared = inference_transforms(CARD)({IMAGE: volume})[IMAGE].as_tensor()
+    focus = Counting(focus=True)
+    inferer, predict = focus.members[0].inferer, focus.members[0].predict
+    seen = focus.seen
+    crop = inferer(prepared, predict, slice_mm=1.5, near=(slice(20, 22), slice(90, 100), slice(70, 80)))
+    assert seen and all(shape[2:] != (200, 192) for shape in seen), "a whole slice went through the network"
+    found = torch.zeros(prepared.shape[1:], dtype=torch.bool)
+    found[crop.region[1:]] = crop.prob[0] > 0.5
+    assert torch.equal(found, prepared[0] > 0.5) and int(found.sum()) == 21 * 30 * 35
