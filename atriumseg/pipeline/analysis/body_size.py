@@ -42,10 +42,6 @@ class BodySizeIndex:
     lavi_ml_m2: float | None
     reason: str | None = None
 
-    def row(self) -> dict[str, float | None]:
-        """The two numbers under their report column names."""
-        return {"bsa_m2": self.bsa_m2, "lavi_ml_m2": self.lavi_ml_m2}
-
 
 def mosteller_bsa_m2(height_cm: float, weight_kg: float) -> float:
     """Body surface area in m² by Mosteller (N Engl J Med 1987;317:1098), without any check."""

@@ -46,6 +46,14 @@ def test_list_files_as_editors_save_them_are_read(tmp_path: Path, name: str, dat
     assert read_list(tmp_path / name) == [str(tmp_path / "in" / "a.nii.gz"), str(tmp_path / "in" / "é b.nii.gz")]
 
 
+def test_a_quoted_csv_path_may_hold_a_comma_or_a_line_break(tmp_path: Path) -> None:
+    listing = tmp_path / "cases.csv"
+    listing.write_bytes(b'path,note\r\n"scans/odd\nname.nii.gz",first\r\n'
+                        b'"a, b.nii.gz","two\r\nlines"\r\nc.nii.gz,x\r\n')
+    assert read_list(listing) == [str(tmp_path / "scans" / "odd\nname.nii.gz"), str(tmp_path / "a, b.nii.gz"),
+                                  str(tmp_path / "c.nii.gz")]
+
+
 @pytest.mark.parametrize(
     "data, phrase",
     [(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a text file"), ("in/é.nii.gz\n".encode("latin-1"), "not UTF-8")],
