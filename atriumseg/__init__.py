@@ -23,7 +23,7 @@ _PUBLIC = {
     "Segmentation": "atriumseg.pipeline.inference.segmenter",
     "run_batch": "atriumseg.pipeline.batch.runner",
     "BatchOptions": "atriumseg.pipeline.batch.options",
-    "evaluate": "atriumseg.pipeline.training.evaluation",
+    "evaluate": "atriumseg.pipeline.evaluation.evaluate",
     "train": "atriumseg.pipeline.training.trainer",
     "TrainConfig": "atriumseg.pipeline.training.trainer",
 }

@@ -1,4 +1,4 @@
-"""``atriumseg evaluate``: Dice, HD95, ASD (mm) and volumes (mL) of a model against reference labels."""
+"""``atriumseg evaluate``: Dice, HD95, ASD (mm), volumes (mL) and volume error (%) of a model against labels."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from atriumseg.cli.app import EXIT_OK, UsageError
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "evaluate", parents=[options.model_options(), options.orientation_option(), options.quiet_option()],
-        help="Dice, HD95 and surface distance (mm) and volumes (mL) against reference labels",
+        help="Dice, HD95 and surface distance (mm), volumes (mL) and volume error (%%) against reference labels",
         description="Segment each image in IMAGES and compare it with the label of the same name in LABELS, "
-        "on the image's own grid and in world units. Writes a CSV and prints a summary.",
+        "on the image's own grid and in world units; the volume error is in %% of the label's volume. "
+        "Writes a CSV and prints a table with the means.",
     )
     p.add_argument("images", type=Path, help="folder of images")
     p.add_argument("labels", type=Path, help="folder of reference labels with the same names")
@@ -24,8 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.analysis.metrics import summarise
-    from atriumseg.pipeline.training.evaluation import evaluate, pair_cases, write_metrics_csv
+    from atriumseg.pipeline.evaluation.evaluate import evaluate
+    from atriumseg.pipeline.evaluation.pairs import pair_cases
+    from atriumseg.pipeline.evaluation.table import format_table, write_metrics_csv
 
     try:
         pairs = pair_cases(args.images, args.labels, args.cases)
@@ -34,12 +36,6 @@ def run(args: argparse.Namespace) -> int:
     segmenter = options.load_segmenter(args)
     rows = evaluate(segmenter, pairs, args.assume_orientation, show_progress=not args.quiet)
     write_metrics_csv(rows, args.output)
-    s = summarise(rows)
-    print(f"{'case':<16}{'Dice':>8}{'HD95 mm':>10}{'ASD mm':>9}{'pred mL':>10}{'true mL':>10}")
-    for name, m in rows:
-        print(f"{name:<16}{m.dice:>8.4f}{m.hd95_mm:>10.2f}{m.asd_mm:>9.2f}{m.predicted_ml:>10.1f}{m.true_ml:>10.1f}")
-    print(
-        f"{s.cases} cases: Dice mean {s.dice_mean:.4f}, median {s.dice_median:.4f}, worst {s.dice_worst:.4f} "
-        f"({s.worst_case}); HD95 mean {s.hd95_mean_mm:.2f} mm; ASD mean {s.asd_mean_mm:.2f} mm; CSV: {args.output}"
-    )
+    print(format_table(rows))
+    print(f"CSV: {args.output}")
     return EXIT_OK

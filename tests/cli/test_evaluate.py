@@ -30,6 +30,26 @@ def test_evaluate_writes_one_row_per_case(tmp_path: Path, model_folder: Path) ->
     assert row["case"] == "p2" and 0.0 <= float(row["dice"]) <= 1.0
 
 
+def test_evaluate_prints_volume_errors_and_their_means(tmp_path: Path, model_folder: Path, capsys) -> None:
+    for folder in ("img", "lab"):
+        (tmp_path / folder).mkdir()
+    for seed, name in ((41, "p1"), (42, "p2")):
+        case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.4, 1.6), "LPS", (0, 10, 0)), seed=seed)
+        write_nifti(tmp_path / "img" / f"{name}.nii.gz", case.image, case.affine)
+        write_nifti(tmp_path / "lab" / f"{name}.nii.gz", case.label, case.affine)
+    out = tmp_path / "eval.csv"
+    code = main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
+                 "-o", str(out), "--quiet"])
+    assert code == EXIT_OK
+    rows = list(csv.DictReader(out.open()))
+    assert [r["case"] for r in rows] == ["p1", "p2"] and all(float(r["dice"]) > 0.8 for r in rows), rows
+    errors = [float(r["volume_error_pct"]) for r in rows]
+    assert [float(r["abs_volume_error_pct"]) for r in rows] == [abs(e) for e in errors]
+    printed = capsys.readouterr().out
+    assert "vol err %" in printed.splitlines()[0]
+    assert f"volume error mean {sum(errors) / 2:+.1f}%" in printed and f"CSV: {out}" in printed
+
+
 def test_evaluate_reports_an_unreadable_image_in_one_line(
     tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 from helpers import write_nifti
 
-from atriumseg.cli import EXIT_OK, main
 from atriumseg.pipeline.analysis.metrics import case_metrics
 from atriumseg.pipeline.evaluation.evaluate import evaluate
 from atriumseg.pipeline.evaluation.pairs import pair_cases
@@ -48,15 +46,3 @@ def test_a_label_on_another_grid_is_refused(tmp_path: Path, segmenter: Segmenter
     write_nifti(labels / "p1.nii.gz", case.label, case.affine)
     with pytest.raises(ValueError, match=r"p1: image \(44, 40, 36\) != label \(30, 30, 30\)"):
         evaluate(segmenter, pair_cases(images, labels), show_progress=False)
-
-
-def test_evaluate_command_writes_csv_and_summary(tmp_path: Path, model_folder: Path, capsys) -> None:
-    images, labels = _dataset(tmp_path, {"p1": 41, "p2": 42})
-    out = tmp_path / "eval.csv"
-    code = main(["evaluate", str(images), str(labels), "--model", str(model_folder), "--output", str(out), "--quiet"])
-    assert code == EXIT_OK
-    rows = list(csv.DictReader(out.open()))
-    assert [r["case"] for r in rows] == ["p1", "p2"]
-    assert all(float(r["dice"]) > 0.8 for r in rows), rows
-    assert all(float(r["abs_volume_error_pct"]) == abs(float(r["volume_error_pct"])) for r in rows), rows
-    assert "Dice mean" in capsys.readouterr().out
