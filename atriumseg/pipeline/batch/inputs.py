@@ -180,6 +180,57 @@ def _glob(pattern: str, skip: Skip, strays: list[Stray]) -> list[str]:
     return sorted(found)
 
 
+class _Discovery:
+    """The cases and strays found so far, and the folders already searched (by real path)."""
+
+    def __init__(self, skip: Skip) -> None:
+        self.skip = skip
+        self.cases: list[InputCase] = []
+        self.strays: list[Stray] = []
+        self.seen: set[Path] = set()
+
+    def named(self, text: str) -> None:
+        """An input as given: a glob, a folder to search, or a path that stays a case whatever it is."""
+        if any(ch in text for ch in "*?[") and not Path(text).exists():
+            matches = _glob(text, self.skip, self.strays)
+            if not matches:
+                self.cases.append(InputCase(case_name(Path(text)), Path(text)))
+            for match in matches:
+                self.found(Path(match))
+        elif Path(text).is_dir():
+            self.search(Path(text))
+        else:
+            self.cases.append(InputCase(case_name(Path(text)), Path(text)))
+
+    def found(self, path: Path) -> None:
+        """A path a folder or a glob turned up: searched, a case, or a stray (unless ``skip`` leaves it out)."""
+        if Path(os.path.realpath(path)) in self.skip.files:
+            return
+        kind = _kind(str(path))
+        if kind == "dir":
+            if Path(os.path.realpath(path)) in self.skip.folders:
+                log.info("%s: the output folder, not searched for inputs", path)
+            else:
+                self.search(path)
+        elif kind != "file":
+            self.strays.append(Stray(path, f"{kind}, not a regular file"))
+        elif path.name.lower().endswith(IMAGE_SUFFIXES):
+            self.cases.append(InputCase(case_name(path), path))
+        else:
+            self.strays.append(Stray(path, "not an image file"))
+
+    def search(self, folder: Path) -> None:
+        """Every DICOM series and image file under ``folder``; files beside a DICOM series that are not images
+        are the series' own (never strays)."""
+        for path, entries in _walk(folder, self.skip, self.seen, self.strays):
+            dicom = _dicom_cases(path, entries)
+            self.cases.extend(dicom)
+            for entry in entries:
+                if _kind(entry.path) == "dir" or (dicom and not entry.name.lower().endswith(IMAGE_SUFFIXES)):
+                    continue
+                self.found(Path(entry.path))
+
+
 def discover(inputs: Iterable[str | Path], skip: Skip = Skip()) -> tuple[list[InputCase], list[Stray]]:
     """Expand inputs into cases, sorted by name; stray files found inside folders are returned apart.
 
@@ -187,50 +238,11 @@ def discover(inputs: Iterable[str | Path], skip: Skip = Skip()) -> tuple[list[In
     own case. A path named explicitly stays a case even if it is missing or not an image, so that it fails
     with its reason; what folders and globs find is subject to ``skip``.
     """
-    cases: list[InputCase] = []
-    strays: list[Stray] = []
-    seen: set[Path] = set()
-
-    def found(path: Path) -> None:
-        if Path(os.path.realpath(path)) in skip.files:
-            return
-        kind = _kind(str(path))
-        if kind == "dir":
-            if Path(os.path.realpath(path)) in skip.folders:
-                log.info("%s: the output folder, not searched for inputs", path)
-            else:
-                search(path)
-        elif kind != "file":
-            strays.append(Stray(path, f"{kind}, not a regular file"))
-        elif path.name.lower().endswith(IMAGE_SUFFIXES):
-            cases.append(InputCase(case_name(path), path))
-        else:
-            strays.append(Stray(path, "not an image file"))
-
-    def search(folder: Path) -> None:
-        for path, entries in _walk(folder, skip, seen, strays):
-            dicom = _dicom_cases(path, entries)
-            cases.extend(dicom)
-            for entry in entries:
-                child = Path(entry.path)
-                if _kind(entry.path) == "dir" or (dicom and not entry.name.lower().endswith(IMAGE_SUFFIXES)):
-                    continue
-                found(child)
-
+    discovery = _Discovery(skip)
     for item in inputs:
-        text = str(item)
-        if any(ch in text for ch in "*?[") and not Path(text).exists():
-            matches = _glob(text, skip, strays)
-            if not matches:
-                cases.append(InputCase(case_name(Path(text)), Path(text)))
-            for match in matches:
-                found(Path(match))
-        elif Path(text).is_dir():
-            search(Path(text))
-        else:
-            cases.append(InputCase(case_name(Path(text)), Path(text)))
-    unique = {(c.path.resolve(), c.series_uid): c for c in cases}
-    return sorted(unique.values(), key=lambda c: (c.name, str(c.path))), strays
+        discovery.named(str(item))
+    unique = {(c.path.resolve(), c.series_uid): c for c in discovery.cases}
+    return sorted(unique.values(), key=lambda c: (c.name, str(c.path))), discovery.strays
 
 
 def in_shard(case: InputCase, shard: int, shards: int) -> bool:
