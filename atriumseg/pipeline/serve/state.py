@@ -2,8 +2,9 @@
 
 A state is written (atomically, fsynced) whenever its status changes, never per instance: the instance
 files themselves say what was received. After a crash, :meth:`Ledger.recover` rebuilds what the states
-cannot know (a series whose first instance landed just before the crash, when its last instance came)
-from the files, so a restart finishes every series received but not segmented or not sent.
+cannot know (a series whose first instance landed just before the crash) from the files; a series caught
+receiving gets a full ``--series-timeout`` from the restart, as its sender was cut off and may send again.
+So a restart finishes every series received but not segmented or not sent.
 """
 
 from __future__ import annotations
@@ -86,15 +87,15 @@ class Ledger:
             self._states[state.key] = state
 
     def recover(self) -> list[SeriesState]:
-        """After a start: series found on disk without a state get one; series caught receiving take their last
-        instance's time from the files. Returns the series to queue again (complete or segmenting), in order."""
+        """After a start: series found on disk without a state get one; series caught receiving count their timeout
+        from now. Returns the series to queue again (complete or segmenting), in order."""
         now = time.time()
         for folder in sorted(self.storage.series_root.iterdir()):
             if folder.is_dir() and folder.name not in self._states and self.storage.instances(folder.name):
                 self.update(folder.name, series_uid=folder.name, first_received=now)
         for state in list(self._states.values()):
-            if state.status == RECEIVING and not state.purged:
-                self.update(state.key, last_received=self.storage.last_received(state.key) or now)
+            if state.status == RECEIVING:  # its sender was cut off: give it a full timeout to send again
+                self.update(state.key, last_received=now)
         queued = [s for s in self._states.values() if s.status in (COMPLETE, SEGMENTING)]
         return sorted(queued, key=lambda s: (s.completed, s.key))
 

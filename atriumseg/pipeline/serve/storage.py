@@ -89,10 +89,6 @@ class Storage:
         names = "\n".join(p.name for p in self.instances(key))
         return hashlib.sha256(names.encode()).hexdigest()[:16]
 
-    def last_received(self, key: str) -> float:
-        """When the newest instance of a series was written (its files' latest modification time), or 0."""
-        return max((p.stat().st_mtime for p in self.instances(key)), default=0.0)
-
     def refuse(self, reason: str, **fields: str) -> None:
         """Append one refused object to ``refused.jsonl`` (flushed to disk): when, why, and what it was."""
         line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason, **fields})

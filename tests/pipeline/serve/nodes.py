@@ -39,6 +39,32 @@ def mr_series(folder: Path, series_uid: str | None = None, **tags: object) -> li
     return sorted(folder.glob("*.dcm"))
 
 
+def volume_series(folder: Path, shape: tuple[int, int, int], series_uid: str, seed: int = 5) -> list[Path]:
+    """An axial MR series of a synthetic case (atriumseg.synthetic) on a grid of ``shape`` (columns, rows, slices)
+    with 1.25 mm pixels 2 mm apart: bigger than ``mr_series``, so segmenting it takes a while."""
+    import numpy as np
+
+    from atriumseg.synthetic import make_affine, synthetic_case
+
+    case = synthetic_case(shape, make_affine(shape, (1.25, 1.25, 2.0), "LPS"), seed=seed)
+    pixels = np.clip(case.image * 1000, 0, 4000).astype("<u2")
+    template = pydicom.dcmread(mr_series(folder / "template", series_uid)[0])
+    shutil.rmtree(folder / "template")
+    files = []
+    for k in range(shape[2]):
+        ds = template.copy()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [-100.0, -100.0, 2.0 * k]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing, ds.SliceThickness = [1.25, 1.25], 2.0
+        ds.Rows, ds.Columns = shape[1], shape[0]
+        ds.PixelData = np.ascontiguousarray(pixels[:, :, k].T).tobytes()
+        files.append(folder / f"slice_{k:03d}.dcm")
+        ds.save_as(files[-1], enforce_file_format=True)
+    return files
+
+
 def wait_until(check: Callable[[], object], seconds: float, what: str, process: ServiceProcess | None = None):
     """Poll ``check`` until it returns something true; fail with ``what`` (and the service's log) after ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -159,3 +185,18 @@ def storescu(files: list[Path], port: int, calling: str = "SCANNER", called: str
 
 
 HAVE_DCMTK = shutil.which("storescu") is not None
+
+
+def seg_on_grid(seg: Dataset, affine, shape: tuple[int, int, int]):
+    """A SEG's frames placed by their own position and orientation on the voxel grid of a NIfTI ``affine``."""
+    import numpy as np
+    from helpers import placed_frames
+
+    placed = np.zeros(shape, np.uint8)
+    to_voxel = np.linalg.inv(affine)
+    for lps, pixels in placed_frames(seg):
+        ijk = (lps * np.array([-1.0, -1.0, 1.0])) @ to_voxel[:3, :3].T + to_voxel[:3, 3]
+        index = np.round(ijk).astype(int)
+        assert np.abs(ijk - index).max() < 1e-3, "a SEG frame is off the series' grid"
+        placed[index[..., 0], index[..., 1], index[..., 2]] = pixels
+    return placed
