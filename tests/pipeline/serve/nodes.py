@@ -200,3 +200,66 @@ def seg_on_grid(seg: Dataset, affine, shape: tuple[int, int, int]):
         assert np.abs(ijk - index).max() < 1e-3, "a SEG frame is off the series' grid"
         placed[index[..., 0], index[..., 1], index[..., 2]] = pixels
     return placed
+
+
+class Orthanc:
+    """A real Orthanc on loopback ports with a throw-away configuration declaring atriumseg as a modality."""
+
+    def __init__(self, folder: Path, atriumseg_port: int, ae_title: str = "ORTHANC") -> None:
+        self.folder, self.ae_title = folder, ae_title
+        self.http_port, self.dicom_port = free_port(), free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "atriumseg-test", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
+            "HttpPort": self.http_port, "DicomPort": self.dicom_port, "DicomAet": ae_title,
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [],
+            "DicomModalities": {"atriumseg": ["ATRIUMSEG", "127.0.0.1", atriumseg_port]},
+            "DicomAlwaysAllowStore": True, "DicomCheckCalledAet": False,
+        }
+        self.config = folder / "orthanc.json"
+        self.config.write_text(json.dumps(config, indent=1))
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> Orthanc:
+        log = open(self.folder / "orthanc.log", "w")
+        self.popen = subprocess.Popen(["Orthanc", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_until(self._up, 60, "Orthanc answering over HTTP")
+        return self
+
+    def _up(self) -> bool:
+        if self.popen.poll() is not None:
+            raise AssertionError(f"Orthanc ended: {(self.folder / 'orthanc.log').read_text()}")
+        try:
+            self.get("/system")
+        except OSError:
+            return False
+        return True
+
+    def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        from urllib.request import Request, urlopen
+
+        request = Request(f"http://127.0.0.1:{self.http_port}{path}", data=body, method=method)
+        with urlopen(request, timeout=60) as response:
+            return response.read()
+
+    def get(self, path: str):
+        return json.loads(self._call("GET", path))
+
+    def post(self, path: str, body: bytes):
+        return json.loads(self._call("POST", path, body))
+
+    def file(self, instance: str) -> bytes:
+        return self._call("GET", f"/instances/{instance}/file")
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+
+
+HAVE_ORTHANC = shutil.which("Orthanc") is not None

@@ -1,0 +1,54 @@
+"""Delivering the outbox to a real SCP: recorded once delivered, retried with a wait while the destination is
+down, deliveries already served dropped after a crash, a SEG owed again when its deliveries were never written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+
+from atriumseg.pipeline.serve.courier import Courier
+from atriumseg.pipeline.serve.outbox import Outbox
+from atriumseg.pipeline.serve.state import SEGMENTED, Ledger
+from atriumseg.pipeline.serve.storage import Storage
+from serve.nodes import Pacs, free_port, mr_series
+
+
+def _parts(tmp_path: Path, destination: str) -> tuple[Outbox, Ledger, Courier, Path, str]:
+    storage = Storage(tmp_path / "st")
+    outbox, ledger = Outbox(storage, retry_seconds=(5.0, 60.0)), Ledger(storage)
+    seg = mr_series(tmp_path / "series", "1.2.840.77")[0]  # any DICOM file travels the same way
+    return outbox, ledger, Courier(outbox, ledger, [destination], "ATRIUMSEG"), seg, pydicom.dcmread(seg).SOPInstanceUID
+
+
+def test_a_delivery_waits_while_the_destination_is_down_and_is_recorded_once_it_arrives(tmp_path: Path) -> None:
+    pacs = Pacs(free_port())
+    destination = f"PACS@127.0.0.1:{pacs.port}"
+    outbox, ledger, courier, seg, uid = _parts(tmp_path, destination)
+    ledger.update("1.2.840.77", status=SEGMENTED, seg_uid=uid)
+    outbox.put("1.2.840.77", seg, uid, [destination])
+    courier.run_once()
+    (waiting,) = outbox.deliveries()
+    assert waiting.attempts == 1 and "could not be reached" in waiting.last_error and waiting.next_try > 0
+    assert ledger.get("1.2.840.77").sent == {}
+    pacs.start()
+    try:
+        courier.run_once()
+        assert outbox.deliveries() == [waiting]  # not due yet: nothing sent before its wait is over
+        assert courier.deliver(waiting)
+    finally:
+        pacs.stop()
+    assert [d.SOPInstanceUID for d in pacs.received] == [uid]
+    state = ledger.get("1.2.840.77")
+    assert state.sent == {destination: uid} and state.done > 0
+    assert outbox.deliveries() == [] and not outbox.seg_file(uid).exists()
+
+
+def test_recovery_drops_served_deliveries_and_owes_again_a_seg_never_put_in_the_outbox(tmp_path: Path) -> None:
+    destination = "PACS@127.0.0.1:4242"
+    outbox, ledger, courier, seg, uid = _parts(tmp_path, destination)
+    outbox.put("served", seg, uid, [destination])
+    ledger.update("served", status=SEGMENTED, seg_uid=uid, sent={destination: uid})  # died before the removal
+    ledger.update("unsent", status=SEGMENTED, seg_uid=uid, output=str(seg))  # died before the outbox was written
+    courier.recover()
+    assert [(d.key, d.seg_uid) for d in outbox.deliveries()] == [("unsent", uid)]
