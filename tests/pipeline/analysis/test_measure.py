@@ -115,7 +115,7 @@ def test_csv_holds_every_measurement_at_full_precision(tmp_path: Path) -> None:
         read = list(csv.DictReader(handle))
     assert tuple(read[0]) == CSV_COLUMNS
     assert [r["case"] for r in read] == ["case_a", "case_empty"]
-    for (_, m), line in zip(rows, read):
+    for (_, m), line in zip(rows, read, strict=True):
         for name, value in m.row().items():
             assert float(line[name]) == value or (math.isnan(value) and math.isnan(float(line[name]))), name
     assert sorted(p.name for p in path.parent.iterdir()) == ["measurements.csv"]

@@ -1,11 +1,10 @@
-"""DICOM in, DICOM out from the command line: a SEG on the series' grid equal to the NIfTI mask, study
-identifiers and the LA volume index in the report, ``--patients`` and ``--anonymous``."""
+"""Writing a case's outputs: the record that says "interrupted" before any output, the surface meshed once for
+the mesh file and the measurements, and DICOM in, DICOM out: a SEG on the series' grid equal to the NIfTI mask,
+with the study identifiers and the LA volume index in the report."""
 
 from __future__ import annotations
 
 import csv
-import json
-import logging
 from pathlib import Path
 
 import highdicom as hd
@@ -16,6 +15,13 @@ import pytest
 from helpers import SERIES_GRID, SERIES_UID, placed_frames, write_nifti, write_series
 
 from atriumseg.cli import EXIT_CASE_FAILED, EXIT_OK, main
+from atriumseg.pipeline.analysis import measure as measure_module
+from atriumseg.pipeline.analysis import mesh as mesh_module
+from atriumseg.pipeline.batch.options import BatchOptions
+from atriumseg.pipeline.batch.report import INTERRUPTED, read_record
+from atriumseg.pipeline.batch.runner import run_batch
+from atriumseg.pipeline.io import writing
+from atriumseg.pipeline.io.volumes import read_image
 from atriumseg.synthetic import make_affine, synthetic_case
 
 SAGITTAL = ((0, 1, 0), (0, 0, -1))  # LPS row and column cosines
@@ -94,28 +100,47 @@ def test_dicom_seg_of_a_non_dicom_input_fails_with_the_reason(tmp_path: Path, mo
     assert all(row[k] == "" for k in (*IDENTIFIERS, "bsa_m2", "lavi_ml_m2"))
 
 
-def test_patients_csv_overrides_the_dicom_tags_and_an_absurd_height_leaves_lavi_empty(
-    tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    inputs = [write_series(tmp_path / "in" / name, *SAGITTAL) for name in ("a", "b", "c")]
-    patients = tmp_path / "patients.csv"
-    patients.write_text("case,height_cm,weight_kg\na,180,81\nb,17.5,70\n")
-    with caplog.at_level(logging.INFO):
-        assert segment(inputs, tmp_path / "out", model_folder, "--patients", str(patients)) == EXIT_OK
-    rows = report_rows(tmp_path / "out")
-    assert (rows["a"]["height_cm"], rows["a"]["weight_kg"], rows["a"]["bsa_m2"]) == ("180.0", "81.0", "2.0125")
-    assert float(rows["a"]["lavi_ml_m2"]) == pytest.approx(float(rows["a"]["volume_ml"]) / 2.0125, abs=2e-4)
-    assert all(rows["b"][k] == "" for k in ("height_cm", "weight_kg", "bsa_m2", "lavi_ml_m2"))
-    reasons = [r.getMessage() for r in caplog.records if r.getMessage().startswith("b: no BSA or LAVI")]
-    assert len(reasons) == 1 and "height 17.5 cm is outside the plausible 50-250 cm" in reasons[0]
-    assert float(rows["c"]["bsa_m2"]) == BSA_175_CM_70_KG  # not listed: its DICOM tags
+def _case_file(folder: Path, name: str = "p7") -> Path:
+    shape = (36, 38, 24)
+    case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5), "RAS", (5, 0, 0)), seed=7)
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_nifti(folder / f"{name}.nii.gz", case.image, case.affine)
 
 
-def test_anonymous_leaves_the_identifiers_out_but_keeps_the_volume_index(tmp_path: Path, model_folder: Path) -> None:
-    folder = write_series(tmp_path / "study", *SAGITTAL)
-    assert segment([folder], tmp_path / "out", model_folder, "--anonymous") == EXIT_OK
-    row = report_rows(tmp_path / "out")["study"]
-    assert all(row[k] == "" for k in IDENTIFIERS)
-    assert float(row["bsa_m2"]) == BSA_175_CM_70_KG
-    cases = json.loads((tmp_path / "out" / "report.json").read_text())["cases"]
-    assert all(cases[0][k] == "" for k in IDENTIFIERS)
+def test_the_record_says_interrupted_while_the_outputs_are_written(tmp_path: Path, segmenter, monkeypatch) -> None:
+    source, out, seen = _case_file(tmp_path / "in"), tmp_path / "out", []
+    real_save = writing.save_nifti
+
+    def save(image, path, gzip):
+        seen.append(read_record(out, "p7"))
+        real_save(image, path, gzip)
+
+    monkeypatch.setattr(writing, "save_nifti", save)
+    run_batch(segmenter, [source], BatchOptions(output=out, show_progress=False, mesh="stl"))
+    (during,) = seen
+    assert (during.status, during.reason) == ("failed", INTERRUPTED)
+    assert during.output == str(out.absolute() / "p7.nii.gz")
+    assert during.extra_outputs == (str(out.absolute() / "p7.stl"),)
+    final = read_record(out, "p7")
+    assert final.status == "ok" and final.reason == "" and Path(final.extra_outputs[0]).is_file()
+
+
+@pytest.mark.parametrize("mesh_format", [None, "obj"])
+def test_the_surface_is_meshed_once(tmp_path: Path, segmenter, monkeypatch, mesh_format) -> None:
+    calls = []
+    real = mesh_module.mesh
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("frame", "RAS"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mesh_module, "mesh", counting)
+    monkeypatch.setattr(measure_module, "mesh", counting)
+    source = _case_file(tmp_path / "in")
+    options = BatchOptions(output=tmp_path / "out", show_progress=False, mesh=mesh_format, mesh_frame="LPS")
+    (result,) = run_batch(segmenter, [source], options).results
+    assert len(calls) == 1, calls
+    volume = read_image(source)
+    expected = measure_module.measure(np.asarray(nib.load(result.output).dataobj), volume.tensor.affine.numpy())
+    assert result.surface_area_mm2 == pytest.approx(expected.surface_area_mm2, rel=1e-9)
+    assert result.volume_ml == pytest.approx(expected.volume_ml, rel=1e-12)

@@ -1,4 +1,4 @@
-"""Finding the cases: list files as Excel writes them, folders with pipes and symlink loops, output names."""
+"""Finding the cases: list files as Excel writes them, folders with pipes, symlink loops and DICOM series."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import write_nifti
+from helpers import write_dicom_series, write_nifti
 
-from atriumseg.pipeline.batch.inputs import InputCase, discover, read_list
-from atriumseg.pipeline.batch.plan import case_outputs
-from atriumseg.pipeline.io.volumes import ImageReadError, case_name, read_image
+from atriumseg.pipeline.batch.inputs import discover, read_list
+from atriumseg.pipeline.io.volumes import ImageReadError, read_image
+from atriumseg.synthetic import make_affine, synthetic_case
 
 
 @contextmanager
@@ -87,21 +87,14 @@ def test_symlink_loops_end_and_each_folder_is_visited_once(tmp_path: Path) -> No
         assert strays == []
 
 
-@pytest.mark.parametrize(
-    "file_name, fmt, case, suffix",
-    [
-        ("exam_T1_3.0mm.nii.gz", "nii.gz", "exam_T1_3.0mm", ".nii.gz"),
-        ("exam_T1_3.5mm.nii", "same", "exam_T1_3.5mm", ".nii"),
-        ("scan 2 (repeat).v1.nrrd", "same", "scan 2 (repeat).v1", ".nrrd"),
-        ("Übung.ßé.mhd", "same", "Übung.ßé", ".mha"),
-        ("Übung.ßé.MHD", "nii.gz", "Übung.ßé", ".nii.gz"),
-    ],
-)
-def test_every_output_name_appends_to_the_case_name(
-    tmp_path: Path, file_name: str, fmt: str, case: str, suffix: str
-) -> None:
-    assert case_name(tmp_path / file_name) == case
-    outputs = case_outputs(InputCase(case, tmp_path / file_name), tmp_path, fmt, probabilities=True, mesh="stl",
-                           qc=True)
-    assert outputs.all() == [tmp_path / f"{case}{suffix}", tmp_path / f"{case}_probabilities{suffix}",
-                             tmp_path / f"{case}.stl", tmp_path / "qc" / f"{case}.png"]
+def test_discover_names_each_dicom_series_and_skips_strays(tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    shape = (36, 38, 24)
+    a, b = (synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5), "LPS"), seed=s) for s in (60, 61))
+    write_dicom_series(study / "exam", a.image, a.affine, uid="1.2.3.4.1", prefix="a_")
+    write_dicom_series(study / "exam", b.image, b.affine, uid="1.2.3.4.2", prefix="b_")
+    (study / "readme.txt").write_text("x")
+    cases, strays = discover([study])
+    assert sorted(c.series_uid for c in cases) == ["1.2.3.4.1", "1.2.3.4.2"]
+    assert len({c.name for c in cases}) == 2 and all(c.name.startswith("exam_") for c in cases)
+    assert [s.path.name for s in strays] == ["readme.txt"]

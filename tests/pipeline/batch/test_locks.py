@@ -1,4 +1,5 @@
-"""Batch runs as real processes: killed with SIGKILL mid-write, two at once on one folder, a FIFO among the inputs."""
+"""Per-case locks: one process at a time on a case, never a stale lock; batch runs as real processes, killed
+with SIGKILL mid-write, two at once on one folder, a FIFO among the inputs."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 from helpers import write_nifti
 
+from atriumseg.pipeline.batch.locks import LOCKS, CaseBusy, lock_case
 from atriumseg.pipeline.batch.options import BatchOptions
 from atriumseg.pipeline.batch.report import INTERRUPTED, RECORDS, collect, is_complete, rebuild_report
 from atriumseg.pipeline.batch.runner import run_batch
@@ -44,6 +47,31 @@ def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> No
         time.sleep(0.05)
 
 
+def test_a_lock_is_exclusive_names_its_holder_and_leaves_no_file(tmp_path: Path) -> None:
+    lock = lock_case(tmp_path, "p1")
+    path = tmp_path / LOCKS / "p1.lock"
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    with pytest.raises(CaseBusy, match=f"being processed by PID {os.getpid()}"):
+        lock_case(tmp_path, "p1")
+    other = lock_case(tmp_path, "p2")
+    lock.release()
+    lock.release()  # idempotent
+    assert not path.exists()
+    again = lock_case(tmp_path, "p1")
+    again.release()
+    other.release()
+    assert list((tmp_path / LOCKS).iterdir()) == []
+
+
+def test_the_lock_file_a_dead_process_left_is_taken_again(tmp_path: Path) -> None:
+    path = tmp_path / LOCKS / "p1.lock"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"pid": 999999999, "host": "elsewhere"}))  # no flock is held on it
+    lock = lock_case(tmp_path, "p1")
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    lock.release()
+
+@pytest.mark.slow
 def test_kill_9_while_writing_a_record_leaves_a_truthful_report_and_a_rerun_finishes_the_case(
     tmp_path: Path, model_folder: Path, segmenter
 ) -> None:
@@ -72,6 +100,7 @@ def test_kill_9_while_writing_a_record_leaves_a_truthful_report_and_a_rerun_fini
     assert not list(out.rglob(".tmp-*")) and not list((out / ".atriumseg" / "locks").glob("*.lock"))
 
 
+@pytest.mark.slow
 def test_two_processes_on_the_same_batch_share_the_cases_and_never_fail_each_other(
     tmp_path: Path, model_folder: Path
 ) -> None:
@@ -96,7 +125,7 @@ def test_two_processes_on_the_same_batch_share_the_cases_and_never_fail_each_oth
     segmented = sorted(name for run in runs for name in run["segmented"])
     assert segmented == cases, f"each case must be segmented exactly once, got {segmented}"
     busy = []
-    for run, other in zip(runs, runs[::-1]):
+    for run, other in zip(runs, runs[::-1], strict=True):
         for case, (status, reason) in run["results"].items():
             assert status in ("ok", "skipped"), (case, status, reason)
             if status == "skipped":
@@ -108,6 +137,7 @@ def test_two_processes_on_the_same_batch_share_the_cases_and_never_fail_each_oth
     assert rebuilds > 0
 
 
+@pytest.mark.slow
 def test_a_fifo_among_the_inputs_never_blocks_the_run(tmp_path: Path, model_folder: Path) -> None:
     study = _study(tmp_path / "in", range(90, 91))
     os.mkfifo(study / "pipe.nii.gz")

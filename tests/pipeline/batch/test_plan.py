@@ -1,20 +1,24 @@
-"""Where a batch writes: never over an input, never reading its own outputs back, one name per case, and a
-clean end when the output folder cannot be written."""
+"""The plan of a run: outputs never over an input, never read back as inputs, one name per case; reruns finish
+what is incomplete and never redo what is complete; records that cannot be read never break a run."""
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
 import pytest
 from helpers import write_dicom_series, write_itk, write_nifti
 
+from atriumseg.pipeline.analysis import mesh
 from atriumseg.pipeline.batch import report
+from atriumseg.pipeline.batch.inputs import InputCase
+from atriumseg.pipeline.batch.locks import lock_case
 from atriumseg.pipeline.batch.options import BatchOptions
-from atriumseg.pipeline.batch.report import RECORDS, collect
+from atriumseg.pipeline.batch.plan import case_outputs
+from atriumseg.pipeline.batch.report import RECORDS, CaseResult, collect, is_complete, rebuild_report, record_path
 from atriumseg.pipeline.batch.runner import run_batch
-from atriumseg.pipeline.io import writing
+from atriumseg.pipeline.batch.segment import segment_case
+from atriumseg.pipeline.io.names import case_name
 from atriumseg.pipeline.io.writing import OutputFolderError, check_output_folder
 from atriumseg.synthetic import make_affine, synthetic_case
 
@@ -116,51 +120,111 @@ def test_an_unusable_output_folder_is_refused_before_any_work(tmp_path: Path, se
     assert check_output_folder(tmp_path / "new" / "masks").is_dir()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_output_folder_is_refused(tmp_path: Path) -> None:
-    folder = tmp_path / "ro"
+@pytest.fixture()
+def study(tmp_path: Path) -> Path:
+    folder = tmp_path / "study"
     folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        with pytest.raises(OutputFolderError, match="cannot write into the output folder"):
-            check_output_folder(folder)
-    finally:
-        folder.chmod(0o755)
+    for seed in (41, 42, 43):
+        case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS", (5, 0, 0)), seed=seed)
+        write_nifti(folder / f"p{seed}.nii.gz", case.image, case.affine)
+    return folder
 
 
-def test_a_full_disk_ends_the_run_with_the_records_it_could_write_and_no_half_file(
-    tmp_path: Path, segmenter, monkeypatch: pytest.MonkeyPatch
+class Counting(list):
+    """The per-case step of a run, noting the name of each case it sends through the network, in order."""
+
+    def __call__(self, segmenter, planned, volume, options):
+        self.append(planned.case.name)
+        return segment_case(segmenter, planned, volume, options)
+
+
+def _run_study(segmenter, study: Path, out: Path, segment=segment_case, **options) -> dict[str, CaseResult]:
+    outcome = run_batch(segmenter, [study], BatchOptions(output=out, show_progress=False, **options), segment=segment)
+    return {r.case: r for r in outcome.results}
+
+
+def test_a_case_that_failed_after_its_mask_was_written_is_finished_by_the_rerun(
+    study: Path, tmp_path: Path, segmenter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study = tmp_path / "in"
-    for seed in (31, 32, 33, 34):
-        _nifti(study / f"p{seed}.nii.gz", seed)
-    out, full = tmp_path / "out", []
-    real_save, real_write = writing.save_nifti, report.write_atomically
+    out, real_save = tmp_path / "out", mesh.save_mesh
 
-    def save_until_full(image, path, gzip):
-        if "p32" in Path(path).name:
-            full.append(True)
-        if full:
-            Path(path).write_bytes(b"half a ma")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_save(image, path, gzip)
+    def broken_for_p42(surface, path, overwrite=False):
+        if Path(path).name == "p42.stl":
+            raise OSError("mesh device error")
+        return real_save(surface, path, overwrite)
 
-    def write_unless_full(path, write):
-        if full:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(path, write)
+    monkeypatch.setattr(mesh, "save_mesh", broken_for_p42)
+    first = _run_study(segmenter, study, out, mesh="stl")
+    assert first["p42"].status == "failed" and "mesh device error" in first["p42"].reason
+    assert (out / "p42.nii.gz").is_file() and not (out / "p42.stl").exists()
+    monkeypatch.setattr(mesh, "save_mesh", real_save)
+    second = _run_study(segmenter, study, out, mesh="stl")
+    assert second["p42"].status == "ok" and second["p42"].volume_ml > 0, second["p42"]
+    assert (out / "p42.stl").is_file() and all(is_complete(r) for r in collect(out))
 
-    monkeypatch.setattr(writing, "save_nifti", save_until_full)
-    monkeypatch.setattr(report, "write_atomically", write_unless_full)
-    outcome = run_batch(segmenter, [study], BatchOptions(output=out, show_progress=False, workers=1))
-    assert "No space left on device" in outcome.output_error and not outcome.interrupted
-    results = {r.case: r.status for r in outcome.results}
-    assert results["p31"] == "ok" and results["p32"] == "failed", results
-    assert all(results.get(c, "failed") == "failed" for c in ("p33", "p34")), results  # not started, or failed
-    assert [r.case for r in collect(out) if r.status == "ok"] == ["p31"]
-    assert not list(out.rglob(".tmp-*")) and not (out / "p32.nii.gz").exists()
 
-    monkeypatch.undo()  # space freed: the rerun finishes the rest, p31 stays done
-    again = run_batch(segmenter, [study], BatchOptions(output=out, show_progress=False))
-    assert again.output_error == "" and [r.status for r in again.results] == ["ok"] * 4
-    assert sorted(p.name for p in (out / RECORDS).iterdir()) == [f"p{s}.json" for s in (31, 32, 33, 34)]
+def test_a_rerun_redoes_exactly_the_incomplete_cases(study: Path, tmp_path: Path, segmenter) -> None:
+    out, segmented = tmp_path / "out", Counting()
+    _run_study(segmenter, study, out, segmented, probabilities=True)
+    assert segmented == ["p41", "p42", "p43"]
+    (out / "p42_probabilities.nii.gz").unlink()  # an output the record lists is gone
+    record_path(out, "p43").write_text('{"case": "p43", "stat')  # a record cut short
+    segmented.clear()
+    again = _run_study(segmenter, study, out, segmented, probabilities=True)
+    assert segmented == ["p42", "p43"], "complete cases must not be redone, incomplete ones must be"
+    assert all(again[c].status == "ok" and again[c].reason == "" for c in again), again
+    assert (out / "p42_probabilities.nii.gz").is_file() and all(is_complete(r) for r in collect(out))
+    segmented.clear()
+    assert [r.status for r in _run_study(segmenter, study, out, segmented, probabilities=True).values()] == ["ok"] * 3
+    assert segmented == []
+
+
+def test_unreadable_and_temporary_records_never_break_a_report(study: Path, tmp_path: Path, segmenter) -> None:
+    out = tmp_path / "out"
+    _run_study(segmenter, study, out)
+    records = out / RECORDS
+    (records / ".tmp-0badc0de-999999-abcd1234-p41.json").write_text("")  # a writer killed mid-write
+    stale = records / ".tmp-12345678-p42.json"  # an older temporary name, untouched for two hours
+    stale.write_text('{"case": ')
+    os.utime(stale, (stale.stat().st_mtime - 7200,) * 2)
+    record_path(out, "junk").write_bytes(b"\xff\xfe not json")
+    record_path(out, "list").write_text("[1, 2]")
+    results = rebuild_report(out)
+    assert [(r.case, r.status) for r in results] == [("p41", "ok"), ("p42", "ok"), ("p43", "ok")]
+    assert not stale.exists(), "a stale temporary record was left"
+
+
+def test_a_case_locked_by_another_process_is_skipped_and_its_record_left_alone(
+    study: Path, tmp_path: Path, segmenter
+) -> None:
+    out = tmp_path / "out"
+    lock = lock_case(out, "p42")
+    try:
+        results = _run_study(segmenter, study, out)
+    finally:
+        lock.release()
+    assert results["p42"].status == "skipped"
+    assert results["p42"].reason.endswith(f"being processed by PID {os.getpid()}"), results["p42"].reason
+    assert not record_path(out, "p42").exists() and not (out / "p42.nii.gz").exists()
+    assert results["p41"].status == results["p43"].status == "ok"
+    assert _run_study(segmenter, study, out)["p42"].status == "ok"
+
+
+@pytest.mark.parametrize(
+    "file_name, fmt, case, suffix",
+    [
+        ("exam_T1_3.0mm.nii.gz", "nii.gz", "exam_T1_3.0mm", ".nii.gz"),
+        ("exam_T1_3.5mm.nii", "same", "exam_T1_3.5mm", ".nii"),
+        ("scan 2 (repeat).v1.nrrd", "same", "scan 2 (repeat).v1", ".nrrd"),
+        ("Übung.ßé.mhd", "same", "Übung.ßé", ".mha"),
+        ("Übung.ßé.MHD", "nii.gz", "Übung.ßé", ".nii.gz"),
+    ],
+)
+def test_every_output_name_appends_to_the_case_name(
+    tmp_path: Path, file_name: str, fmt: str, case: str, suffix: str
+) -> None:
+    assert case_name(tmp_path / file_name) == case
+    outputs = case_outputs(InputCase(case, tmp_path / file_name), tmp_path, fmt, probabilities=True, mesh="stl",
+                           qc=True)
+    assert outputs.all() == [tmp_path / f"{case}{suffix}", tmp_path / f"{case}_probabilities{suffix}",
+                             tmp_path / f"{case}.stl", tmp_path / "qc" / f"{case}.png"]

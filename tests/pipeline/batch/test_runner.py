@@ -45,10 +45,12 @@ def _good_inputs(folder: Path) -> dict[str, Path]:
         "lps": write_nifti(folder / "lps.nii.gz", c.image, c.affine),
         "nan_voxels": write_nifti(folder / "nan_voxels.nii.gz", nan_image, nan_case.affine),
         "float64": write_nifti(folder / "float64.nii", _case(4).image.astype(np.float64), _case(4).affine),
-        "uint8": write_nifti(folder / "uint8.nii.gz", (_case(5).image / 10).clip(0, 255).astype(np.uint8), _case(5).affine),
+        "uint8": write_nifti(folder / "uint8.nii.gz", (_case(5).image / 10).clip(0, 255).astype(np.uint8),
+                             _case(5).affine),
         "int16": write_itk(folder / "int16.nrrd", _case(6).image.astype(np.int16), _case(6).affine),
         "odd_size": write_itk(folder / "odd_size.mha", _case(7, (37, 53, 29)).image, _case(7, (37, 53, 29)).affine),
-        "few_slices": write_nifti(folder / "few_slices.nii.gz", _case(8, (41, 43, 3)).image, _case(8, (41, 43, 3)).affine),
+        "few_slices": write_nifti(folder / "few_slices.nii.gz", _case(8, (41, 43, 3)).image,
+                                  _case(8, (41, 43, 3)).affine),
         "constant": write_nifti(folder / "constant.nii.gz", np.full(SHAPE, 300, np.float32), np.eye(4)),
         "no_qform_sform": folder / "no_qform_sform.nii.gz",
         "dicom_study": write_dicom_series(folder / "dicom_study", dcm.image / dcm.image.max() * 2000, dcm.affine),
@@ -133,7 +135,8 @@ def test_mixed_folder_every_case_reported_and_rerun_changes_nothing(study, tmp_p
     assert not list(out.rglob(".tmp-*"))
     assert _snapshot(folder) == inputs_before, "inputs were modified"
 
-    outputs_before = {k: v for k, v in _snapshot(out).items() if "/.atriumseg/" not in k and "report" not in k and "index.html" not in k}
+    outputs_before = {k: v for k, v in _snapshot(out).items()
+                      if "/.atriumseg/" not in k and "report" not in k and "index.html" not in k}
     assert main(args) == EXIT_CASE_FAILED
     outputs_after = {k: v for k, v in _snapshot(out).items() if k in outputs_before}
     assert outputs_after == outputs_before
@@ -149,7 +152,8 @@ def test_all_good_gives_exit_zero_and_report(tmp_path: Path, model_folder: Path)
     listing = tmp_path / "cases.csv"
     listing.write_text("path,comment\nin/p21.nii.gz,first\nin/p22.nii.gz,second\n")
     out = tmp_path / "out"
-    assert main(["segment", "--list", str(listing), "--output", str(out), "--model", str(model_folder), "--quiet"]) == EXIT_OK
+    args = ["segment", "--list", str(listing), "--output", str(out), "--model", str(model_folder), "--quiet"]
+    assert main(args) == EXIT_OK
     assert sorted(r.case for r in collect(out)) == ["p21", "p22"]
 
 
@@ -211,24 +215,13 @@ def test_shards_cover_every_case_exactly_once(tmp_path: Path, model_folder: Path
     assert sorted(sum(shares, [])) == sorted(c.name for c in cases)
     out = tmp_path / "out"
     for i in range(3):
-        args = ["segment", str(folder), "--output", str(out), "--model", str(model_folder), "--quiet", "--shard", f"{i}/3"]
+        args = ["segment", str(folder), "--output", str(out), "--model", str(model_folder), "--quiet",
+                "--shard", f"{i}/3"]
         assert main(args) == EXIT_OK
     assert main(["report", str(out)]) == EXIT_OK
     report = json.loads((out / "report.json").read_text())
     assert sorted(r["case"] for r in report["cases"]) == sorted(c.name for c in cases)
     assert report["totals"]["ok"] == len(cases) == 7
-
-
-def test_discover_names_each_dicom_series_and_skips_strays(tmp_path: Path) -> None:
-    study = tmp_path / "study"
-    a, b = _case(60, codes="LPS"), _case(61, codes="LPS")
-    write_dicom_series(study / "exam", a.image, a.affine, uid="1.2.3.4.1", prefix="a_")
-    write_dicom_series(study / "exam", b.image, b.affine, uid="1.2.3.4.2", prefix="b_")
-    (study / "readme.txt").write_text("x")
-    cases, strays = discover([study])
-    assert sorted(c.series_uid for c in cases) == ["1.2.3.4.1", "1.2.3.4.2"]
-    assert len({c.name for c in cases}) == 2 and all(c.name.startswith("exam_") for c in cases)
-    assert [s.path.name for s in strays] == ["readme.txt"]
 
 
 def _patched_nifti(path: Path, array: np.ndarray, affine: np.ndarray, patches: list[tuple[int, str, tuple]]) -> Path:

@@ -52,7 +52,8 @@ def test_a_usable_sform_is_what_inference_reads(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("shape", "phrase"),
-    [((1, 30, 30, 1), "2D image"), ((2, 30, 30, 20), "4D image holding 2 volumes"), ((1, 0, 30, 20), "image has no voxels"),
+    [((1, 30, 30, 1), "2D image"), ((2, 30, 30, 20), "4D image holding 2 volumes"),
+     ((1, 0, 30, 20), "image has no voxels"),
      ((1, 30, 10, 10), "too small"), ((1, 30, 30, 20, 2), "4 spatial dimensions")],
 )
 def test_what_cannot_be_segmented_is_refused_with_the_reason(shape: tuple[int, ...], phrase: str) -> None:

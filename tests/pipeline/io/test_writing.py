@@ -1,0 +1,99 @@
+"""Writing outputs: never half a file, an existing file kept unless asked, an unusable folder refused up front,
+temporary files of dead writers (and only those) cleaned up."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from atriumseg.pipeline.io import writing
+from atriumseg.pipeline.io.writing import (
+    OutputFolderError,
+    check_output_folder,
+    is_stale,
+    remove_stale_temporaries,
+    temporary_path,
+    write_atomically,
+    write_image,
+)
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "report.csv"
+    target.write_text("old")
+
+    def half(tmp: Path) -> None:
+        tmp.write_text("half a fi")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, half)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.csv"]
+    write_atomically(target, lambda tmp: tmp.write_text("new"))
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["report.csv"]
+
+
+@pytest.mark.parametrize("name", ["mask.nii.gz", "mask.nii", "mask.mha"])
+def test_an_existing_mask_is_kept_unless_overwrite(tmp_path: Path, name: str) -> None:
+    mask = np.zeros((8, 9, 10), np.uint8)
+    mask[2:5, 3:6, 4:7] = 1
+    image = nib.Nifti1Image(mask, np.diag([1.5, 1.5, 2.0, 1.0]))
+    if name.endswith(".mha"):
+        import SimpleITK as sitk
+
+        image = sitk.GetImageFromArray(mask.transpose(2, 1, 0))
+    target = tmp_path / name
+    target.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_image(image, target)
+    assert target.read_bytes() == b"keep me"
+    write_image(image, target, overwrite=True)
+    if name.endswith(".mha"):
+        import SimpleITK as sitk
+
+        back = sitk.GetArrayFromImage(sitk.ReadImage(str(target))).transpose(2, 1, 0)
+    else:
+        back = np.asanyarray(nib.load(target).dataobj)
+    np.testing.assert_array_equal(back, mask)
+
+
+def test_an_output_folder_is_created_or_refused_with_the_reason(tmp_path: Path) -> None:
+    assert check_output_folder(tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputFolderError, match="exists and is not a folder"):
+        check_output_folder(tmp_path / "file")
+    with pytest.raises(OutputFolderError, match="cannot create the output folder"):
+        check_output_folder(tmp_path / "file" / "masks")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "file"]
+
+
+def test_only_temporaries_of_dead_writers_are_stale(tmp_path: Path) -> None:
+    mine = temporary_path(tmp_path / "report.csv")
+    mine.write_text("being written")
+    dead = tmp_path / mine.name.replace(f"-{os.getpid()}-", "-999999999-")
+    dead.write_text("left by a dead process")
+    other_machine = tmp_path / ".tmp-0badc0de-12-abcd1234-x.json"
+    other_machine.write_text("fresh")
+    old = tmp_path / ".tmp-12345678-x.json"  # an earlier version's name
+    old.write_text("old")
+    os.utime(old, (time.time() - 2 * writing.STALE_AFTER_S,) * 2)
+    keep = tmp_path / "notes.txt"
+    keep.write_text("not ours")
+    assert [is_stale(p) for p in (mine, dead, other_machine, old, keep)] == [False, True, False, True, False]
+    assert sorted(p.name for p in remove_stale_temporaries(tmp_path)) == sorted([dead.name, old.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other_machine.name, keep.name])
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(OutputFolderError, match="cannot write into the output folder"):
+            check_output_folder(folder)
+    finally:
+        folder.chmod(0o755)
