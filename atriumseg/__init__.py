@@ -22,6 +22,7 @@ _PUBLIC = {
     "Segmenter": "atriumseg.pipeline.inference.segmenter",
     "Segmentation": "atriumseg.pipeline.inference.segmenter",
     "run_batch": "atriumseg.pipeline.batch.runner",
+    "process_input": "atriumseg.pipeline.batch.case",
     "BatchOptions": "atriumseg.pipeline.batch.options",
     "evaluate": "atriumseg.pipeline.evaluation.evaluate",
     "train": "atriumseg.pipeline.training.trainer",

@@ -14,15 +14,15 @@ import torch
 from monai.data import MetaTensor
 
 from atriumseg.pipeline.analysis.body_size import BodySize, body_size_index
-from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.analysis.measure import Measurements
 from atriumseg.pipeline.analysis.measure import measure as measure_array
 from atriumseg.pipeline.analysis.mesh import Mesh
 from atriumseg.pipeline.analysis.mesh import mesh as mesh_array
+from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.io.geometry import ItkGeometry, NiftiGeometry
+from atriumseg.pipeline.io.readers import SimpleITKReader
 from atriumseg.pipeline.io.volumes import Volume, check_volume, read_image
 from atriumseg.pipeline.io.writing import write_image
-from atriumseg.pipeline.io.readers import SimpleITKReader
 from atriumseg.transforms.axcodes import validate_axcodes
 
 log = logging.getLogger(__name__)

@@ -49,7 +49,8 @@ def write_itk(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
 
 
 def write_dicom_series(
-    folder: Path, array: np.ndarray, affine: np.ndarray, uid: str = "1.2.826.0.1.3680043.2.1125.1", prefix: str = "slice_"
+    folder: Path, array: np.ndarray, affine: np.ndarray, uid: str = "1.2.826.0.1.3680043.2.1125.1",
+    prefix: str = "slice_",
 ) -> Path:
     """Save an int16 DICOM MR series, one file ``PREFIXkkk.dcm`` per slice of the third axis."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,9 @@ def ellipsoid_mask(spacing, codes, rotation) -> tuple[np.ndarray, np.ndarray]:
 
 
 __all__ = [
-    "STANDIN_CARD", "standin_model", "standin_network", "CENTRE", "ELLIPSOID_GRIDS", "ROTATION", "SEMI_AXES", "SHAPE", "ellipsoid_mask", "SyntheticCase", "dice", "itk_image", "tiny_config", "train", "write_dicom_series", "write_itk", "SERIES_GRID", "SERIES_SPACING",
+    "STANDIN_CARD", "standin_model", "standin_network", "CENTRE", "ELLIPSOID_GRIDS", "ROTATION", "SEMI_AXES",
+    "SHAPE", "ellipsoid_mask", "SyntheticCase", "dice", "itk_image", "tiny_config", "train", "write_dicom_series",
+    "write_itk", "SERIES_GRID", "SERIES_SPACING",
     "SERIES_UID", "series_ground_truth", "frame_points", "write_series", "placed_frames",
     "write_msd_dataset", "write_nifti",
 ]
@@ -205,7 +208,8 @@ def write_series(
     folder: Path, row_cosine, column_cosine, spacing=SERIES_SPACING, reverse: bool = False, drop: tuple[str, ...] = (),
     **tags: object,
 ) -> Path:
-    """An MR series on ``SERIES_GRID`` centred at (10, -20, 35) LPS, one file per slice, the image being the ground truth.
+    """An MR series on ``SERIES_GRID`` centred at (10, -20, 35) LPS, one file per slice, the image being the ground
+    truth.
 
     Slices step along row x column; with ``reverse`` the file names and InstanceNumbers run the other way.
     Keyword ``tags`` override the patient's and study's; ``drop`` leaves attributes out.

@@ -45,16 +45,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="mask format: nii.gz, the input's own format (same; DICOM series give nii.gz), or dicom-seg: "
         "one DICOM Segmentation CASE.seg.dcm per DICOM series, on the series' own grid (other inputs fail)",
     )
-    p.add_argument(
-        "--patients", dest="patients_csv", type=Path, default=None, metavar="FILE",
-        help="CSV with case,height_cm,weight_kg: overrides DICOM PatientSize/PatientWeight for the BSA and "
-        "LA volume index (bsa_m2, lavi_ml_m2) of the report",
-    )
-    p.add_argument(
-        "--anonymous", action="store_true",
-        help="leave patient_id, study_uid, series_uid, accession_number, series_description out of the report "
-        "(a DICOM SEG still carries the source's patient and study)",
-    )
     p.add_argument("--overwrite", action="store_true", help="replace existing masks (default: keep them)")
     p.add_argument(
         "--no-focus", action="store_true", default=False,
@@ -62,6 +52,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         "then segment only its in-plane box on the slab of slices that holds it; the mask is all but the same)",
     )
     p.add_argument("--qc", action="store_true", help="write a QC picture per case and qc/index.html")
+    _add_extra_outputs(p)
+    _add_report_options(p)
+    p.add_argument("--workers", type=options.positive_int, help="cases read ahead in background threads")
+    p.add_argument(
+        "--shard", type=_shard, metavar="I/N",
+        help="process only shard I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/N; shards share one output folder",
+    )
+    p.set_defaults(run=run)
+
+
+def _add_extra_outputs(p: argparse.ArgumentParser) -> None:
+    """What a case may write or measure beside its mask."""
     p.add_argument(
         "--probabilities", action="store_true",
         help="also write the probability map (float32, input geometry) as NAME_probabilities.EXT",
@@ -76,12 +78,20 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--mesh-frame", choices=MESH_FRAMES,
         help="world frame of mesh coordinates: RAS (NIfTI, nibabel) or LPS (DICOM, ITK, 3D Slicer files)",
     )
-    p.add_argument("--workers", type=options.positive_int, help="cases read ahead in background threads")
+
+
+def _add_report_options(p: argparse.ArgumentParser) -> None:
+    """What the report says of each case's patient."""
     p.add_argument(
-        "--shard", type=_shard, metavar="I/N",
-        help="process only shard I of N (0-based), e.g. $SLURM_ARRAY_TASK_ID/N; shards share one output folder",
+        "--patients", dest="patients_csv", type=Path, default=None, metavar="FILE",
+        help="CSV with case,height_cm,weight_kg: overrides DICOM PatientSize/PatientWeight for the BSA and "
+        "LA volume index (bsa_m2, lavi_ml_m2) of the report",
     )
-    p.set_defaults(run=run)
+    p.add_argument(
+        "--anonymous", action="store_true",
+        help="leave patient_id, study_uid, series_uid, accession_number, series_description out of the report "
+        "(a DICOM SEG still carries the source's patient and study)",
+    )
 
 
 def _inputs(args: argparse.Namespace) -> list[str | Path]:
