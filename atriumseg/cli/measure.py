@@ -20,7 +20,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.analysis.measure import measure_file, write_measurements_csv
-    from atriumseg.pipeline.io.volumes import ImageReadError, case_name
+    from atriumseg.pipeline.io.names import case_name
+    from atriumseg.pipeline.io.volumes import ImageReadError
 
     rows, failed = [], 0
     for path in args.masks:

@@ -117,7 +117,7 @@ def _batch_options(args: argparse.Namespace) -> BatchOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.batch.report import FAILED, summary_table
+    from atriumseg.pipeline.batch.report import FAILED, QC_INDEX, summary_table
     from atriumseg.pipeline.batch.runner import run_batch
     from atriumseg.pipeline.io.writing import OutputFolderError, check_output_folder
 
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if outcome.output_error:
         log.error("run ended early: %s (the records written so far are kept; rerun to finish)", outcome.output_error)
         return EXIT_CASE_FAILED
-    qc = f", QC: {batch.output / 'qc' / 'index.html'}" if batch.qc else ""
+    qc = f", QC: {batch.output / QC_INDEX}" if batch.qc else ""
     print(f"report: {batch.output / 'report.csv'}{qc}")
     if outcome.interrupted:
         return EXIT_INTERRUPTED
