@@ -1,7 +1,7 @@
 """One input segmented exactly as ``atriumseg segment`` segments it: the same outputs, records and report rows.
 
-The batch runner is the one place that knows what a case writes; the service hands it one input at a time
-with the model it keeps loaded.
+The batch package is the one place that knows what a case writes; the service hands its public per-case seam
+(:func:`~atriumseg.pipeline.batch.case.process_input`) one input at a time, with the model it keeps loaded.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from atriumseg.pipeline.batch.case import process_input
 from atriumseg.pipeline.batch.options import DICOM_SEG, BatchOptions
 from atriumseg.pipeline.batch.report import CaseResult
-from atriumseg.pipeline.batch.runner import run_batch
 from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.pipeline.io.writing import OutputFolderError
 from atriumseg.pipeline.serve.options import ServeOptions
 
 
@@ -24,7 +25,10 @@ class OutputUnusable(OSError):
 def segment_input(segmenter: Segmenter, path: Path, options: BatchOptions) -> list[CaseResult]:
     """Segment one file or folder into ``options.output`` with an already loaded model; one result per case found
     (a DICOM folder may hold several series). Raises :class:`OutputUnusable` when OUT cannot be written."""
-    outcome = run_batch(segmenter, [path], replace(options, show_progress=False, workers=1))
+    try:
+        outcome = process_input(path, segmenter, replace(options, show_progress=False))
+    except OutputFolderError as err:
+        raise OutputUnusable(str(err)) from err
     if outcome.output_error:
         raise OutputUnusable(outcome.output_error)
     return outcome.results
