@@ -27,10 +27,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def device(pytestconfig: pytest.Config) -> torch.device:
-    """The device the device tests run on: ``--device``, else ``$ATRIUMSEG_TEST_DEVICE``, else cpu."""
-    name = pytestconfig.getoption("--device") or os.environ.get(DEVICE_VARIABLE) or "cpu"
+def chosen_device(config: pytest.Config) -> torch.device:
+    """``--device``, else ``$ATRIUMSEG_TEST_DEVICE``, else cpu; a name of no cpu or cuda device is a usage error."""
+    name = config.getoption("--device") or os.environ.get(DEVICE_VARIABLE) or "cpu"
     refusal = f"--device / {DEVICE_VARIABLE} {name!r} is not a device the tests run on; use cpu, cuda or cuda:N"
     try:
         chosen = torch.device(name)
@@ -38,6 +37,18 @@ def device(pytestconfig: pytest.Config) -> torch.device:
         raise pytest.UsageError(refusal) from err
     if chosen.type not in ("cpu", "cuda"):
         raise pytest.UsageError(refusal)
+    return chosen
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen_device(config)  # refuse a bad name before collecting anything
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig: pytest.Config) -> torch.device:
+    """The device the device tests run on; skips them when it is a GPU that torch does not see."""
+    chosen = chosen_device(pytestconfig)
+    name = str(chosen)
     if chosen.type == "cuda" and not torch.cuda.is_available():
         pytest.skip(f"{name} asked for, but torch {torch.__version__} sees no CUDA device")
     if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
