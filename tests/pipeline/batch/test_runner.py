@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -257,3 +259,16 @@ def test_corrupt_headers_and_implausible_sizes_fail_their_own_case_only(tmp_path
     for name, (path, phrase) in bad.items():
         assert results[name].status == "failed", results[name]
         assert results[name].reason.startswith(str(path)) and phrase in results[name].reason, results[name].reason
+
+
+@pytest.mark.slow
+def test_a_nifti_run_never_loads_the_dicom_seg_writer(tmp_path: Path, model_folder: Path) -> None:
+    source = write_nifti(tmp_path / "p1.nii.gz", _case(1).image, _case(1).affine)
+    code = (
+        "import sys\nfrom atriumseg.cli import main\n"
+        f"assert main(['segment', {str(source)!r}, '-o', {str(tmp_path / 'out')!r}, '--model', {str(model_folder)!r},"
+        " '--quiet']) == 0\nprint('highdicom' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
