@@ -20,7 +20,6 @@ from atriumseg.pipeline.serve.storage import Storage
 log = logging.getLogger(__name__)
 
 RECEIVING, COMPLETE, SEGMENTING, SEGMENTED, FAILED = "receiving", "complete", "segmenting", "segmented", "failed"
-STATUSES = (RECEIVING, COMPLETE, SEGMENTING, SEGMENTED, FAILED)
 
 
 @dataclass(frozen=True)
