@@ -1,16 +1,24 @@
-"""The DICOM door on a full disk: 0xA700, never success, and every instance acknowledged is on disk, whole."""
+"""The DICOM door on a full disk (0xA700, never success, every instance acknowledged on disk, whole) and over TLS."""
 
 from __future__ import annotations
 
+import shutil
+import ssl
 import subprocess
 from pathlib import Path
 
 import pydicom
 import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
 
-from serve.nodes import send, volume_series
+from atriumseg.pipeline.serve.completion import Completion
+from atriumseg.pipeline.serve.options import AllowRule, ServeOptions
+from atriumseg.pipeline.serve.scp import Receiver
+from atriumseg.pipeline.serve.state import Ledger
+from atriumseg.pipeline.serve.storage import Storage
+from serve.nodes import free_port, send, volume_series
 
-pytestmark = pytest.mark.slow
 SERIES = "1.2.826.0.1.3680043.8.498.95"
 
 
@@ -28,6 +36,7 @@ def small_disk(tmp_path: Path):
     subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_answered_out_of_resources_and_acknowledged_instances_are_whole(
     tmp_path: Path, small_disk: Path, start_service
 ) -> None:
@@ -41,3 +50,37 @@ def test_a_full_disk_is_answered_out_of_resources_and_acknowledged_instances_are
     assert not [p for p in small_disk.rglob("*") if p.name.startswith(".tmp-")]  # no half-written file left
     assert service.popen.poll() is None and send(files[:1], service.port) in ([0], [0xA700])  # still answering
     service.stop()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate for localhost (openssl)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificate to test TLS with")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days",
+                    "1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_with_tls_the_door_speaks_dicom_over_tls_only(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", host="127.0.0.1", port=free_port(),
+                           allow=(AllowRule("SCANNER"),), tls_cert=cert, tls_key=key)
+    storage = Storage(options.storage)
+    ledger = Ledger(storage)
+    receiver = Receiver(options, storage, ledger, Completion(storage, ledger, 0.0))
+    receiver.start()
+    try:
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        ae = AE(ae_title="SCANNER")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", options.port, ae_title="ATRIUMSEG", tls_args=(client, "localhost"))
+        assert assoc.is_established and assoc.send_c_echo().Status == 0
+        assoc.release()
+        plain = AE(ae_title="SCANNER")
+        plain.add_requested_context(Verification)
+        plain.acse_timeout = plain.network_timeout = 5
+        assert not plain.associate("127.0.0.1", options.port, ae_title="ATRIUMSEG").is_established
+    finally:
+        receiver.stop()
