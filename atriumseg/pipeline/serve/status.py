@@ -12,7 +12,7 @@ from pathlib import Path
 
 from atriumseg.pipeline.io.writing import process_running
 from atriumseg.pipeline.serve.outbox import Outbox
-from atriumseg.pipeline.serve.state import Ledger
+from atriumseg.pipeline.serve.state import FAILED, Ledger
 from atriumseg.pipeline.serve.storage import Storage
 
 
@@ -60,7 +60,7 @@ def format_status(report: dict) -> str:
     for s in report["series"]:
         volume = f"{s['volume_ml']:.1f}" if s.get("volume_ml") is not None else "-"
         sent = ", ".join(f"{d}" for d, uid in s["sent"].items() if uid == s["seg_uid"])
-        detail = s["reason"] if s["status"] == "failed" else (sent or "-") + (" (purged)" if s["purged"] else "")
+        detail = s["reason"] if s["status"] == FAILED else (sent or "-") + (" (purged)" if s["purged"] else "")
         lines.append(f"{s['key']:<40} {s['status']:<10} {s['instances']:>5} {volume:>7}  {detail}")
     for d in report["outbox"]:
         wait = max(0.0, d["next_try"] - time.time())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pydicom
 
+from atriumseg.pipeline.batch.report import FAILED as CASE_FAILED
 from atriumseg.pipeline.batch.report import OK, CaseResult
 from atriumseg.pipeline.serve.cases import OutputUnusable
 from atriumseg.pipeline.serve.outbox import Outbox
@@ -97,7 +98,7 @@ class Worker:
             return
         for r in results:
             detail = f"{r.volume_ml:.1f} mL -> {r.output}" if r.status == OK else r.reason or "done earlier"
-            (log.info if r.status != "failed" else log.error)("watch %s: %s %s", r.input, r.status, detail)
+            (log.error if r.status == CASE_FAILED else log.info)("watch %s: %s %s", r.input, r.status, detail)
 
     def series(self, key: str, jobs: JobQueue, stop: threading.Event) -> None:
         state = self.ledger.get(key)
@@ -118,7 +119,7 @@ class Worker:
             if not stop.wait(RETRY_OUTPUT_SECONDS):
                 jobs.put(Job(series=key))
             return
-        result = results[0] if results else CaseResult(key, str(self.storage.series_folder(key)), status=FAILED,
+        result = results[0] if results else CaseResult(key, str(self.storage.series_folder(key)), status=CASE_FAILED,
                                                         reason="no DICOM series found in its instances")
         self._record(state, result, time.perf_counter() - started)
 
