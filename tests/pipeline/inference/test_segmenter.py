@@ -24,6 +24,7 @@ from atriumseg.models.checkpoint import save_model
 from atriumseg.models.ensemble import EnsembleCard
 from atriumseg.pipeline.inference.focus import FocusSettings
 from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.pipeline.io.volumes import read_image
 from atriumseg.synthetic import make_affine, synthetic_case
 
 SHAPE = (44, 46, 36)
@@ -145,3 +146,18 @@ def test_an_ensemble_with_a_broken_member_is_refused_on_load(tmp_path: Path) -> 
     (folder / "card.json").write_text(json.dumps({"members": ["axial", "nowhere"], "format_version": 1}))
     with pytest.raises(ValueError, match="member 'nowhere' has no folder"):
         Segmenter.from_path(folder, device="cpu")
+
+
+def test_the_segment_command_takes_an_ensemble_folder(tmp_path: Path) -> None:
+    from atriumseg.cli import EXIT_OK, main
+
+    image, _ = _image(11)
+    (tmp_path / "in").mkdir()
+    write_nifti(tmp_path / "in" / "case.nii.gz", image[0].numpy(), image.affine.numpy())
+    folder = _ensemble_folder(tmp_path / "fused")
+    code = main(["segment", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(folder), "--quiet"])
+    assert code == EXIT_OK
+    mask = nib.load(tmp_path / "out" / "case.nii.gz")
+    stored = read_image(tmp_path / "in" / "case.nii.gz").tensor  # the header's float32 affine, as the command reads it
+    expected = Segmenter.from_path(folder, device="cpu")(stored)[0].numpy()
+    assert np.array_equal(np.asanyarray(mask.dataobj), expected) and np.allclose(mask.affine, stored.affine.numpy())
