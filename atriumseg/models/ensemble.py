@@ -99,6 +99,18 @@ def is_ensemble(folder: Path) -> bool:
     return data is not None and "members" in data
 
 
+def load_ensemble_card(folder: Path) -> EnsembleCard:
+    """The validated card of an ensemble folder, without loading any member; a :class:`CheckpointError` says why not."""
+    folder = Path(folder)
+    data = _card_data(folder)
+    if data is None:
+        raise CheckpointError(f"ensemble {folder}: missing or unreadable {CARD_NAME}")
+    try:
+        return EnsembleCard.from_dict(data)
+    except CardError as err:
+        raise CheckpointError(f"ensemble {folder}: {err}") from err
+
+
 def load_ensemble(folder: Path) -> tuple[list[tuple[UNet, ModelCard]], EnsembleCard]:
     """Every member's network and card, in the card's order, and the ensemble card.
 
@@ -106,13 +118,7 @@ def load_ensemble(folder: Path) -> tuple[list[tuple[UNet, ModelCard]], EnsembleC
     folder that is missing or is itself an ensemble, a member whose card or weights ``load_model`` refuses.
     """
     folder = Path(folder)
-    data = _card_data(folder)
-    if data is None:
-        raise CheckpointError(f"ensemble {folder}: missing or unreadable {CARD_NAME}")
-    try:
-        card = EnsembleCard.from_dict(data)
-    except CardError as err:
-        raise CheckpointError(f"ensemble {folder}: {err}") from err
+    card = load_ensemble_card(folder)
     models = []
     for name in card.members:
         member = folder / name
