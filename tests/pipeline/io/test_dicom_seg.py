@@ -3,7 +3,6 @@ of the same case voxel for voxel and on the world-space ground truth, however th
 
 from __future__ import annotations
 
-import math
 import random
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from scipy.spatial.transform import Rotation
 
 from atriumseg._version import __version__
 from atriumseg.pipeline.io.dicom_seg import write_dicom_seg
-from atriumseg.pipeline.io.dicom_tags import read_series_tags
 from atriumseg.pipeline.io.names import SEG_SUFFIX
 from atriumseg.pipeline.io.readers import series_files
 from atriumseg.pipeline.io.volumes import read_image
@@ -128,25 +126,6 @@ def test_seg_describes_the_atrium_and_copies_patient_and_study(tmp_path: Path) -
     referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
     assert referenced == {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == SERIES_UID
-
-
-def test_series_tags_are_read_from_the_header(tmp_path: Path) -> None:
-    folder = write_series(tmp_path / "series", *AXIAL)
-    tags = read_series_tags(series_files(folder, SERIES_UID)[0])
-    assert tags.identifiers() == {
-        "patient_id": "PAT-0042", "study_uid": pydicom.dcmread(folder / "slice_000.dcm").StudyInstanceUID,
-        "series_uid": SERIES_UID, "accession_number": "ACC-7", "series_description": "cine sax",
-    }
-    assert (tags.patient_size_m, tags.patient_weight_kg) == (1.75, 70.0)
-
-
-def test_absent_or_garbled_body_size_tags_are_none_or_nan(tmp_path: Path) -> None:
-    folder = write_series(tmp_path / "series", *AXIAL, PatientSize="1.75", PatientWeight="", drop=("PatientSize",))
-    tags = read_series_tags(folder / "slice_000.dcm")
-    assert (tags.patient_size_m, tags.patient_weight_kg) == (None, None)
-    garbled = write_series(tmp_path / "garbled", *AXIAL, PatientSize="9.99") / "slice_000.dcm"
-    garbled.write_bytes(garbled.read_bytes().replace(b"9.99", b"tall"))
-    assert math.isnan(read_series_tags(garbled).patient_size_m)
 
 
 def test_an_empty_mask_gives_a_seg_of_empty_frames(tmp_path: Path) -> None:
