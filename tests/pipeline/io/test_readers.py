@@ -9,13 +9,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from helpers import write_dicom_series
 
 from atriumseg.pipeline.io import volumes as io
 from atriumseg.pipeline.io.writing import write_image
 from atriumseg.synthetic import make_affine, synthetic_case
-from atriumseg.transforms.context import StackNeighbours
 
 SHAPE = (20, 23, 17)
 
@@ -64,17 +62,6 @@ def test_gzipped_mask_reads_back_identically(tmp_path: Path) -> None:
     assert written.get_data_dtype() == np.uint8
     np.testing.assert_array_equal(np.asanyarray(written.dataobj), mask)
     np.testing.assert_allclose(written.affine, make_affine(SHAPE), atol=1e-6)
-
-
-def test_stacking_chosen_slices_equals_stacking_all_then_choosing() -> None:
-    volume = torch.rand(1, 9, 6, 7)
-    stack = StackNeighbours(slice_dim=1, context=2)
-    everything = stack(volume)
-    assert everything.shape == (5, 9, 6, 7)
-    torch.testing.assert_close(everything[0, :, 0], volume[0, :, 0])  # edge slice repeated twice below
-    torch.testing.assert_close(everything[4, :, 3], volume[0, :, 5])
-    chosen = torch.tensor([0, 3, 5])
-    torch.testing.assert_close(stack(volume[..., 1:4], chosen), everything.index_select(2, chosen)[..., 1:4])
 
 
 NAN = float("nan")
