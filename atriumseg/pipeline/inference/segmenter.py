@@ -53,8 +53,9 @@ class Segmenter:
     geometry.
 
     ``members``, further (network, card) pairs, make an ensemble: the first network locates the
-    atrium, every member segments it in its own plane and preprocessing, and the probabilities are
-    averaged on the input grid; ``card``'s post-processing then applies to the average.
+    atrium (with ``card``'s threshold), every member segments it in its own plane and preprocessing,
+    and the probabilities are averaged on the input grid; ``card``'s post-processing then applies to
+    the average. ``card`` is then the first network's card with the ensemble's post-processing.
     """
 
     def __init__(
