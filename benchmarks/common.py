@@ -150,7 +150,8 @@ def resolve_model(path: str | None, scratch: Path) -> tuple[Path, str]:
     if (default_model_path() / CARD_NAME).is_file():
         return default_model_path(), "built-in default"
     log.warning("no default model installed: timing an untrained network; pass --model PATH for a meaningful Dice")
-    card = ModelCard(architecture=Architecture(in_channels=3, width=32, depth=4), preprocessing=Preprocessing(context=1))
+    card = ModelCard(architecture=Architecture(in_channels=3, width=32, depth=4),
+                     preprocessing=Preprocessing(context=1))
     torch.manual_seed(0)
     return save_model(build_network(card), card, scratch / "untrained"), "untrained (width 32, depth 4, context 1)"
 
@@ -198,11 +199,12 @@ def make_volume(sources: list[Path], shape: tuple[int, int, int], spacing: float
         return source
     data = torch.from_numpy(np.asarray(image.dataobj, dtype=np.float32))
     if tuple(size) != tuple(old):
-        data = torch.nn.functional.interpolate(data[None, None], size=tuple(int(n) for n in size), mode="trilinear")[0, 0]
+        resized = torch.nn.functional.interpolate(data[None, None], size=tuple(int(n) for n in size), mode="trilinear")
+        data = resized[0, 0]
     if np.any(size < np.asarray(shape)):
         raise ValueError(f"cannot cut {shape} at {spacing} mm from {source} (resampled size {tuple(size)})")
     start = (size - np.asarray(shape)) // 2
-    crop = data[tuple(slice(int(s), int(s) + n) for s, n in zip(start, shape))]
+    crop = data[tuple(slice(int(s), int(s) + n) for s, n in zip(start, shape, strict=True))]
     ratio = old / size
     affine = image.affine.copy()
     affine[:3, 3] = image.affine[:3, :3] @ ((start + 0.5) * ratio - 0.5) + image.affine[:3, 3]
@@ -221,10 +223,10 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]
     """Print a fixed-width table with a title line."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:

@@ -22,15 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from benchmarks import baseline
 from benchmarks.common import (
     DEFAULT_DATA,
     TRUE_ORIENTATION,
@@ -52,9 +52,6 @@ from benchmarks.common import (
 )
 from benchmarks.timing import NetworkClock, StageClock
 
-if TYPE_CHECKING:
-    from atriumseg.models.card import ModelCard
-
 log = logging.getLogger("benchmarks.inference")
 
 # (name, shape, in-plane spacing in mm): the volumes timed against the baseline, and the memory check.
@@ -67,49 +64,6 @@ FAST, WHOLE, BASELINE = "segment", "segment, focus off", "float32-loop"
 METHODS = (BASELINE, WHOLE, FAST)
 
 
-def _slice_loop(network: torch.nn.Module, stacked: torch.Tensor, slice_dim: int, device: torch.device) -> torch.Tensor:
-    """Float32 logits ``(1, X, Y, Z)``: one slice per forward pass, plain NCHW tensors, no batching."""
-    dim = slice_dim + 1
-    logits = torch.empty((1, *stacked.shape[1:]))
-    for index in range(stacked.shape[dim]):
-        x = stacked.select(dim, index)[None].contiguous().to(device)
-        logits.select(dim, index).copy_(network(x)[0].cpu())
-    return logits
-
-
-def float32_baseline(
-    network: torch.nn.Module, card: ModelCard, image: Path, orientation: str | None, output: Path, device: torch.device
-) -> np.ndarray:
-    """The baseline path, step for step as ``Segmenter`` does it, with the network called by ``_slice_loop``."""
-    from monai.transforms import KeepLargestConnectedComponent
-
-    from atriumseg.pipeline.inference.restore import PROB_FLOOR, to_input_grid
-    from atriumseg.pipeline.io.volumes import read_image
-    from atriumseg.pipeline.io.writing import write_image
-    from atriumseg.transforms.context import StackNeighbours
-    from atriumseg.transforms.orientation import AssumeOrientation
-    from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
-
-    volume = read_image(image)
-    tensor = torch.nan_to_num(volume.tensor.float(), nan=0.0, posinf=0.0, neginf=0.0)
-    if orientation:
-        tensor = AssumeOrientation(orientation)(tensor)
-    chain = inference_transforms(card)
-    prepared = chain({IMAGE: tensor})[IMAGE]
-    stacked = StackNeighbours(card.preprocessing.slice_dim, card.preprocessing.context)(prepared.as_tensor())
-    with torch.inference_mode():
-        logits = _slice_loop(network, stacked, card.preprocessing.slice_dim, device)
-    floor = min(PROB_FLOOR, card.postprocessing.threshold)
-    everywhere = tuple(slice(0, n) for n in logits.shape)
-    restored = to_input_grid(torch.sigmoid(logits), everywhere, prepared, tensor, floor).clamp_(0.0, 1.0)
-    mask = (restored > card.postprocessing.threshold).to(torch.uint8)
-    if card.postprocessing.largest_component and mask.any():
-        mask = KeepLargestConnectedComponent(applied_labels=[1])(mask).to(torch.uint8)
-    array = mask[0].numpy()
-    write_image(volume.geometry.image(array), output, overwrite=True)
-    return array
-
-
 def _stage_targets() -> list[tuple[str, object, str]]:
     """The callables whose time is reported as a stage, for both paths."""
     from monai.inferers import SliceInferer
@@ -118,13 +72,14 @@ def _stage_targets() -> list[tuple[str, object, str]]:
     import atriumseg.api
     from atriumseg.pipeline.inference import restore
     from atriumseg.pipeline.io import volumes, writing
+    from benchmarks import baseline
 
     return [
         ("read", atriumseg.api, "read_image"),
         ("read", volumes, "read_image"),
         ("preprocess", Compose, "__call__"),
         ("slicing", SliceInferer, "__call__"),
-        ("slicing", sys.modules[__name__], "_slice_loop"),
+        ("slicing", baseline, "slice_loop"),
         ("invert", restore, "restore"),
         ("largest component", KeepLargestConnectedComponent, "__call__"),
         ("write", atriumseg.api, "write_image"),
@@ -160,7 +115,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         network = network.to(device)
 
         def run() -> np.ndarray:
-            return float32_baseline(network, card, image, orientation, output, device)
+            return baseline.float32_baseline(network, card, image, orientation, output, device)
 
     rss_ready = peak_rss_mb()
     clock, stages, runs = NetworkClock(network, device), StageClock(), []
@@ -273,7 +228,8 @@ def report(rows: list[dict[str, Any]], memory: dict[str, Any], header: str) -> d
                 f"{base['seconds'] / m['seconds']:.2f}x", f"{m['slices_per_s']:.2f}",
                 f"{m['slices_per_s'] / base['slices_per_s']:.2f}x", f"{m['network_slices']}/{r['volume_slices']}",
                 f"{m['network_s']:.2f}", f"{base['network_s'] / m['network_s']:.2f}x",
-                f"{100 * m['outside_share']:.1f}%", f"{m['peak_rss_mb']:.0f}", f"{m['peak_rss_mb'] / base['peak_rss_mb']:.2f}x",
+                f"{100 * m['outside_share']:.1f}%", f"{m['peak_rss_mb']:.0f}",
+                f"{m['peak_rss_mb'] / base['peak_rss_mb']:.2f}x",
                 "-" if m["cuda_peak_mb"] is None else f"{m['cuda_peak_mb']:.0f}",
                 f"{m['gflop_per_s']:.0f}", f"{100 * m['share_of_bf16_matmul']:.1f}%",
                 f"{100 * m['network_share_of_bf16_matmul']:.1f}%",
@@ -292,7 +248,8 @@ def report(rows: list[dict[str, Any]], memory: dict[str, Any], header: str) -> d
                 ["volume", "Dice(segment, float32 loop)", "Dice(focus off, float32 loop)"],
                 [[r["volume"], f"{r['dice_vs_float32']:.4f}", f"{r['dice_focus_off_vs_float32']:.4f}"] for r in rows])
     print_table(f"Memory: one volume through segment() in a fresh process (limit {MEMORY_LIMIT_MB:.0f} MB)",
-                ["volume", "network slices", "seconds", "RSS before volume MB", "peak RSS MB", "CUDA MB", "within limit"],
+                ["volume", "network slices", "seconds", "RSS before volume MB", "peak RSS MB", "CUDA MB",
+                 "within limit"],
                 [[memory["volume"], str(memory["network_slices"]), f"{memory['seconds']:.1f}",
                   f"{memory['rss_before_volume_mb']:.0f}", f"{memory['peak_rss_mb']:.0f}",
                   "-" if memory["cuda_peak_mb"] is None else f"{memory['cuda_peak_mb']:.0f}",
