@@ -2,6 +2,12 @@
 validation re-measured through the shipped card (so ``atriumseg evaluate`` reproduces the card).
 
     python tools/ship_model.py RUN/last --min-slice-size 160
+    python tools/ship_model.py RUN/last --folds 5 --cross-validation LeftAtrium=cv/bssfp.csv LA2018_LGE=cv/lge.csv \
+        --cv-command "atriumseg train ... --folds 5 --fold K; atriumseg evaluate ... (K = 0..4)"
+
+``--cross-validation`` takes, per dataset, an ``atriumseg evaluate`` CSV of out-of-fold cases (each
+scored by the fold model that did not train on it); their summary becomes the card's
+``provenance.cross_validation``, the model's expected accuracy.
 """
 
 from __future__ import annotations
@@ -15,7 +21,12 @@ from pathlib import Path
 from atriumseg.models.checkpoint import CARD_NAME, WEIGHTS_NAME, default_model_path, load_model
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.training.dataset import load_msd_dataset
-from atriumseg.pipeline.training.trainer import validate, validation_summary
+from atriumseg.pipeline.training.validation import (
+    cross_validation_record,
+    read_metrics_csv,
+    validate,
+    validation_summary,
+)
 
 LICENCE = (
     "Trained on the Medical Segmentation Decathlon Task02_Heart (King's College London), CC-BY-SA 4.0, and on "
@@ -31,6 +42,10 @@ def main() -> None:
     parser.add_argument("--holdout", default="la_023", help="the MSD case kept out of training and selection")
     parser.add_argument("--min-slice-size", type=int, default=None,
                         help="set the card's min_slice_size (for runs trained before the card had it)")
+    parser.add_argument("--cross-validation", nargs="+", default=[], metavar="DATASET=CSV",
+                        help="out-of-fold evaluate CSVs, one per dataset")
+    parser.add_argument("--folds", type=int, default=0, help="folds of the cross-validation")
+    parser.add_argument("--cv-command", default="", help="how the cross-validated figures were made")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     network, card = load_model(args.model)
@@ -46,6 +61,10 @@ def main() -> None:
         per_dataset[dataset.name] = validate(segmenter, cases, dataset.orientation)
     provenance = {**card.provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset),
                   "licence": LICENCE, "holdout_sample": args.holdout}
+    if args.cross_validation:
+        pairs = (item.split("=", 1) for item in args.cross_validation)
+        rows = {name: read_metrics_csv(Path(csv)) for name, csv in pairs}
+        provenance["cross_validation"] = cross_validation_record(rows, args.folds, args.cv_command)
     target = default_model_path()
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.model / WEIGHTS_NAME, target / WEIGHTS_NAME)

@@ -1,6 +1,6 @@
 """``atriumseg train``: train a model on one or more MSD-layout datasets at once.
 
-Each option's ``dest`` is a field of :class:`~atriumseg.pipeline.training.trainer.TrainConfig` and defaults
+Each option's ``dest`` is a field of :class:`~atriumseg.pipeline.training.config.TrainConfig` and defaults
 to ``argparse.SUPPRESS``: an option not given is left out, so the config applies its own default, and
 ``--help`` shows the same defaults (read from the config's fields). A new config field is one new option.
 """
@@ -17,7 +17,7 @@ from atriumseg.models.card import PLANES
 
 
 def _config_type() -> type:
-    from atriumseg.pipeline.training.trainer import TrainConfig
+    from atriumseg.pipeline.training.config import TrainConfig
 
     return TrainConfig
 
@@ -87,12 +87,17 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from atriumseg.pipeline.training.checkpoints import check_init
+    from atriumseg.pipeline.training.config import TrainConfig
     from atriumseg.pipeline.training.distributed import Ranks
-    from atriumseg.pipeline.training.trainer import TrainConfig, train, training_sets
+    from atriumseg.pipeline.training.splits import training_sets
+    from atriumseg.pipeline.training.trainer import train
 
     try:
         config = TrainConfig(**options.given_fields(args, TrainConfig), command=shlex.join(["atriumseg", *args.argv]))
         training_sets(config)  # every dataset readable and every named case found, before any work
+        if config.init is not None and not config.resume:
+            check_init(config.init, config.design)
     except (OSError, ValueError) as err:
         raise UsageError(str(err)) from err
     result = train(config, show_progress=not args.quiet)

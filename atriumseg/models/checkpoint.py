@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from atriumseg._version import __version__
-from atriumseg.models.card import CardError, ModelCard
+from atriumseg.models.card import CardError, ModelCard, ModelDesign
 from atriumseg.models.unet import UNet
 
 WEIGHTS_NAME = "model.safetensors"
@@ -23,9 +23,9 @@ class CheckpointError(ValueError):
     """A model folder that cannot be loaded safely, with the reason."""
 
 
-def build_network(card: ModelCard) -> UNet:
-    """A freshly initialised network with the card's architecture."""
-    arch = card.architecture
+def build_network(design: ModelDesign) -> UNet:
+    """A freshly initialised network with the architecture of ``design`` (a card, or a design alone)."""
+    arch = design.architecture
     return UNet(in_channels=arch.in_channels, width=arch.width, depth=arch.depth)
 
 

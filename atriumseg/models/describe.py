@@ -1,8 +1,10 @@
-"""A model card in words, for ``atriumseg info``: design, training data, validation figures, provenance."""
+"""A model card in words, for ``atriumseg info``: design, training data, validation and cross-validated
+figures, the lineage of training stages, provenance."""
 
 from __future__ import annotations
 
 from atriumseg.models.card import ModelCard
+from atriumseg.models.lineage import lineage_of
 
 
 def describe(card: ModelCard) -> str:
@@ -17,27 +19,60 @@ def describe(card: ModelCard) -> str:
         f"{slices} apart; intensities scaled between percentiles {pre.percentiles[0]:g} and {pre.percentiles[1]:g}",
         f"  mask: probability > {card.postprocessing.threshold:g}"
         + (", largest component" if card.postprocessing.largest_component else ""),
+        *_data_lines(prov),
+        *_cross_validation_lines(prov.get("cross_validation")),
+        *_lineage_lines(lineage_of(card)),
     ]
+    for key in ("command", "licence"):
+        if prov.get(key):
+            lines.append(f"  {key}: {prov[key]}")
+    return "\n".join(lines)
+
+
+def _data_lines(prov: dict) -> list[str]:
+    """Each training dataset with its split, validation Dice and attribution."""
     data = prov.get("data")
     if isinstance(data, dict):  # cards written before multi-dataset training
         data = [data]
     split = prov.get("split", {})
     figures = prov.get("validation_dice", {})
+    lines = []
     for item in data or []:
         name = item.get("dataset", "?")
         part = split.get(name, split) if isinstance(split, dict) else {}
         counts = f"{len(part.get('train', []))} training / {len(part.get('validation', []))} validation cases"
         dice = f", validation Dice {figures[name]:.4f}" if name in figures else ""
         lines.append(f"  trained on {name} ({counts}{dice})")
-        for key in ("reference", "licence"):
-            if item.get(key):
-                lines.append(f"    {key}: {item[key]}")
+        lines += [f"    {key}: {item[key]}" for key in ("reference", "licence") if item.get(key)]
     if "overall" in figures:
         lines.append(f"  validation Dice overall (mean of the datasets' means): {figures['overall']:.4f}")
-    if prov.get("training_seconds"):
-        lines.append(f"  training: {prov.get('epochs', '?')} epochs, {prov['training_seconds'] / 60:.0f} min on "
-                     f"{prov.get('device', '?')} ({prov.get('machine', '?')})")
-    for key, label in (("command", "command"), ("licence", "licence")):
-        if prov.get(key):
-            lines.append(f"  {label}: {prov[key]}")
-    return "\n".join(lines)
+    return lines
+
+
+def _cross_validation_lines(record: dict | None) -> list[str]:
+    """The expected accuracy per protocol: out-of-fold figures of ``provenance.cross_validation``."""
+    if not isinstance(record, dict) or not record.get("per_dataset"):
+        return []
+    lines = [f"  cross-validated ({record.get('folds', '?')} folds, each case scored by the model that did not "
+             "train on it):"]
+    for name, s in record["per_dataset"].items():
+        worst = f", worst {s['dice_worst']:.4f}" if "dice_worst" in s else ""
+        lines.append(f"    {name}: {s.get('cases', '?')} cases, Dice mean {s['dice_mean']:.4f}{worst}, "
+                     f"mean absolute volume error {s['abs_volume_error_mean_pct']:.1f}%")
+    if record.get("command"):
+        lines.append(f"    made by: {record['command']}")
+    return lines
+
+
+def _lineage_lines(lineage: list[dict]) -> list[str]:
+    """One line per training stage, oldest first: run, starting model, minutes, steps, data."""
+    if not lineage:
+        return []
+    lines = [f"  lineage ({len(lineage)} training stage(s), oldest first):"]
+    for number, stage in enumerate(lineage, 1):
+        data = ", ".join(f"{name} {d.get('train', '?')}+{d.get('validation', '?')}"
+                         for name, d in (stage.get("data") or {}).items())
+        lines.append(f"    {number}. run {stage.get('run') or '?'}, from {stage.get('started_from') or 'scratch'}, "
+                     f"{stage.get('epochs', '?')} epochs, {stage.get('steps', '?')} steps, {stage.get('minutes', '?')} "
+                     f"min on {stage.get('device') or '?'}; data (training+validation cases): {data or '?'}")
+    return lines

@@ -50,6 +50,12 @@ def crop_side(patch: int) -> int:
     return int(patch * CROP_MARGIN)
 
 
+def padded_crop_side(patch: int, divisor: int) -> int:
+    """:func:`crop_side` rounded up to the network's pooling grid: the card's ``min_slice_size``, so slices
+    smaller than a training crop are zero-padded at inference as they were in training."""
+    return -(-crop_side(patch) // divisor) * divisor
+
+
 def _crop_size(card: ModelCard, patch: int) -> list[int]:
     """The slice cut from a volume: :func:`crop_side` in-plane, one voxel thick."""
     crop = [crop_side(patch)] * 3

@@ -57,3 +57,27 @@ def test_train_records_the_command_it_was_given(tmp_path: Path, synthetic_datase
     assert main(argv) == EXIT_OK
     card = json.loads((run / "last" / "card.json").read_text())
     assert card["provenance"]["command"] == "atriumseg " + " ".join(argv)
+
+
+@pytest.mark.parametrize(
+    ("options", "phrase"),
+    [(["--init", "default", "--width", "16"], "differs from this run's"),
+     (["--context", "16"], "preprocessing.context must be an integer in [0, 15]"),
+     (["--init", "nowhere-model"], "nowhere-model")],
+)
+def test_train_refuses_a_bad_design_or_starting_model_before_any_work(
+    tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture, options: list[str], phrase: str
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        code = main(["train", str(synthetic_dataset), "-o", str(tmp_path / "run"), "--quiet", *options])
+    assert code == EXIT_USAGE and phrase in caplog.text
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_default_names_the_built_in_model_which_has_the_default_design(tmp_path: Path) -> None:
+    from atriumseg.models.checkpoint import default_model_path
+    from atriumseg.pipeline.training.checkpoints import check_init
+
+    config = _config([str(tmp_path), "-o", "run", "--init", "default"])
+    assert config.init == default_model_path()
+    assert check_init(config.init, config.design).design == config.design

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
 from atriumseg.demo import run_demo, sample_paths
+from atriumseg.models.card import BUILT_IN
 from atriumseg.models.checkpoint import default_model_path, load_model
+from atriumseg.models.lineage import lineage_of
 from atriumseg.pipeline.inference.segmenter import Segmenter
 
 MIN_SAMPLE_DICE = 0.90
@@ -33,6 +39,19 @@ def test_built_in_model_card_tells_its_story() -> None:
     assert "CC-BY-SA 4.0" in prov["licence"] and "Xiong et al." in prov["licence"]
 
 
-def test_bundled_sample_is_present() -> None:
-    image, label = sample_paths()
-    assert image.stat().st_size > 100_000 and label.stat().st_size > 1_000
+def test_the_built_in_model_is_the_built_in_design_with_its_recorded_stage() -> None:
+    _, card = load_model(default_model_path())
+    assert card.design == BUILT_IN
+    (only,) = lineage_of(card)
+    assert only["started_from"] is None and only["steps"] == card.provenance["steps"] > 0
+    assert only["data"] == {name: {"train": len(part["train"]), "validation": len(part["validation"])}
+                            for name, part in card.provenance["split"].items()}
+
+
+def test_the_bundled_sample_is_one_atrium_on_its_image_grid() -> None:
+    image, label = (nib.load(path) for path in sample_paths())
+    assert image.shape == label.shape and np.allclose(image.affine, label.affine)
+    mask = np.asanyarray(label.dataobj) > 0
+    millilitres = mask.sum() * abs(np.linalg.det(label.affine[:3, :3])) / 1000.0
+    assert 20.0 < millilitres < 200.0, f"{millilitres:.1f} mL is not a left atrium"
+    assert ndimage.label(mask)[1] == 1

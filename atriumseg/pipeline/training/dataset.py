@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atriumseg.geometry import validate_axcodes
+from atriumseg.pipeline.io.names import case_name
 
 # Datasets whose released headers are known to lie about anatomy, keyed by dataset.json's
 # (name, reference); the value is the true orientation of the stored voxel axes.
@@ -18,7 +19,8 @@ KNOWN_ORIENTATIONS: dict[tuple[str, str], str] = {
 
 @dataclass(frozen=True)
 class LabelledCase:
-    """One case of a training dataset: an image and its label."""
+    """One case of a training dataset: an image and its label; named as inference names the image
+    (:func:`~atriumseg.pipeline.io.names.case_name`), so a case keeps one name from training to reports."""
 
     name: str
     image: Path
@@ -62,8 +64,7 @@ def load_msd_dataset(root: Path, orientation: str | None = "known") -> MSDDatase
         image, label = root / item["image"], root / item["label"]
         if not image.is_file() or not label.is_file():
             raise FileNotFoundError(f"{root}: dataset.json lists {item['image']} / {item['label']}, which are missing")
-        name = image.name.split(".")[0]
-        cases.append(LabelledCase(name=name, image=image, label=label))
+        cases.append(LabelledCase(name=case_name(image), image=image, label=label))
     if not cases:
         raise ValueError(f"{meta_path}: lists no training cases")
     if orientation == "known":

@@ -19,7 +19,7 @@ def batch_quota(weights: Sequence[float], batch_size: int, generator: torch.Gene
     counts = [int(s) for s in share]
     left = batch_size - sum(counts)
     if left:
-        fractions = torch.tensor([s - c for s, c in zip(share, counts)], dtype=torch.float64)
+        fractions = torch.tensor([s - c for s, c in zip(share, counts, strict=True)], dtype=torch.float64)
         for i in torch.multinomial(fractions, left, replacement=False, generator=generator).tolist():
             counts[i] += 1
     return counts
@@ -31,6 +31,13 @@ class BalancedSampler(Sampler[int]):
     Within a dataset, volumes are drawn uniformly with replacement, so 15 volumes of one protocol are
     seen as often, as a group, as 80 of another when their weights are equal. A ``DataLoader`` with
     ``batch_size`` and this sampler gets exactly ``batch_size`` consecutive indices per batch.
+
+    In distributed training every rank has a sampler of its own, seeded by its rank
+    (:func:`~atriumseg.pipeline.training.distributed.rank_seed`), and augments from a rank-seeded random
+    state: together the ranks draw what one process with a ``world_size`` times larger batch would draw
+    (in distribution). A ``DistributedSampler`` would instead split the volumes into one shard per rank,
+    padding with repeats when they do not divide evenly, which over-weights the repeated volumes and
+    confines each rank to its shard; it suits epochs that visit each item once, which these do not.
     """
 
     def __init__(self, sizes: Sequence[int], weights: Sequence[float], batch_size: int, batches: int,
@@ -53,6 +60,7 @@ class BalancedSampler(Sampler[int]):
         g = self._generator
         for _ in range(self.batches):
             batch: list[int] = []
-            for size, offset, count in zip(self.sizes, self.offsets, batch_quota(self.weights, self.batch_size, g)):
+            quota = batch_quota(self.weights, self.batch_size, g)
+            for size, offset, count in zip(self.sizes, self.offsets, quota, strict=True):
                 batch += (torch.randint(size, (count,), generator=g) + offset).tolist()
             yield from (batch[i] for i in torch.randperm(len(batch), generator=g).tolist())

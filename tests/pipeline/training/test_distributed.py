@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from atriumseg.models.checkpoint import load_card, load_model
 from atriumseg.pipeline.training.distributed import Ranks, rank_seed
 
+pytestmark = pytest.mark.slow  # spawns training ranks
 DEADLINE_S = 300.0
 
 

@@ -1,0 +1,37 @@
+"""The lineage on a card: every training stage that made a model, oldest first. Torch-free.
+
+A run started with ``--init MODEL`` copies MODEL's lineage and appends its own stage, so a model
+trained in several sessions keeps the whole story: the run, the model it started from, the minutes,
+steps and device of each stage, and how many training and validation cases of each dataset it used.
+"""
+
+from __future__ import annotations
+
+from atriumseg.models.card import ModelCard
+
+
+def lineage_of(card: ModelCard) -> list[dict]:
+    """The training stages that made the model of ``card``, oldest first; none for a card without training.
+
+    A model trained before lineages were recorded counts as one stage described by its own provenance.
+    """
+    provenance = card.provenance
+    if "lineage" in provenance:
+        return list(provenance["lineage"])
+    return [stage(provenance)] if "epochs" in provenance or "training_seconds" in provenance else []
+
+
+def stage(provenance: dict) -> dict:
+    """One training stage as the lineage records it, from the provenance of the run that made it."""
+    split, config = provenance.get("split", {}), provenance.get("config", {})
+    return {
+        "run": config.get("output"),
+        "started_from": config.get("init"),
+        "command": provenance.get("command", ""),
+        "epochs": provenance.get("epochs"),
+        "steps": provenance.get("steps"),
+        "minutes": round(provenance.get("training_seconds", 0.0) / 60.0, 1),
+        "device": provenance.get("device"),
+        "data": {name: {"train": len(s.get("train", [])), "validation": len(s.get("validation", []))}
+                 for name, s in split.items()},
+    }

@@ -1,0 +1,100 @@
+"""A run's checkpoints: ``last/`` (with the optimizer state, for ``--resume``), ``best/``, and starting weights.
+
+``last/`` and ``best/`` are ordinary model folders (safetensors weights and a card), so either can be
+used, evaluated or continued from at once; ``last/`` also holds ``training_state.pt`` (optimizer state
+and progress: tensors and numbers only, read with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from atriumseg.models.card import ModelCard, ModelDesign
+from atriumseg.models.checkpoint import CheckpointError, load_card, load_model, save_model
+from atriumseg.models.lineage import lineage_of
+from atriumseg.pipeline.training.validation import validation_summary
+
+log = logging.getLogger(__name__)
+STATE_NAME = "training_state.pt"
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved with ``last/`` so ``--resume`` continues from it."""
+
+    epoch: int = 0
+    step: int = 0
+    elapsed_before: float = 0.0
+    best_dice: float = -1.0
+
+
+def save_checkpoints(network: torch.nn.Module, optimizer: torch.optim.Optimizer, card: ModelCard, output: Path,
+                     progress: Progress, per_dataset: dict, improved: bool) -> None:
+    """Write ``last/`` (with the optimizer state and ``progress``) and, when it ``improved``, ``best/`` with
+    the validation figures on its card."""
+    save_model(network, card, output / "last")
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "epoch": progress.epoch, "step": progress.step,
+         "elapsed": progress.elapsed_before, "best_dice": progress.best_dice},
+        output / "last" / STATE_NAME,
+    )
+    if improved:
+        provenance = {**card.provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset)}
+        save_model(network, replace(card, provenance=provenance), output / "best")
+
+
+def resume(network: torch.nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> Progress:
+    """Load weights, optimizer state and progress from ``folder`` (a ``last/`` checkpoint)."""
+    loaded, _ = load_model(folder)
+    network.load_state_dict(loaded.state_dict())
+    state = torch.load(folder / STATE_NAME, weights_only=True, map_location="cpu")
+    optimizer.load_state_dict(state["optimizer"])
+    progress = Progress(int(state["epoch"]), int(state["step"]), float(state["elapsed"]), float(state["best_dice"]))
+    log.info("resuming from epoch %d (step %d, best Dice %.4f)", progress.epoch, progress.step, progress.best_dice)
+    return progress
+
+
+def check_init(init: Path, design: ModelDesign) -> ModelCard:
+    """The card of the model folder ``init``, if a run of ``design`` can start from its weights: the same
+    architecture, else a :class:`ValueError` saying which differs (checked before any work)."""
+    try:
+        init_card = load_card(init)
+    except CheckpointError as err:
+        raise ValueError(f"--init: {err}") from err
+    if init_card.architecture != design.architecture:
+        raise ValueError(
+            f"--init {init}: its architecture {init_card.architecture} differs from this run's "
+            f"{design.architecture}; train with the same --width, --depth and --context, or start from scratch"
+        )
+    return init_card
+
+
+def initial_weights(network: torch.nn.Module, card: ModelCard, init: Path) -> list[dict]:
+    """Load the weights of the model folder ``init`` into ``network``; returns that model's lineage.
+
+    The model must have this run's architecture (:func:`check_init`); a different preprocessing is
+    allowed, with a warning, since the weights are only a starting point.
+    """
+    init_card = check_init(init, card)
+    loaded, _ = load_model(init)
+    if init_card.preprocessing != card.preprocessing:
+        log.warning("--init %s: preprocessing differs from this run's (%s vs %s); its weights are a starting "
+                    "point only", init, init_card.preprocessing, card.preprocessing)
+    network.load_state_dict(loaded.state_dict())
+    log.info("starting from the weights of %s", init)
+    return lineage_of(init_card)
+
+
+def earlier_stages(network: torch.nn.Module, card: ModelCard, output: Path, init: Path | None,
+                   resuming: bool) -> list[dict]:
+    """The lineage before this run: from ``init``'s card on a fresh start (loading its weights), from
+    ``last/``'s card on resume (whose last stage is this run's own)."""
+    if resuming:
+        return list(load_card(Path(output) / "last").provenance.get("lineage", [])[:-1])
+    if init is None:
+        return []
+    return initial_weights(network, card, Path(init))

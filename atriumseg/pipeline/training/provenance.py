@@ -1,0 +1,64 @@
+"""How a model was made, as its card records it: the run's data, split, command and machine.
+
+Each stage of training is summarised in the card's lineage (:mod:`atriumseg.models.lineage`).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from atriumseg._version import __version__
+from atriumseg.models.checkpoint import default_model_path
+from atriumseg.pipeline.training.config import TrainConfig
+from atriumseg.pipeline.training.splits import TrainingSet
+
+
+def run_provenance(config: TrainConfig, sets: list[TrainingSet], device: torch.device, processes: int) -> dict:
+    """What a card says about the run that trained it, before any epoch: data, split, command, machine."""
+    return {
+        "data": [
+            {"dataset": s.dataset.name, "root": str(s.dataset.root), "header_orientation_fix": s.dataset.orientation,
+             "weight": s.weight, "reference": s.dataset.reference, "licence": s.dataset.licence}
+            for s in sets
+        ],
+        "split": {
+            s.dataset.name: {
+                "train": [c.name for c in s.train],
+                "validation": [c.name for c in s.validation],
+                "excluded": [c.name for c in s.dataset.cases if c.name in config.exclude],
+            }
+            for s in sets
+        },
+        "command": config.command,
+        "config": {**{k: _jsonable(v) for k, v in asdict(config).items()}, "init": model_name(config.init)},
+        "machine": _machine(),
+        "device": str(device),
+        "processes": processes,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def model_name(folder: Path | None) -> str | None:
+    """How the card names a starting model: ``built-in <version>`` for the shipped one, else its path."""
+    if folder is None:
+        return None
+    return f"built-in {__version__}" if Path(folder).resolve() == default_model_path().resolve() else str(folder)
+
+
+def _machine() -> str:
+    cpu = f"{platform.machine()} {platform.processor() or ''}".strip()
+    return f"{cpu} {torch.get_num_threads()} threads, {platform.system()}"
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value

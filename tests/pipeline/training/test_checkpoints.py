@@ -1,0 +1,94 @@
+"""Checkpoints of a run: --init starts from a model's weights (same architecture only), --resume from last/."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import tiny_config
+
+from atriumseg.models.checkpoint import build_network, load_card, load_model, save_model
+from atriumseg.pipeline.training.checkpoints import STATE_NAME, initial_weights
+from atriumseg.pipeline.training.distributed import Ranks
+from atriumseg.pipeline.training.trainer import TrainingRun, make_card, segmentation_loss, train
+from atriumseg.transforms.preprocessing import IMAGE, LABEL
+
+pytestmark = pytest.mark.slow  # each test starts a training run
+
+
+def _model(folder: Path, config, seed: int) -> Path:
+    """A model folder of ``config``'s design with seeded random weights."""
+    torch.manual_seed(seed)
+    card = make_card(config, {"note": f"seed {seed}"})
+    return save_model(build_network(card), card, folder)
+
+
+def _first_step(config) -> tuple[float, dict, TrainingRun]:
+    run = TrainingRun.start(config, Ranks(), torch.device("cpu"), show_progress=False)
+    try:
+        batch = next(iter(run.loader))
+        return run.step(batch), batch, run
+    finally:
+        run.close()
+
+
+def _loss_of(folder: Path, batch: dict) -> float:
+    network, _ = load_model(folder)
+    with torch.no_grad():
+        return segmentation_loss(network(batch[IMAGE].as_tensor()), batch[LABEL].as_tensor()).item()
+
+
+def test_the_first_step_of_an_init_run_has_the_loaded_models_loss(tmp_path: Path, synthetic_dataset: Path) -> None:
+    config = tiny_config(synthetic_dataset, tmp_path / "run", precision="float32", epochs=1, steps_per_epoch=1)
+    start = _model(tmp_path / "start", config, seed=7)
+    loss, batch, run = _first_step(tiny_config(synthetic_dataset, tmp_path / "run", precision="float32", epochs=1,
+                                               steps_per_epoch=1, init=start))
+    expected = _loss_of(start, batch)
+    assert loss == pytest.approx(expected, abs=1e-5), f"first step {loss:.6f}, loaded model {expected:.6f}"
+    other = _loss_of(_model(tmp_path / "other", config, seed=8), batch)
+    assert abs(other - expected) > 1e-3, "other weights would give another loss on this batch"
+    moved = max((p - q).abs().max().item() for p, q in zip(run.network.parameters(),
+                                                            load_model(start)[0].parameters(), strict=True))
+    assert moved > 0, "the step changed the loaded weights"
+
+
+def test_an_init_model_of_another_architecture_is_refused_with_the_reason(tmp_path: Path,
+                                                                          synthetic_dataset: Path) -> None:
+    wider = _model(tmp_path / "wider", tiny_config(synthetic_dataset, tmp_path / "x", width=8), seed=1)
+    config = tiny_config(synthetic_dataset, tmp_path / "run", init=wider)
+    with pytest.raises(ValueError) as caught:
+        train(config, show_progress=False)
+    message = str(caught.value)
+    assert "width=8" in message and "width=16" in message and "same --width, --depth and --context" in message
+    assert not (tmp_path / "run" / "last").exists()
+
+
+def test_an_init_model_with_other_preprocessing_loads_with_a_warning(tmp_path: Path, synthetic_dataset: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    config = tiny_config(synthetic_dataset, tmp_path / "run")
+    other = _model(tmp_path / "other", tiny_config(synthetic_dataset, tmp_path / "x", plane="coronal"), seed=2)
+    network = build_network(make_card(config, {}))
+    with caplog.at_level(logging.WARNING):
+        lineage = initial_weights(network, make_card(config, {}), other)
+    assert "preprocessing differs" in caplog.text
+    for name, value in load_model(other)[0].state_dict().items():
+        assert torch.equal(network.state_dict()[name], value), name
+    assert lineage == []  # a model that was never trained has no stages to carry on
+
+
+def test_resume_continues_from_the_last_epoch(tmp_path: Path, synthetic_dataset: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(synthetic_dataset, run, epochs=2, steps_per_epoch=3, val_every=2), show_progress=False)
+    first = torch.load(run / "last" / STATE_NAME, weights_only=True)
+    assert first["epoch"] == 2 and first["step"] == 6
+    config = tiny_config(synthetic_dataset, run, epochs=3, steps_per_epoch=3, val_every=2, resume=True)
+    train(config, show_progress=False)
+    state = torch.load(run / "last" / STATE_NAME, weights_only=True)
+    assert state["epoch"] == 3 and state["step"] == 9
+    assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1", "2", "3"]
+    card = load_card(run / "last")
+    assert card.provenance["epochs"] == 3 and len(card.provenance["lineage"]) == 1
+    assert card.provenance["lineage"][0]["steps"] == 9
