@@ -171,6 +171,37 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _measure_steps(args: argparse.Namespace, shape: dict[str, int]) -> list[dict[str, Any]]:
+    """The step loop of every configuration of :data:`STEP_CONFIGS`, each in a fresh process."""
+    steps, warmup = (2, 1) if args.quick else (args.steps, 2)
+    results = []
+    for label, precision, channels_last in STEP_CONFIGS:
+        log.info("step loop: %s", label)
+        result = run_worker("benchmarks.training", {
+            "kind": "step", "precision": precision, "channels_last": channels_last, "device": args.device,
+            "steps": steps, "warmup": warmup, **shape})
+        results.append({"label": label, "precision": precision, "channels_last": channels_last, **result})
+    return results
+
+
+def _measure_train(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``train()`` in every configuration of :data:`TRAIN_CONFIGS`, each in a fresh process; none without data."""
+    if not (args.data / "dataset.json").is_file():
+        log.warning("%s is not an MSD dataset: skipping the train() measurement", args.data)
+        return []
+    overrides = dict(width=8, depth=3, patch=64, volumes_per_step=2, slices_per_volume=2) if args.quick else {}
+    results = []
+    with tempfile.TemporaryDirectory(prefix="atriumseg-bench-") as tmp:
+        for label, precision in TRAIN_CONFIGS:
+            log.info("train(): %s", label)
+            result = run_worker("benchmarks.training", {
+                "kind": "train", "data": str(args.data), "output": str(Path(tmp) / precision),
+                "precision": precision, "device": args.device, "steps": 2 if args.quick else 8,
+                "cases": 2 if args.quick else 3, "overrides": overrides})
+            results.append({"label": label, "precision": precision, **result})
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its tables."""
     args = parse(argv)
@@ -184,31 +215,11 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     shape = dict(width=8, depth=3, context=1, patch=64, batch=4) if args.quick else dict(
         width=32, depth=4, context=1, patch=160, batch=16)
-    steps, warmup = (2, 1) if args.quick else (args.steps, 2)
     rates = peak_rates(device, args.quick)
     network = _network(shape["width"], shape["depth"], shape["context"])
     per_slice = network_flops(network, (1, 2 * shape["context"] + 1, shape["patch"], shape["patch"]), backward=True)
-    step_results = []
-    for label, precision, channels_last in STEP_CONFIGS:
-        log.info("step loop: %s", label)
-        result = run_worker("benchmarks.training", {
-            "kind": "step", "precision": precision, "channels_last": channels_last, "device": args.device,
-            "steps": steps, "warmup": warmup, **shape})
-        step_results.append({"label": label, "precision": precision, "channels_last": channels_last, **result})
-    train_results: list[dict[str, Any]] = []
-    if (args.data / "dataset.json").is_file():
-        overrides = dict(width=8, depth=3, patch=64, volumes_per_step=2, slices_per_volume=2) if args.quick else {}
-        with tempfile.TemporaryDirectory(prefix="atriumseg-bench-") as tmp:
-            for label, precision in TRAIN_CONFIGS:
-                log.info("train(): %s", label)
-                result = run_worker("benchmarks.training", {
-                    "kind": "train", "data": str(args.data), "output": str(Path(tmp) / precision),
-                    "precision": precision, "device": args.device, "steps": 2 if args.quick else 8,
-                    "cases": 2 if args.quick else 3, "overrides": overrides})
-                train_results.append({"label": label, "precision": precision, **result})
-    else:
-        log.warning("%s is not an MSD dataset: skipping the train() measurement", args.data)
-
+    step_results = _measure_steps(args, shape)
+    train_results = _measure_train(args)
     info = machine(device)
     print(f"machine: {info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, "
           f"{info['device']}; {describe_rates(rates)}")
