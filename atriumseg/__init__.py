@@ -26,7 +26,7 @@ _PUBLIC = {
     "BatchOptions": "atriumseg.pipeline.batch.options",
     "evaluate": "atriumseg.pipeline.evaluation.evaluate",
     "train": "atriumseg.pipeline.training.trainer",
-    "TrainConfig": "atriumseg.pipeline.training.trainer",
+    "TrainConfig": "atriumseg.pipeline.training.config",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -13,6 +13,7 @@ import SimpleITK as sitk
 import torch
 from monai.data import MetaTensor
 
+from atriumseg.geometry import validate_axcodes
 from atriumseg.pipeline.analysis.body_size import BodySize, body_size_index
 from atriumseg.pipeline.analysis.measure import Measurements
 from atriumseg.pipeline.analysis.measure import measure as measure_array
@@ -23,7 +24,6 @@ from atriumseg.pipeline.io.geometry import ItkGeometry, NiftiGeometry
 from atriumseg.pipeline.io.readers import SimpleITKReader
 from atriumseg.pipeline.io.volumes import Volume, check_volume, read_image
 from atriumseg.pipeline.io.writing import write_image
-from atriumseg.transforms.axcodes import validate_axcodes
 
 log = logging.getLogger(__name__)
 

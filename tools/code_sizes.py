@@ -42,8 +42,9 @@ def main(root: Path) -> int:
         if lines > LIMITS["module"]:
             print(f"module   {lines:4d} lines  {path}")
             problems += 1
+        kinds = {ast.FunctionDef: "function", ast.AsyncFunctionDef: "function", ast.ClassDef: "class"}
         for node in ast.walk(tree):
-            kind = {ast.FunctionDef: "function", ast.AsyncFunctionDef: "function", ast.ClassDef: "class"}.get(type(node))
+            kind = kinds.get(type(node))
             if kind and node.end_lineno - node.lineno + 1 > LIMITS[kind]:
                 print(f"{kind:8s} {node.end_lineno - node.lineno + 1:4d} lines  {path}:{node.lineno} {node.name}")
                 problems += 1

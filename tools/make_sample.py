@@ -14,8 +14,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from atriumseg.geometry import affine_with_axcodes
 from atriumseg.pipeline.training.dataset import load_msd_dataset
-from atriumseg.transforms.axcodes import affine_with_axcodes
 
 MARGIN_MM = (60.0, 60.0, 30.0)
 
@@ -36,7 +36,7 @@ def main() -> None:
     nonzero = np.argwhere(mask)
     lo = np.maximum(nonzero.min(0) - np.round(np.array(MARGIN_MM) / spacing).astype(int), 0)
     hi = np.minimum(nonzero.max(0) + 1 + np.round(np.array(MARGIN_MM) / spacing).astype(int), mask.shape)
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     affine = true_affine.copy()
     affine[:3, 3] = true_affine[:3, :3] @ lo + true_affine[:3, 3]
     args.output.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,13 @@ figures, the lineage of training stages, provenance."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from atriumseg.models.card import ModelCard
 from atriumseg.models.lineage import lineage_of
+
+if TYPE_CHECKING:
+    from atriumseg.models.ensemble import EnsembleCard
 
 
 def describe(card: ModelCard) -> str:
@@ -26,6 +31,21 @@ def describe(card: ModelCard) -> str:
     for key in ("command", "licence"):
         if prov.get(key):
             lines.append(f"  {key}: {prov[key]}")
+    return "\n".join(lines)
+
+
+def describe_ensemble(ensemble: EnsembleCard, members: dict[str, ModelCard]) -> str:
+    """An ensemble in words: how its members' probabilities become the mask, then each member described."""
+    post, prov = ensemble.postprocessing, ensemble.provenance
+    lines = [
+        f"atriumseg ensemble of {len(members)} models (package {ensemble.package_version or 'unknown'}): "
+        f"'{ensemble.members[0]}' locates the atrium, every member segments it, probabilities averaged",
+        f"  mask: mean probability > {post.threshold:g}" + (", largest component" if post.largest_component else ""),
+        *_cross_validation_lines(prov.get("cross_validation")),
+    ]
+    for name, card in members.items():
+        lines.append(f"member '{name}':")
+        lines.extend(f"  {line}" for line in describe(card).splitlines())
     return "\n".join(lines)
 
 

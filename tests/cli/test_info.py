@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,22 @@ def test_a_closed_pipe_ends_quietly(model_folder: Path) -> None:
     result = subprocess.run(command, shell=True, capture_output=True, text=True)
     assert result.stdout.strip() == "{"
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_info_describes_an_ensemble_and_each_member(model_folder: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    from atriumseg.models.card import Postprocessing
+    from atriumseg.models.ensemble import EnsembleCard
+
+    ensemble = tmp_path / "fused"
+    for name in ("axial", "again"):
+        shutil.copytree(model_folder, ensemble / name)
+    EnsembleCard(("axial", "again"), Postprocessing(threshold=0.4)).save(ensemble)
+    assert main(["info", str(ensemble)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "ensemble of 2 models" in out and "'axial' locates the atrium" in out and "mean probability > 0.4" in out
+    assert out.count("2D U-Net, width 4, depth 3") == 2 and "member 'again':" in out
+    assert main(["info", str(ensemble), "--json"]) == EXIT_OK
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["members"] == ["axial", "again"]
+    assert printed["member_cards"]["again"] == json.loads((model_folder / "card.json").read_text())
