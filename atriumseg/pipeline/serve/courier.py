@@ -73,11 +73,10 @@ class Courier:
             log.warning("series %s: SEG not delivered to %s (try %d): %s; next try in %.0f s", delivery.key,
                         delivery.destination, later.attempts, err, later.next_try - time.time())
             return False
-        state = self.ledger.get(delivery.key)
-        sent = {**(state.sent if state else {}), delivery.destination: delivery.seg_uid}
-        everywhere = all(sent.get(d) == delivery.seg_uid for d in self.destinations)
-        self.ledger.update(delivery.key, sent=sent, **({"done": time.time()} if everywhere else {}))
-        self.outbox.done(delivery)
+        self.ledger.record_sent(delivery.key, delivery.destination, delivery.seg_uid, self.destinations, time.time())
+        if not self.outbox.done(delivery):
+            log.info("series %s: a newer SEG replaced %s meanwhile; that one is still owed to %s", delivery.key,
+                     delivery.seg_uid, delivery.destination)
         tries = f" after {delivery.attempts + 1} tries" if delivery.attempts else ""
         log.info("series %s: SEG %s delivered to %s%s", delivery.key, delivery.seg_uid, delivery.destination, tries)
         return True

@@ -81,11 +81,23 @@ class Outbox:
         now = time.time() if now is None else now
         return [d for d in self.deliveries() if d.next_try <= now]
 
-    def done(self, delivery: Delivery) -> None:
-        """Remove a delivery (sent, or found already served); its SEG file goes when nothing else owes it."""
+    def done(self, delivery: Delivery) -> bool:
+        """Remove a delivery (sent, or found already served); its SEG file goes when nothing else owes it. Only
+        while the stored delivery is still for ``delivery``'s SEG: a newer SEG put meanwhile stays owed (False)."""
         with self._lock:
+            if not self._current(delivery):
+                return False
             (self.root / delivery.name).unlink(missing_ok=True)
             self._drop_orphans()
+            return True
+
+    def _current(self, delivery: Delivery) -> bool:
+        """Whether the stored delivery of ``delivery``'s series and destination is for the same SEG (under the lock)."""
+        try:
+            stored = json.loads((self.root / delivery.name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(stored, dict) and stored.get("seg_uid") == delivery.seg_uid
 
     def failed(self, delivery: Delivery, error: str, now: float | None = None) -> Delivery:
         """Record a failed try; the wait doubles from ``first_wait`` up to ``longest_wait``."""
@@ -93,10 +105,8 @@ class Outbox:
         wait = min(self.longest_wait, self.first_wait * 2 ** delivery.attempts)
         later = replace(delivery, attempts=delivery.attempts + 1, next_try=now + wait, last_error=error)
         with self._lock:
-            if (self.root / delivery.name).exists():  # not replaced by a newer SEG meanwhile
-                current = json.loads((self.root / delivery.name).read_text(encoding="utf-8"))
-                if current.get("seg_uid") == delivery.seg_uid:
-                    self._write(later)
+            if self._current(delivery):  # not replaced by a newer SEG meanwhile
+                self._write(later)
         return later
 
     def _drop_orphans(self) -> None:

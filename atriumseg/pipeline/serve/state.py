@@ -127,6 +127,18 @@ class Ledger:
                 changes["status"] = status
             return self._write(key, changes)
 
+    def record_sent(self, key: str, destination: str, seg_uid: str, destinations: list[str],
+                    when: float) -> SeriesState:
+        """``destination`` now holds SEG ``seg_uid``; ``done`` (the retention clock) starts only if that SEG is still
+        the series' current one and every destination holds it (checked and written at once, under the lock)."""
+        with self._lock:
+            state = self._states.get(key) or SeriesState(key=key)
+            sent = {**state.sent, destination: seg_uid}
+            changes: dict = {"sent": sent}
+            if state.seg_uid == seg_uid and all(sent.get(d) == seg_uid for d in destinations):
+                changes["done"] = when
+            return self._write(key, changes)
+
     def touch(self, key: str, when: float, caller: str, **meta: object) -> SeriesState:
         """An instance arrived: in memory only while the series is receiving from this caller, else written."""
         with self._lock:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from atriumseg.pipeline.serve.courier import Courier
 from atriumseg.pipeline.serve.outbox import Outbox
+from atriumseg.pipeline.serve.state import SEGMENTED, Ledger
 from atriumseg.pipeline.serve.storage import Storage
 
 PACS, ARCHIVE = "PACS@127.0.0.1:4242", "ARCHIVE@10.0.0.2:104"
@@ -51,3 +53,18 @@ def test_a_newer_seg_of_the_series_replaces_the_one_still_waiting(tmp_path: Path
     assert not outbox.seg_file("9.1").exists() and outbox.seg_file("9.2").read_bytes() == b"new"
     outbox.failed(old, "late failure of the old SEG")  # a send of the old SEG that ends after the replacement
     assert outbox.deliveries()[0].seg_uid == "9.2" and outbox.deliveries()[0].attempts == 0
+
+
+def test_a_send_of_the_old_seg_ending_after_a_newer_one_was_put_leaves_the_newer_owed(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "st")
+    outbox, ledger = Outbox(storage), Ledger(storage)
+    ledger.update("1.2.3", status=SEGMENTED, seg_uid="9.1")
+    outbox.put("1.2.3", _seg(tmp_path, "old.dcm", b"old"), "9.1", [PACS])
+    old = outbox.deliveries()[0]
+    ledger.update("1.2.3", seg_uid="9.2")  # the worker made a newer SEG while the old one was being sent
+    outbox.put("1.2.3", _seg(tmp_path, "new.dcm", b"new"), "9.2", [PACS])
+    Courier(outbox, ledger, [PACS], "ATRIUMSEG", send=lambda *args: None).deliver(old)
+    assert [d.seg_uid for d in outbox.deliveries()] == ["9.2"] and outbox.seg_file("9.2").read_bytes() == b"new"
+    state = ledger.get("1.2.3")
+    assert state.sent == {PACS: "9.1"} and not state.done and not state.delivered([PACS])
+    assert outbox.done(old) is False and outbox.deliveries()[0].seg_uid == "9.2"
