@@ -21,6 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("labels", type=Path, help="folder of reference labels with the same names")
     p.add_argument("--cases", nargs="*", default=None, metavar="NAME", help="evaluate only these case names")
     p.add_argument("--output", "-o", type=Path, default=Path("evaluation.csv"), help="CSV path (evaluation.csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV (default: refuse)")
     p.set_defaults(run=run)
 
 
@@ -29,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.evaluation.pairs import pair_cases
     from atriumseg.pipeline.evaluation.table import format_table, write_metrics_csv
 
+    if args.output.exists() and not args.overwrite:
+        raise UsageError(f"{args.output} exists; pass --overwrite to replace it, or another --output")
     try:
         pairs = pair_cases(args.images, args.labels, args.cases)
     except (ValueError, OSError) as err:

@@ -67,3 +67,18 @@ def test_missing_folders_are_a_usage_error(tmp_path: Path, model_folder: Path) -
     code = main(["evaluate", str(tmp_path / "a"), str(tmp_path / "b"), "--model", str(model_folder),
                  "-o", str(tmp_path / "eval.csv")])
     assert code == EXIT_USAGE and not (tmp_path / "eval.csv").exists()
+
+
+def test_an_existing_csv_is_kept_unless_overwrite_is_given(tmp_path: Path, model_folder: Path) -> None:
+    for folder in ("img", "lab"):
+        (tmp_path / folder).mkdir()
+    case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS", (0, 0, 0)), seed=5)
+    write_nifti(tmp_path / "img" / "p1.nii.gz", case.image, case.affine)
+    write_nifti(tmp_path / "lab" / "p1.nii.gz", case.label, case.affine)
+    out = tmp_path / "eval.csv"
+    out.write_text("earlier results\n")
+    command = ["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
+               "-o", str(out), "--quiet"]
+    assert main(command) == EXIT_USAGE and out.read_text() == "earlier results\n"
+    assert main([*command, "--overwrite"]) == EXIT_OK
+    assert next(csv.DictReader(out.open()))["case"] == "p1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, case_metrics
@@ -23,7 +24,7 @@ def evaluate(
     """Segment each image exactly as users do and compare with its label on the image's own grid.
 
     ``pairs`` are (name, image path, label path), as :func:`atriumseg.pipeline.evaluation.pairs.pair_cases`
-    gives them; a label whose grid differs from its image's is refused with both shapes.
+    gives them; a label whose grid (shape or voxel-to-world affine) differs from its image's is refused.
     """
     rows = []
     for name, image_path, label_path in tqdm(pairs, desc="evaluating", unit="case", disable=not show_progress):
@@ -31,6 +32,9 @@ def evaluate(
         if tuple(image.tensor.shape) != tuple(label.tensor.shape):
             shapes = tuple(image.tensor.shape[1:]), tuple(label.tensor.shape[1:])
             raise ValueError(f"{name}: image {shapes[0]} != label {shapes[1]}; labels must share their image's grid")
+        if not np.allclose(image.tensor.affine.numpy(), label.tensor.affine.numpy(), atol=1e-3):
+            raise ValueError(f"{name}: the label's affine differs from the image's (same shape, other position, "
+                             "orientation or voxel size); labels must share their image's grid")
         mask = segmenter(image.tensor, assume_orientation=assume_orientation)[0].numpy()
         metrics = case_metrics(mask, label.tensor[0].numpy() > 0.5, image.tensor.affine.numpy())
         rows.append((name, metrics))

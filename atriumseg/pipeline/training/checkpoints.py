@@ -37,11 +37,14 @@ def save_checkpoints(network: torch.nn.Module, optimizer: torch.optim.Optimizer,
     """Write ``last/`` (with the optimizer state and ``progress``) and, when it ``improved``, ``best/`` with
     the validation figures on its card."""
     save_model(network, card, output / "last")
+    state = output / "last" / STATE_NAME
+    tmp = state.with_name(f".{STATE_NAME}.tmp")
     torch.save(
         {"optimizer": optimizer.state_dict(), "epoch": progress.epoch, "step": progress.step,
          "elapsed": progress.elapsed_before, "best_dice": progress.best_dice},
-        output / "last" / STATE_NAME,
+        tmp,
     )
+    tmp.replace(state)  # never half a state file for --resume to meet
     if improved:
         provenance = {**card.provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset)}
         save_model(network, replace(card, provenance=provenance), output / "best")

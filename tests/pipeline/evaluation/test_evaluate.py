@@ -46,3 +46,11 @@ def test_a_label_on_another_grid_is_refused(tmp_path: Path, segmenter: Segmenter
     write_nifti(labels / "p1.nii.gz", case.label, case.affine)
     with pytest.raises(ValueError, match=r"p1: image \(44, 40, 36\) != label \(30, 30, 30\)"):
         evaluate(segmenter, pair_cases(images, labels), show_progress=False)
+
+
+def test_a_label_of_the_same_shape_placed_elsewhere_is_refused(tmp_path: Path, segmenter: Segmenter) -> None:
+    images, labels = _dataset(tmp_path, {"p1": 41})
+    case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.4, 1.6), "RAS", (0, 10, 0)), seed=41)
+    write_nifti(labels / "p1.nii.gz", case.label, case.affine)  # same voxels, other orientation
+    with pytest.raises(ValueError, match="p1: the label's affine differs from the image's"):
+        evaluate(segmenter, pair_cases(images, labels), show_progress=False)
