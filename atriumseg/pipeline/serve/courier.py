@@ -18,6 +18,7 @@ from atriumseg.pipeline.serve.state import SEGMENTED, Ledger
 
 log = logging.getLogger("atriumseg.serve")
 
+PAUSE_AFTER_ERROR = 5.0  # seconds before the next pass after a pass that raised
 Send = Callable[[Path, Destination, str], None]
 
 
@@ -53,8 +54,14 @@ class Courier:
                           state.seg_uid, seg)
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.wait(0.2):
-            self.run_once()
+        pause = 0.2
+        while not stop.wait(pause):
+            try:
+                self.run_once()
+                pause = 0.2
+            except Exception:  # a full disk, an unreadable SEG: logged, and the outbox is tried again later
+                log.exception("courier: unexpected error; trying the outbox again in %.0f s", PAUSE_AFTER_ERROR)
+                pause = PAUSE_AFTER_ERROR
 
     def run_once(self) -> None:
         """Try every delivery that is due; a destination that fails is not tried again in this pass."""

@@ -33,6 +33,7 @@ log = logging.getLogger("atriumseg.serve")
 
 TICK = 0.2  # seconds between looks for complete series
 PURGE_EVERY = 3600.0
+PAUSE_AFTER_ERROR = 5.0  # seconds before the clock's next pass after one that raised
 EXIT_OK, EXIT_STOPPED_AT_ONCE = 0, 130
 
 
@@ -94,13 +95,18 @@ class Service:
         self.write_status()
 
     def _clock(self) -> None:
-        last_purge = 0.0
-        while not self.stopping.wait(TICK):
-            for state in self.completion.complete_due():
-                self.jobs.put(Job(series=state.key))
-            if time.time() - last_purge >= PURGE_EVERY:
-                purge(self.storage, self.ledger, self.options.keep_days)
-                last_purge = time.time()
+        last_purge, pause = 0.0, TICK
+        while not self.stopping.wait(pause):
+            pause = TICK
+            try:
+                for state in self.completion.complete_due():
+                    self.jobs.put(Job(series=state.key))
+                if time.time() - last_purge >= PURGE_EVERY:
+                    last_purge = time.time()  # a purge that raises is not tried again at every tick
+                    purge(self.storage, self.ledger, self.options.keep_days)
+            except Exception:  # a full disk, a vanished folder: logged, and the clock goes on
+                log.exception("clock: unexpected error; going on in %.0f s", PAUSE_AFTER_ERROR)
+                pause = PAUSE_AFTER_ERROR
 
     def service_info(self) -> dict:
         o = self.options
@@ -119,7 +125,11 @@ class Service:
         while not self.stopping.is_set():
             self.ledger.changed.wait(1.0)
             self.ledger.changed.clear()
-            self.write_status()
+            try:
+                self.write_status()
+            except Exception:  # e.g. an outbox entry changing while read: the next change writes it again
+                log.exception("status: cannot write %s", self.storage.status_file)
+                self.stopping.wait(PAUSE_AFTER_ERROR)
 
 
 @contextmanager

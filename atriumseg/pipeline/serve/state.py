@@ -127,6 +127,18 @@ class Ledger:
                 changes["status"] = status
             return self._write(key, changes)
 
+    def fail(self, key: str, reason: str) -> SeriesState | None:
+        """A series whose processing raised: FAILED with ``reason`` if it is still queued or segmenting (an instance
+        that came meanwhile put it back to receiving: then only the reason is kept); None for an unknown key."""
+        with self._lock:
+            current = self._states.get(key)
+            if current is None:
+                return None
+            changes: dict = {"reason": reason}
+            if current.status in (COMPLETE, SEGMENTING):
+                changes["status"] = FAILED
+            return self._write(key, changes)
+
     def record_sent(self, key: str, destination: str, seg_uid: str, destinations: list[str],
                     when: float) -> SeriesState:
         """``destination`` now holds SEG ``seg_uid``; ``done`` (the retention clock) starts only if that SEG is still

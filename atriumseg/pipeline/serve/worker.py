@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,23 +36,34 @@ class Job:
 
 
 class JobQueue:
-    """First in, first out; its content can be read for the status."""
+    """First in, first out, except that a job put with ``not_before`` waits until then while later ones go ahead;
+    its content can be read for the status."""
 
     def __init__(self) -> None:
-        self._jobs: deque[Job] = deque()
+        self._jobs: dict[Job, float] = {}  # each job and the time before which it is not taken (insertion order)
         self._ready = threading.Condition()
 
-    def put(self, job: Job) -> None:
+    def put(self, job: Job, not_before: float = 0.0) -> None:
+        """Queue ``job`` (once: a job already waiting keeps its place and is taken at the earlier of both times)."""
         with self._ready:
-            if job not in self._jobs:
-                self._jobs.append(job)
-                self._ready.notify()
+            self._jobs[job] = min(self._jobs.get(job, not_before), not_before)
+            self._ready.notify()
 
     def get(self, timeout: float) -> Job | None:
+        """The first job that is due, waiting at most ``timeout`` seconds for one; None if none is."""
+        deadline = time.monotonic() + timeout
         with self._ready:
-            if not self._jobs:
-                self._ready.wait(timeout)
-            return self._jobs.popleft() if self._jobs else None
+            while True:
+                now = time.time()
+                due = next((job for job, when in self._jobs.items() if when <= now), None)
+                if due is not None:
+                    del self._jobs[due]
+                    return due
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                soonest = min(self._jobs.values(), default=now + left) - now
+                self._ready.wait(max(0.01, min(left, soonest)))
 
     def waiting(self) -> list[str]:
         with self._ready:
@@ -83,11 +93,22 @@ class Worker:
             self.current = str(job)
             try:
                 if job.series:
-                    self.series(job.series, jobs, stop)
+                    self.series(job.series, jobs)
                 else:
                     self.watched(job.path)
+            except Exception as err:  # one job's failure never ends the worker (nor is it retried in a loop)
+                log.exception("%s: not segmented: unexpected error", job)
+                if job.series:
+                    self._failed(job.series, f"unexpected error: {type(err).__name__}: {err}")
             finally:
                 self.current = ""
+
+    def _failed(self, key: str, reason: str) -> None:
+        """Record a series whose processing raised as failed (it is done again if it is sent again)."""
+        try:
+            self.ledger.fail(key, reason)
+        except Exception:
+            log.exception("series %s: cannot record the failure", key)
 
     def watched(self, path: Path) -> None:
         """A watch-folder input, with the outputs and records ``atriumseg segment DIR -o OUT`` gives it."""
@@ -100,7 +121,7 @@ class Worker:
             detail = f"{r.volume_ml:.1f} mL -> {r.output}" if r.status == OK else r.reason or "done earlier"
             (log.error if r.status == CASE_FAILED else log.info)("watch %s: %s %s", r.input, r.status, detail)
 
-    def series(self, key: str, jobs: JobQueue, stop: threading.Event) -> None:
+    def series(self, key: str, jobs: JobQueue) -> None:
         state = self.ledger.get(key)
         if state is None or state.status not in (COMPLETE, SEGMENTING):
             return  # instances came after it completed: it completes (and is queued) again
@@ -116,8 +137,7 @@ class Worker:
         except OutputUnusable as err:
             self.ledger.settle(key, COMPLETE, reason=str(err))
             log.error("series %s: not segmented, tried again in %.0f s: %s", key, RETRY_OUTPUT_SECONDS, err)
-            if not stop.wait(RETRY_OUTPUT_SECONDS):
-                jobs.put(Job(series=key))
+            jobs.put(Job(series=key), not_before=time.time() + RETRY_OUTPUT_SECONDS)  # the others go on meanwhile
             return
         result = results[0] if results else CaseResult(key, str(self.storage.series_folder(key)), status=CASE_FAILED,
                                                         reason="no DICOM series found in its instances")

@@ -3,6 +3,7 @@ down, deliveries already served dropped after a crash, a SEG owed again when its
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pydicom
@@ -11,7 +12,7 @@ from atriumseg.pipeline.serve.courier import Courier
 from atriumseg.pipeline.serve.outbox import Outbox
 from atriumseg.pipeline.serve.state import SEGMENTED, Ledger
 from atriumseg.pipeline.serve.storage import Storage
-from serve.nodes import Pacs, free_port, mr_series
+from serve.nodes import Pacs, free_port, mr_series, wait_until
 
 
 def _parts(tmp_path: Path, destination: str) -> tuple[Outbox, Ledger, Courier, Path, str]:
@@ -52,3 +53,30 @@ def test_recovery_drops_served_deliveries_and_owes_again_a_seg_never_put_in_the_
     ledger.update("unsent", status=SEGMENTED, seg_uid=uid, output=str(seg))  # died before the outbox was written
     courier.recover()
     assert [(d.key, d.seg_uid) for d in outbox.deliveries()] == [("unsent", uid)]
+
+
+def test_a_pass_that_raises_is_logged_and_the_courier_goes_on(tmp_path: Path, monkeypatch) -> None:
+    destination = "PACS@127.0.0.1:4242"
+    outbox, ledger, _, seg, uid = _parts(tmp_path, destination)
+    sent: list[Path] = []
+    courier = Courier(outbox, ledger, [destination], "ATRIUMSEG", send=lambda path, *rest: sent.append(path))
+    ledger.update("1.2.840.77", status=SEGMENTED, seg_uid=uid)
+    outbox.put("1.2.840.77", seg, uid, [destination])
+    real_due, failures = outbox.due, iter([OSError(28, "No space left on device")])
+
+    def due_once_failing(now=None):
+        for err in failures:
+            raise err
+        return real_due(now)
+
+    monkeypatch.setattr(outbox, "due", due_once_failing)
+    monkeypatch.setattr("atriumseg.pipeline.serve.courier.PAUSE_AFTER_ERROR", 0.05)
+    stop = threading.Event()
+    thread = threading.Thread(target=courier.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(lambda: ledger.get("1.2.840.77").sent == {destination: uid}, 10, "the SEG delivered after the error")
+        assert thread.is_alive() and len(sent) == 1
+    finally:
+        stop.set()
+        thread.join(5)
