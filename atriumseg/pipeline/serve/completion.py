@@ -41,7 +41,13 @@ class Completion:
                if s.status == RECEIVING and s.key not in busy and now - s.last_received >= self.timeout]
         completed = []
         for state in sorted(due, key=lambda s: (s.last_received, s.key)):
-            files = self.storage.instances(state.key)
-            completed.append(self.ledger.update(state.key, status=COMPLETE, completed=now, instances=len(files),
-                                                digest=self.storage.digest(state.key)))
+            # checked again under the ledger's lock: an instance or association that came since the look above wins
+            done = self.ledger.compare_and_set(state, lambda key=state.key: key not in self._busy(),
+                                               lambda key=state.key: self._complete(key, now))
+            if done is not None:
+                completed.append(done)
         return completed
+
+    def _complete(self, key: str, now: float) -> dict:
+        return dict(status=COMPLETE, completed=now, instances=len(self.storage.instances(key)),
+                    digest=self.storage.digest(key))

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from atriumseg.pipeline.serve.storage import Storage
@@ -126,6 +127,15 @@ class Ledger:
             if current is not None and current.status == SEGMENTING:
                 changes["status"] = status
             return self._write(key, changes)
+
+    def compare_and_set(self, seen: SeriesState, still: Callable[[], bool],
+                        changes: Callable[[], dict]) -> SeriesState | None:
+        """Apply ``changes()`` only if the series' state is still the very ``seen`` one (nothing changed it, not even
+        an instance in memory) and ``still()`` holds, both checked under the lock; None (nothing written) if not."""
+        with self._lock:
+            if self._states.get(seen.key) is not seen or not still():
+                return None
+            return self._write(seen.key, changes())
 
     def fail(self, key: str, reason: str) -> SeriesState | None:
         """A series whose processing raised: FAILED with ``reason`` if it is still queued or segmenting (an instance

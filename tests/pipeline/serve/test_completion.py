@@ -41,3 +41,28 @@ def test_a_zero_timeout_completes_at_release(tmp_path: Path) -> None:
     assert completion.complete_due(now=50.0) == []
     completion.ended(7)
     assert [s.key for s in completion.complete_due(now=50.0)] == ["1.2.3"]
+
+
+def test_an_instance_arriving_after_the_look_for_due_series_keeps_the_series_receiving(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    storage = Storage(tmp_path / "st")
+    ledger = Ledger(storage)
+    completion = Completion(storage, ledger, timeout=5.0)
+    files = mr_series(tmp_path / "1.2.9", "1.2.9")[:3]
+    storage.write_instance("1.2.9", pydicom.dcmread(files[0]))
+    ledger.touch("1.2.9", 100.0, "SCANNER")
+    looked = ledger.all()
+
+    def all_then_an_instance_arrives() -> list:
+        completion.received(3, "1.2.9")  # another association starts sending right after the look
+        storage.write_instance("1.2.9", pydicom.dcmread(files[1]))
+        ledger.touch("1.2.9", 120.0, "SCANNER")
+        return looked
+
+    monkeypatch.setattr(ledger, "all", all_then_an_instance_arrives)
+    assert completion.complete_due(now=200.0) == []
+    assert ledger.get("1.2.9").status == RECEIVING and ledger.get("1.2.9").last_received == 120.0
+    monkeypatch.undo()
+    completion.ended(3)
+    (done,) = completion.complete_due(now=200.0)
+    assert done.status == COMPLETE and done.instances == 2
