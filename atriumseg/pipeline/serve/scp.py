@@ -111,10 +111,11 @@ class Receiver:
                                 sop_class=sop_class, sop_instance=sop_uid)
         self.completion.received(id(event.assoc), series)  # before the write: never completed while arriving
         try:
-            self.storage.write_instance(series, dataset)
-            self.ledger.touch(series, time.time(), event.assoc.requestor.ae_title.strip(),
-                              study_uid=str(dataset.get("StudyInstanceUID", "")), series_uid=series,
-                              description=str(dataset.get("SeriesDescription", "")))
+            with self.ledger.series_lock(series):  # never written into a folder that --keep-days is removing
+                self.storage.write_instance(series, dataset)
+                self.ledger.touch(series, time.time(), event.assoc.requestor.ae_title.strip(),
+                                  study_uid=str(dataset.get("StudyInstanceUID", "")), series_uid=series,
+                                  description=str(dataset.get("SeriesDescription", "")))
         except OSError as err:
             log.error("cannot store %s of series %s: %s; answered 0xA700", sop_uid, series, err.strerror or err)
             return OUT_OF_RESOURCES

@@ -20,6 +20,8 @@ from atriumseg.pipeline.serve.storage import Storage
 
 log = logging.getLogger(__name__)
 
+SERIES_LOCKS = 64  # striped: series share a few locks, so their number stays fixed however many series come
+
 RECEIVING, COMPLETE, SEGMENTING, SEGMENTED, FAILED = "receiving", "complete", "segmenting", "segmented", "failed"
 
 
@@ -72,6 +74,12 @@ class Ledger:
         self._states: dict[str, SeriesState] = {}
         self._lock = threading.Lock()
         self.changed = threading.Event()  # set on every change (the status writer waits on it)
+        self._series_locks = tuple(threading.Lock() for _ in range(SERIES_LOCKS))
+
+    def series_lock(self, key: str) -> threading.Lock:
+        """Held while a series' instance files change (an instance written and recorded; its folder purged), so
+        that no instance is acknowledged into a folder being removed. Taken before the ledger's own lock."""
+        return self._series_locks[hash(key) % SERIES_LOCKS]
 
     def _path(self, key: str):
         return self.storage.state_root / f"{key}.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pydicom
@@ -27,3 +28,43 @@ def test_only_delivered_series_older_than_keep_days_lose_their_instances(tmp_pat
     assert not storage.series_folder("old").exists() and ledger.get("old").purged
     assert all(storage.instances(k) for k in ("recent", "unsent", "failed"))
     assert purge(storage, ledger, 7, now=now) == []
+
+
+def _delivered(tmp_path: Path, storage: Storage, ledger: Ledger, key: str) -> list[Path]:
+    files = mr_series(tmp_path / key, key)[:2]
+    storage.write_instance(key, pydicom.dcmread(files[0]))
+    ledger.update(key, status=SEGMENTED, seg_uid="9.9", done=1 * DAY)
+    return files
+
+
+def test_an_instance_resent_after_the_look_keeps_its_series_folder(tmp_path: Path, monkeypatch) -> None:
+    storage = Storage(tmp_path / "st")
+    ledger = Ledger(storage)
+    files = _delivered(tmp_path, storage, ledger, "1.2.4")
+    looked = ledger.all()
+
+    def all_then_a_resend() -> list:
+        with ledger.series_lock("1.2.4"):  # as the SCP stores: written and recorded under the series lock
+            storage.write_instance("1.2.4", pydicom.dcmread(files[1]))
+            ledger.touch("1.2.4", 20 * DAY, "SCANNER")
+        return looked
+
+    monkeypatch.setattr(ledger, "all", all_then_a_resend)
+    assert purge(storage, ledger, 7, now=100 * DAY) == []
+    assert len(storage.instances("1.2.4")) == 2 and not ledger.get("1.2.4").purged
+
+
+def test_a_purge_waits_for_an_instance_being_stored_and_then_leaves_it(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "st")
+    ledger = Ledger(storage)
+    files = _delivered(tmp_path, storage, ledger, "1.2.6")
+    result: list[list[str]] = []
+    with ledger.series_lock("1.2.6"):  # the SCP is between writing the file and recording it
+        storage.write_instance("1.2.6", pydicom.dcmread(files[1]))
+        thread = threading.Thread(target=lambda: result.append(purge(storage, ledger, 7, now=100 * DAY)))
+        thread.start()
+        thread.join(0.3)
+        assert thread.is_alive() and len(storage.instances("1.2.6")) == 2
+        ledger.touch("1.2.6", 20 * DAY, "SCANNER")
+    thread.join(5)
+    assert result == [[]] and len(storage.instances("1.2.6")) == 2 and not ledger.get("1.2.6").purged
