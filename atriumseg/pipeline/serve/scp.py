@@ -8,7 +8,8 @@ Answers, per PS3.4 (Storage) and PS3.7 (DIMSE statuses):
   0xA700 (out of resources), never success;
 - any other storage SOP class (CT, SR, a presentation state, Enhanced MR) is answered 0x0122 (SOP class not
   supported), a dataset that cannot be decoded 0xC210 (cannot understand), one without the UIDs that place it
-  0xA900 (does not match SOP class); each is recorded in ``refused.jsonl`` with the reason.
+  0xA900 (does not match SOP class), one that cannot be written as a DICOM file 0xC210; each is recorded in
+  ``refused.jsonl`` with the reason.
 """
 
 from __future__ import annotations
@@ -112,7 +113,11 @@ class Receiver:
         self.completion.received(id(event.assoc), series)  # before the write: never completed while arriving
         try:
             with self.ledger.series_lock(series):  # never written into a folder that --keep-days is removing
-                self.storage.write_instance(series, dataset)
+                try:
+                    self.storage.write_instance(series, dataset)
+                except ValueError as err:  # pydicom cannot write it as a DICOM file (enforce_file_format)
+                    return self._refuse(event, CANNOT_UNDERSTAND, f"the dataset cannot be stored as a DICOM file: "
+                                        f"{err}", sop_class=sop_class, sop_instance=sop_uid)
                 self.ledger.touch(series, time.time(), event.assoc.requestor.ae_title.strip(),
                                   study_uid=str(dataset.get("StudyInstanceUID", "")), series_uid=series,
                                   description=str(dataset.get("SeriesDescription", "")))

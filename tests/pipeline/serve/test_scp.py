@@ -84,3 +84,25 @@ def test_with_tls_the_door_speaks_dicom_over_tls_only(tmp_path: Path, certificat
         assert not plain.associate("127.0.0.1", options.port, ae_title="ATRIUMSEG").is_established
     finally:
         receiver.stop()
+
+
+def test_an_instance_that_cannot_be_written_as_a_dicom_file_is_refused_with_the_reason(tmp_path: Path) -> None:
+    options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", host="127.0.0.1", port=free_port(),
+                           allow=(AllowRule("SCANNER"),))
+    storage = Storage(options.storage)
+    ledger = Ledger(storage)
+
+    def unwritable(key: str, dataset: pydicom.Dataset) -> Path:
+        raise ValueError("Required File Meta Information elements are either missing or have an empty value")
+
+    storage.write_instance = unwritable  # what save_as(enforce_file_format=True) raises on such a dataset
+    receiver = Receiver(options, storage, ledger, Completion(storage, ledger, 0.0))
+    receiver.start()
+    try:
+        files = volume_series(tmp_path / "series", (8, 8, 2), SERIES)
+        assert send(files[:1], options.port) == [0xC210]
+    finally:
+        receiver.stop()
+    (refused,) = storage.refused()
+    assert refused["status"] == "0xC210" and "cannot be stored as a DICOM file" in refused["reason"]
+    assert refused["sop_instance"] == pydicom.dcmread(files[0]).SOPInstanceUID and ledger.get(SERIES) is None
