@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,14 +24,23 @@ def _parsed(parse: Callable[[str], object]) -> Callable[[str], object]:
     return convert
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value:g}")
-    return value
+def _amount(unit: str) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``unit`` (seconds, days), 0 or more; fractions allowed."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {text!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"expected 0 or more {unit}, got {text!r}")
+        return value
+
+    convert.__name__ = unit  # argparse names the type in its message when a converter raises anything else
+    return convert
+
+
+_seconds, _days = _amount("seconds"), _amount("days")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -59,7 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--watch", type=Path, metavar="DIR", help="also segment files and DICOM folders put in DIR")
     p.add_argument("--settle", type=_seconds, metavar="SECONDS",
                    help="a watched entry is taken once unchanged (size, modification time) for this long")
-    p.add_argument("--keep-days", type=_seconds, metavar="DAYS",
+    p.add_argument("--keep-days", type=_days, metavar="DAYS",
                    help="remove a series' received instances this many days after its SEG was delivered "
                    "(default: keep them)")
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve DICOM over TLS with this certificate")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from atriumseg.cli import main
+from atriumseg.cli import serve as serve_cli
 from atriumseg.pipeline.serve.options import AllowRule, Destination, ServeOptions
 
 
@@ -60,3 +62,21 @@ def test_nobody_is_let_in_unless_the_options_say_so(tmp_path: Path) -> None:
 def test_inconsistent_settings_are_refused_with_the_fix(tmp_path: Path, changes: dict, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         ServeOptions(storage=tmp_path, output=tmp_path, **changes)
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--keep-days", "a week", "expected a number of days, got 'a week'"),
+    ("--keep-days", "-1", "expected 0 or more days, got '-1'"),
+    ("--keep-days", "nan", "expected 0 or more days"),
+    ("--series-timeout", "soon", "expected a number of seconds, got 'soon'"),
+    ("--settle", "-0.5", "expected 0 or more seconds, got '-0.5'"),
+])
+def test_times_on_the_command_line_are_refused_in_their_own_unit(tmp_path: Path, capsys, option: str, value: str,
+                                                                  says: str) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--storage", str(tmp_path), "-o", str(tmp_path / "out"), "--allow-any", option, value])
+    assert f"{option}: {says}" in capsys.readouterr().err
+
+
+def test_keep_days_takes_days() -> None:
+    assert serve_cli._days("7") == 7.0 and serve_cli._days("0.5") == 0.5 and serve_cli._seconds("0") == 0.0
