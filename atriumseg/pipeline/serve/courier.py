@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pydicom
 
-from atriumseg.pipeline.serve.options import Destination
+from atriumseg.pipeline.serve.options import PAUSE_AFTER_ERROR, Destination
 from atriumseg.pipeline.serve.outbox import Delivery, Outbox
 from atriumseg.pipeline.serve.send import SendError, send_file
 from atriumseg.pipeline.serve.state import SEGMENTED, Ledger
 
 log = logging.getLogger("atriumseg.serve")
 
-PAUSE_AFTER_ERROR = 5.0  # seconds before the next pass after a pass that raised
 Send = Callable[[Path, Destination, str], None]
 
 

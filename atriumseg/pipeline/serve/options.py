@@ -11,6 +11,7 @@ DEFAULT_AE_TITLE = "ATRIUMSEG"
 DEFAULT_PORT = 11112  # the IANA-registered DICOM port
 DEFAULT_SERIES_TIMEOUT = 10.0
 DEFAULT_SETTLE = 10.0
+PAUSE_AFTER_ERROR = 5.0  # seconds a background loop waits after a pass that raised (logged) before the next
 
 
 def _ae_title(text: str, what: str) -> str:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from atriumseg.pipeline.serve.completion import Completion
 from atriumseg.pipeline.serve.courier import Courier
-from atriumseg.pipeline.serve.options import ServeOptions
+from atriumseg.pipeline.serve.options import PAUSE_AFTER_ERROR, ServeOptions
 from atriumseg.pipeline.serve.outbox import Outbox
 from atriumseg.pipeline.serve.retention import purge
 from atriumseg.pipeline.serve.scp import Receiver
@@ -33,7 +33,6 @@ log = logging.getLogger("atriumseg.serve")
 
 TICK = 0.2  # seconds between looks for complete series
 PURGE_EVERY = 3600.0
-PAUSE_AFTER_ERROR = 5.0  # seconds before the clock's next pass after one that raised
 EXIT_OK, EXIT_STOPPED_AT_ONCE = 0, 130
 
 

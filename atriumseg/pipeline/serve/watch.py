@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from atriumseg.pipeline.serve.options import PAUSE_AFTER_ERROR
+
 log = logging.getLogger(__name__)
 
 
@@ -77,5 +79,11 @@ class Watcher:
 
     def run(self, stop: threading.Event) -> None:
         interval = min(1.0, max(0.1, self.settle / 4))
-        while not stop.wait(interval):
-            self.poll()
+        pause = interval
+        while not stop.wait(pause):
+            try:
+                self.poll()
+                pause = interval
+            except Exception:  # an unreadable folder, a full disk: logged, and the folder is looked at again later
+                log.exception("watch: unexpected error; looking at %s again in %.0f s", self.folder, PAUSE_AFTER_ERROR)
+                pause = PAUSE_AFTER_ERROR

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from pathlib import Path
 
 from atriumseg.pipeline.serve.watch import Watcher
@@ -41,3 +44,31 @@ def test_a_folder_settles_when_none_of_its_files_changes_and_hidden_entries_are_
     assert watcher.poll(now=9.0) == [] and watcher.poll(now=18.0) == []
     assert watcher.poll(now=19.0) == [series] and handed == [series]
     assert sorted(p.name for p in series.iterdir()) == ["1.dcm", "2.dcm"]
+
+
+def test_a_pass_that_raises_is_logged_and_the_watch_goes_on(tmp_path: Path, monkeypatch, caplog) -> None:
+    handed: list[Path] = []
+    watcher = Watcher(tmp_path, settle=0.2, submit=handed.append, skip=frozenset())
+    real_poll, failures = watcher.poll, iter([PermissionError(13, "Permission denied")])
+
+    def poll_once_failing(now=None):
+        for err in failures:
+            raise err
+        return real_poll() if now is None else real_poll(now)
+
+    monkeypatch.setattr(watcher, "poll", poll_once_failing)
+    monkeypatch.setattr("atriumseg.pipeline.serve.watch.PAUSE_AFTER_ERROR", 0.05)
+    (tmp_path / "scan.nii.gz").write_bytes(b"whole")
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,))
+    with caplog.at_level(logging.ERROR):
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not handed and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert handed == [tmp_path / "scan.nii.gz"] and thread.is_alive()
+        finally:
+            stop.set()
+            thread.join(5)
+    assert "watch: unexpected error" in caplog.text
