@@ -10,6 +10,7 @@ to the input grid resamples: masks keep the input's geometry exactly and agree w
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import os
 import socket
@@ -214,6 +215,8 @@ def test_a_one_rank_process_group_steps_like_the_plain_network(model_folder: Pat
                 loss = nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
             loss.backward()
             optimizer.step()
+        del ddp, model, optimizer, loss  # the wrapper lets go of the group first, as training's does
+        gc.collect()
     finally:
         dist.destroy_process_group()
     held = wrapped.state_dict()
