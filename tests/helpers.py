@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -267,3 +268,28 @@ def placed_frames(seg: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
                       seg.Rows, seg.Columns), pixels[i])
         for i, item in enumerate(seg.PerFrameFunctionalGroupsSequence)
     ]
+
+
+def seg_on_grid(seg: Dataset, affine: np.ndarray, shape: tuple[int, int, int] = SERIES_GRID) -> np.ndarray:
+    """A SEG's frames placed by their own position and orientation on the voxel grid of a NIfTI ``affine``."""
+    placed = np.zeros(shape, np.uint8)
+    to_voxel = np.linalg.inv(affine)
+    for lps, pixels in placed_frames(seg):
+        ijk = (lps * np.array([-1.0, -1.0, 1.0])) @ to_voxel[:3, :3].T + to_voxel[:3, 3]
+        index = np.round(ijk).astype(int)
+        assert np.abs(ijk - index).max() < 1e-3, "a SEG frame is off the series' grid"
+        placed[index[..., 0], index[..., 1], index[..., 2]] = pixels
+    return placed
+
+
+def segment_cli(inputs: list[Path], out: Path, model: Path, *options: str) -> int:
+    """``atriumseg segment INPUTS --output OUT --model MODEL --quiet OPTIONS``; the exit code."""
+    from atriumseg.cli import main
+
+    return main(["segment", *map(str, inputs), "--output", str(out), "--model", str(model), "--quiet", *options])
+
+
+def report_rows(out: Path) -> dict[str, dict[str, str]]:
+    """The rows of ``out/report.csv`` by case name."""
+    with open(out / "report.csv", newline="", encoding="utf-8") as fh:
+        return {row["case"]: row for row in csv.DictReader(fh)}

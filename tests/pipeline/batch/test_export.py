@@ -4,7 +4,6 @@ with the study identifiers and the LA volume index in the report."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import highdicom as hd
@@ -12,9 +11,10 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from helpers import SERIES_GRID, SERIES_UID, placed_frames, write_nifti, write_series
+from helpers import SERIES_UID, report_rows, seg_on_grid, write_nifti, write_series
+from helpers import segment_cli as segment
 
-from atriumseg.cli import EXIT_CASE_FAILED, EXIT_OK, main
+from atriumseg.cli import EXIT_CASE_FAILED, EXIT_OK
 from atriumseg.pipeline.analysis import measure as measure_module
 from atriumseg.pipeline.analysis import mesh as mesh_module
 from atriumseg.pipeline.batch.options import BatchOptions
@@ -28,27 +28,6 @@ SAGITTAL = ((0, 1, 0), (0, 0, -1))  # LPS row and column cosines
 SAGITTAL_NEGATED_COLUMN = ((0, 1, 0), (0, 0, 1))
 BSA_175_CM_70_KG = 1.8447  # sqrt(175 * 70 / 3600)
 IDENTIFIERS = ("patient_id", "study_uid", "series_uid", "accession_number", "series_description")
-
-
-def segment(inputs: list[Path], out: Path, model: Path, *options: str) -> int:
-    return main(["segment", *map(str, inputs), "--output", str(out), "--model", str(model), "--quiet", *options])
-
-
-def report_rows(out: Path) -> dict[str, dict[str, str]]:
-    with open(out / "report.csv", newline="", encoding="utf-8") as fh:
-        return {row["case"]: row for row in csv.DictReader(fh)}
-
-
-def seg_on_grid(seg: pydicom.Dataset, affine: np.ndarray) -> np.ndarray:
-    """The SEG's frames placed by their own position and orientation on the voxel grid of ``affine``."""
-    placed = np.zeros(SERIES_GRID, np.uint8)
-    to_voxel = np.linalg.inv(affine)
-    for lps, pixels in placed_frames(seg):
-        ijk = (lps * np.array([-1.0, -1.0, 1.0])) @ to_voxel[:3, :3].T + to_voxel[:3, 3]
-        index = np.round(ijk).astype(int)
-        assert np.abs(ijk - index).max() < 1e-3, "a SEG frame is off the series' grid"
-        placed[index[..., 0], index[..., 1], index[..., 2]] = pixels
-    return placed
 
 
 @pytest.mark.parametrize(("row", "column"), [SAGITTAL, SAGITTAL_NEGATED_COLUMN], ids=["sagittal", "negated-column"])

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from pathlib import Path
 
 import pytest
-from helpers import SERIES_UID, write_series
+from helpers import SERIES_UID, report_rows, write_series
+from helpers import segment_cli as segment
 
-from atriumseg.cli import EXIT_OK, main
+from atriumseg.cli import EXIT_OK
 from atriumseg.pipeline.analysis.body_size import BodySize
 from atriumseg.pipeline.batch.inputs import InputCase
 from atriumseg.pipeline.batch.patient import patient_fields
@@ -19,15 +19,6 @@ from atriumseg.pipeline.batch.patient import patient_fields
 SAGITTAL = ((0, 1, 0), (0, 0, -1))  # LPS row and column cosines
 BSA_175_CM_70_KG = 1.8447  # sqrt(175 * 70 / 3600), the body size write_series stores
 IDENTIFIERS = ("patient_id", "study_uid", "series_uid", "accession_number", "series_description")
-
-
-def segment(inputs: list[Path], out: Path, model: Path, *options: str) -> int:
-    return main(["segment", *map(str, inputs), "--output", str(out), "--model", str(model), "--quiet", *options])
-
-
-def report_rows(out: Path) -> dict[str, dict[str, str]]:
-    with open(out / "report.csv", newline="", encoding="utf-8") as fh:
-        return {row["case"]: row for row in csv.DictReader(fh)}
 
 
 def test_a_dicom_case_gets_its_identifiers_and_index_from_its_tags(tmp_path: Path) -> None:

@@ -187,21 +187,6 @@ def storescu(files: list[Path], port: int, calling: str = "SCANNER", called: str
 HAVE_DCMTK = shutil.which("storescu") is not None
 
 
-def seg_on_grid(seg: Dataset, affine, shape: tuple[int, int, int]):
-    """A SEG's frames placed by their own position and orientation on the voxel grid of a NIfTI ``affine``."""
-    import numpy as np
-    from helpers import placed_frames
-
-    placed = np.zeros(shape, np.uint8)
-    to_voxel = np.linalg.inv(affine)
-    for lps, pixels in placed_frames(seg):
-        ijk = (lps * np.array([-1.0, -1.0, 1.0])) @ to_voxel[:3, :3].T + to_voxel[:3, 3]
-        index = np.round(ijk).astype(int)
-        assert np.abs(ijk - index).max() < 1e-3, "a SEG frame is off the series' grid"
-        placed[index[..., 0], index[..., 1], index[..., 2]] = pixels
-    return placed
-
-
 class Orthanc:
     """A real Orthanc on loopback ports with a throw-away configuration declaring atriumseg as a modality."""
 

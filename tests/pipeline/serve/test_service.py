@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from helpers import write_nifti
+from helpers import seg_on_grid, write_nifti
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
@@ -21,7 +21,7 @@ from pynetdicom.sop_class import BasicTextSRStorage, CTImageStorage, Verificatio
 
 from atriumseg.cli import EXIT_OK, main
 from atriumseg.synthetic import make_affine, synthetic_case
-from serve.nodes import HAVE_DCMTK, mr_series, seg_on_grid, send, storescu, wait_until
+from serve.nodes import HAVE_DCMTK, mr_series, send, storescu, wait_until
 
 pytestmark = pytest.mark.slow
 
