@@ -17,12 +17,13 @@ their probabilities are averaged on the input grid, then the ensemble's own post
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from atriumseg.models.card import FORMAT_VERSION, CardError, ModelCard, Postprocessing
-from atriumseg.models.checkpoint import CARD_NAME, CheckpointError, load_model
+from atriumseg.models.checkpoint import CARD_NAME, WEIGHTS_NAME, CheckpointError, load_model
 from atriumseg.models.unet import UNet
 
 MAX_MEMBERS = 16
@@ -131,3 +132,33 @@ def load_ensemble(folder: Path) -> tuple[list[tuple[UNet, ModelCard]], EnsembleC
         except CheckpointError as err:
             raise CheckpointError(f"ensemble {folder}: member {name!r}: {err}") from err
     return models, card
+
+
+def assemble_ensemble(
+    folder: Path, members: dict[str, Path], postprocessing: Postprocessing | None = None,
+    package_version: str = "", provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Make ``folder`` an ensemble of ``members`` (name -> model folder, the first locates the atrium).
+
+    Each member's card and weights are copied into ``folder/NAME``; the card records where every
+    member came from beside ``provenance``. The result is loaded once before returning, so a folder
+    that :func:`load_ensemble` would refuse is never left behind unnoticed (:class:`CheckpointError`).
+    """
+    folder = Path(folder)
+    sources = {name: Path(path) for name, path in members.items()}
+    card = EnsembleCard(tuple(sources), postprocessing or Postprocessing(), package_version,
+                        {**(provenance or {}), "member_sources": {n: str(p) for n, p in sources.items()}})
+    for name, source in sources.items():  # every member is checked before anything is written
+        if is_ensemble(source):
+            raise CheckpointError(f"member {name!r}: {source} is itself an ensemble; list its members instead")
+        try:
+            load_model(source)
+        except CheckpointError as err:
+            raise CheckpointError(f"member {name!r}: {err}") from err
+    for name, source in sources.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for part in (CARD_NAME, WEIGHTS_NAME):
+            shutil.copyfile(source / part, folder / name / part)
+    card.save(folder)
+    load_ensemble(folder)
+    return folder

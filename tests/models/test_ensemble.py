@@ -10,7 +10,7 @@ from helpers import standin_network
 
 from atriumseg.models.card import Architecture, ModelCard, Postprocessing, Preprocessing
 from atriumseg.models.checkpoint import CheckpointError, save_model
-from atriumseg.models.ensemble import EnsembleCard, is_ensemble, load_ensemble
+from atriumseg.models.ensemble import EnsembleCard, assemble_ensemble, is_ensemble, load_ensemble
 
 AXIAL = ModelCard(
     architecture=Architecture(in_channels=3, width=4, depth=3),
@@ -90,3 +90,23 @@ def test_pickled_members_are_never_loaded(tmp_path: Path) -> None:
     (folder / "sagittal" / "model.pt").write_bytes(b"not loaded")
     with pytest.raises(CheckpointError, match="member 'sagittal': .*missing model.safetensors"):
         load_ensemble(folder)
+
+
+def test_assemble_copies_members_records_their_sources_and_loads(tmp_path: Path) -> None:
+    save_model(standin_network(AXIAL), AXIAL, tmp_path / "runs" / "axial")
+    save_model(standin_network(SAGITTAL), SAGITTAL, tmp_path / "runs" / "sagittal")
+    members = {"ax": tmp_path / "runs" / "axial", "sag": tmp_path / "runs" / "sagittal"}
+    folder = assemble_ensemble(tmp_path / "fused", members, Postprocessing(threshold=0.45), "1.2", {"note": "x"})
+    models, card = load_ensemble(folder)
+    assert card.members == ("ax", "sag") and card.postprocessing.threshold == 0.45
+    assert card.provenance == {"note": "x", "member_sources": {n: str(p) for n, p in members.items()}}
+    assert [c.preprocessing.plane for _, c in models] == ["axial", "sagittal"]
+    assert (folder / "sag" / "model.safetensors").read_bytes() == (members["sag"] / "model.safetensors").read_bytes()
+
+
+def test_assemble_refuses_a_member_that_is_not_a_model_before_writing(tmp_path: Path) -> None:
+    save_model(standin_network(AXIAL), AXIAL, tmp_path / "axial")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="missing card.json"):
+        assemble_ensemble(tmp_path / "fused", {"axial": tmp_path / "axial", "empty": tmp_path / "empty"})
+    assert not (tmp_path / "fused").exists()
