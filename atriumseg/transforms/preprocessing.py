@@ -29,24 +29,44 @@ from atriumseg.models.card import ModelCard
 IMAGE, LABEL = "image", "label"
 
 
-def inference_transforms(card: ModelCard, label_key: str | None = None) -> Compose:
-    """Preprocessing of a channel-first MetaTensor under ``image`` (and ``label``, nearest-neighbour)."""
+def frame_transforms(card: ModelCard, label_key: str | None = None) -> list:
+    """The steps that put a volume in the card's frame (orientation, spacing, intensity window), before padding.
+
+    Cards with the same :func:`frame_key` give the same result, so an ensemble runs them once.
+    """
     pre = card.preprocessing
     keys: Sequence[str] = (IMAGE,) if label_key is None else (IMAGE, label_key)
     modes = ("bilinear",) if label_key is None else ("bilinear", "nearest")
+    return [
+        EnsureTyped(keys=keys, dtype="float32", track_meta=True),
+        Orientationd(keys=keys, axcodes=pre.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+        Spacingd(keys=keys, pixdim=pre.pixdim, mode=modes, padding_mode="border", dtype=np.float32),
+        ScaleIntensityRangePercentilesd(
+            keys=IMAGE, lower=pre.percentiles[0], upper=pre.percentiles[1], b_min=0.0, b_max=1.0, clip=True
+        ),
+    ]
+
+
+def padding_transforms(card: ModelCard, label_key: str | None = None) -> list:
+    """Zero padding of slices below ``min_slice_size``, then to the network's divisor (both depend on the plane)."""
+    pre = card.preprocessing
+    keys: Sequence[str] = (IMAGE,) if label_key is None else (IMAGE, label_key)
     divisor = [card.architecture.divisor] * 3
     divisor[pre.slice_dim] = 1
     smallest = [pre.min_slice_size] * 3
     smallest[pre.slice_dim] = -1
-    return Compose(
-        [
-            EnsureTyped(keys=keys, dtype="float32", track_meta=True),
-            Orientationd(keys=keys, axcodes=pre.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-            Spacingd(keys=keys, pixdim=pre.pixdim, mode=modes, padding_mode="border", dtype=np.float32),
-            ScaleIntensityRangePercentilesd(
-                keys=IMAGE, lower=pre.percentiles[0], upper=pre.percentiles[1], b_min=0.0, b_max=1.0, clip=True
-            ),
-            SpatialPadd(keys=keys, spatial_size=smallest, mode="constant"),
-            DivisiblePadd(keys=keys, k=divisor, mode="constant"),
-        ]
-    )
+    return [
+        SpatialPadd(keys=keys, spatial_size=smallest, mode="constant"),
+        DivisiblePadd(keys=keys, k=divisor, mode="constant"),
+    ]
+
+
+def frame_key(card: ModelCard) -> tuple:
+    """What :func:`frame_transforms` depends on: equal keys, equal framed volumes."""
+    pre = card.preprocessing
+    return pre.orientation, pre.pixdim, tuple(pre.percentiles)
+
+
+def inference_transforms(card: ModelCard, label_key: str | None = None) -> Compose:
+    """Preprocessing of a channel-first MetaTensor under ``image`` (and ``label``, nearest-neighbour)."""
+    return Compose([*frame_transforms(card, label_key), *padding_transforms(card, label_key)])

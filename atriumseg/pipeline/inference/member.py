@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from monai.data import MetaTensor
+from monai.transforms import Compose
 from torch import nn
 
 from atriumseg.models.card import ModelCard
@@ -16,12 +17,13 @@ from atriumseg.pipeline.inference.focus import FocusedSliceInference, FocusSetti
 from atriumseg.pipeline.inference.regions import Crop, bounding_box, box_corners, box_on_grid
 from atriumseg.pipeline.inference.restore import to_input_grid
 from atriumseg.pipeline.inference.tta import TestTimeAugmentation
-from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
+from atriumseg.transforms.preprocessing import IMAGE, frame_key, frame_transforms, padding_transforms
 
 
 class Member:
     """A network and its card, ready to segment: ``network`` on ``device`` (eval, channels_last), the card's
-    preprocessing chain, and whole-slice or focused slice inference (``focus``: False, True or settings)."""
+    preprocessing chain (framing, then padding), and whole-slice or focused slice inference (``focus``: False,
+    True or settings)."""
 
     def __init__(
         self, network: nn.Module, card: ModelCard, device: torch.device, batch_size: int, precision: str,
@@ -30,7 +32,9 @@ class Member:
         self.card = card
         self.network = network.to(device).eval().to(memory_format=torch.channels_last)
         self.predict = Probabilities(self.network, autocast_dtype(device, precision), device)
-        self.preprocess = inference_transforms(card)
+        self.frame_key = frame_key(card)
+        self._frame = Compose(frame_transforms(card))
+        self._pad = Compose(padding_transforms(card))
         pre = card.preprocessing
         runner = SliceRunner(pre.slice_dim, pre.context, batch_size, device)
         if focus:
@@ -41,16 +45,22 @@ class Member:
         else:
             self.inferer = SliceInference(runner)
 
+    def frame(self, tensor: MetaTensor) -> MetaTensor:
+        """``tensor`` in the card's frame (orientation, spacing, intensity window), not yet padded; members with
+        the same ``frame_key`` may share it."""
+        return self._frame({IMAGE: tensor})[IMAGE]
+
     def probabilities(
-        self, tensor: MetaTensor, tta: bool, floor: float, near: torch.Tensor | None = None
+        self, tensor: MetaTensor, tta: bool, floor: float, near: torch.Tensor | None = None,
+        framed: MetaTensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Probabilities ``(1, ...)`` on the voxel grid of ``tensor`` (values below ``floor`` are 0), and the world
         corners ``(8, 3)`` of the box where they pass the card's threshold (None if nowhere).
 
         ``near``, such corners from another member, tells focused inference where the atrium is, so it
-        skips its own locating pass.
+        skips its own locating pass. ``framed``, ``tensor`` already through :meth:`frame`, skips that step.
         """
-        prepared = self.preprocess({IMAGE: tensor})[IMAGE]
+        prepared = self._pad({IMAGE: self.frame(tensor) if framed is None else framed})[IMAGE]
         volume = prepared.as_tensor()
         slice_mm = float(prepared.pixdim[self.card.preprocessing.slice_dim])
         predict = TestTimeAugmentation(self.predict) if tta else self.predict

@@ -110,9 +110,13 @@ class Segmenter:
         if assume_orientation:
             tensor = AssumeOrientation(assume_orientation)(tensor)
         floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
-        total, near = self.members[0].probabilities(tensor, tta, floor)
+        first = self.members[0]
+        framed = {first.frame_key: first.frame(tensor)}  # members in the same frame resample the volume once
+        total, near = first.probabilities(tensor, tta, floor, framed=framed[first.frame_key])
         for member in self.members[1:]:
-            total += member.probabilities(tensor, tta, floor, near)[0]
+            if member.frame_key not in framed:
+                framed[member.frame_key] = member.frame(tensor)
+            total += member.probabilities(tensor, tta, floor, near, framed[member.frame_key])[0]
         if len(self.members) > 1:
             total /= len(self.members)
         return MetaTensor(total.clamp_(0.0, 1.0), meta=source.meta)

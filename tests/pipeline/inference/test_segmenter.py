@@ -17,6 +17,7 @@ import pytest
 import torch
 from helpers import dice, standin_network, write_nifti
 from monai.data import MetaTensor
+from monai.transforms import Spacingd
 
 import atriumseg
 from atriumseg.models.card import Architecture, ModelCard, Postprocessing, Preprocessing
@@ -26,6 +27,7 @@ from atriumseg.pipeline.inference.focus import FocusSettings
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.io.volumes import read_image
 from atriumseg.synthetic import make_affine, synthetic_case
+from atriumseg.transforms.preprocessing import inference_transforms
 
 SHAPE = (44, 46, 36)
 MEMBERS = {  # name: (card, level at which the stand-in calls a pixel atrium)
@@ -100,7 +102,7 @@ def test_only_the_first_member_locates_the_atrium(tmp_path: Path) -> None:
     for i, member in enumerate(ensemble.members):
         member.network.register_forward_hook(lambda _, args, __, i=i: seen[i].append(tuple(args[0].shape[2:])))
     ensemble.probabilities(image)
-    whole = [tuple(m.preprocess({"image": image})["image"].shape[1:]) for m in ensemble.members]
+    whole = [tuple(inference_transforms(m.card)({"image": image})["image"].shape[1:]) for m in ensemble.members]
     for i, member in enumerate(ensemble.members):
         plane = tuple(n for d, n in enumerate(whole[i]) if d != member.card.preprocessing.slice_dim)
         assert seen[i], f"member {i} never ran"
@@ -161,3 +163,25 @@ def test_the_segment_command_takes_an_ensemble_folder(tmp_path: Path) -> None:
     stored = read_image(tmp_path / "in" / "case.nii.gz").tensor  # the header's float32 affine, as the command reads it
     expected = Segmenter.from_path(folder, device="cpu")(stored)[0].numpy()
     assert np.array_equal(np.asanyarray(mask.dataobj), expected) and np.allclose(mask.affine, stored.affine.numpy())
+
+
+def test_members_in_one_frame_resample_the_volume_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Axial and sagittal members on the same 1.5 mm RAS grid share the framed volume; their padding stays their own,
+    and the average is what each would give alone."""
+    axial, level = MEMBERS["axial"]
+    sagittal = replace(axial, preprocessing=replace(axial.preprocessing, plane="sagittal", min_slice_size=64))
+    for name, card in {"axial": axial, "sagittal": sagittal}.items():
+        save_model(_sharp(card, level), card, tmp_path / "fused" / name)
+    EnsembleCard(("axial", "sagittal"), ENSEMBLE_POST).save(tmp_path / "fused")
+    image, _ = _image()
+    alone = [Segmenter(_sharp(c, level), c, device="cpu").probabilities(image).as_tensor() for c in (axial, sagittal)]
+    ensemble = Segmenter.from_path(tmp_path / "fused", device="cpu")
+    calls = []
+    resample = Spacingd.__call__
+    monkeypatch.setattr(Spacingd, "__call__", lambda self, *a, **k: calls.append(1) or resample(self, *a, **k))
+    prob = ensemble.probabilities(image)
+    assert len(calls) == 1
+    torch.testing.assert_close(prob.as_tensor(), torch.stack(alone).mean(0), atol=1e-5, rtol=0)
+    calls.clear()
+    Segmenter.from_path(_ensemble_folder(tmp_path / "three"), device="cpu").probabilities(image)
+    assert len(calls) == 3, "members in different frames resample on their own"
