@@ -141,8 +141,8 @@ def assemble_ensemble(
     """Make ``folder`` an ensemble of ``members`` (name -> model folder, the first locates the atrium).
 
     Each member's card and weights are copied into ``folder/NAME``; the card records where every
-    member came from beside ``provenance``. The result is loaded once before returning, so a folder
-    that :func:`load_ensemble` would refuse is never left behind unnoticed (:class:`CheckpointError`).
+    member came from beside ``provenance``. Every member is loaded before anything is written, so a
+    member :func:`load_ensemble` would refuse stops it with nothing copied (:class:`CheckpointError`).
     """
     folder = Path(folder)
     sources = {name: Path(path) for name, path in members.items()}
@@ -160,5 +160,4 @@ def assemble_ensemble(
         for part in (CARD_NAME, WEIGHTS_NAME):
             shutil.copyfile(source / part, folder / name / part)
     card.save(folder)
-    load_ensemble(folder)
     return folder

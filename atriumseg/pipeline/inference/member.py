@@ -51,16 +51,15 @@ class Member:
         return self._frame({IMAGE: tensor})[IMAGE]
 
     def probabilities(
-        self, tensor: MetaTensor, tta: bool, floor: float, near: torch.Tensor | None = None,
-        framed: MetaTensor | None = None,
+        self, framed: MetaTensor, tensor: MetaTensor, tta: bool, floor: float, near: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Probabilities ``(1, ...)`` on the voxel grid of ``tensor`` (values below ``floor`` are 0), and the world
         corners ``(8, 3)`` of the box where they pass the card's threshold (None if nowhere).
 
         ``near``, such corners from another member, tells focused inference where the atrium is, so it
-        skips its own locating pass. ``framed``, ``tensor`` already through :meth:`frame`, skips that step.
+        skips its own locating pass. ``framed`` is ``tensor`` through :meth:`frame` (shared by members in one frame).
         """
-        prepared = self._pad({IMAGE: self.frame(tensor) if framed is None else framed})[IMAGE]
+        prepared = self._pad({IMAGE: framed})[IMAGE]
         volume = prepared.as_tensor()
         slice_mm = float(prepared.pixdim[self.card.preprocessing.slice_dim])
         predict = TestTimeAugmentation(self.predict) if tta else self.predict

@@ -112,11 +112,11 @@ class Segmenter:
         floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
         first = self.members[0]
         framed = {first.frame_key: first.frame(tensor)}  # members in the same frame resample the volume once
-        total, near = first.probabilities(tensor, tta, floor, framed=framed[first.frame_key])
+        total, near = first.probabilities(framed[first.frame_key], tensor, tta, floor)
         for member in self.members[1:]:
             if member.frame_key not in framed:
                 framed[member.frame_key] = member.frame(tensor)
-            total += member.probabilities(tensor, tta, floor, near, framed[member.frame_key])[0]
+            total += member.probabilities(framed[member.frame_key], tensor, tta, floor, near)[0]
         if len(self.members) > 1:
             total /= len(self.members)
         return MetaTensor(total.clamp_(0.0, 1.0), meta=source.meta)

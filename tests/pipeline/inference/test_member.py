@@ -33,7 +33,8 @@ def test_probabilities_land_on_the_input_grid_and_the_box_encloses_them_in_world
     image = torch.zeros((1, *SHAPE))
     image[0, 10:20, 12:30, 8:15] = 100.0
     member = Member(Bright(), CARD, torch.device("cpu"), batch_size=8, precision="float32", focus=focus)
-    prob, corners = member.probabilities(MetaTensor(image, affine=affine), tta=False, floor=0.01)
+    tensor = MetaTensor(image, affine=affine)
+    prob, corners = member.probabilities(member.frame(tensor), tensor, tta=False, floor=0.01)
     assert torch.equal(prob[0] > 0.5, image[0] > 0)
     ends = ((10, 19), (12, 29), (8, 14))  # first and last voxel of the bright box on each axis
     voxels = torch.cartesian_prod(*[torch.tensor(pair, dtype=torch.float64) for pair in ends])
@@ -46,5 +47,6 @@ def test_probabilities_land_on_the_input_grid_and_the_box_encloses_them_in_world
 @pytest.mark.filterwarnings("ignore:Divide by zero")  # MONAI's intensity window of a constant image
 def test_nothing_found_gives_no_box() -> None:
     member = Member(Bright(), CARD, torch.device("cpu"), batch_size=8, precision="float32", focus=True)
-    prob, corners = member.probabilities(MetaTensor(torch.zeros((1, *SHAPE))), tta=False, floor=0.01)
+    tensor = MetaTensor(torch.zeros((1, *SHAPE)))
+    prob, corners = member.probabilities(member.frame(tensor), tensor, tta=False, floor=0.01)
     assert not prob.any() and corners is None
