@@ -81,8 +81,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add("--workers", type=int, help="data-loading worker processes")
     add("--resume", action="store_true", help="continue from OUTPUT/last")
     add("--init", type=_model_folder, metavar="MODEL",
-        help="start from this model folder's weights ('default': the built-in model); same architecture "
-        "required; the card records its lineage")
+        help="start from this model folder's weights ('default': the built-in model; an ensemble: its member "
+        "in this run's --plane); same architecture required; the card records its lineage")
     p.set_defaults(run=run)
 
 

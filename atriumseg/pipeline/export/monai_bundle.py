@@ -29,6 +29,7 @@ from monai.data import save_net_with_metadata
 from atriumseg._version import __version__
 from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import load_model, resolve_model_path
+from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 from atriumseg.pipeline.export.bundle_configs import RUNTIME_PACKAGES, SCRIPTS, inference_config, metadata
 
 logger = logging.getLogger(__name__)
@@ -47,14 +48,22 @@ def export_monai_bundle(output: str | Path, model: str | Path | None = None, ove
 
     The bundle is built in a temporary folder beside ``output`` and moved into place, so a failed
     export leaves nothing half-written. An existing non-empty ``output`` is refused unless
-    ``overwrite``, which replaces the bundle's own files and leaves any others. Returns ``output``.
+    ``overwrite``, which replaces the bundle's own files and leaves any others; an ensemble is refused
+    (a bundle runs one network), naming a member to export. Returns ``output``.
     """
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise BundleExportError(f"bundle folder {output}: exists and is not a folder; choose another path")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise BundleExportError(f"bundle folder {output}: not empty; choose an empty folder or pass overwrite")
-    network, card = load_model(resolve_model_path(None if model is None else Path(model)))
+    folder = resolve_model_path(None if model is None else Path(model))
+    if is_ensemble(folder):
+        members = load_ensemble_card(folder).members
+        raise BundleExportError(
+            f"model {folder}: an ensemble of {len(members)} members ({', '.join(members)}), and a bundle holds one "
+            f"network; export a member instead, e.g. {folder / members[0]}"
+        )
+    network, card = load_model(folder)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:

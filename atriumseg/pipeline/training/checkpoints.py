@@ -15,6 +15,7 @@ import torch
 
 from atriumseg.models.card import ModelCard, ModelDesign
 from atriumseg.models.checkpoint import CheckpointError, load_card, load_model, save_model
+from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 from atriumseg.models.lineage import lineage_of
 from atriumseg.pipeline.training.validation import validation_summary
 
@@ -61,34 +62,62 @@ def resume(network: torch.nn.Module, optimizer: torch.optim.Optimizer, folder: P
     return progress
 
 
-def check_init(init: Path, design: ModelDesign) -> ModelCard:
-    """The card of the model folder ``init``, if a run of ``design`` can start from its weights: the same
-    architecture, else a :class:`ValueError` saying which differs (checked before any work)."""
+def init_folder(init: Path, design: ModelDesign) -> Path:
+    """The model folder whose weights a run of ``design`` starts from: ``init`` itself, or, when ``init`` is
+    an ensemble, its first member slicing in this run's plane (a :class:`ValueError` names the planes it has)."""
+    init = Path(init)
+    if not is_ensemble(init):
+        return init
     try:
-        init_card = load_card(init)
+        members = load_ensemble_card(init).members
+    except CheckpointError as err:
+        raise ValueError(f"--init: {err}") from err
+    planes = {}
+    for name in members:
+        try:
+            planes[name] = load_card(init / name).preprocessing.plane
+        except CheckpointError as err:
+            raise ValueError(f"--init {init}: member {name!r}: {err}") from err
+    plane = design.preprocessing.plane
+    for name, member_plane in planes.items():
+        if member_plane == plane:
+            return init / name
+    listed = ", ".join(f"{name} ({member_plane})" for name, member_plane in planes.items())
+    raise ValueError(f"--init {init}: an ensemble with no {plane} member ({listed}); pass --plane of one of them, "
+                     "or a member folder")
+
+
+def check_init(init: Path, design: ModelDesign) -> ModelCard:
+    """The card of the model folder a run of ``design`` starts from (:func:`init_folder`), if the run can take
+    its weights: the same architecture, else a :class:`ValueError` saying which differs (checked before any work)."""
+    folder = init_folder(init, design)
+    try:
+        init_card = load_card(folder)
     except CheckpointError as err:
         raise ValueError(f"--init: {err}") from err
     if init_card.architecture != design.architecture:
         raise ValueError(
-            f"--init {init}: its architecture {init_card.architecture} differs from this run's "
+            f"--init {folder}: its architecture {init_card.architecture} differs from this run's "
             f"{design.architecture}; train with the same --width, --depth and --context, or start from scratch"
         )
     return init_card
 
 
 def initial_weights(network: torch.nn.Module, card: ModelCard, init: Path) -> list[dict]:
-    """Load the weights of the model folder ``init`` into ``network``; returns that model's lineage.
+    """Load the weights of the model folder ``init`` (or its member in this run's plane) into ``network``;
+    returns that model's lineage.
 
     The model must have this run's architecture (:func:`check_init`); a different preprocessing is
     allowed, with a warning, since the weights are only a starting point.
     """
     init_card = check_init(init, card)
-    loaded, _ = load_model(init)
+    folder = init_folder(init, card)
+    loaded, _ = load_model(folder)
     if init_card.preprocessing != card.preprocessing:
         log.warning("--init %s: preprocessing differs from this run's (%s vs %s); its weights are a starting "
-                    "point only", init, init_card.preprocessing, card.preprocessing)
+                    "point only", folder, init_card.preprocessing, card.preprocessing)
     network.load_state_dict(loaded.state_dict())
-    log.info("starting from the weights of %s", init)
+    log.info("starting from the weights of %s", folder)
     return lineage_of(init_card)
 
 

@@ -22,6 +22,7 @@ from monai.data import load_net_with_metadata
 import atriumseg
 from atriumseg.demo import sample_paths
 from atriumseg.models.checkpoint import default_model_path, load_model
+from atriumseg.models.ensemble import assemble_ensemble
 from atriumseg.pipeline.export.monai_bundle import SCRIPT_SOURCES, BundleExportError, export_monai_bundle
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.synthetic import make_affine, synthetic_case
@@ -112,6 +113,15 @@ def test_export_refuses_a_non_empty_folder_and_overwrite_keeps_other_files(model
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle.")], "staging folder left behind"
     with pytest.raises(BundleExportError, match="not a folder"):
         export_monai_bundle(target / "notes.txt", model_folder)
+
+
+def test_export_refuses_an_ensemble_and_names_a_member(model_folder: Path, tmp_path: Path) -> None:
+    fused = assemble_ensemble(tmp_path / "fused", {"axial": model_folder, "again": model_folder})
+    with pytest.raises(BundleExportError, match=r"an ensemble of 2 members \(axial, again\).*fused/axial"):
+        export_monai_bundle(tmp_path / "bundle", fused)
+    assert not (tmp_path / "bundle").exists()
+    export_monai_bundle(tmp_path / "bundle", fused / "axial")
+    assert (tmp_path / "bundle/models/model.ts").is_file()
 
 
 def test_bundle_workflow_gives_the_segmenters_mask(model_folder: Path, tmp_path: Path, bundle_imports) -> None:

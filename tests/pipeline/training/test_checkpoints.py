@@ -11,7 +11,8 @@ import torch
 from helpers import tiny_config
 
 from atriumseg.models.checkpoint import build_network, load_card, load_model, save_model
-from atriumseg.pipeline.training.checkpoints import STATE_NAME, initial_weights
+from atriumseg.models.ensemble import assemble_ensemble
+from atriumseg.pipeline.training.checkpoints import STATE_NAME, check_init, initial_weights
 from atriumseg.pipeline.training.distributed import Ranks
 from atriumseg.pipeline.training.trainer import TrainingRun, make_card, segmentation_loss, train
 from atriumseg.transforms.preprocessing import IMAGE, LABEL
@@ -77,6 +78,19 @@ def test_an_init_model_with_other_preprocessing_loads_with_a_warning(tmp_path: P
     for name, value in load_model(other)[0].state_dict().items():
         assert torch.equal(network.state_dict()[name], value), name
     assert lineage == []  # a model that was never trained has no stages to carry on
+
+
+def test_an_init_ensemble_gives_its_member_in_the_runs_plane(tmp_path: Path, synthetic_dataset: Path) -> None:
+    axial, coronal = (tiny_config(synthetic_dataset, tmp_path / "x", plane=plane) for plane in ("axial", "coronal"))
+    members = {"axial": _model(tmp_path / "a", axial, seed=3), "coronal": _model(tmp_path / "c", coronal, seed=4)}
+    fused = assemble_ensemble(tmp_path / "fused", members)
+    network = build_network(make_card(coronal, {}))
+    initial_weights(network, make_card(coronal, {}), fused)
+    for name, value in load_model(members["coronal"])[0].state_dict().items():
+        assert torch.equal(network.state_dict()[name], value), name
+    sagittal = tiny_config(synthetic_dataset, tmp_path / "x", plane="sagittal")
+    with pytest.raises(ValueError, match=r"no sagittal member \(axial \(axial\), coronal \(coronal\)\)"):
+        check_init(fused, sagittal.design)
 
 
 def test_resume_continues_from_the_last_epoch(tmp_path: Path, synthetic_dataset: Path) -> None:
