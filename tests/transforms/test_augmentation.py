@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.data import MetaTensor
+from monai.data import MetaTensor, get_track_meta
+from monai.transforms import Compose
 
 from atriumseg.models.card import Architecture, ModelCard, Preprocessing
 from atriumseg.transforms.augmentation import CROP_MARGIN, cached_transforms, training_transforms
@@ -41,3 +42,19 @@ def test_positive_slices_hold_foreground_even_when_the_volume_is_smaller_than_a_
     assert with_atrium > 0.5, f"only {with_atrium:.0%} of slices hold foreground; 2 of 3 are drawn on it"
     for s in slices:
         assert s[IMAGE].shape == (3, PATCH, PATCH) and s[LABEL].shape == (1, PATCH, PATCH)
+
+
+def test_training_slices_are_plain_tensors_and_metadata_tracking_is_restored() -> None:
+    """The random tail runs untracked (its cost, not its draws); the rest of the process still tracks metadata."""
+    card, cached = _cached((24, 20, 18), "axial")
+    assert get_track_meta()
+    augment = training_transforms(card, PATCH, slices_per_volume=4)
+    augment.set_random_state(seed=0)
+    untracked = augment(cached)
+    assert all(type(s[k]) is torch.Tensor for s in untracked for k in (IMAGE, LABEL))
+    assert get_track_meta(), "tracking is on again after the chain"
+    tracked = Compose(augment.transforms)
+    tracked.set_random_state(seed=0)
+    for plain, meta in zip(untracked, tracked(cached), strict=True):
+        assert isinstance(meta[IMAGE], MetaTensor)
+        assert torch.equal(plain[IMAGE], meta[IMAGE].as_tensor()) and torch.equal(plain[LABEL], meta[LABEL].as_tensor())

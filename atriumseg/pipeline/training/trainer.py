@@ -171,8 +171,8 @@ class TrainingRun:
     def step(self, batch: dict) -> float:
         """One optimizer step on a batch of slices at the scheduled learning rate; returns the loss before it."""
         self.lr = self.schedule()
-        x = batch[IMAGE].as_tensor().to(self.device).contiguous(memory_format=torch.channels_last)
-        y = batch[LABEL].as_tensor().to(self.device)
+        x = batch[IMAGE].to(self.device).contiguous(memory_format=torch.channels_last)
+        y = batch[LABEL].to(self.device)
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             logits = self.model(x).float()
         loss = segmentation_loss(logits, y)

@@ -39,7 +39,7 @@ def _first_step(config) -> tuple[float, dict, TrainingRun]:
 def _loss_of(folder: Path, batch: dict) -> float:
     network, _ = load_model(folder)
     with torch.no_grad():
-        return segmentation_loss(network(batch[IMAGE].as_tensor()), batch[LABEL].as_tensor()).item()
+        return segmentation_loss(network(batch[IMAGE]), batch[LABEL]).item()
 
 
 def test_the_first_step_of_an_init_run_has_the_loaded_models_loss(tmp_path: Path, synthetic_dataset: Path) -> None:
