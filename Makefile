@@ -20,12 +20,16 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/atriumseg demo --output demo-output
 
+# One test process per core (at most 4, each with its share of torch's threads): the suite's slow tests
+# are single processes waiting on services or one-thread training, so two cores halve its time.
+XDIST := -n auto --maxprocesses 4 --dist worksteal
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 # Everything but the tests marked slow (training, ranks, processes, services): under a minute.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

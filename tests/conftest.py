@@ -42,6 +42,9 @@ def chosen_device(config: pytest.Config) -> torch.device:
 
 def pytest_configure(config: pytest.Config) -> None:
     chosen_device(config)  # refuse a bad name before collecting anything
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # pytest -n: the test processes share the cores instead of each taking all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(scope="session")
