@@ -9,6 +9,9 @@ Two measurements, each configuration in a fresh process (so peak RSS is its own)
   slices per second come from the second epoch (between the epoch-end log records of ``train``),
   so caching and first-call costs are left out.
   This includes the augmentation chain, which runs in the training process (``workers=0``).
+* ``augmentation``: the random slice chain alone on a few cached real volumes, in this process, as
+  training runs it (MONAI's metadata tracking off) against the same transforms with tracking on
+  (MONAI's default, the baseline): milliseconds per volume of 4 augmented slices.
 
 The default precision is ``auto`` (bfloat16 autocast where the CPU has avx512-bf16, channels_last);
 the baseline is the same loop with ``precision='float32'``. The ``step`` benchmark also times
@@ -202,6 +205,40 @@ def _measure_train(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def _measure_augmentation(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The random slice chain of the default design untracked (as training runs it) and tracked (the baseline),
+    timed alternately on the same cached volumes with the same seed, after one untimed call each; none without
+    data."""
+    if not (args.data / "dataset.json").is_file():
+        return []
+    from monai.transforms import Compose
+
+    from atriumseg.pipeline.training.config import TrainConfig
+    from atriumseg.pipeline.training.dataset import load_msd_dataset
+    from atriumseg.transforms.augmentation import cached_transforms, training_transforms
+    from atriumseg.transforms.preprocessing import IMAGE, LABEL
+
+    config = TrainConfig(datasets=(args.data,), output=Path("unused"))
+    dataset = load_msd_dataset(args.data)
+    head = cached_transforms(config.design, dataset.orientation, config.patch)
+    volumes = [head({IMAGE: str(c.image), LABEL: str(c.label)}) for c in dataset.cases[: 2 if args.quick else 3]]
+    untracked = training_transforms(config.design, config.patch, config.slices_per_volume)
+    chains = {"untracked (training)": untracked, "tracked (MONAI default)": Compose(untracked.transforms)}
+    for chain in chains.values():  # first calls (allocations, lazy imports) are not what is measured
+        chain(dict(volumes[0]))
+    seconds = dict.fromkeys(chains, 0.0)
+    for _ in range(2 if args.quick else 10):
+        for label, chain in chains.items():
+            chain.set_random_state(0)
+            started = time.perf_counter()
+            for volume in volumes:
+                chain(dict(volume))
+            seconds[label] += time.perf_counter() - started
+    rounds = (2 if args.quick else 10) * len(volumes)
+    return [{"label": label, "ms_per_volume": 1000 * total / rounds, "slices_per_volume": config.slices_per_volume}
+            for label, total in seconds.items()]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its tables."""
     args = parse(argv)
@@ -220,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     per_slice = network_flops(network, (1, 2 * shape["context"] + 1, shape["patch"], shape["patch"]), backward=True)
     step_results = _measure_steps(args, shape)
     train_results = _measure_train(args)
+    augmentation = _measure_augmentation(args)
     info = machine(device)
     print(f"machine: {info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, "
           f"{info['device']}; {describe_rates(rates)}")
@@ -236,6 +274,12 @@ def main(argv: list[str] | None = None) -> None:
         print_table(f"train() on {len(train_results[0]['cases'])} real cases, second epoch (data augmentation "
                     "included; ratios against precision=float32)", headers,
                     _rows(train_results, per_train_slice, rates["bfloat16"]))
+    if augmentation:
+        base = augmentation[1]["ms_per_volume"]
+        print_table(f"Training slice augmentation on cached volumes of {args.data.name} (ratios against tracked)",
+                    ["chain", "ms per volume", "speed vs tracked"],
+                    [[r["label"], f"{r['ms_per_volume']:.1f}", f"{base / r['ms_per_volume']:.2f}x"]
+                     for r in augmentation])
     speedup = (step_results[0]["slices"] / step_results[0]["seconds"]) / (
         step_results[1]["slices"] / step_results[1]["seconds"])
     checks = [(f"training step >= {TARGET_SPEEDUP:.0f}x the float32 loop", f"{speedup:.2f}x",
@@ -249,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     path = write_results("training", {
         "quick": args.quick, "machine": info, "matmul_flop_per_s": rates, "network": shape,
         "gflop_per_slice_fwd_bwd": per_slice / 1e9, "step": step_results, "train": train_results,
+        "augmentation": augmentation,
         "targets": {t: ok for t, _, ok in checks}})
     log.info("wrote %s", path)
 
