@@ -4,15 +4,17 @@ cross-validated figures a card carries as its expected accuracy."""
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from atriumseg.models.checkpoint import load_card
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, summarise
 from atriumseg.pipeline.evaluation.evaluate import evaluate
 from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.training.dataset import LabelledCase
+from atriumseg.pipeline.training.dataset import LabelledCase, load_msd_dataset
 
 
 def validate(segmenter: Segmenter, cases: list[LabelledCase], orientation: str | None) -> dict[str, dict[str, float]]:
@@ -36,6 +38,38 @@ def cross_validation_record(per_dataset: dict[str, list[tuple[str, CaseMetrics]]
         raise ValueError(f"cross-validation needs 2 or more folds and a dataset, got {folds} and {list(per_dataset)}")
     return {"folds": folds, "command": command,
             "per_dataset": {name: asdict(summarise(rows)) for name, rows in per_dataset.items()}}
+
+
+def out_of_fold(fold_models: list[Path], device: str = "auto") -> dict[str, list[tuple[str, CaseMetrics]]]:
+    """Every case of a K-fold cross-validation scored by the fold model that did not train on it, per dataset.
+
+    ``fold_models`` are the K models of one ``--folds K`` design (each fold run's ``last/``, so no epoch is
+    picked on the cases it is scored on); each segments its own fold's validation cases as users run it.
+    A :class:`ValueError` says when they are not one whole cross-validation: another K, a fold missing or
+    twice, a case in two folds. The rows feed :func:`cross_validation_record`.
+    """
+    cards = [(Path(folder), load_card(folder)) for folder in fold_models]
+    configs = [card.provenance.get("config", {}) for _, card in cards]
+    ks = sorted({config.get("folds", 0) for config in configs})
+    if len(ks) != 1 or ks[0] < 2:
+        raise ValueError(f"fold models must come from one --folds K design (K >= 2), got K = {ks}")
+    k, folds = ks[0], sorted(config.get("fold") for config in configs)
+    if folds != list(range(k)):
+        raise ValueError(f"the fold models cover folds {folds}; {k}-fold cross-validation needs 0..{k - 1} once each")
+    rows: dict[str, list[tuple[str, CaseMetrics]]] = {}
+    for folder, card in cards:
+        segmenter = Segmenter.from_path(folder, device=device)
+        for item in card.provenance["data"]:
+            dataset = load_msd_dataset(Path(item["root"]), item["header_orientation_fix"])
+            cases = dataset.select(card.provenance["split"][dataset.name]["validation"])
+            scored = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], dataset.orientation,
+                              show_progress=False)
+            rows.setdefault(dataset.name, []).extend(scored)
+    for name, scored in rows.items():
+        twice = sorted(case for case, count in Counter(case for case, _ in scored).items() if count > 1)
+        if twice:
+            raise ValueError(f"{name}: cases {twice} are in more than one fold (runs of other seeds or data?)")
+    return rows
 
 
 def read_metrics_csv(path: Path) -> list[tuple[str, CaseMetrics]]:

@@ -6,10 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import tiny_config
 
+from atriumseg.models.checkpoint import load_card
 from atriumseg.pipeline.analysis.metrics import CaseMetrics
+from atriumseg.pipeline.evaluation.evaluate import evaluate
 from atriumseg.pipeline.evaluation.table import write_metrics_csv
-from atriumseg.pipeline.training.validation import cross_validation_record, read_metrics_csv, validation_summary
+from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.pipeline.training.dataset import load_msd_dataset
+from atriumseg.pipeline.training.trainer import train
+from atriumseg.pipeline.training.validation import (
+    cross_validation_record,
+    out_of_fold,
+    read_metrics_csv,
+    validation_summary,
+)
 
 
 def test_overall_is_the_mean_of_the_dataset_means_not_of_all_cases() -> None:
@@ -44,3 +55,28 @@ def test_cross_validated_figures_summarise_each_protocols_out_of_fold_cases(tmp_
     assert record["per_dataset"]["LGE"]["dice_mean"] == pytest.approx(0.9)
     with pytest.raises(ValueError, match="2 or more folds"):
         cross_validation_record({"LGE": [("x", _metrics(0.9, 3.0))]}, folds=1, command="")
+
+
+@pytest.mark.slow  # trains two tiny fold models
+def test_out_of_fold_scores_every_case_once_with_the_model_that_did_not_train_on_it(
+    tmp_path: Path, synthetic_dataset: Path
+) -> None:
+    runs = [train(tiny_config(synthetic_dataset, tmp_path / f"fold{k}", epochs=1, steps_per_epoch=2, val_every=9,
+                              val_cases=(), folds=2, fold=k), show_progress=False).last for k in (0, 1)]
+    rows = out_of_fold(runs, device="cpu")
+    scored = [case for case, _ in rows["Synthetic"]]
+    assert sorted(scored) == ["case_100", "case_101", "case_102", "case_103"]
+    for run in runs:
+        card = load_card(run)
+        held_out = card.provenance["split"]["Synthetic"]["validation"]
+        again = evaluate(Segmenter.from_path(run, device="cpu"),
+                         [(c.name, c.image, c.label) for c in load_msd_dataset(synthetic_dataset).select(held_out)],
+                         None, show_progress=False)
+        assert again == [row for row in rows["Synthetic"] if row[0] in held_out]
+    record = cross_validation_record(rows, folds=2, command="two folds")
+    assert record["per_dataset"]["Synthetic"]["cases"] == 4
+    with pytest.raises(ValueError, match=r"cover folds \[0, 0\]"):
+        out_of_fold([runs[0], runs[0]], device="cpu")
+    with pytest.raises(ValueError, match=r"one --folds K design \(K >= 2\), got K = \[0\]"):
+        out_of_fold([train(tiny_config(synthetic_dataset, tmp_path / "plain", epochs=1, steps_per_epoch=1,
+                                       val_every=9), show_progress=False).last], device="cpu")

@@ -1,0 +1,53 @@
+"""Cross-validated figures of one design: its K fold models scored on the cases each did not train on.
+
+Train the folds first (one run per fold, same design, data and seed; each may go in the background):
+
+    for K in 0 1 2 3 4; do
+        atriumseg train ../shared/data/Task02_Heart_cropped ../shared/data/LA2018_LGE -o runs/cv-axial/fold$K \\
+            --folds 5 --fold $K --exclude la_023 --max-minutes 100 --quiet
+    done
+    python tools/cross_validate.py runs/cv-axial/fold*/last -o cv/axial
+
+Each fold model's ``last/`` segments its own validation cases through the Segmenter users run (no epoch
+is picked on the cases it is scored on); ``OUTPUT/DATASET.csv`` holds every case of each dataset once
+(``atriumseg evaluate``'s columns), and the per-protocol summaries are printed with the
+``tools/ship_model.py --cross-validation`` arguments that put them on a shipped model's card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from atriumseg.pipeline.analysis.metrics import summarise
+from atriumseg.pipeline.evaluation.table import summary_line, write_metrics_csv
+from atriumseg.pipeline.training.validation import out_of_fold
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", type=Path, nargs="+", help="the K fold models (e.g. runs/cv-axial/fold*/last)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="folder for one CSV per dataset")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        rows = out_of_fold(args.models, device=args.device)
+    except ValueError as err:
+        sys.exit(f"cross_validate: {err}")
+    args.output.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for name, scored in rows.items():
+        path = write_metrics_csv(sorted(scored), args.output / f"{name}.csv")
+        pairs.append(f"{name}={path}")
+        print(f"{name}: {summary_line(summarise(scored))}")
+    command = shlex.join(["python", "tools/cross_validate.py", *map(str, args.models), "-o", str(args.output)])
+    print("ship with: python tools/ship_model.py MODEL --folds", len(args.models), "--cross-validation",
+          *pairs, "--cv-command", shlex.quote(command))
+
+
+if __name__ == "__main__":
+    main()
