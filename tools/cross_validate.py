@@ -8,6 +8,8 @@ Train the folds first (one run per fold, same design, data and seed; each may go
     done
     python tools/cross_validate.py runs/cv-axial/fold*/last -o cv/axial
 
+Every stage of a fold model must have trained on its fold's training cases only: continue fold K with
+``--init runs/cv-axial/foldK/last``, never ``--init default`` (the built-in model has seen every fold).
 Each fold model's ``last/`` segments its own validation cases through the Segmenter users run (no epoch
 is picked on the cases it is scored on); ``OUTPUT/DATASET.csv`` holds every case of each dataset once
 (``atriumseg evaluate``'s columns), and the per-protocol summaries are printed with the
