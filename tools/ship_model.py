@@ -20,9 +20,9 @@ from pathlib import Path
 
 from atriumseg.models.checkpoint import CARD_NAME, WEIGHTS_NAME, default_model_path, load_model
 from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.training.dataset import load_msd_dataset
 from atriumseg.pipeline.training.validation import (
     cross_validation_record,
+    held_out,
     read_metrics_csv,
     validate,
     validation_summary,
@@ -54,11 +54,7 @@ def main() -> None:
             card, preprocessing=dataclasses.replace(card.preprocessing, min_slice_size=args.min_slice_size)
         )
     segmenter = Segmenter(network, card, device="cpu")
-    per_dataset = {}
-    for item in card.provenance["data"]:
-        dataset = load_msd_dataset(Path(item["root"]), item["header_orientation_fix"])
-        cases = dataset.select(card.provenance["split"][dataset.name]["validation"])
-        per_dataset[dataset.name] = validate(segmenter, cases, dataset.orientation)
+    per_dataset = {dataset.name: validate(segmenter, cases, dataset.orientation) for dataset, cases in held_out(card)}
     provenance = {**card.provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset),
                   "licence": LICENCE, "holdout_sample": args.holdout}
     if args.cross_validation:

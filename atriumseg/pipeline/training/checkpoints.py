@@ -110,8 +110,8 @@ def initial_weights(network: torch.nn.Module, card: ModelCard, init: Path) -> li
     The model must have this run's architecture (:func:`check_init`); a different preprocessing is
     allowed, with a warning, since the weights are only a starting point.
     """
-    init_card = check_init(init, card)
     folder = init_folder(init, card)
+    init_card = check_init(folder, card)
     loaded, _ = load_model(folder)
     if init_card.preprocessing != card.preprocessing:
         log.warning("--init %s: preprocessing differs from this run's (%s vs %s); its weights are a starting "

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import load_card
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, summarise
 from atriumseg.pipeline.evaluation.evaluate import evaluate
 from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.training.dataset import LabelledCase, load_msd_dataset
+from atriumseg.pipeline.training.dataset import LabelledCase, MSDDataset, load_msd_dataset
 
 
 def validate(segmenter: Segmenter, cases: list[LabelledCase], orientation: str | None) -> dict[str, dict[str, float]]:
@@ -40,6 +41,16 @@ def cross_validation_record(per_dataset: dict[str, list[tuple[str, CaseMetrics]]
             "per_dataset": {name: asdict(summarise(rows)) for name, rows in per_dataset.items()}}
 
 
+def held_out(card: ModelCard) -> list[tuple[MSDDataset, list[LabelledCase]]]:
+    """Each dataset a model was trained on (read from where its card says, with the same header fix) and the
+    validation cases its run held out of training."""
+    pairs = []
+    for item in card.provenance["data"]:
+        dataset = load_msd_dataset(Path(item["root"]), item["header_orientation_fix"])
+        pairs.append((dataset, dataset.select(card.provenance["split"][dataset.name]["validation"])))
+    return pairs
+
+
 def out_of_fold(fold_models: list[Path], device: str = "auto") -> dict[str, list[tuple[str, CaseMetrics]]]:
     """Every case of a K-fold cross-validation scored by the fold model that did not train on it, per dataset.
 
@@ -59,9 +70,7 @@ def out_of_fold(fold_models: list[Path], device: str = "auto") -> dict[str, list
     rows: dict[str, list[tuple[str, CaseMetrics]]] = {}
     for folder, card in cards:
         segmenter = Segmenter.from_path(folder, device=device)
-        for item in card.provenance["data"]:
-            dataset = load_msd_dataset(Path(item["root"]), item["header_orientation_fix"])
-            cases = dataset.select(card.provenance["split"][dataset.name]["validation"])
+        for dataset, cases in held_out(card):
             scored = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], dataset.orientation,
                               show_progress=False)
             rows.setdefault(dataset.name, []).extend(scored)
