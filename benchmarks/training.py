@@ -226,17 +226,16 @@ def _measure_augmentation(args: argparse.Namespace) -> list[dict[str, Any]]:
     chains = {"untracked (training)": untracked, "tracked (MONAI default)": Compose(untracked.transforms)}
     for chain in chains.values():  # first calls (allocations, lazy imports) are not what is measured
         chain(dict(volumes[0]))
-    seconds = dict.fromkeys(chains, 0.0)
-    for _ in range(2 if args.quick else 10):
+    seconds, repeats = dict.fromkeys(chains, 0.0), 2 if args.quick else 10
+    for _ in range(repeats):
         for label, chain in chains.items():
             chain.set_random_state(0)
             started = time.perf_counter()
             for volume in volumes:
                 chain(dict(volume))
             seconds[label] += time.perf_counter() - started
-    rounds = (2 if args.quick else 10) * len(volumes)
-    return [{"label": label, "ms_per_volume": 1000 * total / rounds, "slices_per_volume": config.slices_per_volume}
-            for label, total in seconds.items()]
+    return [{"label": label, "ms_per_volume": 1000 * total / (repeats * len(volumes)),
+             "slices_per_volume": config.slices_per_volume} for label, total in seconds.items()]
 
 
 def main(argv: list[str] | None = None) -> None:
