@@ -11,8 +11,10 @@ FORMATS = ("monai-bundle",)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("export", help="write a model in another tool's format (a MONAI bundle)")
-    p.add_argument("model", type=Path, nargs="?", default=None, help="model folder (default: the built-in model)")
+    p = commands.add_parser("export", help="write a model or an ensemble in another tool's format (a MONAI bundle)")
+    p.add_argument(
+        "model", type=Path, nargs="?", default=None, help="model or ensemble folder (default: the built-in model)"
+    )
     p.add_argument("--format", choices=FORMATS, default=FORMATS[0], help="what to write (default: %(default)s)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder to write the bundle into (new or empty)")
     p.add_argument(

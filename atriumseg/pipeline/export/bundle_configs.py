@@ -9,6 +9,8 @@ is ``network_def``, the inferer ``inferer``, and ``evaluator.run()`` is the ``ru
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from atriumseg.defaults import BATCH_SIZE
@@ -33,12 +35,15 @@ REFERENCES = (
 )
 
 
-def _preprocessing(card: ModelCard) -> list[dict[str, Any]]:
-    """The card's preprocessing as MONAI dictionary transforms (the chain of ``inference_transforms``)."""
-    pre, divisor = card.preprocessing, card.architecture.divisor
-    smallest = [-1 if axis == pre.slice_dim else pre.min_slice_size for axis in range(3)]
-    multiple = [1 if axis == pre.slice_dim else divisor for axis in range(3)]
-    return [
+def _preprocessing(card: ModelCard, members: Sequence[ModelCard] = ()) -> list[dict[str, Any]]:
+    """The card's preprocessing as MONAI dictionary transforms (the chain of ``inference_transforms``).
+
+    With ``members`` (an ensemble on the card's frame) every axis is padded as any member needs it, and the
+    neighbours are stacked inside the network (``PlaneEnsemble``), each member along its own slice axis.
+    """
+    pre = card.preprocessing
+    smallest, multiple = _padding((card, *members))
+    steps = [
         {"_target_": "LoadImaged", "keys": "image", "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": "image"},
         {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32", "track_meta": True},
@@ -50,9 +55,11 @@ def _preprocessing(card: ModelCard) -> list[dict[str, Any]]:
          "upper": pre.percentiles[1], "b_min": 0.0, "b_max": 1.0, "clip": True},
         {"_target_": "SpatialPadd", "keys": "image", "spatial_size": smallest, "mode": "constant"},
         {"_target_": "DivisiblePadd", "keys": "image", "k": multiple, "mode": "constant"},
-        {"_target_": f"{SCRIPTS}.context.StackNeighboursd", "keys": "image", "slice_dim": pre.slice_dim,
-         "context": pre.context},
     ]
+    if not members:
+        steps.append({"_target_": f"{SCRIPTS}.context.StackNeighboursd", "keys": "image",
+                      "slice_dim": pre.slice_dim, "context": pre.context})
+    return steps
 
 
 def _postprocessing(card: ModelCard) -> list[dict[str, Any]]:
@@ -73,9 +80,40 @@ def _postprocessing(card: ModelCard) -> list[dict[str, Any]]:
     return steps
 
 
-def inference_config(card: ModelCard) -> dict[str, Any]:
-    """``configs/inference.json``: every NIfTI file of ``dataset_dir`` to a mask in ``output_dir``."""
-    arch, pre = card.architecture, card.preprocessing
+def _padding(cards: Sequence[ModelCard]) -> tuple[list[int], list[int]]:
+    """Per axis, the smallest size and the multiple it is padded to: what every card asks of its in-plane axes."""
+    smallest = [max((c.preprocessing.min_slice_size for c in cards if c.preprocessing.slice_dim != axis), default=-1)
+                for axis in range(3)]
+    multiple = [math.lcm(*(c.architecture.divisor for c in cards if c.preprocessing.slice_dim != axis))
+                for axis in range(3)]
+    return smallest, multiple
+
+
+def _network(card: ModelCard) -> dict[str, Any]:
+    """One U-Net of ``card``'s architecture, as the config instantiates it."""
+    arch = card.architecture
+    return {"_target_": f"{SCRIPTS}.unet.UNet", "in_channels": arch.in_channels, "width": arch.width,
+            "depth": arch.depth}
+
+
+def inference_config(card: ModelCard, members: Sequence[ModelCard] = ()) -> dict[str, Any]:
+    """``configs/inference.json``: every NIfTI file of ``dataset_dir`` to a mask in ``output_dir``.
+
+    One network runs under MONAI's ``SliceInferer``; an ensemble (``card`` its first member with the ensemble's
+    post-processing, ``members`` the others) is one ``PlaneEnsemble`` under a ``SimpleInferer``.
+    """
+    if members:
+        cards = (card, *members)
+        network_def = {
+            "_target_": f"{SCRIPTS}.planes.PlaneEnsemble", "networks": [_network(c) for c in cards],
+            "slice_dims": [c.preprocessing.slice_dim for c in cards],
+            "contexts": [c.preprocessing.context for c in cards], "batch_size": BATCH_SIZE,
+        }
+        inferer: dict[str, Any] = {"_target_": "SimpleInferer"}
+    else:
+        network_def = _network(card)
+        inferer = {"_target_": "SliceInferer", "spatial_dim": card.preprocessing.slice_dim, "roi_size": [-1, -1],
+                   "sw_batch_size": BATCH_SIZE, "progress": False}
     return {
         "imports": ["$import glob", "$import os"],
         "bundle_root": ".",
@@ -85,16 +123,14 @@ def inference_config(card: ModelCard) -> dict[str, Any]:
         "output_postfix": "seg",
         "ckpt_path": "$@bundle_root + '/models/model.pt'",
         "datalist": "$sorted(glob.glob(os.path.join(@dataset_dir, '*.nii*')))",
-        "network_def": {"_target_": f"{SCRIPTS}.unet.UNet", "in_channels": arch.in_channels, "width": arch.width,
-                        "depth": arch.depth},
+        "network_def": network_def,
         "network": "$@network_def.to(@device)",
-        "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(card)},
+        "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(card, members)},
         "dataset": {"_target_": "Dataset", "data": "$[{'image': path} for path in @datalist]",
                     "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
                        "num_workers": 0},
-        "inferer": {"_target_": "SliceInferer", "spatial_dim": pre.slice_dim, "roi_size": [-1, -1],
-                    "sw_batch_size": BATCH_SIZE, "progress": False},
+        "inferer": inferer,
         "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(card)},
         "handlers": [
             {"_target_": "CheckpointLoader", "load_path": "@ckpt_path", "load_dict": {"model": "@network"},
@@ -123,23 +159,36 @@ def _channels(card: ModelCard) -> dict[str, str]:
     return channels
 
 
-def _network_data_format(card: ModelCard) -> dict[str, Any]:
-    """Inputs and outputs of the network (one 2D slice stack) and of the whole inference (a 3D mask)."""
-    shape = [f"{card.architecture.divisor}*n", f"{card.architecture.divisor}*n"]
+def _network_data_format(card: ModelCard, members: Sequence[ModelCard] = ()) -> dict[str, Any]:
+    """Inputs and outputs of the network (one 2D slice stack, or an ensemble's whole 3D volume) and of the whole
+    inference (a 3D mask)."""
     pre = card.preprocessing
-    spacing = f"{pre.spacing[0]:g} x {pre.spacing[1]:g} mm"
-    image = {
-        "type": "image", "format": "magnitude", "modality": "MR", "num_channels": card.architecture.in_channels,
-        "spatial_shape": shape, "dtype": "float32", "value_range": [0, 1], "is_patch_data": False,
-        "channel_def": _channels(card),
-        "description": f"{pre.plane} slices in the {pre.orientation} frame at {spacing}, the volume's "
-        f"{pre.percentiles[0]:g}-{pre.percentiles[1]:g} percentile window mapped to [0, 1]",
-    }
+    window = f"the volume's {pre.percentiles[0]:g}-{pre.percentiles[1]:g} percentile window mapped to [0, 1]"
+    if members:
+        shape = [f"{multiple}*n" for multiple in _padding((card, *members))[1]]
+        planes = " + ".join(c.preprocessing.plane for c in (card, *members))
+        image = {
+            "type": "image", "format": "magnitude", "modality": "MR", "num_channels": 1,
+            "spatial_shape": shape, "dtype": "float32", "value_range": [0, 1], "is_patch_data": False,
+            "channel_def": {"0": "the volume"},
+            "description": f"the whole volume in the {pre.orientation} frame at "
+            f"{' x '.join(f'{v:g}' for v in pre.pixdim)} mm, {window}; each member ({planes}) slices it in its plane",
+        }
+    else:
+        shape = [f"{card.architecture.divisor}*n", f"{card.architecture.divisor}*n"]
+        spacing = f"{pre.spacing[0]:g} x {pre.spacing[1]:g} mm"
+        image = {
+            "type": "image", "format": "magnitude", "modality": "MR", "num_channels": card.architecture.in_channels,
+            "spatial_shape": shape, "dtype": "float32", "value_range": [0, 1], "is_patch_data": False,
+            "channel_def": _channels(card),
+            "description": f"{pre.plane} slices in the {pre.orientation} frame at {spacing}, {window}",
+        }
     logits = {
         "type": "image", "format": "logits", "modality": "n/a", "num_channels": 1, "spatial_shape": shape,
         "dtype": "float32", "value_range": [], "is_patch_data": False,
         "channel_def": {"0": "left_atrium"},
-        "description": "raw logits of the left atrium; their sigmoid is the left-atrium probability",
+        "description": "raw logits of the left atrium; their sigmoid is the left-atrium probability"
+        + (" (the members' mean)" if members else ""),
     }
     mask = {
         "type": "image", "format": "segmentation", "modality": "n/a", "num_channels": 1,
@@ -150,11 +199,35 @@ def _network_data_format(card: ModelCard) -> dict[str, Any]:
     return {"inputs": {"image": image}, "outputs": {"pred": logits}, "post_processed_outputs": {"pred": mask}}
 
 
-def metadata(card: ModelCard, versions: dict[str, str], bundle_version: str) -> dict[str, Any]:
+def _description(card: ModelCard, members: Sequence[ModelCard]) -> str:
+    """What the bundle's network is and how it runs, in a sentence or two."""
+    if not members:
+        arch, pre = card.architecture, card.preprocessing
+        return (
+            f"A 2D U-Net (width {arch.width}, depth {arch.depth}) run slice by slice ({pre.plane} slices, "
+            f"{pre.context} neighbour(s) each side as channels) through MONAI's SliceInferer; the mask goes back to "
+            "the input's voxel grid. Exported from atriumseg."
+        )
+    nets = ", ".join(
+        f"{c.preprocessing.plane} (width {c.architecture.width}, depth {c.architecture.depth}, "
+        f"{c.preprocessing.context} neighbour(s) each side)" for c in (card, *members)
+    )
+    return (
+        f"An ensemble of {len(members) + 1} 2D U-Nets, each run over every slice of its own plane of the volume: "
+        f"{nets}; their probabilities are averaged on the resampled volume (scripts.planes.PlaneEnsemble under "
+        "MONAI's SimpleInferer) and the mask goes back to the input's voxel grid. Exported from atriumseg."
+    )
+
+
+def metadata(
+    card: ModelCard, versions: dict[str, str], bundle_version: str, members: Sequence[ModelCard] = (),
+    record: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``configs/metadata.json``: MONAI's mandatory keys, then the card (provenance, validation, datasets).
 
     ``versions`` maps package names (monai, torch, numpy, atriumseg and ``RUNTIME_PACKAGES``) to the versions
-    installed where the bundle was written.
+    installed where the bundle was written. An ensemble gives its other ``members`` and the ``record`` of its
+    cards to carry as ``atriumseg_card`` (default: ``card``'s own).
     """
     provenance = card.provenance
     needed = {name: versions[name] for name in RUNTIME_PACKAGES if name in versions}
@@ -173,11 +246,7 @@ def metadata(card: ModelCard, versions: dict[str, str], bundle_version: str) -> 
         "optional_packages_version": needed,
         "name": "Left atrium MRI segmentation (atriumseg)",
         "task": "Left-atrium segmentation of 3D cardiac MRI (bSSFP and LGE-MRI)",
-        "description": (
-            f"A 2D U-Net (width {card.architecture.width}, depth {card.architecture.depth}) run slice by slice "
-            f"({card.preprocessing.plane} slices, {card.preprocessing.context} neighbour(s) each side as channels) "
-            "through MONAI's SliceInferer; the mask goes back to the input's voxel grid. Exported from atriumseg."
-        ),
+        "description": _description(card, members),
         "authors": "atriumseg contributors",
         "copyright": "Copyright (c) atriumseg contributors",
         "data_source": "; ".join(f"{d['dataset']}: {d['reference']} ({d['licence']})" for d in datasets),
@@ -187,8 +256,8 @@ def metadata(card: ModelCard, versions: dict[str, str], bundle_version: str) -> 
         "eval_metrics": {f"val_mean_dice_{name}": value for name, value in validation.items()},
         "intended_use": "Research only. Not a medical device; not for diagnosis or treatment.",
         "references": list(REFERENCES),
-        "network_data_format": _network_data_format(card),
+        "network_data_format": _network_data_format(card, members),
         "licence": provenance.get("licence", ""),
         "datasets": datasets,
-        "atriumseg_card": card.to_dict(),
+        "atriumseg_card": card.to_dict() if record is None else record,
     }

@@ -6,17 +6,21 @@ Layout (MONAI Bundle specification)::
     BUNDLE/scripts/{unet,context}.py           docs/README.md   LICENSE
 
 The custom code ships in ``scripts/`` (the model zoo's way): verbatim copies of atriumseg's U-Net
-and neighbour stacking, so running the bundle needs MONAI, torch and nibabel, not atriumseg. The
-weights come from safetensors; ``model.pt`` holds tensors only (``torch.load(..., weights_only=True)``
-reads it) and ``model.ts`` carries both configs as extra files, as ``monai.bundle ckpt_export`` does.
+and neighbour stacking, so running the bundle needs MONAI, torch and nibabel, not atriumseg. An
+ensemble ships ``scripts/{unet,planes}.py`` instead: one ``PlaneEnsemble`` network runs every member
+in its plane and averages their probabilities. The weights come from safetensors; ``model.pt`` holds
+tensors only (``torch.load(..., weights_only=True)`` reads it) and ``model.ts`` carries both configs
+as extra files, as ``monai.bundle ckpt_export`` does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import tempfile
+from dataclasses import dataclass, replace
 from importlib import metadata as package_metadata
 from importlib import resources
 from pathlib import Path
@@ -27,15 +31,20 @@ import torch
 from monai.data import save_net_with_metadata
 
 from atriumseg._version import __version__
+from atriumseg.defaults import BATCH_SIZE
 from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import load_model, resolve_model_path
-from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
+from atriumseg.models.ensemble import is_ensemble, load_ensemble
+from atriumseg.models.planes import PlaneEnsemble
 from atriumseg.pipeline.export.bundle_configs import RUNTIME_PACKAGES, SCRIPTS, inference_config, metadata
+from atriumseg.transforms.preprocessing import frame_key
 
 logger = logging.getLogger(__name__)
 
-# Modules copied into scripts/: (source package, file). Each must import nothing from atriumseg.
+# Modules copied into scripts/: (source package, file), for one network and for an ensemble. Each must import
+# nothing from atriumseg.
 SCRIPT_SOURCES = (("atriumseg.models", "unet.py"), ("atriumseg.transforms", "context.py"))
+ENSEMBLE_SCRIPT_SOURCES = (("atriumseg.models", "unet.py"), ("atriumseg.models", "planes.py"))
 _PACKAGES = ("monai", "torch", "numpy", *RUNTIME_PACKAGES)
 
 
@@ -43,13 +52,25 @@ class BundleExportError(ValueError):
     """A bundle that cannot be written where asked, with the reason and what to do."""
 
 
+@dataclass(frozen=True)
+class _Exported:
+    """What a bundle runs: the network, the card of its first member carrying the whole model's post-processing
+    and provenance, the other members' cards (an ensemble), and the atriumseg card(s) ``metadata.json`` records."""
+
+    network: torch.nn.Module
+    card: ModelCard
+    members: tuple[ModelCard, ...] = ()
+    record: dict[str, Any] | None = None
+
+
 def export_monai_bundle(output: str | Path, model: str | Path | None = None, overwrite: bool = False) -> Path:
     """Write the model folder ``model`` (None: the built-in model) as a MONAI bundle in ``output``.
 
     The bundle is built in a temporary folder beside ``output`` and moved into place, so a failed
     export leaves nothing half-written. An existing non-empty ``output`` is refused unless
-    ``overwrite``, which replaces the bundle's own files and leaves any others; an ensemble is refused
-    (a bundle runs one network), naming a member to export. Returns ``output``.
+    ``overwrite``, which replaces the bundle's own files and leaves any others. An ensemble becomes one
+    ``PlaneEnsemble`` network; its members must frame the volume alike (orientation, spacing, intensity
+    window), since the bundle resamples it once. Returns ``output``.
     """
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -57,22 +78,38 @@ def export_monai_bundle(output: str | Path, model: str | Path | None = None, ove
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise BundleExportError(f"bundle folder {output}: not empty; choose an empty folder or pass overwrite")
     folder = resolve_model_path(None if model is None else Path(model))
-    if is_ensemble(folder):
-        members = load_ensemble_card(folder).members
-        raise BundleExportError(
-            f"model {folder}: an ensemble of {len(members)} members ({', '.join(members)}), and a bundle holds one "
-            f"network; export a member instead, e.g. {folder / members[0]}"
-        )
-    network, card = load_model(folder)
+    exported = _ensemble(folder) if is_ensemble(folder) else _Exported(*load_model(folder))
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        _write_bundle(staging, network, card)
+        _write_bundle(staging, exported)
         _move_into(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("MONAI bundle written to %s", output)
     return output
+
+
+def _ensemble(folder: Path) -> _Exported:
+    """An ensemble folder as one ``PlaneEnsemble``; members framing the volume differently are refused."""
+    models, ensemble = load_ensemble(folder)
+    names, cards = ensemble.members, [card for _, card in models]
+    for name, card in zip(names[1:], cards[1:], strict=True):
+        if frame_key(card) != frame_key(cards[0]):
+            raise BundleExportError(
+                f"model {folder}: member {name!r} frames the volume differently from {names[0]!r} (orientation, "
+                f"spacing or intensity window: {frame_key(card)} against {frame_key(cards[0])}), and a bundle "
+                "resamples the volume once; export each member on its own instead"
+            )
+    datasets = {entry.get("dataset"): entry for card in cards for entry in card.provenance.get("data", [])}
+    licences = dict.fromkeys(card.provenance.get("licence", "") for card in cards if card.provenance.get("licence"))
+    provenance = {"data": list(datasets.values()), "licence": "; ".join(licences), **ensemble.provenance}
+    first = replace(cards[0], postprocessing=ensemble.postprocessing, provenance=provenance,
+                    package_version=ensemble.package_version or cards[0].package_version)
+    network = PlaneEnsemble([net for net, _ in models], [c.preprocessing.slice_dim for c in cards],
+                            [c.preprocessing.context for c in cards], BATCH_SIZE)
+    record = {"ensemble": ensemble.to_dict(), "members": {n: c.to_dict() for n, c in zip(names, cards, strict=True)}}
+    return _Exported(network, first, tuple(cards[1:]), record)
 
 
 def package_versions() -> dict[str, str]:
@@ -86,16 +123,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _write_bundle(folder: Path, network: torch.nn.Module, card: ModelCard) -> None:
+def _write_bundle(folder: Path, exported: _Exported) -> None:
     """Every file of the bundle into ``folder``."""
+    card, members = exported.card, exported.members
     versions = package_versions()
-    meta = metadata(card, versions, bundle_version=card.package_version or __version__)
-    config = inference_config(card)
+    meta = metadata(card, versions, card.package_version or __version__, members, exported.record)
+    config = inference_config(card, members)
+    sources = ENSEMBLE_SCRIPT_SOURCES if members else SCRIPT_SOURCES
     _write_json(folder / "configs" / "metadata.json", meta)
     _write_json(folder / "configs" / "inference.json", config)
-    _write_scripts(folder / SCRIPTS)
-    _write_models(folder / "models", network, meta, config)
-    _write_docs(folder, card, meta)
+    _write_scripts(folder / SCRIPTS, sources)
+    _write_models(folder / "models", exported.network, meta, config)
+    _write_docs(folder, exported, meta, sources)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -103,11 +142,11 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _write_scripts(folder: Path) -> None:
+def _write_scripts(folder: Path, sources: tuple[tuple[str, str], ...]) -> None:
     """Verbatim copies of the modules the configs name, refusing one that would need atriumseg itself."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "__init__.py").write_text(f'"""Custom code of this bundle, copied from atriumseg {__version__}."""\n')
-    for package, name in SCRIPT_SOURCES:
+    for package, name in sources:
         source = resources.files(package).joinpath(name).read_text()
         if "from atriumseg" in source or "import atriumseg" in source:
             raise BundleExportError(
@@ -129,22 +168,23 @@ def _write_models(folder: Path, network: torch.nn.Module, meta: dict[str, Any], 
     )
 
 
-def _write_docs(folder: Path, card: ModelCard, meta: dict[str, Any]) -> None:
+def _write_docs(folder: Path, exported: _Exported, meta: dict[str, Any], sources: tuple[tuple[str, str], ...]) -> None:
     """``docs/README.md`` and ``LICENSE`` from the templates beside this module."""
     templates = resources.files("atriumseg.pipeline.export").joinpath("templates")
+    card, cards = exported.card, (exported.card, *exported.members)
     pre, post = card.preprocessing, card.postprocessing
     values = {
         "version": meta["version"],
         "atriumseg_version": __version__,
         "orientation": pre.orientation,
-        "plane": pre.plane,
         "pixdim": " x ".join(f"{v:g}" for v in pre.pixdim),
         "low": f"{pre.percentiles[0]:g}",
         "high": f"{pre.percentiles[1]:g}",
-        "min_slice_size": str(pre.min_slice_size),
-        "divisor": str(card.architecture.divisor),
-        "channels": str(card.architecture.in_channels),
-        "context": str(pre.context),
+        "min_slice_size": str(max(c.preprocessing.min_slice_size for c in cards)),
+        "divisor": str(math.lcm(*(c.architecture.divisor for c in cards))),
+        "slicing": _slicing_steps(cards),
+        "copies": " and ".join(f"`{package.replace('.', '/')}/{name}`" for package, name in sources),
+        "torchscript": _torchscript_io(cards),
         "threshold": f"{post.threshold:g}",
         "validation": _validation_lines(card),
         "datasets": "\n".join(f"- **{d['dataset']}**: {d['reference']}; licence: {d['licence']}"
@@ -155,6 +195,34 @@ def _write_docs(folder: Path, card: ModelCard, meta: dict[str, Any]) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "README.md").write_text(Template(templates.joinpath("README.md").read_text()).substitute(values))
     (folder / "LICENSE").write_text(Template(templates.joinpath("LICENSE").read_text()).substitute(values))
+
+
+def _slicing_steps(cards: tuple[ModelCard, ...]) -> str:
+    """Steps 5 and 6 of the docs' preprocessing list: how the slices reach the network(s)."""
+    pre = cards[0].preprocessing
+    if len(cards) == 1:
+        return (
+            f"5. `scripts.context.StackNeighboursd`: each {pre.plane} slice with {pre.context} neighbour(s) on each "
+            f"side\n   as {pre.channels} channels (2.5D context; edge slices repeat);\n"
+            f"6. `SliceInferer` runs the 2D U-Net (`scripts.unet.UNet`) on every {pre.plane} slice;"
+        )
+    members = ", ".join(f"{c.preprocessing.plane} with {c.preprocessing.context} neighbour(s) each side" for c in cards)
+    return (
+        f"5. `SimpleInferer` runs `scripts.planes.PlaneEnsemble` on the whole volume: each member U-Net\n"
+        f"   (`scripts.unet.UNet`) sees every slice of its own plane ({members}; edge slices repeat),\n"
+        f"   {BATCH_SIZE} slices per forward pass;\n"
+        "6. the members' probabilities are averaged, and the network returns the logit of that mean;"
+    )
+
+
+def _torchscript_io(cards: tuple[ModelCard, ...]) -> str:
+    """The TorchScript network's input and output, for the docs."""
+    if len(cards) == 1:
+        arch = cards[0].architecture
+        return (f"input `(B, {arch.in_channels}, H, W)` with H and W multiples of {arch.divisor}, output "
+                "`(B, 1, H, W)` logits")
+    return ("input `(B, 1, X, Y, Z)`, the preprocessed volume, each axis a multiple of what its members' slices "
+            "need; output `(B, 1, X, Y, Z)`, the logits of the members' mean probability")
 
 
 def _validation_lines(card: ModelCard) -> str:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -15,15 +16,21 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import write_nifti
+from helpers import STANDIN_CARD, standin_network, write_nifti
 from monai.bundle import ConfigWorkflow
 from monai.data import load_net_with_metadata
 
 import atriumseg
 from atriumseg.demo import sample_paths
-from atriumseg.models.checkpoint import default_model_path, load_model
+from atriumseg.models.checkpoint import default_model_path, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble
-from atriumseg.pipeline.export.monai_bundle import SCRIPT_SOURCES, BundleExportError, export_monai_bundle
+from atriumseg.models.planes import PlaneEnsemble
+from atriumseg.pipeline.export.monai_bundle import (
+    ENSEMBLE_SCRIPT_SOURCES,
+    SCRIPT_SOURCES,
+    BundleExportError,
+    export_monai_bundle,
+)
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.synthetic import make_affine, synthetic_case
 
@@ -115,32 +122,104 @@ def test_export_refuses_a_non_empty_folder_and_overwrite_keeps_other_files(model
         export_monai_bundle(target / "notes.txt", model_folder)
 
 
-def test_export_refuses_an_ensemble_and_names_a_member(model_folder: Path, tmp_path: Path) -> None:
-    fused = assemble_ensemble(tmp_path / "fused", {"axial": model_folder, "again": model_folder})
-    with pytest.raises(BundleExportError, match=r"an ensemble of 2 members \(axial, again\).*fused/axial"):
-        export_monai_bundle(tmp_path / "bundle", fused)
+def standin_member(folder: Path, plane: str, level: float, slice_spacing: float = 1.5) -> Path:
+    """A stand-in model slicing in ``plane`` that calls pixels above ``level`` atrium (``helpers.standin_network``)."""
+    pre = replace(STANDIN_CARD.preprocessing, plane=plane, slice_spacing=slice_spacing)
+    card = replace(STANDIN_CARD, preprocessing=pre, provenance={"licence": "CC0", "data": [
+        {"dataset": f"synthetic-{plane}", "reference": "made up here", "licence": "CC0"}]})
+    save_model(standin_network(card, level), card, folder)
+    return folder
+
+
+@pytest.fixture
+def fused(tmp_path: Path) -> Path:
+    """An ensemble of two stand-ins that disagree: sagittal at level 0.8, axial at 0.3 (their mean passes 0.5 there)."""
+    return assemble_ensemble(tmp_path / "fused", {
+        "sagittal": standin_member(tmp_path / "sagittal", "sagittal", 0.8),
+        "axial": standin_member(tmp_path / "axial", "axial", 0.3),
+    })
+
+
+def run_bundle(bundle: Path, image: Path, output: Path) -> nib.Nifti1Image:
+    """MONAI's ``ConfigWorkflow`` running ``bundle`` on the folder of ``image``; the mask it writes."""
+    workflow = ConfigWorkflow(
+        config_file=str(bundle / "configs/inference.json"), meta_file=str(bundle / "configs/metadata.json"),
+        workflow_type="infer", bundle_root=str(bundle), dataset_dir=str(image.parent),
+        output_dir=str(output), device="$torch.device('cpu')",
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return nib.load(output / image.name.replace(".nii.gz", "_seg.nii.gz"))
+
+
+def oblique_case(folder: Path) -> tuple[Path, tuple[int, ...], np.ndarray]:
+    """A synthetic case on an oblique LPI grid, written to ``folder/case.nii.gz``: its path, shape and affine."""
+    shape = (46, 41, 33)
+    affine = make_affine(shape, spacing=(1.1, 1.3, 1.9), axcodes="LPI", rotation_deg=(12, -7, 25))
+    case = synthetic_case(shape, affine=affine, seed=3)
+    folder.mkdir()
+    return write_nifti(folder / "case.nii.gz", case.image, case.affine), shape, affine
+
+
+def test_an_ensemble_bundle_holds_one_network_of_every_member(fused: Path, tmp_path: Path) -> None:
+    bundle = export_monai_bundle(tmp_path / "bundle", fused)
+    assert sorted(p.name for p in (bundle / "scripts").glob("*.py")) == ["__init__.py", "planes.py", "unet.py"]
+    for package, name in ENSEMBLE_SCRIPT_SOURCES:
+        assert (bundle / "scripts" / name).read_text() == resources.files(package).joinpath(name).read_text()
+    state = torch.load(bundle / "models/model.pt", weights_only=True)
+    for index, name in enumerate(("sagittal", "axial")):
+        network, _ = load_model(fused / name)
+        for key, value in network.state_dict().items():
+            assert torch.equal(state[f"networks.{index}.{key}"], value), (name, key)
+    meta = json.loads((bundle / "configs/metadata.json").read_text())
+    assert meta["atriumseg_card"]["ensemble"]["members"] == ["sagittal", "axial"]
+    assert meta["atriumseg_card"]["members"]["axial"]["preprocessing"]["plane"] == "axial"
+    assert [d["dataset"] for d in meta["datasets"]] == ["synthetic-sagittal", "synthetic-axial"]
+    assert meta["licence"] == "CC0" and meta["network_data_format"]["inputs"]["image"]["num_channels"] == 1
+    config = json.loads((bundle / "configs/inference.json").read_text())
+    assert config["inferer"] == {"_target_": "SimpleInferer"}
+    assert config["network_def"]["slice_dims"] == [0, 2] and config["network_def"]["contexts"] == [1, 1]
+    readme = (bundle / "docs/README.md").read_text()
+    assert "scripts.planes.PlaneEnsemble" in readme and "sagittal with 1 neighbour(s)" in readme and "$" not in readme
+    scripted = torch.jit.load(str(bundle / "models/model.ts"), map_location="cpu")
+    volume = torch.rand(1, 1, 8, 12, 16, generator=torch.Generator().manual_seed(4))
+    eager = PlaneEnsemble([load_model(fused / n)[0] for n in ("sagittal", "axial")], [0, 2], [1, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(volume), eager(volume), atol=TS_TOLERANCE, rtol=0)
+
+
+def test_an_ensemble_bundle_gives_the_segmenters_mask(fused: Path, tmp_path: Path, bundle_imports) -> None:
+    """Both stand-ins on an oblique LPI volume: the bundle's fused mask is atriumseg's, on the input's grid."""
+    bundle = export_monai_bundle(tmp_path / "bundle", fused)
+    image, shape, affine = oblique_case(tmp_path / "in")
+    written = run_bundle(bundle, image, tmp_path / "out")
+    assert written.shape == shape and np.allclose(written.affine, affine, atol=1e-5)
+    segmenter = Segmenter.from_path(fused, device="cpu", precision="float32", focus=False)
+    expected = np.asarray(atriumseg.segment(image, segmenter).dataobj) > 0
+    alone = np.asarray(atriumseg.segment(image, Segmenter.from_path(
+        fused / "sagittal", device="cpu", precision="float32", focus=False)).dataobj) > 0
+    got = np.asarray(written.dataobj) > 0
+    assert expected.sum() > 100 and dice(got, expected) >= 0.999, f"Dice {dice(got, expected):.5f}"
+    assert dice(alone, expected) < 0.9  # the fusion is not the first member's mask
+
+
+def test_an_ensemble_whose_members_frame_the_volume_differently_is_refused(tmp_path: Path) -> None:
+    mixed = assemble_ensemble(tmp_path / "mixed", {
+        "sagittal": standin_member(tmp_path / "sagittal", "sagittal", 0.8, slice_spacing=0.0),
+        "axial": standin_member(tmp_path / "axial", "axial", 0.6, slice_spacing=0.0),
+    })
+    with pytest.raises(BundleExportError, match=r"member 'axial' frames the volume differently from 'sagittal'"):
+        export_monai_bundle(tmp_path / "bundle", mixed)
     assert not (tmp_path / "bundle").exists()
-    export_monai_bundle(tmp_path / "bundle", fused / "axial")
-    assert (tmp_path / "bundle/models/model.ts").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle.")]
 
 
 def test_bundle_workflow_gives_the_segmenters_mask(model_folder: Path, tmp_path: Path, bundle_imports) -> None:
     """The stand-in model (an exact per-pixel function) on an oblique LPI volume: same mask, same grid."""
     bundle = export_monai_bundle(tmp_path / "bundle", model_folder)
-    shape = (46, 41, 33)
-    affine = make_affine(shape, spacing=(1.1, 1.3, 1.9), axcodes="LPI", rotation_deg=(12, -7, 25))
-    case = synthetic_case(shape, affine=affine, seed=3)
-    (tmp_path / "in").mkdir()
-    image = write_nifti(tmp_path / "in" / "case.nii.gz", case.image, case.affine)
-    workflow = ConfigWorkflow(
-        config_file=str(bundle / "configs/inference.json"), meta_file=str(bundle / "configs/metadata.json"),
-        workflow_type="infer", bundle_root=str(bundle), dataset_dir=str(image.parent),
-        output_dir=str(tmp_path / "out"), device="$torch.device('cpu')",
-    )
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    written = nib.load(tmp_path / "out" / "case_seg.nii.gz")
+    image, shape, affine = oblique_case(tmp_path / "in")
+    written = run_bundle(bundle, image, tmp_path / "out")
     assert written.shape == shape and np.allclose(written.affine, affine, atol=1e-5)
     assert written.get_data_dtype() == np.uint8
     segmenter = Segmenter.from_path(model_folder, device="cpu", precision="float32", focus=False)
@@ -185,11 +264,13 @@ def test_monai_runner_segments_the_sample_as_atriumseg_does(bundle: Path, tmp_pa
 
 
 @pytest.mark.slow
-def test_monai_verify_net_in_out_passes(bundle: Path) -> None:
+@pytest.mark.parametrize("which", ["built-in", "ensemble"])
+def test_monai_verify_net_in_out_passes(bundle: Path, which: str, fused: Path, tmp_path: Path) -> None:
+    folder = bundle if which == "built-in" else export_monai_bundle(tmp_path / "fused_bundle", fused)
     command = [
         sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file",
         "configs/metadata.json", "--config_file", "configs/inference.json", "--n", "5", "--device", "cpu",
     ]
-    run = subprocess.run(command, cwd=bundle, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "data shape of network is verified with no error" in run.stderr + run.stdout
