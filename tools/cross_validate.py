@@ -10,6 +10,8 @@ Train the folds first (one run per fold, same design, data and seed; each may go
 
 Every stage of a fold model must have trained on its fold's training cases only: continue fold K with
 ``--init runs/cv-axial/foldK/last``, never ``--init default`` (the built-in model has seen every fold).
+An ensemble design passes one ensemble folder per fold, each holding only that fold's members
+(``assemble_ensemble``; a member of another fold is refused).
 Each fold model's ``last/`` segments its own validation cases through the Segmenter users run (no epoch
 is picked on the cases it is scored on); ``OUTPUT/DATASET.csv`` holds every case of each dataset once
 (``atriumseg evaluate``'s columns), and the per-protocol summaries are printed with the

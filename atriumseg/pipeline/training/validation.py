@@ -12,6 +12,7 @@ import numpy as np
 
 from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import load_card
+from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, summarise
 from atriumseg.pipeline.evaluation.evaluate import evaluate
 from atriumseg.pipeline.inference.segmenter import Segmenter
@@ -55,11 +56,12 @@ def out_of_fold(fold_models: list[Path], device: str = "auto") -> dict[str, list
     """Every case of a K-fold cross-validation scored by the fold model that did not train on it, per dataset.
 
     ``fold_models`` are the K models of one ``--folds K`` design (each fold run's ``last/``, so no epoch is
-    picked on the cases it is scored on); each segments its own fold's validation cases as users run it.
-    A :class:`ValueError` says when they are not one whole cross-validation: another K, a fold missing or
-    twice, a case in two folds. The rows feed :func:`cross_validation_record`.
+    picked on the cases it is scored on, or an ensemble of one fold's members); each segments its own fold's
+    validation cases as users run it. A :class:`ValueError` says when they are not one whole cross-validation:
+    another K, a fold missing or twice, a case in two folds, an ensemble mixing folds. The rows feed
+    :func:`cross_validation_record`.
     """
-    cards = [(Path(folder), load_card(folder)) for folder in fold_models]
+    cards = [(Path(folder), fold_card(Path(folder))) for folder in fold_models]
     configs = [card.provenance.get("config", {}) for _, card in cards]
     ks = sorted({config.get("folds", 0) for config in configs})
     if len(ks) != 1 or ks[0] < 2:
@@ -79,6 +81,29 @@ def out_of_fold(fold_models: list[Path], device: str = "auto") -> dict[str, list
         if twice:
             raise ValueError(f"{name}: cases {twice} are in more than one fold (runs of other seeds or data?)")
     return rows
+
+
+def fold_card(folder: Path) -> ModelCard:
+    """The card that says which fold ``folder`` validates on: its own, or an ensemble's first member's once every
+    member is known to come from the same fold of the same split (else a :class:`ValueError` names the member)."""
+    if not is_ensemble(folder):
+        return load_card(folder)
+    names = load_ensemble_card(folder).members
+    cards = {name: load_card(folder / name) for name in names}
+    first = cards[names[0]]
+
+    def fold(card: ModelCard) -> tuple:
+        config = card.provenance.get("config", {})
+        return config.get("folds", 0), config.get("fold"), card.provenance.get("split")
+
+    for name, card in cards.items():
+        if fold(card) != fold(first):
+            raise ValueError(
+                f"ensemble {folder}: member {name!r} trained on another fold or split than {names[0]!r} "
+                f"(fold {fold(card)[1]} of {fold(card)[0]} against fold {fold(first)[1]} of {fold(first)[0]}); "
+                "a fold's ensemble must hold only that fold's models"
+            )
+    return first
 
 
 def read_metrics_csv(path: Path) -> list[tuple[str, CaseMetrics]]:

@@ -9,6 +9,7 @@ import pytest
 from helpers import tiny_config
 
 from atriumseg.models.checkpoint import load_card
+from atriumseg.models.ensemble import assemble_ensemble
 from atriumseg.pipeline.analysis.metrics import CaseMetrics
 from atriumseg.pipeline.evaluation.evaluate import evaluate
 from atriumseg.pipeline.evaluation.table import write_metrics_csv
@@ -75,6 +76,11 @@ def test_out_of_fold_scores_every_case_once_with_the_model_that_did_not_train_on
         assert again == [row for row in rows["Synthetic"] if row[0] in held_out]
     record = cross_validation_record(rows, folds=2, command="two folds")
     assert record["per_dataset"]["Synthetic"]["cases"] == 4
+    fused = [assemble_ensemble(tmp_path / f"fused{k}", {"a": run, "b": run}) for k, run in enumerate(runs)]
+    assert out_of_fold(fused, device="cpu") == rows  # a fold's ensemble (here of one model twice) scores its fold
+    mixed = assemble_ensemble(tmp_path / "mixed", {"a": runs[0], "b": runs[1]})
+    with pytest.raises(ValueError, match=r"member 'b' trained on another fold or split than 'a'"):
+        out_of_fold([mixed, fused[1]], device="cpu")
     with pytest.raises(ValueError, match=r"cover folds \[0, 0\]"):
         out_of_fold([runs[0], runs[0]], device="cpu")
     with pytest.raises(ValueError, match=r"one --folds K design \(K >= 2\), got K = \[0\]"):
