@@ -11,7 +11,9 @@ from atriumseg.cli.app import EXIT_OK, UsageError
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("info", help="describe a model: design, training data, validation figures")
-    p.add_argument("model", type=Path, nargs="?", default=None, help="model folder (default: the built-in model)")
+    p.add_argument(
+        "model", type=Path, nargs="?", default=None, help="model or ensemble folder (default: the built-in model)"
+    )
     p.add_argument("--json", action="store_true", help="print the whole card as JSON")
     p.set_defaults(run=run)
 

@@ -41,7 +41,8 @@ def axcodes(text: str) -> str:
 def model_options() -> argparse.ArgumentParser:
     """``--model``, ``--device``, ``--batch-size``: every command that runs a model."""
     group = argparse.ArgumentParser(add_help=False)
-    group.add_argument("--model", "-m", type=Path, default=None, help="model folder (default: the built-in model)")
+    group.add_argument("--model", "-m", type=Path, default=None,
+                       help="model or ensemble folder (default: the built-in model)")
     group.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default auto)")
     group.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE,
                        help=f"slices per forward pass (default {defaults.BATCH_SIZE})")
