@@ -106,8 +106,9 @@ def _ensemble(folder: Path) -> _Exported:
     provenance = {"data": list(datasets.values()), "licence": "; ".join(licences), **ensemble.provenance}
     first = replace(cards[0], postprocessing=ensemble.postprocessing, provenance=provenance,
                     package_version=ensemble.package_version or cards[0].package_version)
-    network = PlaneEnsemble([net for net, _ in models], [c.preprocessing.slice_dim for c in cards],
-                            [c.preprocessing.context for c in cards], BATCH_SIZE)
+    dims, contexts = [c.preprocessing.slice_dim for c in cards], [c.preprocessing.context for c in cards]
+    # one member: its plain network, sliced by MONAI's SliceInferer as any single model
+    network = models[0][0] if len(models) == 1 else PlaneEnsemble([n for n, _ in models], dims, contexts, BATCH_SIZE)
     record = {"ensemble": ensemble.to_dict(), "members": {n: c.to_dict() for n, c in zip(names, cards, strict=True)}}
     return _Exported(network, first, tuple(cards[1:]), record)
 

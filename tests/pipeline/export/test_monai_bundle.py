@@ -204,6 +204,16 @@ def test_an_ensemble_bundle_gives_the_segmenters_mask(fused: Path, tmp_path: Pat
     assert dice(alone, expected) < 0.9  # the fusion is not the first member's mask
 
 
+def test_an_ensemble_of_one_member_exports_as_that_network(model_folder: Path, tmp_path: Path) -> None:
+    bundle = export_monai_bundle(tmp_path / "bundle", assemble_ensemble(tmp_path / "one", {"only": model_folder}))
+    state = torch.load(bundle / "models/model.pt", weights_only=True)
+    network, _ = load_model(model_folder)
+    assert state.keys() == network.state_dict().keys()
+    assert json.loads((bundle / "configs/inference.json").read_text())["inferer"]["_target_"] == "SliceInferer"
+    assert json.loads((bundle / "configs/metadata.json").read_text())["atriumseg_card"]["ensemble"]["members"] == [
+        "only"]
+
+
 def test_an_ensemble_whose_members_frame_the_volume_differently_is_refused(tmp_path: Path) -> None:
     mixed = assemble_ensemble(tmp_path / "mixed", {
         "sagittal": standin_member(tmp_path / "sagittal", "sagittal", 0.8, slice_spacing=0.0),
