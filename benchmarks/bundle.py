@@ -55,7 +55,7 @@ def measure(model: str | None, image: Path, label: Path, scratch: Path) -> dict[
               "--meta_file", f"{bundle}/configs/metadata.json", "--bundle_root", str(bundle),
               "--dataset_dir", str(inputs), "--output_dir", str(masks)]
     ours_command = [sys.executable, "-m", "atriumseg", "segment", str(image), "-o", str(ours), "--quiet",
-                    *(["--model", model] if model else [])]
+                    *(["--model", str(Path(model).resolve())] if model else [])]  # it runs in the scratch folder
     bundle_s, ours_s = timed(runner, hidden, scratch), timed(ours_command, dict(os.environ), scratch)
     source = nib.load(image)
     written = nib.load(next(masks.glob("*_seg.nii*")))

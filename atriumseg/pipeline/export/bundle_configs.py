@@ -9,7 +9,6 @@ is ``network_def``, the inferer ``inferer``, and ``evaluator.run()`` is the ``ru
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,14 +34,13 @@ REFERENCES = (
 )
 
 
-def _preprocessing(card: ModelCard, members: Sequence[ModelCard] = ()) -> list[dict[str, Any]]:
+def _preprocessing(card: ModelCard, ensemble: bool = False) -> list[dict[str, Any]]:
     """The card's preprocessing as MONAI dictionary transforms (the chain of ``inference_transforms``).
 
-    With ``members`` (an ensemble on the card's frame) every axis is padded as any member needs it, and the
-    neighbours are stacked inside the network (``PlaneEnsemble``), each member along its own slice axis.
+    For an ensemble the chain stops at the shared frame: each member pads its own in-plane axes and stacks its
+    own neighbours inside the network (``PlaneEnsemble``), as atriumseg does per member.
     """
     pre = card.preprocessing
-    smallest, multiple = _padding((card, *members))
     steps = [
         {"_target_": "LoadImaged", "keys": "image", "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": "image"},
@@ -53,13 +51,18 @@ def _preprocessing(card: ModelCard, members: Sequence[ModelCard] = ()) -> list[d
          "padding_mode": "border", "dtype": "$numpy.float32"},
         {"_target_": "ScaleIntensityRangePercentilesd", "keys": "image", "lower": pre.percentiles[0],
          "upper": pre.percentiles[1], "b_min": 0.0, "b_max": 1.0, "clip": True},
+    ]
+    if ensemble:
+        return steps
+    smallest = [-1 if axis == pre.slice_dim else pre.min_slice_size for axis in range(3)]
+    multiple = [1 if axis == pre.slice_dim else card.architecture.divisor for axis in range(3)]
+    return [
+        *steps,
         {"_target_": "SpatialPadd", "keys": "image", "spatial_size": smallest, "mode": "constant"},
         {"_target_": "DivisiblePadd", "keys": "image", "k": multiple, "mode": "constant"},
+        {"_target_": f"{SCRIPTS}.context.StackNeighboursd", "keys": "image", "slice_dim": pre.slice_dim,
+         "context": pre.context},
     ]
-    if not members:
-        steps.append({"_target_": f"{SCRIPTS}.context.StackNeighboursd", "keys": "image",
-                      "slice_dim": pre.slice_dim, "context": pre.context})
-    return steps
 
 
 def _postprocessing(card: ModelCard) -> list[dict[str, Any]]:
@@ -80,13 +83,15 @@ def _postprocessing(card: ModelCard) -> list[dict[str, Any]]:
     return steps
 
 
-def _padding(cards: Sequence[ModelCard]) -> tuple[list[int], list[int]]:
-    """Per axis, the smallest size and the multiple it is padded to: what every card asks of its in-plane axes."""
-    smallest = [max((c.preprocessing.min_slice_size for c in cards if c.preprocessing.slice_dim != axis), default=-1)
-                for axis in range(3)]
-    multiple = [math.lcm(*(c.architecture.divisor for c in cards if c.preprocessing.slice_dim != axis))
-                for axis in range(3)]
-    return smallest, multiple
+def plane_ensemble_arguments(cards: Sequence[ModelCard]) -> dict[str, list[int]]:
+    """``PlaneEnsemble``'s per-member arguments (slice axis, context, minimum in-plane size, divisor) from the
+    members' cards, in order."""
+    return {
+        "slice_dims": [c.preprocessing.slice_dim for c in cards],
+        "contexts": [c.preprocessing.context for c in cards],
+        "min_sizes": [c.preprocessing.min_slice_size for c in cards],
+        "divisors": [c.architecture.divisor for c in cards],
+    }
 
 
 def _network(card: ModelCard) -> dict[str, Any]:
@@ -104,11 +109,8 @@ def inference_config(card: ModelCard, members: Sequence[ModelCard] = ()) -> dict
     """
     if members:
         cards = (card, *members)
-        network_def = {
-            "_target_": f"{SCRIPTS}.planes.PlaneEnsemble", "networks": [_network(c) for c in cards],
-            "slice_dims": [c.preprocessing.slice_dim for c in cards],
-            "contexts": [c.preprocessing.context for c in cards], "batch_size": BATCH_SIZE,
-        }
+        network_def = {"_target_": f"{SCRIPTS}.planes.PlaneEnsemble", "networks": [_network(c) for c in cards],
+                       **plane_ensemble_arguments(cards), "batch_size": BATCH_SIZE}
         inferer: dict[str, Any] = {"_target_": "SimpleInferer"}
     else:
         network_def = _network(card)
@@ -125,7 +127,7 @@ def inference_config(card: ModelCard, members: Sequence[ModelCard] = ()) -> dict
         "datalist": "$sorted(glob.glob(os.path.join(@dataset_dir, '*.nii*')))",
         "network_def": network_def,
         "network": "$@network_def.to(@device)",
-        "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(card, members)},
+        "preprocessing": {"_target_": "Compose", "transforms": _preprocessing(card, ensemble=bool(members))},
         "dataset": {"_target_": "Dataset", "data": "$[{'image': path} for path in @datalist]",
                     "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
@@ -164,25 +166,21 @@ def _network_data_format(card: ModelCard, members: Sequence[ModelCard] = ()) -> 
     inference (a 3D mask)."""
     pre = card.preprocessing
     window = f"the volume's {pre.percentiles[0]:g}-{pre.percentiles[1]:g} percentile window mapped to [0, 1]"
+    image: dict[str, Any] = {"type": "image", "format": "magnitude", "modality": "MR", "dtype": "float32",
+                             "value_range": [0, 1], "is_patch_data": False}
     if members:
-        shape = [f"{multiple}*n" for multiple in _padding((card, *members))[1]]
+        shape = ["*", "*", "*"]
         planes = " + ".join(c.preprocessing.plane for c in (card, *members))
-        image = {
-            "type": "image", "format": "magnitude", "modality": "MR", "num_channels": 1,
-            "spatial_shape": shape, "dtype": "float32", "value_range": [0, 1], "is_patch_data": False,
-            "channel_def": {"0": "the volume"},
-            "description": f"the whole volume in the {pre.orientation} frame at "
-            f"{' x '.join(f'{v:g}' for v in pre.pixdim)} mm, {window}; each member ({planes}) slices it in its plane",
-        }
+        image |= {"num_channels": 1, "spatial_shape": shape, "channel_def": {"0": "the volume"},
+                  "description": f"the whole volume in the {pre.orientation} frame at "
+                  f"{' x '.join(f'{v:g}' for v in pre.pixdim)} mm, {window}; each member ({planes}) pads and "
+                  "slices it in its own plane"}
     else:
         shape = [f"{card.architecture.divisor}*n", f"{card.architecture.divisor}*n"]
-        spacing = f"{pre.spacing[0]:g} x {pre.spacing[1]:g} mm"
-        image = {
-            "type": "image", "format": "magnitude", "modality": "MR", "num_channels": card.architecture.in_channels,
-            "spatial_shape": shape, "dtype": "float32", "value_range": [0, 1], "is_patch_data": False,
-            "channel_def": _channels(card),
-            "description": f"{pre.plane} slices in the {pre.orientation} frame at {spacing}, {window}",
-        }
+        image |= {"num_channels": card.architecture.in_channels, "spatial_shape": shape,
+                  "channel_def": _channels(card),
+                  "description": f"{pre.plane} slices in the {pre.orientation} frame at "
+                  f"{pre.spacing[0]:g} x {pre.spacing[1]:g} mm, {window}"}
     logits = {
         "type": "image", "format": "logits", "modality": "n/a", "num_channels": 1, "spatial_shape": shape,
         "dtype": "float32", "value_range": [], "is_patch_data": False,

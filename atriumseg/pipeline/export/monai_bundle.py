@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -36,7 +35,13 @@ from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import load_model, resolve_model_path
 from atriumseg.models.ensemble import is_ensemble, load_ensemble
 from atriumseg.models.planes import PlaneEnsemble
-from atriumseg.pipeline.export.bundle_configs import RUNTIME_PACKAGES, SCRIPTS, inference_config, metadata
+from atriumseg.pipeline.export.bundle_configs import (
+    RUNTIME_PACKAGES,
+    SCRIPTS,
+    inference_config,
+    metadata,
+    plane_ensemble_arguments,
+)
 from atriumseg.transforms.preprocessing import frame_key
 
 logger = logging.getLogger(__name__)
@@ -106,9 +111,10 @@ def _ensemble(folder: Path) -> _Exported:
     provenance = {"data": list(datasets.values()), "licence": "; ".join(licences), **ensemble.provenance}
     first = replace(cards[0], postprocessing=ensemble.postprocessing, provenance=provenance,
                     package_version=ensemble.package_version or cards[0].package_version)
-    dims, contexts = [c.preprocessing.slice_dim for c in cards], [c.preprocessing.context for c in cards]
     # one member: its plain network, sliced by MONAI's SliceInferer as any single model
-    network = models[0][0] if len(models) == 1 else PlaneEnsemble([n for n, _ in models], dims, contexts, BATCH_SIZE)
+    network = models[0][0] if len(models) == 1 else PlaneEnsemble(
+        [net for net, _ in models], **plane_ensemble_arguments(cards), batch_size=BATCH_SIZE
+    )
     record = {"ensemble": ensemble.to_dict(), "members": {n: c.to_dict() for n, c in zip(names, cards, strict=True)}}
     return _Exported(network, first, tuple(cards[1:]), record)
 
@@ -128,7 +134,8 @@ def _write_bundle(folder: Path, exported: _Exported) -> None:
     """Every file of the bundle into ``folder``."""
     card, members = exported.card, exported.members
     versions = package_versions()
-    meta = metadata(card, versions, card.package_version or __version__, members, exported.record)
+    meta = metadata(card, versions, bundle_version=card.package_version or __version__, members=members,
+                    record=exported.record)
     config = inference_config(card, members)
     sources = ENSEMBLE_SCRIPT_SOURCES if members else SCRIPT_SOURCES
     _write_json(folder / "configs" / "metadata.json", meta)
@@ -181,8 +188,6 @@ def _write_docs(folder: Path, exported: _Exported, meta: dict[str, Any], sources
         "pixdim": " x ".join(f"{v:g}" for v in pre.pixdim),
         "low": f"{pre.percentiles[0]:g}",
         "high": f"{pre.percentiles[1]:g}",
-        "min_slice_size": str(max(c.preprocessing.min_slice_size for c in cards)),
-        "divisor": str(math.lcm(*(c.architecture.divisor for c in cards))),
         "slicing": _slicing_steps(cards),
         "copies": " and ".join(f"`{package.replace('.', '/')}/{name}`" for package, name in sources),
         "torchscript": _torchscript_io(cards),
@@ -199,20 +204,26 @@ def _write_docs(folder: Path, exported: _Exported, meta: dict[str, Any], sources
 
 
 def _slicing_steps(cards: tuple[ModelCard, ...]) -> str:
-    """Steps 5 and 6 of the docs' preprocessing list: how the slices reach the network(s)."""
-    pre = cards[0].preprocessing
+    """Steps 4 to 6 of the docs' preprocessing list: how the slices reach the network(s)."""
     if len(cards) == 1:
+        pre, divisor = cards[0].preprocessing, cards[0].architecture.divisor
         return (
+            f"4. `SpatialPadd` of slices smaller than {pre.min_slice_size} px, `DivisiblePadd` to a multiple of "
+            f"{divisor};\n"
             f"5. `scripts.context.StackNeighboursd`: each {pre.plane} slice with {pre.context} neighbour(s) on each "
             f"side\n   as {pre.channels} channels (2.5D context; edge slices repeat);\n"
             f"6. `SliceInferer` runs the 2D U-Net (`scripts.unet.UNet`) on every {pre.plane} slice;"
         )
-    members = ", ".join(f"{c.preprocessing.plane} with {c.preprocessing.context} neighbour(s) each side" for c in cards)
+    members = "; ".join(
+        f"{c.preprocessing.plane}: {c.preprocessing.context} neighbour(s) each side, slices padded to "
+        f"{c.preprocessing.min_slice_size} px and a multiple of {c.architecture.divisor}" for c in cards
+    )
     return (
-        f"5. `SimpleInferer` runs `scripts.planes.PlaneEnsemble` on the whole volume: each member U-Net\n"
-        f"   (`scripts.unet.UNet`) sees every slice of its own plane ({members}; edge slices repeat),\n"
-        f"   {BATCH_SIZE} slices per forward pass;\n"
-        "6. the members' probabilities are averaged, and the network returns the logit of that mean;"
+        "4. `SimpleInferer` runs `scripts.planes.PlaneEnsemble` on the whole volume: each member U-Net\n"
+        "   (`scripts.unet.UNet`) zero-pads its own in-plane axes and sees every slice of its own plane with its\n"
+        f"   neighbours as channels (edge slices repeat), {BATCH_SIZE} slices per forward pass ({members});\n"
+        "5. each member's probabilities are cropped back to the volume's grid and averaged;\n"
+        "6. the network returns the logit of that mean;"
     )
 
 
@@ -222,8 +233,8 @@ def _torchscript_io(cards: tuple[ModelCard, ...]) -> str:
         arch = cards[0].architecture
         return (f"input `(B, {arch.in_channels}, H, W)` with H and W multiples of {arch.divisor}, output "
                 "`(B, 1, H, W)` logits")
-    return ("input `(B, 1, X, Y, Z)`, the preprocessed volume, each axis a multiple of what its members' slices "
-            "need; output `(B, 1, X, Y, Z)`, the logits of the members' mean probability")
+    return ("input `(B, 1, X, Y, Z)`, the volume in the members' frame (not padded); output `(B, 1, X, Y, Z)`, "
+            "the logits of the members' mean probability")
 
 
 def _validation_lines(card: ModelCard) -> str:

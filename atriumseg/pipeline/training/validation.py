@@ -92,16 +92,17 @@ def fold_card(folder: Path) -> ModelCard:
     cards = {name: load_card(folder / name) for name in names}
     first = cards[names[0]]
 
-    def fold(card: ModelCard) -> tuple:
+    def fold(card: ModelCard) -> dict:
         config = card.provenance.get("config", {})
-        return config.get("folds", 0), config.get("fold"), card.provenance.get("split")
+        return {"K": config.get("folds", 0), "fold": config.get("fold"), "split": card.provenance.get("split")}
 
     for name, card in cards.items():
-        if fold(card) != fold(first):
+        differ = [part for part, value in fold(card).items() if value != fold(first)[part]]
+        if differ:
             raise ValueError(
-                f"ensemble {folder}: member {name!r} trained on another fold or split than {names[0]!r} "
-                f"(fold {fold(card)[1]} of {fold(card)[0]} against fold {fold(first)[1]} of {fold(first)[0]}); "
-                "a fold's ensemble must hold only that fold's models"
+                f"ensemble {folder}: member {name!r} trained on another {' and '.join(differ)} than {names[0]!r} "
+                f"(fold {fold(card)['fold']} of {fold(card)['K']} against fold {fold(first)['fold']} of "
+                f"{fold(first)['K']}); a fold's ensemble must hold only that fold's models"
             )
     return first
 

@@ -122,21 +122,28 @@ def test_export_refuses_a_non_empty_folder_and_overwrite_keeps_other_files(model
         export_monai_bundle(target / "notes.txt", model_folder)
 
 
-def standin_member(folder: Path, plane: str, level: float, slice_spacing: float = 1.5) -> Path:
-    """A stand-in model slicing in ``plane`` that calls pixels above ``level`` atrium (``helpers.standin_network``)."""
-    pre = replace(STANDIN_CARD.preprocessing, plane=plane, slice_spacing=slice_spacing)
+def standin_member(folder: Path, plane: str, slice_spacing: float = 1.5, min_size: int = 0) -> Path:
+    """A stand-in model (``helpers.standin_network``) slicing in ``plane`` that reads the next slice's pixel instead of
+    its own: its mask is the atrium shifted by one slice along its plane's axis, so planes tell apart."""
+    pre = replace(STANDIN_CARD.preprocessing, plane=plane, slice_spacing=slice_spacing, min_slice_size=min_size)
     card = replace(STANDIN_CARD, preprocessing=pre, provenance={"licence": "CC0", "data": [
         {"dataset": f"synthetic-{plane}", "reference": "made up here", "licence": "CC0"}]})
-    save_model(standin_network(card, level), card, folder)
+    network = standin_network(card)
+    with torch.no_grad():
+        first = network.inc[0].weight
+        first[0, pre.context + 1], first[0, pre.context] = first[0, pre.context].clone(), 0.0
+    save_model(network, card, folder)
     return folder
 
 
 @pytest.fixture
 def fused(tmp_path: Path) -> Path:
-    """An ensemble of two stand-ins that disagree: sagittal at level 0.8, axial at 0.3 (their mean passes 0.5 there)."""
+    """Two stand-ins whose masks are the atrium shifted along x and along z; their mean passes 0.5 where either
+    member's does (0.27 each outside), so the fused mask is the union of both shifts. The axial one pads its
+    slices to 48 px."""
     return assemble_ensemble(tmp_path / "fused", {
-        "sagittal": standin_member(tmp_path / "sagittal", "sagittal", 0.8),
-        "axial": standin_member(tmp_path / "axial", "axial", 0.3),
+        "sagittal": standin_member(tmp_path / "sagittal", "sagittal"),
+        "axial": standin_member(tmp_path / "axial", "axial", min_size=48),
     })
 
 
@@ -179,12 +186,16 @@ def test_an_ensemble_bundle_holds_one_network_of_every_member(fused: Path, tmp_p
     assert meta["licence"] == "CC0" and meta["network_data_format"]["inputs"]["image"]["num_channels"] == 1
     config = json.loads((bundle / "configs/inference.json").read_text())
     assert config["inferer"] == {"_target_": "SimpleInferer"}
-    assert config["network_def"]["slice_dims"] == [0, 2] and config["network_def"]["contexts"] == [1, 1]
+    net = config["network_def"]
+    assert (net["slice_dims"], net["contexts"], net["min_sizes"], net["divisors"]) == ([0, 2], [1, 1], [0, 48], [4, 4])
+    steps = [step["_target_"] for step in config["preprocessing"]["transforms"]]
+    assert steps[-1] == "ScaleIntensityRangePercentilesd"  # padding and stacking happen per member, in the network
     readme = (bundle / "docs/README.md").read_text()
-    assert "scripts.planes.PlaneEnsemble" in readme and "sagittal with 1 neighbour(s)" in readme and "$" not in readme
+    assert "scripts.planes.PlaneEnsemble" in readme and "$" not in readme
+    assert "axial: 1 neighbour(s) each side, slices padded to 48 px" in readme
     scripted = torch.jit.load(str(bundle / "models/model.ts"), map_location="cpu")
     volume = torch.rand(1, 1, 8, 12, 16, generator=torch.Generator().manual_seed(4))
-    eager = PlaneEnsemble([load_model(fused / n)[0] for n in ("sagittal", "axial")], [0, 2], [1, 1])
+    eager = PlaneEnsemble([load_model(fused / n)[0] for n in ("sagittal", "axial")], [0, 2], [1, 1], [0, 48], [4, 4])
     with torch.no_grad():
         torch.testing.assert_close(scripted(volume), eager(volume), atol=TS_TOLERANCE, rtol=0)
 
@@ -195,13 +206,16 @@ def test_an_ensemble_bundle_gives_the_segmenters_mask(fused: Path, tmp_path: Pat
     image, shape, affine = oblique_case(tmp_path / "in")
     written = run_bundle(bundle, image, tmp_path / "out")
     assert written.shape == shape and np.allclose(written.affine, affine, atol=1e-5)
-    segmenter = Segmenter.from_path(fused, device="cpu", precision="float32", focus=False)
-    expected = np.asarray(atriumseg.segment(image, segmenter).dataobj) > 0
-    alone = np.asarray(atriumseg.segment(image, Segmenter.from_path(
-        fused / "sagittal", device="cpu", precision="float32", focus=False)).dataobj) > 0
-    got = np.asarray(written.dataobj) > 0
+
+    def mask(model: Path) -> np.ndarray:
+        segmenter = Segmenter.from_path(model, device="cpu", precision="float32", focus=False)
+        return np.asarray(atriumseg.segment(image, segmenter).dataobj) > 0
+
+    expected, got = mask(fused), np.asarray(written.dataobj) > 0
     assert expected.sum() > 100 and dice(got, expected) >= 0.999, f"Dice {dice(got, expected):.5f}"
-    assert dice(alone, expected) < 0.9  # the fusion is not the first member's mask
+    for name in ("sagittal", "axial"):  # the fusion is neither member's mask, nor the bundle's
+        alone = mask(fused / name)
+        assert dice(alone, expected) < 0.97 and dice(alone, got) < 0.97, name
 
 
 def test_an_ensemble_of_one_member_exports_as_that_network(model_folder: Path, tmp_path: Path) -> None:
@@ -216,8 +230,8 @@ def test_an_ensemble_of_one_member_exports_as_that_network(model_folder: Path, t
 
 def test_an_ensemble_whose_members_frame_the_volume_differently_is_refused(tmp_path: Path) -> None:
     mixed = assemble_ensemble(tmp_path / "mixed", {
-        "sagittal": standin_member(tmp_path / "sagittal", "sagittal", 0.8, slice_spacing=0.0),
-        "axial": standin_member(tmp_path / "axial", "axial", 0.6, slice_spacing=0.0),
+        "sagittal": standin_member(tmp_path / "sagittal", "sagittal", slice_spacing=0.0),
+        "axial": standin_member(tmp_path / "axial", "axial", slice_spacing=0.0),
     })
     with pytest.raises(BundleExportError, match=r"member 'axial' frames the volume differently from 'sagittal'"):
         export_monai_bundle(tmp_path / "bundle", mixed)

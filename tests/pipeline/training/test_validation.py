@@ -79,7 +79,8 @@ def test_out_of_fold_scores_every_case_once_with_the_model_that_did_not_train_on
     fused = [assemble_ensemble(tmp_path / f"fused{k}", {"a": run, "b": run}) for k, run in enumerate(runs)]
     assert out_of_fold(fused, device="cpu") == rows  # a fold's ensemble (here of one model twice) scores its fold
     mixed = assemble_ensemble(tmp_path / "mixed", {"a": runs[0], "b": runs[1]})
-    with pytest.raises(ValueError, match=r"member 'b' trained on another fold or split than 'a'"):
+    mixing = r"member 'b' trained on another fold and split than 'a' \(fold 1 of 2 against fold 0 of 2\)"
+    with pytest.raises(ValueError, match=mixing):
         out_of_fold([mixed, fused[1]], device="cpu")
     with pytest.raises(ValueError, match=r"cover folds \[0, 0\]"):
         out_of_fold([runs[0], runs[0]], device="cpu")
