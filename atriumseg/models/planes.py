@@ -57,21 +57,21 @@ class PlaneEnsemble(nn.Module):
         total = torch.zeros_like(volume)
         for index, network in enumerate(self.networks):  # a module is no argument in TorchScript: the loop is here
             dim, context = self.slice_dims[index], self.contexts[index]
+            shape = volume.shape[2:]
+            starts = [0, 0, 0]
+            pad: list[int] = []  # the same for every volume of the batch
+            for axis in (2, 1, 0):  # functional.pad takes the last axis first
+                before, after = 0, 0
+                if axis != dim:
+                    size = shape[axis]
+                    at_least = max(size, self.min_sizes[index])
+                    multiple = (at_least + self.divisors[index] - 1) // self.divisors[index] * self.divisors[index]
+                    before = (at_least - size) // 2 + (multiple - at_least) // 2  # SpatialPad, then DivisiblePad
+                    after = multiple - size - before
+                starts[axis] = before
+                pad += [before, after]
             for item in range(volume.shape[0]):
-                image = volume[item, 0]
-                starts = [0, 0, 0]
-                pad: list[int] = []
-                for axis in (2, 1, 0):  # functional.pad takes the last axis first
-                    before, after = 0, 0
-                    if axis != dim:
-                        size = image.shape[axis]
-                        at_least = max(size, self.min_sizes[index])
-                        multiple = (at_least + self.divisors[index] - 1) // self.divisors[index] * self.divisors[index]
-                        before = (at_least - size) // 2 + (multiple - at_least) // 2  # SpatialPad, then DivisiblePad
-                        after = multiple - size - before
-                    starts[axis] = before
-                    pad += [before, after]
-                slices = functional.pad(image, pad).movedim(dim, 0)  # (N, H, W): the member's slices first
+                slices = functional.pad(volume[item, 0], pad).movedim(dim, 0)  # (N, H, W): the member's slices first
                 count = slices.shape[0]
                 prob = torch.empty_like(slices)
                 for start in range(0, count, self.batch_size):
@@ -84,6 +84,6 @@ class PlaneEnsemble(nn.Module):
                     prob[start:stop] = torch.sigmoid(network(torch.stack(channels, 1)))[:, 0]
                 prob = prob.movedim(0, dim)
                 for axis in range(3):
-                    prob = prob.narrow(axis, starts[axis], image.shape[axis])
+                    prob = prob.narrow(axis, starts[axis], shape[axis])
                 total[item, 0] += prob
         return torch.logit(total / len(self.networks), eps=self.logit_eps)
