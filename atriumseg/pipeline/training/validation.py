@@ -96,13 +96,15 @@ def fold_card(folder: Path) -> ModelCard:
         config = card.provenance.get("config", {})
         return {"K": config.get("folds", 0), "fold": config.get("fold"), "split": card.provenance.get("split")}
 
+    theirs = fold(first)
     for name, card in cards.items():
-        differ = [part for part, value in fold(card).items() if value != fold(first)[part]]
+        mine = fold(card)
+        differ = [part for part, value in mine.items() if value != theirs[part]]
         if differ:
             raise ValueError(
                 f"ensemble {folder}: member {name!r} trained on another {' and '.join(differ)} than {names[0]!r} "
-                f"(fold {fold(card)['fold']} of {fold(card)['K']} against fold {fold(first)['fold']} of "
-                f"{fold(first)['K']}); a fold's ensemble must hold only that fold's models"
+                f"(fold {mine['fold']} of {mine['K']} against fold {theirs['fold']} of {theirs['K']}); "
+                "a fold's ensemble must hold only that fold's models"
             )
     return first
 
