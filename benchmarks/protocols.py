@@ -8,8 +8,11 @@ reading the image, segmenting and restoring the mask to the input grid (no file 
 first model is the baseline of the ratios. LGE volumes can also be given a second time with their
 slices interpolated to the released 0.625 mm (``--lge-fine FOLDER``, made by
 ``tools/upsample_slices.py``), to show whether a model depends on the 1.25 mm slices it saw.
+``--min-slice-size N`` runs every (single) model with its card's ``min_slice_size`` set to N, to show what
+padding small slices as training saw them does (0: pad only to the network's divisor).
 
     python -m benchmarks.protocols --models BASELINE MODEL... [--lge-fine /tmp/lge_0625] [--split MODEL]
+        [--min-slice-size N]
 """
 
 from __future__ import annotations
@@ -49,12 +52,26 @@ def _cases(provenance: dict[str, Any], dataset: str, fine: Path | None) -> list[
     return [(base / "imagesTr" / f"{n}.nii.gz", base / "labelsTr" / f"{n}.nii.gz") for n in names]
 
 
-def _run(model: Path, cases: list[tuple[Path, Path]], orientation: str | None) -> dict[str, float]:
-    from atriumseg.pipeline.analysis.metrics import case_metrics
+def _segmenter(model: Path, min_slice_size: int | None) -> Any:
+    """The model's ``Segmenter``, its card's ``min_slice_size`` replaced when one is given."""
+    from dataclasses import replace
+
+    from atriumseg.models.checkpoint import load_model
     from atriumseg.pipeline.inference.segmenter import Segmenter
+
+    if min_slice_size is None:
+        return Segmenter.from_path(model, device="cpu")
+    network, card = load_model(model)
+    card = replace(card, preprocessing=replace(card.preprocessing, min_slice_size=min_slice_size))
+    return Segmenter(network, card, device="cpu")
+
+
+def _run(model: Path, cases: list[tuple[Path, Path]], orientation: str | None,
+         min_slice_size: int | None = None) -> dict[str, float]:
+    from atriumseg.pipeline.analysis.metrics import case_metrics
     from atriumseg.pipeline.io.volumes import read_image
 
-    segmenter = Segmenter.from_path(model, device="cpu")
+    segmenter = _segmenter(model, min_slice_size)
     segmenter(read_image(cases[0][0]).tensor, assume_orientation=orientation)  # warm-up
     seconds, metrics = [], []
     for image_path, label_path in cases:
@@ -76,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="model or ensemble folders; the first is the baseline")
     parser.add_argument("--lge-fine", type=Path, default=None, help="LGE validation cases with 0.625 mm slices")
     parser.add_argument("--split", type=Path, default=None, help="model whose card lists the validation cases")
+    parser.add_argument("--min-slice-size", type=int, default=None,
+                        help="run each model (not ensembles) with this min_slice_size instead of its card's")
     args = parser.parse_args(argv)
     setup_logging()
     provenance = _provenance(args.split or args.models[-1])
@@ -85,9 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         for dataset, (_, orientation) in DATASETS.items():
             cases = _cases(provenance, dataset, None)
             if cases:
-                runs[dataset] = _run(model, cases, orientation)
+                runs[dataset] = _run(model, cases, orientation, args.min_slice_size)
         if args.lge_fine is not None and _cases(provenance, "LA2018_LGE", None):
-            runs["LA2018_LGE at 0.625 mm"] = _run(model, _cases(provenance, "LA2018_LGE", args.lge_fine), None)
+            fine = _cases(provenance, "LA2018_LGE", args.lge_fine)
+            runs["LA2018_LGE at 0.625 mm"] = _run(model, fine, None, args.min_slice_size)
         results[str(model)] = runs
         log.info("%s: %s", model, runs)
     base = results[str(args.models[0])]
@@ -99,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
                          f"{r['abs_volume_error_mean_pct']:.1f}", f"{r['seconds_per_volume']:.2f}", f"{ratio:.2f}x"])
     print_table("validation cases per protocol (seconds: read + segment + restore, after a warm-up)",
                 ["model", "protocol", "cases", "Dice", "worst", "|vol err| %", "s/volume", "vs first"], rows)
-    log.info("wrote %s", write_results("protocols", {"models": results}))
+    log.info("wrote %s", write_results("protocols", {"models": results, "min_slice_size": args.min_slice_size}))
 
 
 if __name__ == "__main__":

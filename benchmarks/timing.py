@@ -15,11 +15,11 @@ _MISSING = object()
 
 
 class NetworkClock:
-    """Wall time and slices of every forward pass of ``network``, via forward hooks (CUDA-synchronised)."""
+    """Wall time, slices and pixels of every forward pass of ``network``, via forward hooks (CUDA-synchronised)."""
 
     def __init__(self, network: torch.nn.Module, device: torch.device) -> None:
         self.device = device
-        self.seconds, self.slices, self.calls = 0.0, 0, 0
+        self.seconds, self.slices, self.pixels, self.calls = 0.0, 0, 0, 0
         self.input_shape: tuple[int, ...] = ()
         self._started = 0.0
         network.register_forward_pre_hook(self._before)
@@ -27,7 +27,7 @@ class NetworkClock:
 
     def reset(self) -> None:
         """Start a new measurement."""
-        self.seconds, self.slices, self.calls = 0.0, 0, 0
+        self.seconds, self.slices, self.pixels, self.calls = 0.0, 0, 0, 0
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -41,6 +41,7 @@ class NetworkClock:
         self._sync()
         self.seconds += time.perf_counter() - self._started
         self.slices += int(args[0].shape[0])
+        self.pixels += int(args[0][:, 0].numel())
         self.calls += 1
         self.input_shape = tuple(args[0].shape[1:])
 
