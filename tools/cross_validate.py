@@ -16,6 +16,8 @@ Each fold model's ``last/`` segments its own validation cases through the Segmen
 is picked on the cases it is scored on); ``OUTPUT/DATASET.csv`` holds every case of each dataset once
 (``atriumseg evaluate``'s columns), and the per-protocol summaries are printed with the
 ``tools/ship_model.py --cross-validation`` arguments that put them on a shipped model's card.
+``--partial`` scores the folds trained so far (each once) while the others train: progress, labelled as
+such, never a card's figures.
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+", help="the K fold models (e.g. runs/cv-axial/fold*/last)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder for one CSV per dataset")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    parser.add_argument("--partial", action="store_true", help="some of the K folds: progress, not CV figures")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        rows = out_of_fold(args.models, device=args.device)
+        rows = out_of_fold(args.models, device=args.device, partial=args.partial)
     except ValueError as err:
         sys.exit(f"cross_validate: {err}")
     args.output.mkdir(parents=True, exist_ok=True)
@@ -48,6 +51,9 @@ def main() -> None:
         path = write_metrics_csv(sorted(scored), args.output / f"{name}.csv")
         pairs.append(f"{name}={path}")
         print(f"{name}: {summary_line(summarise(scored))}")
+    if args.partial:
+        print(f"partial: {len(args.models)} fold models; not cross-validated figures until every fold is in")
+        return
     command = shlex.join(["python", "tools/cross_validate.py", *map(str, args.models), "-o", str(args.output)])
     print("ship with: python tools/ship_model.py MODEL --folds", len(args.models), "--cross-validation",
           *pairs, "--cv-command", shlex.quote(command))

@@ -52,14 +52,17 @@ def held_out(card: ModelCard) -> list[tuple[MSDDataset, list[LabelledCase]]]:
     return pairs
 
 
-def out_of_fold(fold_models: list[Path], device: str = "auto") -> dict[str, list[tuple[str, CaseMetrics]]]:
+def out_of_fold(
+    fold_models: list[Path], device: str = "auto", partial: bool = False
+) -> dict[str, list[tuple[str, CaseMetrics]]]:
     """Every case of a K-fold cross-validation scored by the fold model that did not train on it, per dataset.
 
     ``fold_models`` are the K models of one ``--folds K`` design (each fold run's ``last/``, so no epoch is
     picked on the cases it is scored on, or an ensemble of one fold's members); each segments its own fold's
     validation cases as users run it. A :class:`ValueError` says when they are not one whole cross-validation:
-    another K, a fold missing or twice, a case in two folds, an ensemble mixing folds. The rows feed
-    :func:`cross_validation_record`.
+    another K, a fold missing or twice, a case in two folds, an ensemble mixing folds. ``partial`` accepts
+    some of the K folds (each once), for progress while the rest train: their cases only, not the
+    cross-validated figures. The rows of a whole cross-validation feed :func:`cross_validation_record`.
     """
     cards = [(Path(folder), fold_card(Path(folder))) for folder in fold_models]
     configs = [card.provenance.get("config", {}) for _, card in cards]
@@ -67,8 +70,10 @@ def out_of_fold(fold_models: list[Path], device: str = "auto") -> dict[str, list
     if len(ks) != 1 or ks[0] < 2:
         raise ValueError(f"fold models must come from one --folds K design (K >= 2), got K = {ks}")
     k, folds = ks[0], sorted(config.get("fold") for config in configs)
-    if folds != list(range(k)):
-        raise ValueError(f"the fold models cover folds {folds}; {k}-fold cross-validation needs 0..{k - 1} once each")
+    some = len(set(folds)) == len(folds) and set(folds) <= set(range(k))
+    if not (folds == list(range(k)) or (partial and some)):
+        needs = f"folds of 0..{k - 1} at most once each" if partial else f"0..{k - 1} once each"
+        raise ValueError(f"the fold models cover folds {folds}; {k}-fold cross-validation needs {needs}")
     rows: dict[str, list[tuple[str, CaseMetrics]]] = {}
     for folder, card in cards:
         segmenter = Segmenter.from_path(folder, device=device)

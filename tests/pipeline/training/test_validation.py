@@ -84,6 +84,13 @@ def test_out_of_fold_scores_every_case_once_with_the_model_that_did_not_train_on
         out_of_fold([mixed, fused[1]], device="cpu")
     with pytest.raises(ValueError, match=r"cover folds \[0, 0\]"):
         out_of_fold([runs[0], runs[0]], device="cpu")
+    with pytest.raises(ValueError, match=r"cover folds \[1\]; 2-fold cross-validation needs 0..1 once each"):
+        out_of_fold([runs[1]], device="cpu")
+    one_fold = out_of_fold([runs[1]], device="cpu", partial=True)  # progress while the other fold trains
+    assert one_fold == {"Synthetic": [row for row in rows["Synthetic"] if row[0] in load_card(runs[1]).provenance[
+        "split"]["Synthetic"]["validation"]]}
+    with pytest.raises(ValueError, match=r"cover folds \[1, 1\]; .* at most once each"):
+        out_of_fold([runs[1], runs[1]], device="cpu", partial=True)
     with pytest.raises(ValueError, match=r"one --folds K design \(K >= 2\), got K = \[0\]"):
         out_of_fold([train(tiny_config(synthetic_dataset, tmp_path / "plain", epochs=1, steps_per_epoch=1,
                                        val_every=9), show_progress=False).last], device="cpu")
