@@ -25,6 +25,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "Task02_Heart_cropped"
 TRUE_ORIENTATION = "ASL"  # MSD Task02 headers claim RAS; the data is truly ('A', 'S', 'L')
 RESULT_MARK = "BENCHMARK-RESULT "
+# The real datasets by name: their folder and the true axis codes of their voxels (None: the header is right).
+DATASETS = {
+    "LeftAtrium": (DEFAULT_DATA, TRUE_ORIENTATION),
+    "LA2018_LGE": (ROOT.parent / "shared" / "data" / "LA2018_LGE", None),
+}
 
 log = logging.getLogger("benchmarks")
 

@@ -8,8 +8,9 @@ reading the image, segmenting and restoring the mask to the input grid (no file 
 first model is the baseline of the ratios. LGE volumes can also be given a second time with their
 slices interpolated to the released 0.625 mm (``--lge-fine FOLDER``, made by
 ``tools/upsample_slices.py``), to show whether a model depends on the 1.25 mm slices it saw.
-``--min-slice-size N`` runs every (single) model with its card's ``min_slice_size`` set to N, to show what
-padding small slices as training saw them does (0: pad only to the network's divisor).
+``--min-slice-size N`` runs every model after the first (single models, not ensembles) with its card's
+``min_slice_size`` set to N, so that giving the same model twice shows in one table what padding small
+slices as training saw them does (0: pad only to the network's divisor).
 
     python -m benchmarks.protocols --models BASELINE MODEL... [--lge-fine /tmp/lge_0625] [--split MODEL]
         [--min-slice-size N]
@@ -21,17 +22,16 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.common import ROOT, print_table, setup_logging, write_results
+from benchmarks.common import DATASETS, print_table, setup_logging, write_results
+
+if TYPE_CHECKING:
+    from atriumseg.pipeline.inference.segmenter import Segmenter
 
 log = logging.getLogger("benchmarks.protocols")
-DATASETS = {
-    "LeftAtrium": (ROOT.parent / "shared" / "data" / "Task02_Heart_cropped", "ASL"),
-    "LA2018_LGE": (ROOT.parent / "shared" / "data" / "LA2018_LGE", None),
-}
 
 
 def _provenance(model: Path) -> dict[str, Any]:
@@ -52,15 +52,18 @@ def _cases(provenance: dict[str, Any], dataset: str, fine: Path | None) -> list[
     return [(base / "imagesTr" / f"{n}.nii.gz", base / "labelsTr" / f"{n}.nii.gz") for n in names]
 
 
-def _segmenter(model: Path, min_slice_size: int | None) -> Any:
+def _segmenter(model: Path, min_slice_size: int | None) -> Segmenter:
     """The model's ``Segmenter``, its card's ``min_slice_size`` replaced when one is given."""
     from dataclasses import replace
 
     from atriumseg.models.checkpoint import load_model
+    from atriumseg.models.ensemble import is_ensemble
     from atriumseg.pipeline.inference.segmenter import Segmenter
 
     if min_slice_size is None:
         return Segmenter.from_path(model, device="cpu")
+    if is_ensemble(model):
+        raise SystemExit(f"--min-slice-size applies to single models; {model} is an ensemble")
     network, card = load_model(model)
     card = replace(card, preprocessing=replace(card.preprocessing, min_slice_size=min_slice_size))
     return Segmenter(network, card, device="cpu")
@@ -94,23 +97,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lge-fine", type=Path, default=None, help="LGE validation cases with 0.625 mm slices")
     parser.add_argument("--split", type=Path, default=None, help="model whose card lists the validation cases")
     parser.add_argument("--min-slice-size", type=int, default=None,
-                        help="run each model (not ensembles) with this min_slice_size instead of its card's")
+                        help="run every model after the first (not ensembles) with this min_slice_size instead of "
+                             "its card's")
     args = parser.parse_args(argv)
     setup_logging()
     provenance = _provenance(args.split or args.models[-1])
     results: dict[str, dict[str, Any]] = {}
-    for model in args.models:
+    labels = [str(m) for m in args.models]
+    if args.min_slice_size is not None:
+        labels[1:] = [f"{m} (min_slice_size {args.min_slice_size})" for m in labels[1:]]
+    for index, (model, label) in enumerate(zip(args.models, labels, strict=True)):
+        size = args.min_slice_size if index else None
         runs = {}
         for dataset, (_, orientation) in DATASETS.items():
             cases = _cases(provenance, dataset, None)
             if cases:
-                runs[dataset] = _run(model, cases, orientation, args.min_slice_size)
+                runs[dataset] = _run(model, cases, orientation, size)
         if args.lge_fine is not None and _cases(provenance, "LA2018_LGE", None):
-            fine = _cases(provenance, "LA2018_LGE", args.lge_fine)
-            runs["LA2018_LGE at 0.625 mm"] = _run(model, fine, None, args.min_slice_size)
-        results[str(model)] = runs
-        log.info("%s: %s", model, runs)
-    base = results[str(args.models[0])]
+            runs["LA2018_LGE at 0.625 mm"] = _run(model, _cases(provenance, "LA2018_LGE", args.lge_fine), None, size)
+        results[label] = runs
+        log.info("%s: %s", label, runs)
+    base = results[labels[0]]
     rows = []
     for model, runs in results.items():
         for protocol, r in runs.items():

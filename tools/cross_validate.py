@@ -16,8 +16,8 @@ Each fold model's ``last/`` segments its own validation cases through the Segmen
 is picked on the cases it is scored on); ``OUTPUT/DATASET.csv`` holds every case of each dataset once
 (``atriumseg evaluate``'s columns), and the per-protocol summaries are printed with the
 ``tools/ship_model.py --cross-validation`` arguments that put them on a shipped model's card.
-``--partial`` scores the folds trained so far (each once) while the others train: progress, labelled as
-such, never a card's figures.
+``--partial`` scores the folds trained so far (each once) while the others train: progress, written as
+``OUTPUT/DATASET.partial.csv`` and labelled as such, never a card's figures.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from atriumseg.pipeline.analysis.metrics import summarise
 from atriumseg.pipeline.evaluation.table import summary_line, write_metrics_csv
-from atriumseg.pipeline.training.validation import out_of_fold
+from atriumseg.pipeline.training.validation import fold_card, out_of_fold
 
 
 def main() -> None:
@@ -45,14 +45,17 @@ def main() -> None:
         rows = out_of_fold(args.models, device=args.device, partial=args.partial)
     except ValueError as err:
         sys.exit(f"cross_validate: {err}")
+    configs = [fold_card(model).provenance["config"] for model in args.models]
+    folds, k = sorted(config["fold"] for config in configs), configs[0]["folds"]
+    partial = folds != list(range(k))
     args.output.mkdir(parents=True, exist_ok=True)
     pairs = []
     for name, scored in rows.items():
-        path = write_metrics_csv(sorted(scored), args.output / f"{name}.csv")
+        path = write_metrics_csv(sorted(scored), args.output / f"{name}{'.partial' if partial else ''}.csv")
         pairs.append(f"{name}={path}")
         print(f"{name}: {summary_line(summarise(scored))}")
-    if args.partial:
-        print(f"partial: {len(args.models)} fold models; not cross-validated figures until every fold is in")
+    if partial:
+        print(f"partial: folds {folds} of {k}; not cross-validated figures until every fold is in")
         return
     command = shlex.join(["python", "tools/cross_validate.py", *map(str, args.models), "-o", str(args.output)])
     print("ship with: python tools/ship_model.py MODEL --folds", len(args.models), "--cross-validation",

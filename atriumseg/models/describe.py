@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from atriumseg.models.card import ModelCard
+from atriumseg.models.checkpoint import build_network
 from atriumseg.models.lineage import lineage_of
 
 if TYPE_CHECKING:
@@ -16,9 +17,11 @@ def describe(card: ModelCard) -> str:
     """A few readable lines about the model: what it is, what it was trained on, how well it validated."""
     arch, pre, prov = card.architecture, card.preprocessing, card.provenance
     slices = f"{pre.slice_spacing:g} mm" if pre.slice_spacing else "the scan's own spacing"
+    parameters = sum(p.numel() for p in build_network(card).parameters())
     lines = [
         f"atriumseg model (package {card.package_version or 'unknown'})",
-        f"  network: 2D U-Net, width {arch.width}, depth {arch.depth}, {arch.in_channels} input channel(s) "
+        f"  network: 2D U-Net, width {arch.width}, depth {arch.depth} ({parameters:,} parameters), "
+        f"{arch.in_channels} input channel(s) "
         f"({pre.context} neighbour slice(s) each side)",
         f"  slices: {pre.plane} in {pre.orientation}, {pre.spacing[0]:g} x {pre.spacing[1]:g} mm in-plane, "
         f"{slices} apart; intensities scaled between percentiles {pre.percentiles[0]:g} and {pre.percentiles[1]:g}",

@@ -39,7 +39,8 @@ def test_cross_validated_figures_per_protocol_with_volume_error() -> None:
 
 def test_the_built_in_model_tells_its_design_data_and_stage() -> None:
     text = describe(load_card(default_model_path()))
-    assert "2D U-Net, width 32, depth 4, 3 input channel(s) (1 neighbour slice(s) each side)" in text
+    assert ("2D U-Net, width 32, depth 4 (1,925,601 parameters), 3 input channel(s) (1 neighbour slice(s) each side)"
+            in text)
     assert "axial in RAS, 1.25 x 1.25 mm in-plane, 1.25 mm apart" in text
     assert "trained on LeftAtrium (11 training / 3 validation cases, validation Dice 0.9047)" in text
     assert "1. run runs/axial, from scratch" in text and "LeftAtrium 11+3, LA2018_LGE 64+16" in text

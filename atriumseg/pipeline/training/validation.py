@@ -4,7 +4,6 @@ cross-validated figures a card carries as its expected accuracy."""
 from __future__ import annotations
 
 import csv
-from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -60,7 +59,8 @@ def out_of_fold(
     ``fold_models`` are the K models of one ``--folds K`` design (each fold run's ``last/``, so no epoch is
     picked on the cases it is scored on, or an ensemble of one fold's members); each segments its own fold's
     validation cases as users run it. A :class:`ValueError` says when they are not one whole cross-validation:
-    another K, a fold missing or twice, a case in two folds, an ensemble mixing folds. ``partial`` accepts
+    another K, a fold missing or twice, a fold's validation case that another fold did not train on (another
+    seed, data or exclusion: not one split), an ensemble mixing folds. ``partial`` accepts
     some of the K folds (each once), for progress while the rest train: their cases only, not the
     cross-validated figures. The rows of a whole cross-validation feed :func:`cross_validation_record`.
     """
@@ -74,6 +74,7 @@ def out_of_fold(
     if not (folds == list(range(k)) or (partial and some)):
         needs = f"folds of 0..{k - 1} at most once each" if partial else f"0..{k - 1} once each"
         raise ValueError(f"the fold models cover folds {folds}; {k}-fold cross-validation needs {needs}")
+    _check_one_split([card for _, card in cards])
     rows: dict[str, list[tuple[str, CaseMetrics]]] = {}
     for folder, card in cards:
         segmenter = Segmenter.from_path(folder, device=device)
@@ -81,11 +82,23 @@ def out_of_fold(
             scored = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], dataset.orientation,
                               show_progress=False)
             rows.setdefault(dataset.name, []).extend(scored)
-    for name, scored in rows.items():
-        twice = sorted(case for case, count in Counter(case for case, _ in scored).items() if count > 1)
-        if twice:
-            raise ValueError(f"{name}: cases {twice} are in more than one fold (runs of other seeds or data?)")
     return rows
+
+
+def _check_one_split(cards: list[ModelCard]) -> None:
+    """Every fold's validation cases are training cases of every other fold, in each dataset: one split."""
+    for mine in cards:
+        for theirs in cards:
+            if theirs is mine:
+                continue
+            for name, part in mine.provenance.get("split", {}).items():
+                other = theirs.provenance.get("split", {}).get(name, {})
+                untrained = sorted(set(part.get("validation", [])) - set(other.get("train", [])))
+                if untrained:
+                    fold, other_fold = mine.provenance["config"]["fold"], theirs.provenance["config"]["fold"]
+                    raise ValueError(f"{name}: fold {fold} validates on {untrained[:3]}, which fold {other_fold} "
+                                     "did not train on: the fold models are not one split (another seed, data or "
+                                     "--exclude?)")
 
 
 def fold_card(folder: Path) -> ModelCard:

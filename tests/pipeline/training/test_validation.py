@@ -91,6 +91,13 @@ def test_out_of_fold_scores_every_case_once_with_the_model_that_did_not_train_on
         "split"]["Synthetic"]["validation"]]}
     with pytest.raises(ValueError, match=r"cover folds \[1, 1\]; .* at most once each"):
         out_of_fold([runs[1], runs[1]], device="cpu", partial=True)
+    excluded = load_card(runs[0]).provenance["split"]["Synthetic"]["validation"][0]
+    other_split = train(tiny_config(synthetic_dataset, tmp_path / "other", epochs=1, steps_per_epoch=1, val_every=9,
+                                    val_cases=(), folds=2, fold=1, exclude=(excluded,)), show_progress=False).last
+    not_one_split = rf"Synthetic: fold 0 validates on \[.*'{excluded}'.*\], which fold 1 did not train on"
+    for partial in (False, True):
+        with pytest.raises(ValueError, match=not_one_split):
+            out_of_fold([runs[0], other_split], device="cpu", partial=partial)
     with pytest.raises(ValueError, match=r"one --folds K design \(K >= 2\), got K = \[0\]"):
         out_of_fold([train(tiny_config(synthetic_dataset, tmp_path / "plain", epochs=1, steps_per_epoch=1,
                                        val_every=9), show_progress=False).last], device="cpu")
