@@ -30,7 +30,7 @@ from pathlib import Path
 
 from atriumseg.pipeline.analysis.metrics import summarise
 from atriumseg.pipeline.evaluation.table import summary_line, write_metrics_csv
-from atriumseg.pipeline.training.validation import fold_card, out_of_fold
+from atriumseg.pipeline.training.validation import out_of_fold
 
 
 def main() -> None:
@@ -42,20 +42,17 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        rows = out_of_fold(args.models, device=args.device, partial=args.partial)
+        result = out_of_fold(args.models, device=args.device, partial=args.partial)
     except ValueError as err:
         sys.exit(f"cross_validate: {err}")
-    configs = [fold_card(model).provenance["config"] for model in args.models]
-    folds, k = sorted(config["fold"] for config in configs), configs[0]["folds"]
-    partial = folds != list(range(k))
     args.output.mkdir(parents=True, exist_ok=True)
     pairs = []
-    for name, scored in rows.items():
-        path = write_metrics_csv(sorted(scored), args.output / f"{name}{'.partial' if partial else ''}.csv")
+    for name, scored in result.rows.items():
+        path = write_metrics_csv(sorted(scored), args.output / f"{name}{'' if result.whole else '.partial'}.csv")
         pairs.append(f"{name}={path}")
         print(f"{name}: {summary_line(summarise(scored))}")
-    if partial:
-        print(f"partial: folds {folds} of {k}; not cross-validated figures until every fold is in")
+    if not result.whole:
+        print(f"partial: folds {result.folds} of {result.k}; not cross-validated figures until every fold is in")
         return
     command = shlex.join(["python", "tools/cross_validate.py", *map(str, args.models), "-o", str(args.output)])
     print("ship with: python tools/ship_model.py MODEL --folds", len(args.models), "--cross-validation",

@@ -4,7 +4,7 @@ cross-validated figures a card carries as its expected accuracy."""
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +51,21 @@ def held_out(card: ModelCard) -> list[tuple[MSDDataset, list[LabelledCase]]]:
     return pairs
 
 
-def out_of_fold(
-    fold_models: list[Path], device: str = "auto", partial: bool = False
-) -> dict[str, list[tuple[str, CaseMetrics]]]:
+@dataclass(frozen=True)
+class OutOfFold:
+    """Out-of-fold per-case metrics per dataset, and which folds of the ``k`` produced them."""
+
+    rows: dict[str, list[tuple[str, CaseMetrics]]]
+    folds: list[int]
+    k: int
+
+    @property
+    def whole(self) -> bool:
+        """Every fold is in: the rows are cross-validated figures, not progress."""
+        return self.folds == list(range(self.k))
+
+
+def out_of_fold(fold_models: list[Path], device: str = "auto", partial: bool = False) -> OutOfFold:
     """Every case of a K-fold cross-validation scored by the fold model that did not train on it, per dataset.
 
     ``fold_models`` are the K models of one ``--folds K`` design (each fold run's ``last/``, so no epoch is
@@ -82,7 +94,7 @@ def out_of_fold(
             scored = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], dataset.orientation,
                               show_progress=False)
             rows.setdefault(dataset.name, []).extend(scored)
-    return rows
+    return OutOfFold(rows, folds, k)
 
 
 def _check_one_split(cards: list[ModelCard]) -> None:

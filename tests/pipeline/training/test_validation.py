@@ -64,7 +64,9 @@ def test_out_of_fold_scores_every_case_once_with_the_model_that_did_not_train_on
 ) -> None:
     runs = [train(tiny_config(synthetic_dataset, tmp_path / f"fold{k}", epochs=1, steps_per_epoch=2, val_every=9,
                               val_cases=(), folds=2, fold=k), show_progress=False).last for k in (0, 1)]
-    rows = out_of_fold(runs, device="cpu")
+    result = out_of_fold(runs, device="cpu")
+    assert (result.folds, result.k, result.whole) == ([0, 1], 2, True)
+    rows = result.rows
     scored = [case for case, _ in rows["Synthetic"]]
     assert sorted(scored) == ["case_100", "case_101", "case_102", "case_103"]
     for run in runs:
@@ -77,7 +79,7 @@ def test_out_of_fold_scores_every_case_once_with_the_model_that_did_not_train_on
     record = cross_validation_record(rows, folds=2, command="two folds")
     assert record["per_dataset"]["Synthetic"]["cases"] == 4
     fused = [assemble_ensemble(tmp_path / f"fused{k}", {"a": run, "b": run}) for k, run in enumerate(runs)]
-    assert out_of_fold(fused, device="cpu") == rows  # a fold's ensemble (here of one model twice) scores its fold
+    assert out_of_fold(fused, device="cpu") == result  # a fold's ensemble (here of one model twice) scores its fold
     mixed = assemble_ensemble(tmp_path / "mixed", {"a": runs[0], "b": runs[1]})
     mixing = r"member 'b' trained on another fold and split than 'a' \(fold 1 of 2 against fold 0 of 2\)"
     with pytest.raises(ValueError, match=mixing):
@@ -87,7 +89,8 @@ def test_out_of_fold_scores_every_case_once_with_the_model_that_did_not_train_on
     with pytest.raises(ValueError, match=r"cover folds \[1\]; 2-fold cross-validation needs 0..1 once each"):
         out_of_fold([runs[1]], device="cpu")
     one_fold = out_of_fold([runs[1]], device="cpu", partial=True)  # progress while the other fold trains
-    assert one_fold == {"Synthetic": [row for row in rows["Synthetic"] if row[0] in load_card(runs[1]).provenance[
+    assert (one_fold.folds, one_fold.whole) == ([1], False)
+    assert one_fold.rows == {"Synthetic": [row for row in rows["Synthetic"] if row[0] in load_card(runs[1]).provenance[
         "split"]["Synthetic"]["validation"]]}
     with pytest.raises(ValueError, match=r"cover folds \[1, 1\]; .* at most once each"):
         out_of_fold([runs[1], runs[1]], device="cpu", partial=True)
