@@ -2,6 +2,7 @@
 validation re-measured through the shipped card (so ``atriumseg evaluate`` reproduces the card).
 
     python tools/ship_model.py RUN/last --min-slice-size 160
+    python tools/ship_model.py atriumseg/models/default --cross-validation ...   # new figures, same weights
     python tools/ship_model.py RUN/last --folds 5 --cross-validation LeftAtrium=cv/bssfp.csv LA2018_LGE=cv/lge.csv \
         --cv-command "atriumseg train ... --folds 5 --fold K; atriumseg evaluate ... (K = 0..4)"
 
@@ -63,7 +64,8 @@ def main() -> None:
         provenance["cross_validation"] = cross_validation_record(rows, args.folds, args.cv_command)
     target = default_model_path()
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.model / WEIGHTS_NAME, target / WEIGHTS_NAME)
+    if args.model.resolve() != target.resolve():  # re-shipping the built-in model only renews its card
+        shutil.copyfile(args.model / WEIGHTS_NAME, target / WEIGHTS_NAME)
     dataclasses.replace(card, provenance=provenance).save(target / CARD_NAME)
     load_model(target)
     print(f"installed {args.model} as {target}: validation Dice {provenance['validation_dice']}")

@@ -76,8 +76,8 @@ def _cross_validation_lines(record: dict | None) -> list[str]:
     """The expected accuracy per protocol: out-of-fold figures of ``provenance.cross_validation``."""
     if not isinstance(record, dict) or not record.get("per_dataset"):
         return []
-    lines = [f"  cross-validated ({record.get('folds', '?')} folds, each case scored by the model that did not "
-             "train on it):"]
+    lines = [f"  expected accuracy, cross-validated ({record.get('folds', '?')} fold models of this model's recipe, "
+             "each case scored by the fold model that did not train on it):"]
     for name, s in record["per_dataset"].items():
         worst = f", worst {s['dice_worst']:.4f}" if "dice_worst" in s else ""
         lines.append(f"    {name}: {s.get('cases', '?')} cases, Dice mean {s['dice_mean']:.4f}{worst}, "

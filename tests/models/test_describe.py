@@ -32,7 +32,8 @@ def test_the_lineage_is_one_line_per_stage_oldest_first() -> None:
 
 def test_cross_validated_figures_per_protocol_with_volume_error() -> None:
     lines = describe(ModelCard(provenance={"cross_validation": CROSS_VALIDATION})).splitlines()
-    assert "  cross-validated (5 folds, each case scored by the model that did not train on it):" in lines
+    assert ("  expected accuracy, cross-validated (5 fold models of this model's recipe, each case scored by the fold "
+            "model that did not train on it):") in lines
     assert ("    LeftAtrium: 14 cases, Dice mean 0.9213, worst 0.8710, mean absolute volume error 4.8%") in lines
     assert "    LA2018_LGE: 80 cases, Dice mean 0.9105, mean absolute volume error 6.2%" in lines
 
