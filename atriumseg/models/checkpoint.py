@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from atriumseg._version import __version__
 from atriumseg.models.card import CardError, ModelCard, ModelDesign
 from atriumseg.models.unet import UNet
+from atriumseg.pipeline.io.writing import write_atomically
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "card.json"
@@ -30,17 +31,15 @@ def build_network(design: ModelDesign) -> UNet:
 
 
 def save_model(network: UNet, card: ModelCard, folder: Path) -> Path:
-    """Write ``model.safetensors`` and ``card.json`` into ``folder``; returns the folder."""
+    """Write ``model.safetensors`` and ``card.json`` into ``folder``, each whole and flushed to disk; returns the
+    folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     card = dataclasses.replace(card, package_version=card.package_version or __version__)
     state = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
-    tmp = folder / f".{WEIGHTS_NAME}.tmp"
-    save_file(state, tmp, metadata={"format": "pt", "atriumseg_version": __version__})
-    tmp.replace(folder / WEIGHTS_NAME)
-    tmp_card = folder / f".{CARD_NAME}.tmp"
-    card.save(tmp_card)
-    tmp_card.replace(folder / CARD_NAME)
+    metadata = {"format": "pt", "atriumseg_version": __version__}
+    write_atomically(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=metadata))
+    write_atomically(folder / CARD_NAME, card.save)
     return folder
 
 

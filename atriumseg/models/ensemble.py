@@ -25,6 +25,7 @@ from typing import Any
 from atriumseg.models.card import FORMAT_VERSION, CardError, ModelCard, Postprocessing
 from atriumseg.models.checkpoint import CARD_NAME, WEIGHTS_NAME, CheckpointError, load_model
 from atriumseg.models.unet import UNet
+from atriumseg.pipeline.io.writing import write_atomically
 
 MAX_MEMBERS = 16
 
@@ -78,10 +79,7 @@ class EnsembleCard:
     def save(self, folder: Path) -> Path:
         """Write ``folder/card.json`` atomically; the members' folders are saved by ``save_model``."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{CARD_NAME}.tmp"
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(folder / CARD_NAME)
+        write_atomically(folder / CARD_NAME, lambda tmp: tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n"))
         return folder
 
 

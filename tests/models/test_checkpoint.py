@@ -40,6 +40,22 @@ def test_round_trip_gives_identical_network_card_and_masks(tmp_path: Path) -> No
     assert torch.equal(before.as_tensor(), after.as_tensor())
 
 
+def test_a_write_that_fails_halfway_leaves_the_saved_model_whole(tmp_path: Path, monkeypatch) -> None:
+    save_model(build_network(CARD), CARD, tmp_path / "m")
+    saved = {name: (tmp_path / "m" / name).read_bytes() for name in ("card.json", "model.safetensors")}
+
+    def half_a_card(card: ModelCard, path: Path) -> None:
+        Path(path).write_text('{"architecture": ')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ModelCard, "save", half_a_card)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(build_network(CARD), CARD, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["card.json", "model.safetensors"]
+    assert (tmp_path / "m" / "card.json").read_bytes() == saved["card.json"]
+    load_model(tmp_path / "m")
+
+
 def test_card_is_readable_json_with_preprocessing_and_versions(tmp_path: Path) -> None:
     save_model(build_network(CARD), CARD, tmp_path / "m")
     data = json.loads((tmp_path / "m" / "card.json").read_text())

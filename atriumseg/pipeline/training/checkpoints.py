@@ -17,6 +17,7 @@ from atriumseg.models.card import ModelCard, ModelDesign
 from atriumseg.models.checkpoint import CheckpointError, load_card, load_model, save_model
 from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 from atriumseg.models.lineage import lineage_of
+from atriumseg.pipeline.io.writing import write_atomically
 from atriumseg.pipeline.training.validation import validation_summary
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,9 @@ def save_checkpoints(network: torch.nn.Module, optimizer: torch.optim.Optimizer,
     """Write ``last/`` (with the optimizer state and ``progress``) and, when it ``improved``, ``best/`` with
     the validation figures on its card."""
     save_model(network, card, output / "last")
-    state = output / "last" / STATE_NAME
-    tmp = state.with_name(f".{STATE_NAME}.tmp")
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "epoch": progress.epoch, "step": progress.step,
-         "elapsed": progress.elapsed_before, "best_dice": progress.best_dice},
-        tmp,
-    )
-    tmp.replace(state)  # never half a state file for --resume to meet
+    state = {"optimizer": optimizer.state_dict(), "epoch": progress.epoch, "step": progress.step,
+             "elapsed": progress.elapsed_before, "best_dice": progress.best_dice}
+    write_atomically(output / "last" / STATE_NAME, lambda tmp: torch.save(state, tmp))  # never half a state file
     if improved:
         provenance = {**card.provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset)}
         save_model(network, replace(card, provenance=provenance), output / "best")
