@@ -43,7 +43,9 @@ def test_the_built_in_model_tells_its_design_data_and_stage() -> None:
     assert ("2D U-Net, width 32, depth 4 (1,925,601 parameters), 3 input channel(s) (1 neighbour slice(s) each side)"
             in text)
     assert "axial in RAS, 1.25 x 1.25 mm in-plane, 1.25 mm apart" in text
-    assert "trained on LeftAtrium (11 training / 3 validation cases, validation Dice 0.9047)" in text
+    assert "trained on LeftAtrium (11 training / 3 validation cases, validation Dice 0.9046)" in text
+    assert "    LeftAtrium: 14 cases, Dice mean 0.9014, worst 0.8430, mean absolute volume error 9.0%" in text
+    assert "    LA2018_LGE: 80 cases, Dice mean 0.8871, worst 0.0949, mean absolute volume error 8.4%" in text
     assert "1. run runs/axial, from scratch" in text and "LeftAtrium 11+3, LA2018_LGE 64+16" in text
 
 
