@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import shutil
 from pathlib import Path
 
-from atriumseg.models.checkpoint import CARD_NAME, WEIGHTS_NAME, default_model_path, load_model
+from atriumseg.models.checkpoint import default_model_path, load_model, save_model
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.training.validation import (
     cross_validation_record,
@@ -62,11 +61,7 @@ def main() -> None:
         pairs = (item.split("=", 1) for item in args.cross_validation)
         rows = {name: read_metrics_csv(Path(csv)) for name, csv in pairs}
         provenance["cross_validation"] = cross_validation_record(rows, args.folds, args.cv_command)
-    target = default_model_path()
-    target.mkdir(parents=True, exist_ok=True)
-    if args.model.resolve() != target.resolve():  # re-shipping the built-in model only renews its card
-        shutil.copyfile(args.model / WEIGHTS_NAME, target / WEIGHTS_NAME)
-    dataclasses.replace(card, provenance=provenance).save(target / CARD_NAME)
+    target = save_model(network, dataclasses.replace(card, provenance=provenance), default_model_path())
     load_model(target)
     print(f"installed {args.model} as {target}: validation Dice {provenance['validation_dice']}")
 
