@@ -154,8 +154,7 @@ def assemble_ensemble(
         except CheckpointError as err:
             raise CheckpointError(f"member {name!r}: {err}") from err
     for name, source in sources.items():
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        for part in (CARD_NAME, WEIGHTS_NAME):
-            shutil.copyfile(source / part, folder / name / part)
+        for part in (WEIGHTS_NAME, CARD_NAME):
+            write_atomically(folder / name / part, lambda tmp, src=source / part: shutil.copyfile(src, tmp))
     card.save(folder)
     return folder
