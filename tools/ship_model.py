@@ -1,14 +1,15 @@
-"""Install a trained model folder as the built-in default model: licence and attribution on the card,
-validation re-measured through the shipped card (so ``atriumseg evaluate`` reproduces the card).
+"""Install a trained model or ensemble folder as the built-in default model: licence and attribution on the
+card, validation re-measured through the shipped card (so ``atriumseg evaluate`` reproduces the card).
 
     python tools/ship_model.py RUN/last --min-slice-size 160
     python tools/ship_model.py atriumseg/models/default --cross-validation ...   # new figures, same weights
-    python tools/ship_model.py RUN/last --folds 5 --cross-validation LeftAtrium=cv/bssfp.csv LA2018_LGE=cv/lge.csv \
-        --cv-command "atriumseg train ... --folds 5 --fold K; atriumseg evaluate ... (K = 0..4)"
+    python tools/ship_model.py runs/axial_coronal --folds 5 --cross-validation LeftAtrium=cv/bssfp.csv \
+        LA2018_LGE=cv/lge.csv --cv-command "atriumseg train ... --folds 5 --fold K; ... (K = 0..4)"
 
 ``--cross-validation`` takes, per dataset, an ``atriumseg evaluate`` CSV of out-of-fold cases (each
 scored by the fold model that did not train on it); their summary becomes the card's
-``provenance.cross_validation``, the model's expected accuracy.
+``provenance.cross_validation``, the model's expected accuracy. An ensemble (``assemble_ensemble``) ships
+with its members; the figures and the licence go on the ensemble's card, each member keeps its own.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shutil
 from pathlib import Path
 
-from atriumseg.models.checkpoint import default_model_path, load_model, save_model
+from atriumseg.models.card import ModelCard
+from atriumseg.models.checkpoint import CARD_NAME, WEIGHTS_NAME, default_model_path, load_model, save_model
+from atriumseg.models.ensemble import assemble_ensemble, is_ensemble, load_ensemble_card
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.training.validation import (
     cross_validation_record,
+    fold_card,
     held_out,
     read_metrics_csv,
     validate,
@@ -36,9 +41,60 @@ LICENCE = (
 )
 
 
+def measured_provenance(segmenter: Segmenter, card: ModelCard, provenance: dict, args: argparse.Namespace) -> dict:
+    """``provenance`` with the validation of ``card``'s held-out cases re-measured by ``segmenter``, the licence,
+    the held-out sample and, when given, the cross-validated figures."""
+    per_dataset = {dataset.name: validate(segmenter, cases, dataset.orientation) for dataset, cases in held_out(card)}
+    provenance = {**provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset),
+                  "licence": LICENCE, "holdout_sample": args.holdout}
+    if args.cross_validation:
+        pairs = (item.split("=", 1) for item in args.cross_validation)
+        rows = {name: read_metrics_csv(Path(csv)) for name, csv in pairs}
+        provenance["cross_validation"] = cross_validation_record(rows, args.folds, args.cv_command)
+    return provenance
+
+
+def install_model(model: Path, target: Path, args: argparse.Namespace) -> dict:
+    """Write the single model ``model`` into ``target`` with its re-measured card; returns its provenance."""
+    network, card = load_model(model)
+    if args.min_slice_size is not None:
+        card = dataclasses.replace(
+            card, preprocessing=dataclasses.replace(card.preprocessing, min_slice_size=args.min_slice_size)
+        )
+    provenance = measured_provenance(Segmenter(network, card, device="cpu"), card, card.provenance, args)
+    save_model(network, dataclasses.replace(card, provenance=provenance), target)
+    return provenance
+
+
+def install_ensemble(model: Path, target: Path, args: argparse.Namespace) -> dict:
+    """Write the ensemble ``model`` (its card and every member) into ``target``, the re-measured validation and
+    the licence on the ensemble's card; returns its provenance."""
+    if args.min_slice_size is not None:
+        raise SystemExit("ship_model: --min-slice-size is for a single model; set it on the members' cards")
+    ensemble = load_ensemble_card(model)
+    segmenter = Segmenter.from_path(model, device="cpu")
+    provenance = measured_provenance(segmenter, fold_card(model), ensemble.provenance, args)
+    if model.resolve() != target.resolve():
+        assemble_ensemble(target, {name: model / name for name in ensemble.members}, ensemble.postprocessing,
+                          ensemble.package_version)
+    dataclasses.replace(ensemble, provenance=provenance).save(target)
+    return provenance
+
+
+def remove_leftovers(target: Path) -> None:
+    """Delete what an earlier built-in model of the other kind left in ``target``: a single model's weights
+    beside an ensemble card, or member folders beside a single model."""
+    if is_ensemble(target):
+        (target / WEIGHTS_NAME).unlink(missing_ok=True)
+        return
+    for entry in target.iterdir():
+        if entry.is_dir() and (entry / CARD_NAME).is_file():
+            shutil.rmtree(entry)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="a trained model folder (e.g. RUN/last)")
+    parser.add_argument("model", type=Path, help="a trained model folder (e.g. RUN/last) or an ensemble folder")
     parser.add_argument("--holdout", default="la_023", help="the MSD case kept out of training and selection")
     parser.add_argument("--min-slice-size", type=int, default=None,
                         help="set the card's min_slice_size (for runs trained before the card had it)")
@@ -48,21 +104,11 @@ def main() -> None:
     parser.add_argument("--cv-command", default="", help="how the cross-validated figures were made")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    network, card = load_model(args.model)
-    if args.min_slice_size is not None:
-        card = dataclasses.replace(
-            card, preprocessing=dataclasses.replace(card.preprocessing, min_slice_size=args.min_slice_size)
-        )
-    segmenter = Segmenter(network, card, device="cpu")
-    per_dataset = {dataset.name: validate(segmenter, cases, dataset.orientation) for dataset, cases in held_out(card)}
-    provenance = {**card.provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset),
-                  "licence": LICENCE, "holdout_sample": args.holdout}
-    if args.cross_validation:
-        pairs = (item.split("=", 1) for item in args.cross_validation)
-        rows = {name: read_metrics_csv(Path(csv)) for name, csv in pairs}
-        provenance["cross_validation"] = cross_validation_record(rows, args.folds, args.cv_command)
-    target = save_model(network, dataclasses.replace(card, provenance=provenance), default_model_path())
-    load_model(target)
+    target = default_model_path()
+    install = install_ensemble if is_ensemble(args.model) else install_model
+    provenance = install(args.model, target, args)
+    remove_leftovers(target)
+    Segmenter.from_path(target, device="cpu")
     print(f"installed {args.model} as {target}: validation Dice {provenance['validation_dice']}")
 
 

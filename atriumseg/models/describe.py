@@ -44,8 +44,11 @@ def describe_ensemble(ensemble: EnsembleCard, members: dict[str, ModelCard]) -> 
         f"atriumseg ensemble of {len(members)} models (package {ensemble.package_version or 'unknown'}): "
         f"'{ensemble.members[0]}' locates the atrium, every member segments it, probabilities averaged",
         f"  mask: mean probability > {post.threshold:g}" + (", largest component" if post.largest_component else ""),
+        *_ensemble_validation_lines(prov.get("validation_dice")),
         *_cross_validation_lines(prov.get("cross_validation")),
     ]
+    if prov.get("licence"):
+        lines.append(f"  licence: {prov['licence']}")
     for name, card in members.items():
         lines.append(f"member '{name}':")
         lines.extend(f"  {line}" for line in describe(card).splitlines())
@@ -70,6 +73,14 @@ def _data_lines(prov: dict) -> list[str]:
     if "overall" in figures:
         lines.append(f"  validation Dice overall (mean of the datasets' means): {figures['overall']:.4f}")
     return lines
+
+
+def _ensemble_validation_lines(figures: dict | None) -> list[str]:
+    """The whole ensemble's validation Dice per dataset, measured on its members' held-out cases."""
+    if not isinstance(figures, dict) or not figures:
+        return []
+    listed = ", ".join(f"{name} {dice:.4f}" for name, dice in figures.items())
+    return [f"  validation Dice of the ensemble (the members' held-out cases): {listed}"]
 
 
 def _cross_validation_lines(record: dict | None) -> list[str]:

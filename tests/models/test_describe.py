@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import default_model_path, load_card
-from atriumseg.models.describe import describe
+from atriumseg.models.describe import describe, describe_ensemble
 
 STAGES = [
     {"run": "runs/axial", "started_from": None, "epochs": 123, "steps": 6150, "minutes": 100.1, "device": "cpu",
@@ -53,3 +53,17 @@ def test_a_hand_made_card_says_only_what_it_knows() -> None:
     text = describe(ModelCard())
     assert "lineage" not in text and "cross-validated" not in text and "trained on" not in text
     assert "mask: probability > 0.5, largest component" in text
+
+
+def test_an_ensemble_tells_its_own_validation_figures_and_licence() -> None:
+    from atriumseg.models.ensemble import EnsembleCard
+
+    provenance = {"validation_dice": {"LeftAtrium": 0.9213, "LA2018_LGE": 0.9105, "overall": 0.9159},
+                  "cross_validation": CROSS_VALIDATION, "licence": "CC-BY-SA 4.0, research use only"}
+    lines = describe_ensemble(EnsembleCard(("axial", "coronal"), provenance=provenance),
+                              {"axial": ModelCard(), "coronal": ModelCard()}).splitlines()
+    assert ("  validation Dice of the ensemble (the members' held-out cases): LeftAtrium 0.9213, LA2018_LGE 0.9105, "
+            "overall 0.9159") in lines
+    assert "    LA2018_LGE: 80 cases, Dice mean 0.9105, mean absolute volume error 6.2%" in lines
+    assert "  licence: CC-BY-SA 4.0, research use only" in lines
+    assert lines.index("  licence: CC-BY-SA 4.0, research use only") < lines.index("member 'axial':")

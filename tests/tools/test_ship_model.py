@@ -1,0 +1,78 @@
+"""``tools/ship_model.py``: a single model or an ensemble becomes the built-in model with its validation
+re-measured and the licence on the card, and a built-in model of the other kind leaves nothing behind."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from atriumseg.models.checkpoint import WEIGHTS_NAME, load_card
+from atriumseg.models.ensemble import assemble_ensemble, is_ensemble, load_ensemble_card
+from atriumseg.pipeline.inference.segmenter import Segmenter
+
+TOOL = Path(__file__).parents[2] / "tools" / "ship_model.py"
+
+
+@pytest.fixture(scope="module")
+def ship_model() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ship_model", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def options(**overrides: object) -> argparse.Namespace:
+    return argparse.Namespace(**{"holdout": "case_103", "min_slice_size": None, "cross_validation": [], "folds": 0,
+                                 "cv_command": "", **overrides})
+
+
+def test_an_ensemble_ships_with_its_members_and_replaces_a_single_model(
+    ship_model: ModuleType, tiny_model: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "default"
+    ship_model.install_model(tiny_model, target, options())
+    fused = assemble_ensemble(tmp_path / "fused", {"first": tiny_model, "second": tiny_model},
+                              provenance={"note": "kept"})
+    provenance = ship_model.install_ensemble(fused, target, options())
+    ship_model.remove_leftovers(target)
+    assert is_ensemble(target) and not (target / WEIGHTS_NAME).exists()
+    card = load_ensemble_card(target)
+    assert card.members == ("first", "second") and card.provenance["note"] == "kept"
+    assert "CC-BY-SA 4.0" in card.provenance["licence"] and card.provenance == provenance
+    validated = load_card(tiny_model).provenance["split"]
+    (name,) = validated
+    assert set(card.provenance["validation"][name]) == set(validated[name]["validation"])
+    assert 0.0 < card.provenance["validation_dice"][name] <= 1.0
+    Segmenter.from_path(target, device="cpu")
+
+
+def test_a_single_model_replaces_an_ensemble_and_its_member_folders(
+    ship_model: ModuleType, tiny_model: Path, tmp_path: Path
+) -> None:
+    target = assemble_ensemble(tmp_path / "default", {"first": tiny_model, "second": tiny_model})
+    ship_model.install_model(tiny_model, target, options())
+    ship_model.remove_leftovers(target)
+    assert sorted(p.name for p in target.iterdir()) == ["card.json", WEIGHTS_NAME]
+    assert "members" not in json.loads((target / "card.json").read_text())
+    assert load_card(target).provenance["holdout_sample"] == "case_103"
+
+
+def test_reshipping_an_installed_ensemble_in_place_keeps_its_members(
+    ship_model: ModuleType, tiny_model: Path, tmp_path: Path
+) -> None:
+    target = assemble_ensemble(tmp_path / "default", {"first": tiny_model, "second": tiny_model})
+    weights = (target / "first" / WEIGHTS_NAME).read_bytes()
+    ship_model.install_ensemble(target, target, options(holdout="again"))
+    assert (target / "first" / WEIGHTS_NAME).read_bytes() == weights
+    assert load_ensemble_card(target).provenance["holdout_sample"] == "again"
+
+
+def test_a_slice_size_for_an_ensemble_is_refused(ship_model: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
+    fused = assemble_ensemble(tmp_path / "fused", {"first": tiny_model})
+    with pytest.raises(SystemExit, match="single model"):
+        ship_model.install_ensemble(fused, tmp_path / "default", options(min_slice_size=160))
