@@ -74,10 +74,9 @@ def install_ensemble(model: Path, target: Path, args: argparse.Namespace) -> dic
     ensemble = load_ensemble_card(model)
     segmenter = Segmenter.from_path(model, device="cpu")
     provenance = measured_provenance(segmenter, fold_card(model), ensemble.provenance, args)
-    if model.resolve() != target.resolve():
-        assemble_ensemble(target, {name: model / name for name in ensemble.members}, ensemble.postprocessing,
-                          ensemble.package_version)
-    dataclasses.replace(ensemble, provenance=provenance).save(target)
+    assemble_ensemble(target, {name: model / name for name in ensemble.members}, ensemble.postprocessing,
+                      ensemble.package_version)  # in place too: each file is copied to a temporary, then renamed
+    dataclasses.replace(ensemble, provenance=provenance).save(target)  # the original member sources, not target's
     return provenance
 
 
