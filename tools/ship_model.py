@@ -43,8 +43,11 @@ LICENCE = (
 
 def measured_provenance(segmenter: Segmenter, card: ModelCard, provenance: dict, args: argparse.Namespace) -> dict:
     """``provenance`` with the validation of ``card``'s held-out cases re-measured by ``segmenter``, the licence,
-    the held-out sample and, when given, the cross-validated figures."""
+    the held-out sample and, when given, the cross-validated figures: a model trained on every case needs them."""
     per_dataset = {dataset.name: validate(segmenter, cases, dataset.orientation) for dataset, cases in held_out(card)}
+    if not any(per_dataset.values()) and not args.cross_validation:
+        raise SystemExit("ship_model: the model held out no validation cases (it trained on every case); pass "
+                         "--cross-validation so that its card states an expected accuracy")
     provenance = {**provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset),
                   "licence": LICENCE, "holdout_sample": args.holdout}
     if args.cross_validation:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from atriumseg.models.checkpoint import WEIGHTS_NAME, load_card
+from atriumseg.models.checkpoint import WEIGHTS_NAME, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble, is_ensemble, load_ensemble_card
 from atriumseg.pipeline.inference.segmenter import Segmenter
 
@@ -76,3 +77,15 @@ def test_a_slice_size_for_an_ensemble_is_refused(ship_model: ModuleType, tiny_mo
     fused = assemble_ensemble(tmp_path / "fused", {"first": tiny_model})
     with pytest.raises(SystemExit, match="single model"):
         ship_model.install_ensemble(fused, tmp_path / "default", options(min_slice_size=160))
+
+
+def test_a_model_trained_on_every_case_needs_cross_validated_figures(
+    ship_model: ModuleType, tiny_model: Path, tmp_path: Path
+) -> None:
+    network, card = load_model(tiny_model)
+    split = {name: {**part, "train": part["train"] + part["validation"], "validation": []}
+             for name, part in card.provenance["split"].items()}
+    everything = save_model(network, replace(card, provenance={**card.provenance, "split": split}), tmp_path / "all")
+    with pytest.raises(SystemExit, match="held out no validation cases.*--cross-validation"):
+        ship_model.install_model(everything, tmp_path / "default", options())
+    assert not (tmp_path / "default").exists()
