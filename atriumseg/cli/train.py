@@ -102,5 +102,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from err
     result = train(config, show_progress=not args.quiet)
     if Ranks.from_env().is_main:
-        print(f"best model: {result.best} (validation Dice {result.best_dice:.4f}); last: {result.last}")
+        chosen = f"validation Dice {result.best_dice:.4f}" if result.best_dice >= 0 else "no validation cases: as last"
+        print(f"best model: {result.best} ({chosen}); last: {result.last}")
     return EXIT_OK

@@ -50,13 +50,15 @@ def test_train_refuses_a_missing_dataset_before_any_work(tmp_path: Path, caplog:
 
 
 @pytest.mark.slow
-def test_train_records_the_command_it_was_given(tmp_path: Path, synthetic_dataset: Path) -> None:
+def test_train_records_the_command_it_was_given(tmp_path: Path, synthetic_dataset: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
     argv = ["train", str(synthetic_dataset), "-o", str(run), "--width", "4", "--depth", "2", "--context", "0",
             "--patch", "16", "--epochs", "1", "--steps-per-epoch", "1", "--slice-spacing", "0", "--quiet"]
     assert main(argv) == EXIT_OK
     card = json.loads((run / "last" / "card.json").read_text())
     assert card["provenance"]["command"] == "atriumseg " + " ".join(argv)
+    assert f"best model: {run / 'best'} (no validation cases: as last); last: {run / 'last'}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
