@@ -145,20 +145,29 @@ def emit(result: dict[str, Any]) -> None:
 
 
 def resolve_model(path: str | None, scratch: Path) -> tuple[Path, str]:
-    """The model folder to time and where it came from: ``path``, the built-in default, or an untrained
-    width-32, depth-4, context-1 network (speed does not depend on the weights; agreement with float32 does)."""
+    """The one network to time and where it came from: ``path``, the built-in default, or an untrained
+    width-32, depth-4, context-1 network (speed does not depend on the weights; agreement with float32 does).
+    An ensemble gives its first member: the benchmarks that call this time one network against its float32
+    loop (``benchmarks.models`` times whole ensembles)."""
     from atriumseg.models.card import Architecture, ModelCard, Preprocessing
     from atriumseg.models.checkpoint import CARD_NAME, build_network, default_model_path, save_model
+    from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 
     if path:
-        return Path(path), str(path)
-    if (default_model_path() / CARD_NAME).is_file():
-        return default_model_path(), "built-in default"
-    log.warning("no default model installed: timing an untrained network; pass --model PATH for a meaningful Dice")
-    card = ModelCard(architecture=Architecture(in_channels=3, width=32, depth=4),
-                     preprocessing=Preprocessing(context=1))
-    torch.manual_seed(0)
-    return save_model(build_network(card), card, scratch / "untrained"), "untrained (width 32, depth 4, context 1)"
+        model, origin = Path(path), str(path)
+    elif (default_model_path() / CARD_NAME).is_file():
+        model, origin = default_model_path(), "built-in default"
+    else:
+        log.warning("no default model installed: timing an untrained network; pass --model PATH for a meaningful Dice")
+        card = ModelCard(architecture=Architecture(in_channels=3, width=32, depth=4),
+                         preprocessing=Preprocessing(context=1))
+        torch.manual_seed(0)
+        return save_model(build_network(card), card, scratch / "untrained"), "untrained (width 32, depth 4, context 1)"
+    if not is_ensemble(model):
+        return model, origin
+    first = load_ensemble_card(model).members[0]
+    log.info("%s is an ensemble: timing its first member, %r", origin, first)
+    return model / first, f"{origin}, its member {first!r}"
 
 
 def source_images(data: Path, scratch: Path) -> list[Path]:

@@ -2,8 +2,9 @@
 
 A card is a :class:`ModelDesign` (architecture, preprocessing, post-processing: each part checks
 its own values when it is built) plus the package version and the provenance. :data:`BUILT_IN`
-is the design of the built-in model, the one place it is written down; the parts' defaults are
-its values, and training, the CLI and ``atriumseg.defaults`` read it from here.
+is the design of the built-in model's axial member (its coronal member is the same in the coronal
+plane), the one place it is written down; the parts' defaults are its values, and training, the
+CLI and ``atriumseg.defaults`` read it from here.
 
 Torch-free, so the CLI can print a card instantly. The card is stored as JSON beside the
 safetensors weights; ``FORMAT_VERSION`` changes whenever the meaning of a field changes.
@@ -142,7 +143,7 @@ class Postprocessing:
 class ModelDesign:
     """What a model is, apart from its weights and history: its three typed parts, consistent together.
 
-    The default is the built-in model's design (:data:`BUILT_IN`).
+    The default is the design of the built-in model's axial member (:data:`BUILT_IN`).
     """
 
     architecture: Architecture = field(default_factory=Architecture)
@@ -162,7 +163,7 @@ class ModelDesign:
         return ModelDesign(self.architecture, self.preprocessing, self.postprocessing)
 
 
-BUILT_IN = ModelDesign()  # the built-in model: axial 2.5D (one neighbour each side), width 32, depth 4
+BUILT_IN = ModelDesign()  # the built-in axial member: 2.5D (one neighbour each side), width 32, depth 4
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The model card: each typed part checks its own values, the design's parts agree, the built-in design is
-written once and is the shipped model's, and a card survives its JSON form."""
+written once and is the shipped axial member's, and a card survives its JSON form."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from atriumseg.models.card import (
     Preprocessing,
 )
 from atriumseg.models.checkpoint import default_model_path, load_card
+from atriumseg.models.ensemble import EnsembleCard
 
 # (part, a bad value for one field, a phrase the refusal must hold)
 BAD_PARTS = [
@@ -59,19 +60,25 @@ def test_a_card_file_with_a_bad_value_is_refused_with_the_same_reason(part: type
     assert phrase in str(caught.value) and "malformed" not in str(caught.value)
 
 
-def test_the_built_in_design_is_the_shipped_model_and_the_parts_defaults() -> None:
-    shipped = load_card(default_model_path())
+def test_the_built_in_design_is_the_shipped_axial_member_and_the_parts_defaults() -> None:
+    shipped = load_card(default_model_path() / "axial")
     assert shipped.design == BUILT_IN == ModelDesign()
     assert (BUILT_IN.architecture, BUILT_IN.preprocessing, BUILT_IN.postprocessing) == (
         Architecture(), Preprocessing(), Postprocessing())
     assert ModelCard().design == BUILT_IN
 
 
-def test_the_built_in_card_json_loads_unchanged_and_writes_back_the_same_json() -> None:
-    path = default_model_path() / "card.json"
-    data = json.loads(path.read_text())
+@pytest.mark.parametrize("member", ["axial", "coronal"])
+def test_the_built_in_members_card_json_loads_unchanged_and_writes_back_the_same_json(member: str) -> None:
+    data = json.loads((default_model_path() / member / "card.json").read_text())
     assert data["format_version"] == FORMAT_VERSION == 1
     assert json.loads(json.dumps(ModelCard.from_dict(data).to_dict())) == data
+
+
+def test_the_built_in_ensemble_card_json_loads_unchanged_and_writes_back_the_same_json() -> None:
+    data = json.loads((default_model_path() / "card.json").read_text())
+    assert data["format_version"] == FORMAT_VERSION
+    assert json.loads(json.dumps(EnsembleCard.from_dict(data).to_dict())) == data
 
 
 def test_channels_must_match_the_context() -> None:

@@ -1,17 +1,20 @@
-"""The built-in model (a learned model): it ships inside the package, describes how it was made, and
-segments the bundled held-out sample well."""
+"""The built-in model (a learned ensemble of an axial and a coronal network): it ships inside the package,
+describes how it was made and how accurate it is expected to be, and segments the bundled held-out sample well."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from atriumseg.demo import run_demo, sample_paths
 from atriumseg.models.card import BUILT_IN
 from atriumseg.models.checkpoint import default_model_path, load_model
+from atriumseg.models.ensemble import load_ensemble_card
 from atriumseg.models.lineage import lineage_of
 from atriumseg.pipeline.inference.segmenter import Segmenter
 
@@ -24,28 +27,37 @@ def test_built_in_model_segments_the_bundled_sample(tmp_path: Path) -> None:
     assert abs(result.volume_ml - result.true_volume_ml) < 0.15 * result.true_volume_ml
 
 
-def test_built_in_model_card_tells_its_story() -> None:
-    _, card = load_model(default_model_path())
-    prov = card.provenance
-    assert [d["dataset"] for d in prov["data"]] == ["LeftAtrium", "LA2018_LGE"]
-    split = prov["split"]
-    assert "la_023" in split["LeftAtrium"]["excluded"]
-    for name, part in split.items():
-        assert not set(part["train"]) & set(part["validation"]), name
-        assert "la_023" not in part["train"] + part["validation"]
-        assert set(prov["validation"][name]) == set(part["validation"])
-    assert set(prov["validation_dice"]) == {"LeftAtrium", "LA2018_LGE", "overall"}
-    assert prov["command"].startswith("atriumseg train")
+def test_built_in_model_is_an_axial_and_a_coronal_member_with_the_cross_validated_figures() -> None:
+    ensemble = load_ensemble_card(default_model_path())
+    assert ensemble.members == ("axial", "coronal")
+    prov = ensemble.provenance
+    record = prov["cross_validation"]
+    assert record["folds"] == 5 and "--folds 5" in record["command"]
+    cases = {name: s["cases"] for name, s in record["per_dataset"].items()}
+    assert cases == {"LeftAtrium": 14, "LA2018_LGE": 80}  # every labelled case but la_023, each scored out of fold
     assert "CC-BY-SA 4.0" in prov["licence"] and "Xiong et al." in prov["licence"]
 
 
-def test_the_built_in_model_is_the_built_in_design_with_its_recorded_stage() -> None:
-    _, card = load_model(default_model_path())
-    assert card.design == BUILT_IN
-    (only,) = lineage_of(card)
-    assert only["started_from"] is None and only["steps"] == card.provenance["steps"] > 0
-    assert only["data"] == {name: {"train": len(part["train"]), "validation": len(part["validation"])}
-                            for name, part in card.provenance["split"].items()}
+@pytest.mark.parametrize("member", ["axial", "coronal"])
+def test_each_member_trained_on_every_labelled_case_but_the_held_out_sample(member: str) -> None:
+    _, card = load_model(default_model_path() / member)
+    prov = card.provenance
+    assert [d["dataset"] for d in prov["data"]] == ["LeftAtrium", "LA2018_LGE"]
+    split = prov["split"]
+    assert split["LeftAtrium"]["excluded"] == ["la_023"]
+    assert {name: (len(part["train"]), part["validation"]) for name, part in split.items()} == {
+        "LeftAtrium": (14, []), "LA2018_LGE": (80, [])}
+    assert prov["command"].startswith("atriumseg train") and "--init default" in prov["command"]
+
+
+@pytest.mark.parametrize("member", ["axial", "coronal"])
+def test_each_member_is_the_built_in_design_in_its_plane_continued_from_the_earlier_built_in(member: str) -> None:
+    _, card = load_model(default_model_path() / member)
+    assert card.design == replace(BUILT_IN, preprocessing=replace(BUILT_IN.preprocessing, plane=member))
+    first, last = lineage_of(card)
+    assert first["started_from"] is None and last["started_from"] == "built-in 0.1.0"
+    assert last["steps"] == card.provenance["steps"] > 0 and last["minutes"] >= 30
+    assert last["data"] == {"LeftAtrium": {"train": 14, "validation": 0}, "LA2018_LGE": {"train": 80, "validation": 0}}
 
 
 def test_the_bundled_sample_is_one_atrium_on_its_image_grid() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from atriumseg._version import __version__
 from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import default_model_path, load_card
 from atriumseg.models.describe import describe, describe_ensemble
+from atriumseg.models.ensemble import EnsembleCard, load_ensemble_card
 
 STAGES = [
     {"run": "runs/axial", "started_from": None, "epochs": 123, "steps": 6150, "minutes": 100.1, "device": "cpu",
@@ -38,15 +40,19 @@ def test_cross_validated_figures_per_protocol_with_volume_error() -> None:
     assert "    LA2018_LGE: 80 cases, Dice mean 0.9105, mean absolute volume error 6.2%" in lines
 
 
-def test_the_built_in_model_tells_its_design_data_and_stage() -> None:
-    text = describe(load_card(default_model_path()))
-    assert ("2D U-Net, width 32, depth 4 (1,925,601 parameters), 3 input channel(s) (1 neighbour slice(s) each side)"
-            in text)
-    assert "axial in RAS, 1.25 x 1.25 mm in-plane, 1.25 mm apart" in text
-    assert "trained on LeftAtrium (11 training / 3 validation cases, validation Dice 0.9046)" in text
-    assert "    LeftAtrium: 14 cases, Dice mean 0.9014, worst 0.8430, mean absolute volume error 9.0%" in text
-    assert "    LA2018_LGE: 80 cases, Dice mean 0.8871, worst 0.0949, mean absolute volume error 8.4%" in text
-    assert "1. run runs/axial, from scratch" in text and "LeftAtrium 11+3, LA2018_LGE 64+16" in text
+def test_the_built_in_model_tells_its_members_lineage_and_cross_validated_figures() -> None:
+    folder = default_model_path()
+    ensemble = load_ensemble_card(folder)
+    lines = describe_ensemble(ensemble, {name: load_card(folder / name) for name in ensemble.members}).splitlines()
+    assert lines[0].startswith(f"atriumseg ensemble of 2 models (package {__version__}): 'axial' locates the atrium")
+    assert "    LeftAtrium: 14 cases, Dice mean 0.9112, worst 0.8612, mean absolute volume error 7.9%" in lines
+    assert "    LA2018_LGE: 80 cases, Dice mean 0.8950, worst 0.4178, mean absolute volume error 7.8%" in lines
+    text = "\n".join(lines)
+    for plane in ("axial", "coronal"):
+        assert f"slices: {plane} in RAS, 1.25 x 1.25 mm in-plane, 1.25 mm apart" in text
+    assert text.count("2D U-Net, width 32, depth 4 (1,925,601 parameters), 3 input channel(s)") == 2
+    assert text.count("1. run runs/axial, from scratch") == 2  # built-in 0.1.0, the stage both members share
+    assert text.count("from built-in 0.1.0") == 2 and text.count("LeftAtrium 14+0, LA2018_LGE 80+0") == 2
 
 
 def test_a_hand_made_card_says_only_what_it_knows() -> None:
@@ -56,8 +62,6 @@ def test_a_hand_made_card_says_only_what_it_knows() -> None:
 
 
 def test_an_ensemble_tells_its_own_validation_figures_and_licence() -> None:
-    from atriumseg.models.ensemble import EnsembleCard
-
     provenance = {"validation_dice": {"LeftAtrium": 0.9213, "LA2018_LGE": 0.9105, "overall": 0.9159},
                   "cross_validation": CROSS_VALIDATION, "licence": "CC-BY-SA 4.0, research use only"}
     lines = describe_ensemble(EnsembleCard(("axial", "coronal"), provenance=provenance),

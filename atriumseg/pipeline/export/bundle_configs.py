@@ -221,7 +221,8 @@ def metadata(
     card: ModelCard, versions: dict[str, str], bundle_version: str, members: Sequence[ModelCard] = (),
     record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``configs/metadata.json``: MONAI's mandatory keys, then the card (provenance, validation, datasets).
+    """``configs/metadata.json``: MONAI's mandatory keys, then the card (provenance, validation and
+    cross-validated Dice as ``eval_metrics``, datasets).
 
     ``versions`` maps package names (monai, torch, numpy, atriumseg and ``RUNTIME_PACKAGES``) to the versions
     installed where the bundle was written. An ensemble gives its other ``members`` and the ``record`` of its
@@ -230,6 +231,7 @@ def metadata(
     provenance = card.provenance
     needed = {name: versions[name] for name in RUNTIME_PACKAGES if name in versions}
     validation = provenance.get("validation_dice", {})
+    cross_validated = (provenance.get("cross_validation") or {}).get("per_dataset", {})
     datasets = [
         {key: entry.get(key) for key in ("dataset", "reference", "licence")} for entry in provenance.get("data", [])
     ]
@@ -251,7 +253,8 @@ def metadata(
         "data_type": "nibabel",
         "image_classes": "one-channel 3D MRI volume (bSSFP or LGE), any orientation and voxel size",
         "pred_classes": "one-channel uint8 mask on the input's grid: 1 left atrium, 0 background",
-        "eval_metrics": {f"val_mean_dice_{name}": value for name, value in validation.items()},
+        "eval_metrics": {**{f"val_mean_dice_{name}": value for name, value in validation.items()},
+                         **{f"cv_mean_dice_{name}": s["dice_mean"] for name, s in cross_validated.items()}},
         "intended_use": "Research only. Not a medical device; not for diagnosis or treatment.",
         "references": list(REFERENCES),
         "network_data_format": _network_data_format(card, members),

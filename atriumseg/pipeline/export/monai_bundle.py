@@ -238,16 +238,21 @@ def _torchscript_io(cards: tuple[ModelCard, ...]) -> str:
 
 
 def _validation_lines(card: ModelCard) -> str:
-    """The card's validation Dice per dataset as Markdown list items (or a line saying there is none)."""
+    """The card's figures as Markdown list items: the cross-validated expected accuracy per dataset, then the
+    held-out validation Dice per dataset (or a line saying there is neither)."""
+    record = card.provenance.get("cross_validation") or {}
     figures = card.provenance.get("validation_dice", {})
     cases = card.provenance.get("validation", {})
-    if not figures:
-        return "- no validation figures on this model's card"
-    lines = []
+    lines = [
+        f"- {name}, cross-validated ({record.get('folds', '?')} folds, each case scored by the fold model that did "
+        f"not train on it): mean Dice {s['dice_mean']:.3f} over {s.get('cases', '?')} cases, mean absolute volume "
+        f"error {s['abs_volume_error_mean_pct']:.1f}%"
+        for name, s in record.get("per_dataset", {}).items()
+    ]
     for name, dice in figures.items():
         count = len(cases.get(name, {}))
-        lines.append(f"- {name}: mean Dice {dice:.3f}" + (f" over {count} cases" if count else ""))
-    return "\n".join(lines)
+        lines.append(f"- {name}, held-out validation: mean Dice {dice:.3f}" + (f" over {count} cases" if count else ""))
+    return "\n".join(lines) or "- no validation figures on this model's card"
 
 
 def _move_into(staging: Path, output: Path) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from monai.bundle import ConfigParser
 
 from atriumseg.models.card import Architecture, ModelCard, Preprocessing
 from atriumseg.models.checkpoint import default_model_path, load_card
+from atriumseg.models.ensemble import load_ensemble_card
 from atriumseg.pipeline.export.bundle_configs import inference_config, metadata
 from atriumseg.pipeline.export.monai_bundle import package_versions
 
@@ -22,7 +25,8 @@ TENSOR_KEYS = {"type", "format", "modality", "num_channels", "spatial_shape", "d
 
 @pytest.fixture(scope="module")
 def card() -> ModelCard:
-    return load_card(default_model_path())
+    """The built-in ensemble's axial member: a real network's card."""
+    return load_card(default_model_path() / "axial")
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +61,28 @@ def test_metadata_describes_the_network_as_the_card_does(card: ModelCard, meta: 
     assert mask["channel_def"] == {"0": "background", "1": "left_atrium"} and mask["dtype"] == "uint8"
 
 
-def test_metadata_carries_the_cards_provenance_validation_and_both_datasets(card: ModelCard, meta: dict) -> None:
-    assert ModelCard.from_dict(meta["atriumseg_card"]) == card
-    figures = card.provenance["validation_dice"]
-    assert meta["eval_metrics"] == {f"val_mean_dice_{k}": v for k, v in figures.items()}
-    assert meta["eval_metrics"]["val_mean_dice_LeftAtrium"] > 0.85
+def test_the_built_in_metadata_carries_the_cross_validated_figures_licence_and_both_datasets(card: ModelCard) -> None:
+    ensemble = load_ensemble_card(default_model_path()).provenance
+    exported = replace(card, provenance={**card.provenance, **ensemble})  # as the bundle exporter merges them
+    meta = metadata(exported, package_versions(), bundle_version="1.2.3")
+    assert ModelCard.from_dict(meta["atriumseg_card"]) == exported
+    expected = {f"cv_mean_dice_{name}": s["dice_mean"]
+                for name, s in ensemble["cross_validation"]["per_dataset"].items()}
+    assert meta["eval_metrics"] == expected and min(expected.values()) > 0.85
+    assert set(expected) == {"cv_mean_dice_LeftAtrium", "cv_mean_dice_LA2018_LGE"}
     licences = {d["dataset"]: d["licence"] for d in meta["datasets"]}
     assert licences["LeftAtrium"] == "CC-BY-SA 4.0" and "research use" in licences["LA2018_LGE"]
     assert "CC-BY-SA 4.0" in meta["licence"] and "Not a medical device" in meta["licence"]
     assert any("Medical Image Analysis 67" in ref for ref in meta["references"])
+
+
+def test_eval_metrics_hold_both_the_validation_and_the_cross_validated_dice() -> None:
+    record = {"folds": 5, "command": "cv", "per_dataset": {
+        "bSSFP": {"cases": 14, "dice_mean": 0.92, "abs_volume_error_mean_pct": 5.0}}}
+    provenance = {"validation_dice": {"bSSFP": 0.93, "overall": 0.93}, "cross_validation": record}
+    meta = metadata(ModelCard(provenance=provenance), package_versions(), bundle_version="1.0.0")
+    assert meta["eval_metrics"] == {"val_mean_dice_bSSFP": 0.93, "val_mean_dice_overall": 0.93,
+                                    "cv_mean_dice_bSSFP": 0.92}
 
 
 def _transform(config: dict, name: str) -> dict:

@@ -14,7 +14,7 @@ from atriumseg.pipeline.training.config import TrainConfig
 
 def test_a_config_with_no_options_trains_the_built_in_design(tmp_path: Path) -> None:
     design = TrainConfig((tmp_path,), tmp_path / "run").design
-    assert design == BUILT_IN == load_card(default_model_path()).design
+    assert design == BUILT_IN == load_card(default_model_path() / "axial").design
 
 
 def test_the_design_follows_the_runs_choices(tmp_path: Path) -> None:
