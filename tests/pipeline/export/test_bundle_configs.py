@@ -63,7 +63,7 @@ def test_metadata_describes_the_network_as_the_card_does(card: ModelCard, meta: 
 
 def test_the_built_in_metadata_carries_the_cross_validated_figures_licence_and_both_datasets(card: ModelCard) -> None:
     ensemble = load_ensemble_card(default_model_path()).provenance
-    exported = replace(card, provenance={**card.provenance, **ensemble})  # as the bundle exporter merges them
+    exported = replace(card, provenance={**card.provenance, **ensemble})  # a member's datasets, the ensemble's figures
     meta = metadata(exported, package_versions(), bundle_version="1.2.3")
     assert ModelCard.from_dict(meta["atriumseg_card"]) == exported
     expected = {f"cv_mean_dice_{name}": s["dice_mean"]

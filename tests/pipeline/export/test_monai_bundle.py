@@ -83,6 +83,9 @@ def test_the_built_in_bundle_holds_the_specified_files_and_every_members_weights
     assert "ship in `scripts/`" in readme and "atriumseg is\nnot needed" in readme and "$" not in readme
     assert "- LeftAtrium, cross-validated (5 folds, each case scored by the fold model that did not train on it): " \
            "mean Dice 0.9" in readme
+    figures = load_ensemble_card(default_model_path()).provenance["cross_validation"]["per_dataset"]
+    meta = json.loads((bundle / "configs/metadata.json").read_text())
+    assert meta["eval_metrics"] == {f"cv_mean_dice_{name}": s["dice_mean"] for name, s in figures.items()}
     for text in (readme, licence):
         assert "CC-BY-SA 4.0" in text and "Medical Image Analysis 67" in text and "King's College London" in text
     assert "Apache License 2.0" in licence
