@@ -22,7 +22,7 @@ from monai.data import load_net_with_metadata
 
 import atriumseg
 from atriumseg.demo import sample_paths
-from atriumseg.models.checkpoint import default_model_path, load_model, save_model
+from atriumseg.models.checkpoint import default_model_path, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble, load_ensemble_card
 from atriumseg.models.planes import PlaneEnsemble
 from atriumseg.pipeline.export.bundle_configs import plane_ensemble_arguments
@@ -102,7 +102,7 @@ def test_a_model_whose_card_states_no_licence_gets_none_made_up(model_folder: Pa
 @pytest.mark.parametrize("shape", [(1, 1, 20, 24, 12), (2, 1, 9, 7, 30)])
 def test_torchscript_gives_the_ensembles_logits(bundle: Path, shape: tuple[int, ...]) -> None:
     folder = default_model_path()
-    cards = [load_model(folder / name)[1] for name in load_ensemble_card(folder).members]
+    cards = [load_card(folder / name) for name in load_ensemble_card(folder).members]
     eager = PlaneEnsemble(built_in_members(), **plane_ensemble_arguments(cards))
     scripted = torch.jit.load(str(bundle / "models/model.ts"), map_location="cpu")
     volume = torch.rand(shape, generator=torch.Generator().manual_seed(sum(shape)))
