@@ -7,7 +7,7 @@ Layout:
 - :mod:`.options`: the option groups several commands share (``--model``/``--device``/``--batch-size``,
   ``--assume-orientation``, ``--quiet``), argument types, and :func:`~.options.load_segmenter`;
 - one module per command: :mod:`.segment`, :mod:`.report`, :mod:`.measure`, :mod:`.evaluate`, :mod:`.demo`,
-  :mod:`.info`, :mod:`.train`, :mod:`.export`, :mod:`.serve`, :mod:`.status`.
+  :mod:`.info`, :mod:`.train`, :mod:`.assemble`, :mod:`.export`, :mod:`.serve`, :mod:`.status`.
 
 Adding a command is one new module plus one line: write ``atriumseg/cli/NAME.py`` with
 

@@ -20,7 +20,9 @@ log = logging.getLogger("atriumseg")
 EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # One module of this package per command, in the order ``atriumseg --help`` lists them.
-COMMANDS = ("segment", "demo", "evaluate", "train", "measure", "report", "info", "serve", "status", "export")
+COMMANDS = (
+    "segment", "demo", "evaluate", "train", "measure", "report", "info", "assemble", "serve", "status", "export",
+)
 
 
 class UsageError(Exception):
