@@ -1,0 +1,106 @@
+"""A picture of cross-validated designs: every case's Dice and volume error, per protocol, against issue 18's targets.
+
+    python tools/plot_cv.py "axial=cv/axial" "shipped=cv/axial_continued_coronal" -o docs/cross_validation.png
+
+Each ``NAME=FOLDER`` is a design's ``tools/cross_validate.py`` output (one ``DATASET.csv`` per dataset). One
+column per dataset; the top row shows each case's Dice (a dot per case, the mean as a bar), the bottom row its
+signed volume error; the targets (Dice 0.92, no case below 0.85, mean absolute volume error 6%) are drawn in.
+The last design's cases below 0.85 are named; cases beyond an axis sit on its edge (Dice with its value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.transforms import blended_transform_factory  # noqa: E402
+
+from atriumseg.pipeline.training.validation import read_metrics_csv  # noqa: E402
+
+TARGET_DICE, FLOOR_DICE, TARGET_ABS_VOLUME_PCT = 0.92, 0.85, 6.0
+DICE_AXIS_FLOOR, VOLUME_AXIS = 0.7, 40.0  # the axes' ranges; cases beyond them are drawn at the edge
+LABELS = {"LeftAtrium": "bSSFP (MSD Task02)", "LA2018_LGE": "LGE-MRI (2018 LA challenge)"}
+
+
+def design(text: str) -> tuple[str, Path]:
+    """``NAME=FOLDER``: a design's label and its folder of per-dataset CSVs."""
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=FOLDER, got {text!r}")
+    return name, Path(folder)
+
+
+def plot(designs: list[tuple[str, Path]], output: Path, seed: int = 0) -> Path:
+    """Draw every design's per-case figures, one column per dataset the first design has, and save ``output``."""
+    found = {p.stem for p in designs[0][1].glob("*.csv") if "." not in p.stem}
+    datasets = [name for name in LABELS if name in found] + sorted(found - set(LABELS))
+    if not datasets:
+        raise ValueError(f"{designs[0][1]}: no DATASET.csv files")
+    jitter = np.random.default_rng(seed)
+    names = [textwrap.fill(name, 14) for name, _ in designs]
+    ticks = {"xlim": (-0.5, len(names) + 0.2), "xticks": range(len(names)), "xticklabels": names}
+    figure, axes = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 8), squeeze=False)
+    for column, dataset in enumerate(datasets):
+        top, bottom = axes[0, column], axes[1, column]
+        for x, (name, folder) in enumerate(designs):
+            path = folder / f"{dataset}.csv"
+            if not path.is_file():
+                raise ValueError(f"design {name!r}: no {path}")
+            rows = read_metrics_csv(path)
+            dice = np.array([m.dice for _, m in rows])
+            error = np.array([m.volume_error_pct for _, m in rows])
+            spread = x + jitter.uniform(-0.18, 0.18, len(rows))
+            shown = np.maximum(dice, DICE_AXIS_FLOOR)  # cases below the axis sit on its floor, their value written
+            top.scatter(spread, shown, s=12, alpha=0.6, marker="o")
+            top.hlines(dice.mean(), x - 0.3, x + 0.3, colors="black")
+            top.annotate(f"{dice.mean():.3f}", (x + 0.3, dice.mean()), va="bottom", ha="right", fontsize=8,
+                         bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1})
+            for case, value, at in zip((case for case, _ in rows), dice, spread, strict=True):
+                if value < FLOOR_DICE and x == len(designs) - 1:
+                    top.annotate(f"{case[:8]} {value:.2f}", (at, max(value, DICE_AXIS_FLOOR)), fontsize=7,
+                                 xytext=(5, 0), textcoords="offset points", va="center")
+                elif value < DICE_AXIS_FLOOR:
+                    top.annotate(f"{value:.2f}", (at, DICE_AXIS_FLOOR), fontsize=7, xytext=(4, 0),
+                                 textcoords="offset points", va="center")
+            bottom.scatter(spread, np.clip(error, -VOLUME_AXIS, VOLUME_AXIS), s=12, alpha=0.6)
+            bottom.text(x, 0.03, f"mean |err|\n{np.abs(error).mean():.1f}%", ha="center", fontsize=8,
+                        transform=blended_transform_factory(bottom.transData, bottom.transAxes))
+        top.axhline(TARGET_DICE, color="green", linestyle="--", linewidth=1, label=f"target mean {TARGET_DICE}")
+        top.axhline(FLOOR_DICE, color="red", linestyle=":", linewidth=1, label=f"no case below {FLOOR_DICE}")
+        top.set(title=f"{LABELS.get(dataset, dataset)}: {len(rows)} cases", ylabel="Dice, out of fold",
+                ylim=(DICE_AXIS_FLOOR - 0.01, 1.0), **ticks)
+        top.legend(loc="upper left", ncol=2, fontsize=8)
+        bottom.axhspan(-TARGET_ABS_VOLUME_PCT, TARGET_ABS_VOLUME_PCT, color="green", alpha=0.08,
+                       label=f"within {TARGET_ABS_VOLUME_PCT:g}% (target: mean |error| <= {TARGET_ABS_VOLUME_PCT:g}%)")
+        bottom.axhline(0, color="black", linewidth=0.5)
+        bottom.set(ylabel=f"volume error, % of reference (clipped at +-{VOLUME_AXIS:g})",
+                   ylim=(-VOLUME_AXIS * 1.6, VOLUME_AXIS * 1.1), **ticks)
+        bottom.legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=90)
+    plt.close(figure)
+    return output
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("designs", type=design, nargs="+", metavar="NAME=FOLDER",
+                        help="a design's label and its tools/cross_validate.py output folder, in order")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
+    args = parser.parse_args()
+    try:
+        print(plot(args.designs, args.output))
+    except ValueError as err:
+        sys.exit(f"plot_cv: {err}")
+
+
+if __name__ == "__main__":
+    main()
