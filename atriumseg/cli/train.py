@@ -67,6 +67,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add("--epochs", type=options.positive_int, help="epochs")
     add("--steps-per-epoch", type=options.positive_int, help="optimizer steps per epoch")
     add("--lr", dest="learning_rate", type=float, help="peak AdamW learning rate")
+    add("--gamma", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        help="range of the augmentation's random gamma curve (below 1 brightens mid-tones, such as a dark blood pool)")
     add("--val-cases", nargs="*", metavar="NAME", help="validation case names (any dataset)")
     add("--exclude", nargs="*", metavar="NAME", help="cases never used (held-out test)")
     add("--folds", type=int, help="K for K-fold cross-validation in each dataset (replaces --val-cases)")

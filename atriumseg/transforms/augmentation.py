@@ -46,6 +46,7 @@ FG, BG = "_fg_indices", "_bg_indices"  # cached voxel indices for fast foregroun
 CROP_MARGIN = 1.2  # slices are cut this much larger than the patch so rotation leaves no empty corners
 TIGHT_CROP_PROB = 0.25  # share of slices shown as a tight crop
 TIGHT_CROP_MIN = 0.45  # smallest tight crop, as a fraction of the patch side
+GAMMA = (0.6, 1.6)  # default range of the random gamma; below 1 brightens the mid-tones (a dark blood pool)
 
 
 def crop_side(patch: int) -> int:
@@ -104,9 +105,11 @@ class WithoutMetadata(Compose):
             set_track_meta(tracking)
 
 
-def training_transforms(card: ModelCard, patch: int, slices_per_volume: int) -> Compose:
+def training_transforms(
+    card: ModelCard, patch: int, slices_per_volume: int, gamma: tuple[float, float] = GAMMA
+) -> Compose:
     """Random part: ``slices_per_volume`` foreground-balanced slices per volume, augmented to ``patch`` x ``patch``,
-    as plain tensors (:class:`WithoutMetadata`).
+    as plain tensors (:class:`WithoutMetadata`); ``gamma`` is the range of the random contrast curve.
 
     Takes what :func:`cached_transforms` made for the same ``patch``.
     """
@@ -141,7 +144,7 @@ def training_transforms(card: ModelCard, patch: int, slices_per_volume: int) -> 
             RandHistogramShiftd(keys=IMAGE, prob=0.2, num_control_points=(5, 10)),
             RandScaleIntensityd(keys=IMAGE, factors=0.25, prob=0.5),
             RandShiftIntensityd(keys=IMAGE, offsets=0.15, prob=0.5),
-            RandAdjustContrastd(keys=IMAGE, prob=0.4, gamma=(0.6, 1.6)),
+            RandAdjustContrastd(keys=IMAGE, prob=0.4, gamma=gamma),
             RandGaussianNoised(keys=IMAGE, prob=0.2, std=0.04),
         ]
     )

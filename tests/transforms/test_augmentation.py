@@ -58,3 +58,15 @@ def test_training_slices_are_plain_tensors_and_metadata_tracking_is_restored() -
     for plain, meta in zip(untracked, tracked(cached), strict=True):
         assert isinstance(meta[IMAGE], MetaTensor)
         assert torch.equal(plain[IMAGE], meta[IMAGE].as_tensor()) and torch.equal(plain[LABEL], meta[LABEL].as_tensor())
+
+
+def test_a_lower_gamma_range_brightens_the_mid_tones() -> None:
+    """The same draws through gamma 0.4 and 2.5: only the contrast curve differs, and it lifts a ramp's mid-tones."""
+    card, cached = _cached((24, 20, 18), "axial")
+    cached[IMAGE] = torch.linspace(0.0, 1.0, cached[IMAGE].numel()).reshape(cached[IMAGE].shape)
+    means = {}
+    for gamma in ((0.4, 0.4), (2.5, 2.5)):
+        augment = training_transforms(card, PATCH, slices_per_volume=4, gamma=gamma)
+        augment.set_random_state(seed=0)
+        means[gamma] = float(np.mean([s[IMAGE].mean() for _ in range(10) for s in augment(cached)]))
+    assert means[(0.4, 0.4)] > means[(2.5, 2.5)] + 0.02, means

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from atriumseg.models.card import BUILT_IN, ModelDesign
-from atriumseg.transforms.augmentation import padded_crop_side
+from atriumseg.transforms.augmentation import GAMMA, padded_crop_side
 
 PATCH = 128  # the built-in model's training slice size; BUILT_IN's min_slice_size is its padded crop
 
@@ -21,7 +21,8 @@ class TrainConfig:
     default equal) set each dataset's share of every batch, and ``orientations`` (one per dataset, or one
     for all; default ``"known"``) the true axis codes of its voxels (``"known"`` fixes the datasets the
     project knows to be mislabelled, None trusts the headers). ``val_cases`` and ``exclude`` name cases
-    of any dataset; with ``folds``, each dataset is split into folds of its own. ``init`` names a model
+    of any dataset; with ``folds``, each dataset is split into folds of its own. ``gamma`` is the range of
+    the augmentation's random contrast curve (below 1 brightens mid-tones). ``init`` names a model
     folder of the same architecture whose weights the run starts from (ignored when resuming, since
     ``last/`` then holds newer ones); the card's ``lineage`` records that model's stages before this one.
     """
@@ -44,6 +45,7 @@ class TrainConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
+    gamma: tuple[float, float] = GAMMA
     val_cases: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     folds: int = 0
@@ -74,6 +76,10 @@ class TrainConfig:
             )
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"dataset weights must be >= 0 with a positive sum, got {list(weights)}")
+        gamma = tuple(float(g) for g in self.gamma)
+        if len(gamma) != 2 or not 0 < gamma[0] <= gamma[1]:
+            raise ValueError(f"gamma must be a range LOW HIGH with 0 < LOW <= HIGH, got {list(self.gamma)}")
+        object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "orientations", orientations)
         self.design  # noqa: B018 - a design the card would refuse is refused now, with the card's reason

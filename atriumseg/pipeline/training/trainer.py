@@ -262,7 +262,7 @@ def _loader(config: TrainConfig, card: ModelCard, sets: list[TrainingSet], seed:
     ]
     sampler = BalancedSampler([len(c) for c in cached], [s.weight for s in sets], config.volumes_per_step,
                               config.steps_per_epoch, seed)
-    augment = training_transforms(card, config.patch, config.slices_per_volume)
+    augment = training_transforms(card, config.patch, config.slices_per_volume, config.gamma)
     augment.set_random_state(seed=seed)
     augmented = Dataset(ConcatDataset(cached), transform=augment)
     return DataLoader(augmented, batch_size=config.volumes_per_step, sampler=sampler, num_workers=config.workers)
