@@ -30,7 +30,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="ensemble folder to write (new or empty)")
     p.add_argument("--threshold", type=float, default=Postprocessing.threshold,
                    help="threshold of the averaged probability (default %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder, replacing its card")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty folder: its card and the members named here are replaced")
     p.set_defaults(run=run)
 
 
