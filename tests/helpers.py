@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import nibabel as nib
 import numpy as np
@@ -138,8 +140,18 @@ __all__ = [
     "SHAPE", "ellipsoid_mask", "SyntheticCase", "dice", "itk_image", "tiny_config", "train", "write_dicom_series",
     "write_itk", "SERIES_GRID", "SERIES_SPACING",
     "SERIES_UID", "series_ground_truth", "frame_points", "write_series", "placed_frames",
-    "write_msd_dataset", "write_nifti",
+    "write_msd_dataset", "write_nifti", "load_tool",
 ]
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+
+
+def load_tool(name: str) -> ModuleType:
+    """The script ``tools/NAME.py`` as a module (tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # A stand-in for a trained model: a real UNet whose weights make its output a known function of the input.

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import matplotlib.image
 import pytest
+from helpers import load_tool
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics
 from atriumseg.pipeline.evaluation.table import write_metrics_csv
 
-TOOL = Path(__file__).parents[2] / "tools" / "plot_cv.py"
-
 
 @pytest.fixture(scope="module")
 def plot_cv() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("plot_cv", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("plot_cv")
 
 
 def _design(folder: Path, datasets: tuple[str, ...], dice: float) -> Path:

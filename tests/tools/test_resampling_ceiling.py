@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
-from helpers import STANDIN_CARD, standin_model, write_nifti
+from helpers import STANDIN_CARD, load_tool, standin_model, write_nifti
 
 from atriumseg.models.ensemble import assemble_ensemble
 from atriumseg.synthetic import make_affine
 
-TOOL = Path(__file__).parents[2] / "tools" / "resampling_ceiling.py"
 CARD = replace(STANDIN_CARD, preprocessing=replace(STANDIN_CARD.preprocessing, plane="axial", slice_spacing=1.5))
 
 
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("resampling_ceiling", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("resampling_ceiling")
 
 
 def _sphere(path: Path, spacing: float, codes: str = "LPS") -> Path:

@@ -4,27 +4,22 @@ re-measured and the licence on the card, and a built-in model of the other kind 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from helpers import load_tool
 
 from atriumseg.models.checkpoint import WEIGHTS_NAME, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble, is_ensemble, load_ensemble_card
 from atriumseg.pipeline.inference.segmenter import Segmenter
 
-TOOL = Path(__file__).parents[2] / "tools" / "ship_model.py"
-
 
 @pytest.fixture(scope="module")
 def ship_model() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ship_model", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("ship_model")
 
 
 def options(**overrides: object) -> argparse.Namespace:
