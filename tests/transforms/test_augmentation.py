@@ -16,10 +16,12 @@ PATCH = 32
 
 
 def _cached(shape: tuple[int, int, int], plane: str) -> dict:
-    """A volume whose only bright voxels are its small labelled block, through the cached chain."""
+    """A volume whose only bright voxels are its small labelled block, on a dim ramp (a window that is not one value),
+    through the cached chain."""
     card = ModelCard(architecture=Architecture(in_channels=3, width=4, depth=3),
                      preprocessing=Preprocessing(plane=plane, spacing=(1.0, 1.0), slice_spacing=1.0, context=1))
-    image, label = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    image = np.linspace(0.0, 0.2, np.prod(shape), dtype=np.float32).reshape(shape)
+    label = np.zeros(shape, np.float32)
     block = tuple(slice(n // 2 - 2, n // 2 + 2) for n in shape)
     image[block], label[block] = 1.0, 1.0
     chain = cached_transforms(card, None, PATCH)
