@@ -6,6 +6,9 @@ Each ``NAME=FOLDER`` is a design's ``tools/cross_validate.py`` output (one ``DAT
 column per dataset; the top row shows each case's Dice (a dot per case, the mean as a bar), the bottom row its
 signed volume error; the targets (Dice 0.92, no case below 0.85, mean absolute volume error 6%) are drawn in.
 The last design's cases below 0.85 are named; cases beyond an axis sit on its edge (Dice with its value).
+It also prints the designs' paired table (Markdown): per dataset and design, the Dice mean, the mean without
+the design's worst case, cases below 0.85, the mean absolute volume error, and on how many cases the design's
+Dice beats the last design's (the designs must hold the same cases).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
+from atriumseg.pipeline.analysis.metrics import CaseMetrics  # noqa: E402
 from atriumseg.pipeline.training.validation import read_metrics_csv  # noqa: E402
 
 TARGET_DICE, FLOOR_DICE, TARGET_ABS_VOLUME_PCT = 0.92, 0.85, 6.0
@@ -37,12 +41,46 @@ def design(text: str) -> tuple[str, Path]:
     return name, Path(folder)
 
 
+def datasets_of(designs: list[tuple[str, Path]]) -> list[str]:
+    """The datasets the first design holds a whole CSV of (``LABELS``' order first); progress files are not."""
+    found = {p.stem for p in designs[0][1].glob("*.csv") if "." not in p.stem}
+    if not found:
+        raise ValueError(f"{designs[0][1]}: no DATASET.csv files")
+    return [name for name in LABELS if name in found] + sorted(found - set(LABELS))
+
+
+def read_design(name: str, folder: Path, dataset: str) -> list[tuple[str, CaseMetrics]]:
+    """One design's per-case rows of ``dataset`` (a :class:`ValueError` names a design that lacks it)."""
+    path = folder / f"{dataset}.csv"
+    if not path.is_file():
+        raise ValueError(f"design {name!r}: no {path}")
+    return read_metrics_csv(path)
+
+
+def table(designs: list[tuple[str, Path]]) -> str:
+    """The designs' paired figures as a Markdown table, one row per dataset and design, each compared case by case
+    with the last design (a :class:`ValueError` when two designs do not hold the same cases)."""
+    lines = [f"| dataset | design | Dice mean | without its worst case | worst | below {FLOOR_DICE} | "
+             f"\\|volume error\\| | Dice above {designs[-1][0]}'s |", "| --- " * 8 + "|"]
+    for dataset in datasets_of(designs):
+        scored = {name: dict(read_design(name, folder, dataset)) for name, folder in designs}
+        reference = scored[designs[-1][0]]
+        for name, rows in scored.items():
+            if rows.keys() != reference.keys():
+                raise ValueError(f"{dataset}: design {name!r} holds other cases than {designs[-1][0]!r}")
+            dice = np.array([m.dice for m in rows.values()])
+            worst = min(rows, key=lambda case: rows[case].dice)
+            above = sum(rows[case].dice > reference[case].dice for case in rows)
+            volume = np.mean([m.abs_volume_error_pct for m in rows.values()])
+            lines.append(f"| {dataset} ({len(rows)}) | {name} | {dice.mean():.4f} | {np.sort(dice)[1:].mean():.4f} | "
+                         f"{dice.min():.3f} ({worst}) | {int((dice < FLOOR_DICE).sum())} | {volume:.1f}% | "
+                         f"{above} of {len(rows)} |")
+    return "\n".join(lines)
+
+
 def plot(designs: list[tuple[str, Path]], output: Path, seed: int = 0) -> Path:
     """Draw every design's per-case figures, one column per dataset the first design has, and save ``output``."""
-    found = {p.stem for p in designs[0][1].glob("*.csv") if "." not in p.stem}
-    datasets = [name for name in LABELS if name in found] + sorted(found - set(LABELS))
-    if not datasets:
-        raise ValueError(f"{designs[0][1]}: no DATASET.csv files")
+    datasets = datasets_of(designs)
     jitter = np.random.default_rng(seed)
     names = [textwrap.fill(name, 14) for name, _ in designs]
     ticks = {"xlim": (-0.5, len(names) + 0.2), "xticks": range(len(names)), "xticklabels": names}
@@ -50,10 +88,7 @@ def plot(designs: list[tuple[str, Path]], output: Path, seed: int = 0) -> Path:
     for column, dataset in enumerate(datasets):
         top, bottom = axes[0, column], axes[1, column]
         for x, (name, folder) in enumerate(designs):
-            path = folder / f"{dataset}.csv"
-            if not path.is_file():
-                raise ValueError(f"design {name!r}: no {path}")
-            rows = read_metrics_csv(path)
+            rows = read_design(name, folder, dataset)
             dice = np.array([m.dice for _, m in rows])
             error = np.array([m.volume_error_pct for _, m in rows])
             spread = x + jitter.uniform(-0.18, 0.18, len(rows))
@@ -97,6 +132,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
     args = parser.parse_args()
     try:
+        print(table(args.designs))
         print(plot(args.designs, args.output))
     except ValueError as err:
         sys.exit(f"plot_cv: {err}")

@@ -11,6 +11,7 @@ from helpers import load_tool
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics
 from atriumseg.pipeline.evaluation.table import write_metrics_csv
+from atriumseg.pipeline.training.validation import read_metrics_csv
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +41,20 @@ def test_a_design_missing_a_dataset_is_named(plot_cv: ModuleType, tmp_path: Path
     with pytest.raises(ValueError, match=r"design 'new': no .*B\.csv"):
         plot_cv.plot(designs, tmp_path / "cv.png")
     assert not (tmp_path / "cv.png").exists()
+
+
+def test_table_pairs_every_design_with_the_last(plot_cv: ModuleType, tmp_path: Path) -> None:
+    old, new = _design(tmp_path / "old", ("LeftAtrium",), 0.9), _design(tmp_path / "new", ("LeftAtrium",), 0.95)
+    lines = plot_cv.table([("old", old), ("new", new)]).splitlines()
+    # Dice 0.9, 0.8, 0.7 (old) against 0.95, 0.85, 0.75 (new); |volume error| 10, 9, 8 %
+    assert lines[2] == "| LeftAtrium (3) | old | 0.8000 | 0.8500 | 0.700 (LeftAtrium_2) | 2 | 9.0% | 0 of 3 |"
+    assert lines[3] == "| LeftAtrium (3) | new | 0.8500 | 0.9000 | 0.750 (LeftAtrium_2) | 1 | 9.0% | 0 of 3 |"
+    assert plot_cv.table([("new", new), ("old", old)]).splitlines()[2].endswith("| 3 of 3 |")
+
+
+def test_table_refuses_designs_of_other_cases(plot_cv: ModuleType, tmp_path: Path) -> None:
+    old = _design(tmp_path / "old", ("LeftAtrium",), 0.9)
+    new = _design(tmp_path / "new", ("LeftAtrium",), 0.9)
+    write_metrics_csv(read_metrics_csv(new / "LeftAtrium.csv")[:2], new / "LeftAtrium.csv")
+    with pytest.raises(ValueError, match="design 'new' holds other cases than 'old'"):
+        plot_cv.table([("new", new), ("old", old)])
