@@ -84,7 +84,8 @@ def plot(designs: list[tuple[str, Path]], output: Path, seed: int = 0) -> Path:
     jitter = np.random.default_rng(seed)
     names = [textwrap.fill(name, 14) for name, _ in designs]
     ticks = {"xlim": (-0.5, len(names) + 0.2), "xticks": range(len(names)), "xticklabels": names}
-    figure, axes = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 8), squeeze=False)
+    width = max(5.5, 1.2 * len(designs))  # inches per dataset column, so six designs' labels do not collide
+    figure, axes = plt.subplots(2, len(datasets), figsize=(width * len(datasets), 8), squeeze=False)
     for column, dataset in enumerate(datasets):
         top, bottom = axes[0, column], axes[1, column]
         for x, (name, folder) in enumerate(designs):
