@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
-from atriumseg.pipeline.analysis.metrics import CaseMetrics  # noqa: E402
+from atriumseg.pipeline.analysis.metrics import CaseMetrics, summarise  # noqa: E402
 from atriumseg.pipeline.training.validation import read_metrics_csv  # noqa: E402
 
 TARGET_DICE, FLOOR_DICE, TARGET_ABS_VOLUME_PCT = 0.92, 0.85, 6.0
@@ -68,13 +68,12 @@ def table(designs: list[tuple[str, Path]]) -> str:
         for name, rows in scored.items():
             if rows.keys() != reference.keys():
                 raise ValueError(f"{dataset}: design {name!r} holds other cases than {designs[-1][0]!r}")
+            s = summarise(list(rows.items()))
             dice = np.array([m.dice for m in rows.values()])
-            worst = min(rows, key=lambda case: rows[case].dice)
             above = sum(rows[case].dice > reference[case].dice for case in rows)
-            volume = np.mean([m.abs_volume_error_pct for m in rows.values()])
-            lines.append(f"| {dataset} ({len(rows)}) | {name} | {dice.mean():.4f} | {np.sort(dice)[1:].mean():.4f} | "
-                         f"{dice.min():.3f} ({worst}) | {int((dice < FLOOR_DICE).sum())} | {volume:.1f}% | "
-                         f"{above} of {len(rows)} |")
+            lines.append(f"| {dataset} ({s.cases}) | {name} | {s.dice_mean:.4f} | {np.sort(dice)[1:].mean():.4f} | "
+                         f"{s.dice_worst:.3f} ({s.worst_case}) | {int((dice < FLOOR_DICE).sum())} | "
+                         f"{s.abs_volume_error_mean_pct:.1f}% | {above} of {s.cases} |")
     return "\n".join(lines)
 
 
