@@ -89,13 +89,14 @@ def plot(designs: list[tuple[str, Path]], output: Path, seed: int = 0) -> Path:
         top, bottom = axes[0, column], axes[1, column]
         for x, (name, folder) in enumerate(designs):
             rows = read_design(name, folder, dataset)
+            summary = summarise(rows)
             dice = np.array([m.dice for _, m in rows])
             error = np.array([m.volume_error_pct for _, m in rows])
             spread = x + jitter.uniform(-0.18, 0.18, len(rows))
             shown = np.maximum(dice, DICE_AXIS_FLOOR)  # cases below the axis sit on its floor, their value written
             top.scatter(spread, shown, s=12, alpha=0.6, marker="o")
-            top.hlines(dice.mean(), x - 0.3, x + 0.3, colors="black")
-            top.annotate(f"{dice.mean():.3f}", (x + 0.3, dice.mean()), va="bottom", ha="right", fontsize=8,
+            top.hlines(summary.dice_mean, x - 0.3, x + 0.3, colors="black")
+            top.annotate(f"{summary.dice_mean:.3f}", (x + 0.3, summary.dice_mean), va="bottom", ha="right", fontsize=8,
                          bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1})
             for case, value, at in zip((case for case, _ in rows), dice, spread, strict=True):
                 if value < FLOOR_DICE and x == len(designs) - 1:
@@ -105,7 +106,7 @@ def plot(designs: list[tuple[str, Path]], output: Path, seed: int = 0) -> Path:
                     top.annotate(f"{value:.2f}", (at, DICE_AXIS_FLOOR), fontsize=7, xytext=(4, 0),
                                  textcoords="offset points", va="center")
             bottom.scatter(spread, np.clip(error, -VOLUME_AXIS, VOLUME_AXIS), s=12, alpha=0.6)
-            bottom.text(x, 0.03, f"mean |err|\n{np.abs(error).mean():.1f}%", ha="center", fontsize=8,
+            bottom.text(x, 0.03, f"mean |err|\n{summary.abs_volume_error_mean_pct:.1f}%", ha="center", fontsize=8,
                         transform=blended_transform_factory(bottom.transData, bottom.transAxes))
         top.axhline(TARGET_DICE, color="green", linestyle="--", linewidth=1, label=f"target mean {TARGET_DICE}")
         top.axhline(FLOOR_DICE, color="red", linestyle=":", linewidth=1, label=f"no case below {FLOOR_DICE}")
