@@ -7,8 +7,9 @@ column per dataset; the top row shows each case's Dice (a dot per case, the mean
 signed volume error; the targets (Dice 0.92, no case below 0.85, mean absolute volume error 6%) are drawn in.
 The last design's cases below 0.85 are named; cases beyond an axis sit on its edge (Dice with its value).
 It also prints the designs' paired table (Markdown): per dataset and design, the Dice mean, the mean without
-the design's worst case, cases below 0.85, the mean absolute volume error, and on how many cases the design's
-Dice beats the last design's (the designs must hold the same cases).
+the design's worst case, cases below 0.85, the mean absolute volume error, on how many cases the design's Dice
+beats the last design's, and by how much at most (negative: the last design is better on every case; the designs
+must hold the same cases).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def table(designs: list[tuple[str, Path]]) -> str:
     """The designs' paired figures as a Markdown table, one row per dataset and design, each compared case by case
     with the last design (a :class:`ValueError` when two designs do not hold the same cases)."""
     lines = [f"| dataset | design | Dice mean | without its worst case | worst | below {FLOOR_DICE} | "
-             f"\\|volume error\\| | Dice above {designs[-1][0]}'s |", "| --- " * 8 + "|"]
+             f"\\|volume error\\| | Dice above {designs[-1][0]}'s | largest margin over it |", "| --- " * 9 + "|"]
     for dataset in datasets_of(designs):
         scored = {name: dict(read_design(name, folder, dataset)) for name, folder in designs}
         reference = scored[designs[-1][0]]
@@ -70,10 +71,11 @@ def table(designs: list[tuple[str, Path]]) -> str:
                 raise ValueError(f"{dataset}: design {name!r} holds other cases than {designs[-1][0]!r}")
             s = summarise(list(rows.items()))
             dice = np.array([m.dice for m in rows.values()])
-            above = sum(rows[case].dice > reference[case].dice for case in rows)
+            margins = [rows[case].dice - reference[case].dice for case in rows]
+            above = sum(margin > 0 for margin in margins)
             lines.append(f"| {dataset} ({s.cases}) | {name} | {s.dice_mean:.4f} | {np.sort(dice)[1:].mean():.4f} | "
                          f"{s.dice_worst:.3f} ({s.worst_case}) | {int((dice < FLOOR_DICE).sum())} | "
-                         f"{s.abs_volume_error_mean_pct:.1f}% | {above} of {s.cases} |")
+                         f"{s.abs_volume_error_mean_pct:.1f}% | {above} of {s.cases} | {max(margins):+.4f} |")
     return "\n".join(lines)
 
 
