@@ -1,0 +1,66 @@
+"""Per-fold figures of a cross-validation: its out-of-fold CSVs grouped by each fold model's validation cases.
+
+    python tools/per_fold.py cv/longer runs/cv_longer_fold0 runs/cv_longer_fold1 runs/cv_longer_fold2 \\
+        runs/cv_longer_fold3 runs/cv_longer_fold4
+
+``CSV_FOLDER`` is ``tools/cross_validate.py``'s output (one ``DATASET.csv`` per dataset); the fold models (or
+fold ensembles) are the ones it scored, whose cards say which cases each validated on. Nothing is segmented
+again: it prints one Markdown row per fold and dataset (Dice mean, worst case, mean absolute volume error), the
+figures the README quotes per fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from atriumseg.pipeline.analysis.metrics import CaseMetrics, summarise
+from atriumseg.pipeline.training.validation import fold_card, read_metrics_csv
+
+
+def per_fold(csv_folder: Path, fold_models: list[Path]) -> list[tuple[int, str, list[tuple[str, CaseMetrics]]]]:
+    """Each fold's out-of-fold rows per dataset, by fold number (a :class:`ValueError` names a validation case
+    the CSVs lack: another design's CSVs or fold models)."""
+    rows = {path.stem: dict(read_metrics_csv(path)) for path in sorted(csv_folder.glob("*.csv"))
+            if "." not in path.stem}
+    if not rows:
+        raise ValueError(f"{csv_folder}: no DATASET.csv files")
+    grouped = []
+    for folder in fold_models:
+        card = fold_card(folder)
+        fold = card.provenance.get("config", {}).get("fold")
+        for dataset, part in card.provenance.get("split", {}).items():
+            cases = part.get("validation", [])
+            if dataset not in rows or not cases:
+                continue
+            missing = sorted(set(cases) - rows[dataset].keys())
+            if missing:
+                raise ValueError(f"{folder}: fold {fold} validates on {missing[:3]}, not in {csv_folder}/{dataset}.csv")
+            grouped.append((fold, dataset, [(case, rows[dataset][case]) for case in cases]))
+    return sorted(grouped, key=lambda item: (item[0], item[1]))
+
+
+def table(grouped: list[tuple[int, str, list[tuple[str, CaseMetrics]]]]) -> str:
+    """The per-fold figures as a Markdown table."""
+    lines = ["| fold | dataset (cases) | Dice mean | worst | \\|volume error\\| |", "| --- " * 5 + "|"]
+    for fold, dataset, scored in grouped:
+        s = summarise(scored)
+        lines.append(f"| {fold} | {dataset} ({s.cases}) | {s.dice_mean:.4f} | {s.dice_worst:.3f} ({s.worst_case}) | "
+                     f"{s.abs_volume_error_mean_pct:.1f}% |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("csv_folder", type=Path, help="tools/cross_validate.py's output folder (e.g. cv/longer)")
+    parser.add_argument("models", type=Path, nargs="+", help="the fold models or ensembles it scored")
+    args = parser.parse_args()
+    try:
+        print(table(per_fold(args.csv_folder, args.models)))
+    except ValueError as err:
+        sys.exit(f"per_fold: {err}")
+
+
+if __name__ == "__main__":
+    main()
