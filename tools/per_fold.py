@@ -1,12 +1,12 @@
 """Per-fold figures of a cross-validation: its out-of-fold CSVs grouped by each fold model's validation cases.
 
-    python tools/per_fold.py cv/longer runs/cv_longer_fold0 runs/cv_longer_fold1 runs/cv_longer_fold2 \\
-        runs/cv_longer_fold3 runs/cv_longer_fold4
+    python tools/per_fold.py cv/longer candidates/cv/longer_axial/fold0 candidates/cv/longer_axial/fold1 \\
+        candidates/cv/longer_axial/fold2 candidates/cv/longer_axial/fold3 candidates/cv/longer_axial/fold4
 
 ``CSV_FOLDER`` is ``tools/cross_validate.py``'s output (one ``DATASET.csv`` per dataset); the fold models (or
-fold ensembles) are the ones it scored, whose cards say which cases each validated on. Nothing is segmented
-again: it prints one Markdown row per fold and dataset (Dice mean, worst case, mean absolute volume error), the
-figures the README quotes per fold.
+fold ensembles) are the ones it scored, or one member of each fold ensemble: their cards say which cases each
+validated on. Nothing is segmented again: it prints one Markdown row per fold and dataset (Dice mean, worst
+case, mean absolute volume error), the figures the README quotes per fold.
 """
 
 from __future__ import annotations
@@ -20,23 +20,29 @@ from atriumseg.pipeline.training.validation import fold_card, read_metrics_csv
 
 
 def per_fold(csv_folder: Path, fold_models: list[Path]) -> list[tuple[int, str, list[tuple[str, CaseMetrics]]]]:
-    """Each fold's out-of-fold rows per dataset, by fold number (a :class:`ValueError` names a validation case
-    the CSVs lack: another design's CSVs or fold models)."""
+    """Each fold's out-of-fold rows per dataset, by fold number (a :class:`ValueError` names a model that is not
+    a fold model or repeats a fold, and a validation case the CSVs lack: another design's CSVs or fold models)."""
     rows = {path.stem: dict(read_metrics_csv(path)) for path in sorted(csv_folder.glob("*.csv"))
             if "." not in path.stem}
     if not rows:
         raise ValueError(f"{csv_folder}: no DATASET.csv files")
-    grouped = []
+    grouped, seen = [], set()
     for folder in fold_models:
         card = fold_card(folder)
         fold = card.provenance.get("config", {}).get("fold")
+        if fold is None or fold in seen:
+            raise ValueError(f"{folder}: {'not a fold model (no --fold)' if fold is None else f'fold {fold} twice'}")
+        seen.add(fold)
         for dataset, part in card.provenance.get("split", {}).items():
             cases = part.get("validation", [])
-            if dataset not in rows or not cases:
+            if not cases:
                 continue
+            if dataset not in rows:
+                raise ValueError(f"{folder}: fold {fold} validates on {dataset}, which {csv_folder} has no CSV of")
             missing = sorted(set(cases) - rows[dataset].keys())
             if missing:
-                raise ValueError(f"{folder}: fold {fold} validates on {missing[:3]}, not in {csv_folder}/{dataset}.csv")
+                raise ValueError(f"{folder}: fold {fold} validates on {missing[:3]} ({len(missing)} in all), not in "
+                                 f"{csv_folder}/{dataset}.csv")
             grouped.append((fold, dataset, [(case, rows[dataset][case]) for case in cases]))
     return sorted(grouped, key=lambda item: (item[0], item[1]))
 

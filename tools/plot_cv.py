@@ -73,9 +73,10 @@ def table(designs: list[tuple[str, Path]]) -> str:
             dice = np.array([m.dice for m in rows.values()])
             margins = [rows[case].dice - reference[case].dice for case in rows]
             above = sum(margin > 0 for margin in margins)
+            margin = "" if name == designs[-1][0] else f"{max(margins):+.4f}"
             lines.append(f"| {dataset} ({s.cases}) | {name} | {s.dice_mean:.4f} | {np.sort(dice)[1:].mean():.4f} | "
                          f"{s.dice_worst:.3f} ({s.worst_case}) | {int((dice < FLOOR_DICE).sum())} | "
-                         f"{s.abs_volume_error_mean_pct:.1f}% | {above} of {s.cases} | {max(margins):+.4f} |")
+                         f"{s.abs_volume_error_mean_pct:.1f}% | {above} of {s.cases} | {margin} |")
     return "\n".join(lines)
 
 

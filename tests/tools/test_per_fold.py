@@ -49,5 +49,18 @@ def test_groups_each_datasets_cases_by_the_fold_that_validated_on_them(per_fold:
 
 def test_a_fold_case_missing_from_the_csvs_is_named(per_fold: ModuleType, tmp_path: Path) -> None:
     models = [_fold_model(tmp_path / f"fold{k}", k) for k in (0, 1)]
-    with pytest.raises(ValueError, match=r"fold 1 validates on \['d'\], not in .*A\.csv"):
+    with pytest.raises(ValueError, match=r"fold 1 validates on \['d'\] \(1 in all\), not in .*A\.csv"):
         per_fold.per_fold(_csvs(tmp_path / "cv", ["a", "b", "c"]), models)
+    (tmp_path / "cv" / "A.csv").rename(tmp_path / "cv" / "C.csv")
+    with pytest.raises(ValueError, match=r"fold 0 validates on A, which .*cv has no CSV of"):
+        per_fold.per_fold(tmp_path / "cv", models)
+
+
+def test_a_fold_twice_or_a_model_of_no_fold_is_refused(per_fold: ModuleType, tmp_path: Path) -> None:
+    csvs, fold0 = _csvs(tmp_path / "cv", sorted(DICE)), _fold_model(tmp_path / "fold0", 0)
+    with pytest.raises(ValueError, match="fold 0 twice"):
+        per_fold.per_fold(csvs, [fold0, fold0])
+    (tmp_path / "whole").mkdir()
+    ModelCard().save(tmp_path / "whole" / "card.json")
+    with pytest.raises(ValueError, match=r"whole: not a fold model \(no --fold\)"):
+        per_fold.per_fold(csvs, [tmp_path / "whole"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -48,8 +49,12 @@ def test_table_pairs_every_design_with_the_last(plot_cv: ModuleType, tmp_path: P
     lines = plot_cv.table([("old", old), ("new", new)]).splitlines()
     # Dice 0.9, 0.8, 0.7 (old) against 0.95, 0.85, 0.75 (new); |volume error| 10, 9, 8 %
     assert lines[2] == "| LeftAtrium (3) | old | 0.8000 | 0.8500 | 0.700 (LeftAtrium_2) | 2 | 9.0% | 0 of 3 | -0.0500 |"
-    assert lines[3] == "| LeftAtrium (3) | new | 0.8500 | 0.9000 | 0.750 (LeftAtrium_2) | 1 | 9.0% | 0 of 3 | +0.0000 |"
+    assert lines[3] == "| LeftAtrium (3) | new | 0.8500 | 0.9000 | 0.750 (LeftAtrium_2) | 1 | 9.0% | 0 of 3 |  |"
     assert plot_cv.table([("new", new), ("old", old)]).splitlines()[2].endswith("| 3 of 3 | +0.0500 |")
+    rows = read_metrics_csv(new / "LeftAtrium.csv")
+    rows[0] = (rows[0][0], replace(rows[0][1], dice=0.99))  # margins over old: 0.09, 0.05, 0.05
+    write_metrics_csv(rows, new / "LeftAtrium.csv")
+    assert plot_cv.table([("new", new), ("old", old)]).splitlines()[2].endswith("| 3 of 3 | +0.0900 |")
 
 
 def test_table_refuses_designs_of_other_cases(plot_cv: ModuleType, tmp_path: Path) -> None:
