@@ -16,16 +16,13 @@ import sys
 from pathlib import Path
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, summarise
-from atriumseg.pipeline.training.validation import fold_card, read_metrics_csv
+from atriumseg.pipeline.training.validation import cross_validated_datasets, fold_card, read_metrics_csv
 
 
 def per_fold(csv_folder: Path, fold_models: list[Path]) -> list[tuple[int, str, list[tuple[str, CaseMetrics]]]]:
     """Each fold's out-of-fold rows per dataset, by fold number (a :class:`ValueError` names a model that is not
     a fold model or repeats a fold, and a validation case the CSVs lack: another design's CSVs or fold models)."""
-    rows = {path.stem: dict(read_metrics_csv(path)) for path in sorted(csv_folder.glob("*.csv"))
-            if "." not in path.stem}
-    if not rows:
-        raise ValueError(f"{csv_folder}: no DATASET.csv files")
+    rows = {name: dict(read_metrics_csv(csv_folder / f"{name}.csv")) for name in cross_validated_datasets(csv_folder)}
     grouped, seen = [], set()
     for folder in fold_models:
         card = fold_card(folder)

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, summarise  # noqa: E402
-from atriumseg.pipeline.training.validation import read_metrics_csv  # noqa: E402
+from atriumseg.pipeline.training.validation import cross_validated_datasets, read_metrics_csv  # noqa: E402
 
 TARGET_DICE, FLOOR_DICE, TARGET_ABS_VOLUME_PCT = 0.92, 0.85, 6.0
 DICE_AXIS_FLOOR, VOLUME_AXIS = 0.7, 40.0  # the axes' ranges; cases beyond them are drawn at the edge
@@ -44,9 +44,7 @@ def design(text: str) -> tuple[str, Path]:
 
 def datasets_of(designs: list[tuple[str, Path]]) -> list[str]:
     """The datasets the first design holds a whole CSV of (``LABELS``' order first); progress files are not."""
-    found = {p.stem for p in designs[0][1].glob("*.csv") if "." not in p.stem}
-    if not found:
-        raise ValueError(f"{designs[0][1]}: no DATASET.csv files")
+    found = set(cross_validated_datasets(designs[0][1]))
     return [name for name in LABELS if name in found] + sorted(found - set(LABELS))
 
 

@@ -139,6 +139,15 @@ def fold_card(folder: Path) -> ModelCard:
     return first
 
 
+def cross_validated_datasets(folder: Path) -> list[str]:
+    """The datasets a ``tools/cross_validate.py`` output folder holds whole (``DATASET.csv``), sorted; progress files
+    (``DATASET.partial.csv``) are not figures (a :class:`ValueError` when there is none)."""
+    found = sorted(path.stem for path in Path(folder).glob("*.csv") if "." not in path.stem)
+    if not found:
+        raise ValueError(f"{folder}: no DATASET.csv files")
+    return found
+
+
 def read_metrics_csv(path: Path) -> list[tuple[str, CaseMetrics]]:
     """Per-case metrics from a CSV that ``atriumseg evaluate`` wrote (a ``case`` column, then the fields)."""
     with open(path, newline="") as fh:

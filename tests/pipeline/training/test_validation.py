@@ -17,6 +17,7 @@ from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.training.dataset import load_msd_dataset
 from atriumseg.pipeline.training.trainer import train
 from atriumseg.pipeline.training.validation import (
+    cross_validated_datasets,
     cross_validation_record,
     out_of_fold,
     read_metrics_csv,
@@ -56,6 +57,14 @@ def test_cross_validated_figures_summarise_each_protocols_out_of_fold_cases(tmp_
     assert record["per_dataset"]["LGE"]["dice_mean"] == pytest.approx(0.9)
     with pytest.raises(ValueError, match="2 or more folds"):
         cross_validation_record({"LGE": [("x", _metrics(0.9, 3.0))]}, folds=1, command="")
+
+
+def test_a_cross_validation_folder_holds_its_whole_csvs_not_progress_files(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no DATASET.csv files"):
+        cross_validated_datasets(tmp_path)
+    for name in ("LGE.csv", "bSSFP.csv", "MSD.partial.csv", "notes.txt"):
+        (tmp_path / name).write_text("case,dice\n")
+    assert cross_validated_datasets(tmp_path) == ["LGE", "bSSFP"]
 
 
 @pytest.mark.slow  # trains two tiny fold models
