@@ -16,20 +16,18 @@ import sys
 from pathlib import Path
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, summarise
-from atriumseg.pipeline.training.validation import cross_validated_datasets, fold_card, read_metrics_csv
+from atriumseg.pipeline.training.validation import cross_validated_datasets, fold_cards, read_metrics_csv
 
 
 def per_fold(csv_folder: Path, fold_models: list[Path]) -> list[tuple[int, str, list[tuple[str, CaseMetrics]]]]:
-    """Each fold's out-of-fold rows per dataset, by fold number (a :class:`ValueError` names a model that is not
-    a fold model or repeats a fold, and a validation case the CSVs lack: another design's CSVs or fold models)."""
+    """Each fold's out-of-fold rows per dataset, by fold number. Some of the folds may be given, each once, of one
+    split (:func:`~atriumseg.pipeline.training.validation.fold_cards`'s :class:`ValueError` otherwise); a
+    :class:`ValueError` also names a validation case the CSVs lack: another design's CSVs or fold models."""
     rows = {name: dict(read_metrics_csv(csv_folder / f"{name}.csv")) for name in cross_validated_datasets(csv_folder)}
-    grouped, seen = [], set()
-    for folder in fold_models:
-        card = fold_card(folder)
-        fold = card.provenance.get("config", {}).get("fold")
-        if fold is None or fold in seen:
-            raise ValueError(f"{folder}: {'not a fold model (no --fold)' if fold is None else f'fold {fold} twice'}")
-        seen.add(fold)
+    grouped = []
+    cards, _ = fold_cards(fold_models, partial=True)
+    for folder, card in cards:
+        fold = card.provenance["config"]["fold"]
         for dataset, part in card.provenance.get("split", {}).items():
             cases = part.get("validation", [])
             if not cases:

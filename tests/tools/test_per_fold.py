@@ -56,11 +56,17 @@ def test_a_fold_case_missing_from_the_csvs_is_named(per_fold: ModuleType, tmp_pa
         per_fold.per_fold(tmp_path / "cv", models)
 
 
-def test_a_fold_twice_or_a_model_of_no_fold_is_refused(per_fold: ModuleType, tmp_path: Path) -> None:
+def test_models_that_are_not_folds_of_one_split_are_refused(per_fold: ModuleType, tmp_path: Path) -> None:
     csvs, fold0 = _csvs(tmp_path / "cv", sorted(DICE)), _fold_model(tmp_path / "fold0", 0)
-    with pytest.raises(ValueError, match="fold 0 twice"):
+    with pytest.raises(ValueError, match=r"cover folds \[0, 0\]; 2-fold cross-validation needs folds of 0..1 at most"):
         per_fold.per_fold(csvs, [fold0, fold0])
     (tmp_path / "whole").mkdir()
     ModelCard().save(tmp_path / "whole" / "card.json")
-    with pytest.raises(ValueError, match=r"whole: not a fold model \(no --fold\)"):
+    with pytest.raises(ValueError, match=r"one --folds K design \(K >= 2\), got K = \[0\]"):
         per_fold.per_fold(csvs, [tmp_path / "whole"])
+    other = _fold_model(tmp_path / "other" / "fold1", 1)  # fold 1 of another split: it never trained on "a"
+    card = ModelCard.load(other / "card.json")
+    card.provenance["split"]["A"]["train"] = ["b"]
+    card.save(other / "card.json")
+    with pytest.raises(ValueError, match=r"fold 0 validates on \['a'\], which fold 1 did not train on"):
+        per_fold.per_fold(csvs, [fold0, other])

@@ -76,6 +76,21 @@ def out_of_fold(fold_models: list[Path], device: str = "auto", partial: bool = F
     some of the K folds (each once), for progress while the rest train: their cases only, not the
     cross-validated figures. The rows of a whole cross-validation feed :func:`cross_validation_record`.
     """
+    cards, k = fold_cards(fold_models, partial)
+    rows: dict[str, list[tuple[str, CaseMetrics]]] = {}
+    for folder, card in cards:
+        segmenter = Segmenter.from_path(folder, device=device)
+        for dataset, cases in held_out(card):
+            scored = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], dataset.orientation,
+                              show_progress=False)
+            rows.setdefault(dataset.name, []).extend(scored)
+    return OutOfFold(rows, sorted(card.provenance["config"]["fold"] for _, card in cards), k)
+
+
+def fold_cards(fold_models: list[Path], partial: bool = False) -> tuple[list[tuple[Path, ModelCard]], int]:
+    """Each fold model's folder and :func:`fold_card`, in the order given, and the design's K, once they are known
+    to be one K-fold cross-validation (see :func:`out_of_fold` for the :class:`ValueError` otherwise); ``partial``
+    accepts some of the K folds, each once."""
     cards = [(Path(folder), fold_card(Path(folder))) for folder in fold_models]
     configs = [card.provenance.get("config", {}) for _, card in cards]
     ks = sorted({config.get("folds", 0) for config in configs})
@@ -87,14 +102,7 @@ def out_of_fold(fold_models: list[Path], device: str = "auto", partial: bool = F
         needs = f"folds of 0..{k - 1} at most once each" if partial else f"0..{k - 1} once each"
         raise ValueError(f"the fold models cover folds {folds}; {k}-fold cross-validation needs {needs}")
     _check_one_split([card for _, card in cards])
-    rows: dict[str, list[tuple[str, CaseMetrics]]] = {}
-    for folder, card in cards:
-        segmenter = Segmenter.from_path(folder, device=device)
-        for dataset, cases in held_out(card):
-            scored = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], dataset.orientation,
-                              show_progress=False)
-            rows.setdefault(dataset.name, []).extend(scored)
-    return OutOfFold(rows, folds, k)
+    return cards, k
 
 
 def _check_one_split(cards: list[ModelCard]) -> None:
