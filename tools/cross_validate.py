@@ -17,7 +17,9 @@ is picked on the cases it is scored on); ``OUTPUT/DATASET.csv`` holds every case
 (``atriumseg evaluate``'s columns), and the per-protocol summaries are printed with the
 ``tools/ship_model.py --cross-validation`` arguments that put them on a shipped model's card.
 ``--partial`` scores the folds trained so far (each once) while the others train: progress, written as
-``OUTPUT/DATASET.partial.csv`` and labelled as such, never a card's figures.
+``OUTPUT/DATASET.partial.csv`` and labelled as such, never a card's figures. ``--tta`` scores the folds as
+``atriumseg segment --tta`` runs them (does test-time augmentation pay?): write those to another OUTPUT; they
+are not a card's figures either.
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder for one CSV per dataset")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     parser.add_argument("--partial", action="store_true", help="some of the K folds: progress, not CV figures")
+    parser.add_argument("--tta", action="store_true",
+                        help="segment with test-time augmentation (segment --tta): that option's figures, not shipped")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        result = out_of_fold(args.models, device=args.device, partial=args.partial)
+        result = out_of_fold(args.models, device=args.device, partial=args.partial, tta=args.tta)
     except ValueError as err:
         sys.exit(f"cross_validate: {err}")
     args.output.mkdir(parents=True, exist_ok=True)
@@ -53,6 +57,9 @@ def main() -> None:
         print(f"{name}: {summary_line(summarise(scored))}")
     if not result.whole:
         print(f"partial: folds {result.folds} of {result.k}; not cross-validated figures until every fold is in")
+        return
+    if args.tta:
+        print("with --tta: the figures of `segment --tta`, not of the model as it runs by default; not for a card")
         return
     command = shlex.join(["python", "tools/cross_validate.py", *map(str, args.models), "-o", str(args.output)])
     print("ship with: python tools/ship_model.py MODEL --folds", len(args.models), "--cross-validation",

@@ -48,6 +48,10 @@ def test_evaluate_prints_volume_errors_and_their_means(tmp_path: Path, model_fol
     printed = capsys.readouterr().out
     assert "vol err %" in printed.splitlines()[0]
     assert f"volume error mean {sum(errors) / 2:+.1f}%" in printed and f"CSV: {out}" in printed
+    assert main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
+                 "-o", str(tmp_path / "tta.csv"), "--quiet", "--tta"]) == EXIT_OK
+    with_tta = list(csv.DictReader((tmp_path / "tta.csv").open()))
+    assert [r["case"] for r in with_tta] == ["p1", "p2"] and [r["dice"] for r in with_tta] != [r["dice"] for r in rows]
 
 
 def test_evaluate_reports_an_unreadable_image_in_one_line(

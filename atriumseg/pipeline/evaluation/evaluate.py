@@ -20,8 +20,10 @@ def evaluate(
     pairs: list[tuple[str, Path, Path]],
     assume_orientation: str | None = None,
     show_progress: bool = True,
+    tta: bool = False,
 ) -> list[tuple[str, CaseMetrics]]:
-    """Segment each image exactly as users do and compare with its label on the image's own grid.
+    """Segment each image exactly as users do (``tta``: as ``segment --tta`` does) and compare with its label on
+    the image's own grid.
 
     ``pairs`` are (name, image path, label path), as :func:`atriumseg.pipeline.evaluation.pairs.pair_cases`
     gives them; a label whose grid (shape or voxel-to-world affine) differs from its image's is refused.
@@ -35,7 +37,7 @@ def evaluate(
         if not np.allclose(image.tensor.affine.numpy(), label.tensor.affine.numpy(), atol=1e-3):
             raise ValueError(f"{name}: the label's affine differs from the image's (same shape, other position, "
                              "orientation or voxel size); labels must share their image's grid")
-        mask = segmenter(image.tensor, assume_orientation=assume_orientation)[0].numpy()
+        mask = segmenter(image.tensor, assume_orientation=assume_orientation, tta=tta)[0].numpy()
         metrics = case_metrics(mask, label.tensor[0].numpy() > 0.5, image.tensor.affine.numpy())
         rows.append((name, metrics))
         log.info(

@@ -65,7 +65,7 @@ class OutOfFold:
         return self.folds == list(range(self.k))
 
 
-def out_of_fold(fold_models: list[Path], device: str = "auto", partial: bool = False) -> OutOfFold:
+def out_of_fold(fold_models: list[Path], device: str = "auto", partial: bool = False, tta: bool = False) -> OutOfFold:
     """Every case of a K-fold cross-validation scored by the fold model that did not train on it, per dataset.
 
     ``fold_models`` are the K models of one ``--folds K`` design (each fold run's ``last/``, so no epoch is
@@ -74,7 +74,9 @@ def out_of_fold(fold_models: list[Path], device: str = "auto", partial: bool = F
     another K, a fold missing or twice, a fold's validation case that another fold did not train on (another
     seed, data or exclusion: not one split), an ensemble mixing folds. ``partial`` accepts
     some of the K folds (each once), for progress while the rest train: their cases only, not the
-    cross-validated figures. The rows of a whole cross-validation feed :func:`cross_validation_record`.
+    cross-validated figures. ``tta`` segments with test-time augmentation (``segment --tta``): figures of that
+    option, not of the model as it runs by default. The rows of a whole cross-validation without ``tta`` feed
+    :func:`cross_validation_record`.
     """
     cards, k = fold_cards(fold_models, partial)
     rows: dict[str, list[tuple[str, CaseMetrics]]] = {}
@@ -82,7 +84,7 @@ def out_of_fold(fold_models: list[Path], device: str = "auto", partial: bool = F
         segmenter = Segmenter.from_path(folder, device=device)
         for dataset, cases in held_out(card):
             scored = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], dataset.orientation,
-                              show_progress=False)
+                              show_progress=False, tta=tta)
             rows.setdefault(dataset.name, []).extend(scored)
     return OutOfFold(rows, sorted(card.provenance["config"]["fold"] for _, card in cards), k)
 

@@ -27,13 +27,15 @@ def _dataset(root: Path, seeds: dict[str, int]) -> tuple[Path, Path]:
     return root / "img", root / "lab"
 
 
-def test_evaluate_scores_the_mask_users_get(tmp_path: Path, segmenter: Segmenter) -> None:
+@pytest.mark.parametrize("tta", [False, True])
+def test_evaluate_scores_the_mask_users_get(tmp_path: Path, segmenter: Segmenter, tta: bool) -> None:
     pairs = pair_cases(*_dataset(tmp_path, {"p1": 41, "p2": 42}))
-    rows = evaluate(segmenter, pairs, show_progress=False)
+    rows = evaluate(segmenter, pairs, show_progress=False, tta=tta)
     assert [name for name, _ in rows] == ["p1", "p2"]
     for (name, image_path, label_path), (_, metrics) in zip(pairs, rows, strict=True):
         image = read_image(image_path).tensor
-        mask = segmenter(image)[0].numpy()
+        mask = segmenter(image, tta=tta)[0].numpy()
+        assert (mask != segmenter(image, tta=not tta)[0].numpy()).any(), "so the test tells whether tta was used"
         expected = case_metrics(mask, read_image(label_path).tensor[0].numpy() > 0.5, image.affine.numpy())
         assert metrics == expected, name
         assert metrics.dice > 0.8, f"{name}: Dice {metrics.dice:.3f}"

@@ -3,10 +3,11 @@ cross-validated figures a card carries."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import tiny_config
+from helpers import STANDIN_CARD, standin_model, tiny_config
 
 from atriumseg.models.checkpoint import load_card
 from atriumseg.models.ensemble import assemble_ensemble
@@ -65,6 +66,22 @@ def test_a_cross_validation_folder_holds_its_whole_csvs_not_progress_files(tmp_p
     for name in ("LGE.csv", "bSSFP.csv", "MSD.partial.csv", "notes.txt"):
         (tmp_path / name).write_text("case,dice\n")
     assert cross_validated_datasets(tmp_path) == ["LGE", "bSSFP"]
+
+
+def test_out_of_fold_with_tta_scores_each_case_as_segment_tta_does(tmp_path: Path, synthetic_dataset: Path) -> None:
+    validation = {0: ["case_100", "case_101"], 1: ["case_102", "case_103"]}
+    data, folds = [{"dataset": "Synthetic", "root": str(synthetic_dataset), "header_orientation_fix": None}], []
+    for k, cases in validation.items():
+        provenance = {"data": data,
+                      "split": {"Synthetic": {"train": validation[1 - k], "validation": cases}},
+                      "config": {"folds": 2, "fold": k}}
+        folds.append(standin_model(tmp_path / f"fold{k}", replace(STANDIN_CARD, provenance=provenance)))
+    plain, with_tta = out_of_fold(folds, device="cpu"), out_of_fold(folds, device="cpu", tta=True)
+    assert with_tta.rows != plain.rows  # the stand-in's masks change under test-time augmentation
+    for folder, cases in zip(folds, validation.values(), strict=True):
+        pairs = [(c.name, c.image, c.label) for c in load_msd_dataset(synthetic_dataset).select(cases)]
+        again = evaluate(Segmenter.from_path(folder, device="cpu"), pairs, None, show_progress=False, tta=True)
+        assert again == [row for row in with_tta.rows["Synthetic"] if row[0] in cases]
 
 
 @pytest.mark.slow  # trains two tiny fold models
