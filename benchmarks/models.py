@@ -6,7 +6,8 @@ focused inference, restore to the input grid, largest component, mask written. T
 runs counts, after one warm-up. Reported per volume and model: seconds and their ratio to the first
 model, network seconds summed over an ensemble's members, peak RSS, and the Dice between each
 model's mask and the first model's. This is how issue 18's speed bound (the default model at most
-2x the shipped one's time) is measured.
+2x the shipped one's time) is measured. A model named ``FOLDER+tta`` runs as ``segment --tta`` does (test-time
+augmentation), to price that option against the same model without it.
 
     python -m benchmarks.models --models BASELINE MODEL... [--repeats 3] [--bound 2.0] [--quick]
 """
@@ -42,6 +43,12 @@ from benchmarks.inference import QUICK_VOLUMES, VOLUMES
 from benchmarks.timing import NetworkClock
 
 log = logging.getLogger("benchmarks.models")
+TTA_SUFFIX = "+tta"
+
+
+def model_and_tta(entry: str) -> tuple[str, bool]:
+    """A ``--models`` entry's model folder, and whether it runs with test-time augmentation (``FOLDER+tta``)."""
+    return (entry.removesuffix(TTA_SUFFIX), True) if entry.endswith(TTA_SUFFIX) else (entry, False)
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -49,12 +56,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     from atriumseg.api import segment
     from atriumseg.pipeline.inference.segmenter import Segmenter
 
-    segmenter = Segmenter.from_path(Path(spec["model"]), device="cpu")
+    model, tta = model_and_tta(spec["model"])
+    segmenter = Segmenter.from_path(Path(model), device="cpu")
     clocks = [NetworkClock(member.network, torch.device("cpu")) for member in segmenter.members]
     image, output = Path(spec["image"]), Path(spec["output"])
 
     def run() -> np.ndarray:
-        result = segment(image, segmenter, assume_orientation=TRUE_ORIENTATION, output=output, overwrite=True)
+        result = segment(image, segmenter, assume_orientation=TRUE_ORIENTATION, tta=tta, output=output,
+                         overwrite=True)
         return np.asarray(result.dataobj, dtype=np.uint8)
 
     run()
@@ -91,7 +100,9 @@ def measure(models: list[str], image: Path, repeats: int, scratch: Path) -> list
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """The command line; ``--worker`` is how the benchmark calls itself in a fresh process."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.models", description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", help="model or ensemble folders; the first is the baseline")
+    parser.add_argument("--models", nargs="+",
+                        help="model or ensemble folders (FOLDER+tta: with test-time augmentation); the first is the "
+                        "baseline")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="MSD-layout folder of real volumes")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per model and volume; the best counts")
     parser.add_argument("--bound", type=float, default=2.0, help="largest allowed time ratio to the first model")
