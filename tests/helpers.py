@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -191,6 +192,21 @@ def standin_model(folder: Path, card: ModelCard = STANDIN_CARD) -> Path:
     """Save the stand-in network as a model folder, as ``--model`` takes it."""
     save_model(standin_network(card), card, folder)
     return folder
+
+
+STANDIN_FOLDS = {0: ["case_100", "case_101"], 1: ["case_102", "case_103"]}  # validation cases of each fold
+
+
+def standin_folds(folder: Path, dataset: Path) -> list[Path]:
+    """The stand-in network as the two fold models of a 2-fold cross-validation of ``dataset`` (the synthetic MSD
+    dataset of cases 100-103), each validating on its ``STANDIN_FOLDS`` cases: fold models without training."""
+    data = [{"dataset": dataset.name, "root": str(dataset), "header_orientation_fix": None}]
+    folds = []
+    for k, cases in STANDIN_FOLDS.items():
+        split = {dataset.name: {"train": STANDIN_FOLDS[1 - k], "validation": cases}}
+        provenance = {"data": data, "split": split, "config": {"folds": 2, "fold": k}}
+        folds.append(standin_model(folder / f"fold{k}", dataclasses.replace(STANDIN_CARD, provenance=provenance)))
+    return folds
 
 
 # A complete synthetic MR series (every tag a DICOM SEG and the report need), its image a world-space ellipsoid.

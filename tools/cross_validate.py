@@ -18,8 +18,9 @@ is picked on the cases it is scored on); ``OUTPUT/DATASET.csv`` holds every case
 ``tools/ship_model.py --cross-validation`` arguments that put them on a shipped model's card.
 ``--partial`` scores the folds trained so far (each once) while the others train: progress, written as
 ``OUTPUT/DATASET.partial.csv`` and labelled as such, never a card's figures. ``--tta`` scores the folds as
-``atriumseg segment --tta`` runs them (does test-time augmentation pay?): write those to another OUTPUT; they
-are not a card's figures either.
+``atriumseg segment --tta`` runs them (does test-time augmentation pay?) and marks OUTPUT so
+(``scored_with_tta.txt``): ``tools/ship_model.py`` refuses those CSVs, and a folder of one kind is never
+overwritten with the other.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from atriumseg.pipeline.analysis.metrics import summarise
 from atriumseg.pipeline.evaluation.table import summary_line, write_metrics_csv
-from atriumseg.pipeline.training.validation import out_of_fold
+from atriumseg.pipeline.training.validation import TTA_MARKER, out_of_fold, scored_with_tta
 
 
 def main() -> None:
@@ -45,11 +46,17 @@ def main() -> None:
                         help="segment with test-time augmentation (segment --tta): that option's figures, not shipped")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if any(args.output.glob("*.csv")) and scored_with_tta(args.output) != args.tta:
+        sys.exit(f"cross_validate: {args.output} holds figures {'without' if args.tta else 'with'} --tta; "
+                 "write these to another folder")
     try:
         result = out_of_fold(args.models, device=args.device, partial=args.partial, tta=args.tta)
     except ValueError as err:
         sys.exit(f"cross_validate: {err}")
     args.output.mkdir(parents=True, exist_ok=True)
+    if args.tta:  # before any CSV, so none is ever unmarked
+        (args.output / TTA_MARKER).write_text("These CSVs score `atriumseg segment --tta` (tools/cross_validate.py "
+                                              "--tta): an option's figures, not a card's expected accuracy.\n")
     pairs = []
     for name, scored in result.rows.items():
         path = write_metrics_csv(sorted(scored), args.output / f"{name}{'' if result.whole else '.partial'}.csv")

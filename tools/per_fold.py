@@ -25,7 +25,7 @@ def per_fold(csv_folder: Path, fold_models: list[Path]) -> list[tuple[int, str, 
     :class:`ValueError` also names a validation case the CSVs lack: another design's CSVs or fold models."""
     rows = {name: dict(read_metrics_csv(csv_folder / f"{name}.csv")) for name in cross_validated_datasets(csv_folder)}
     grouped = []
-    cards, _ = fold_cards(fold_models, partial=True)
+    cards, _, _ = fold_cards(fold_models, partial=True)
     for folder, card in cards:
         fold = card.provenance["config"]["fold"]
         for dataset, part in card.provenance.get("split", {}).items():

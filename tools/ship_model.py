@@ -29,6 +29,7 @@ from atriumseg.pipeline.training.validation import (
     fold_card,
     held_out,
     read_metrics_csv,
+    scored_with_tta,
     validate,
     validation_summary,
 )
@@ -43,15 +44,20 @@ LICENCE = (
 
 def measured_provenance(segmenter: Segmenter, card: ModelCard, provenance: dict, args: argparse.Namespace) -> dict:
     """``provenance`` with the validation of ``card``'s held-out cases re-measured by ``segmenter``, the licence,
-    the held-out sample and, when given, the cross-validated figures: a model trained on every case needs them."""
+    the held-out sample and, when given, the cross-validated figures: a model trained on every case needs them
+    (not those of ``tools/cross_validate.py --tta``, an option's figures)."""
+    pairs = [item.split("=", 1) for item in args.cross_validation]
+    for _, csv in pairs:
+        if scored_with_tta(Path(csv).parent):
+            raise SystemExit(f"ship_model: {csv} holds figures of `segment --tta` (tools/cross_validate.py --tta), "
+                             "not of the model as it runs by default")
     per_dataset = {dataset.name: validate(segmenter, cases, dataset.orientation) for dataset, cases in held_out(card)}
     if not any(per_dataset.values()) and not args.cross_validation:
         raise SystemExit("ship_model: the model held out no validation cases (it trained on every case); pass "
                          "--cross-validation so that its card states an expected accuracy")
     provenance = {**provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset),
                   "licence": LICENCE, "holdout_sample": args.holdout}
-    if args.cross_validation:
-        pairs = (item.split("=", 1) for item in args.cross_validation)
+    if pairs:
         rows = {name: read_metrics_csv(Path(csv)) for name, csv in pairs}
         provenance["cross_validation"] = cross_validation_record(rows, args.folds, args.cv_command)
     return provenance

@@ -23,8 +23,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", type=Path, default=Path("evaluation.csv"), help="CSV path (evaluation.csv)")
     p.add_argument(
         "--tta", action="store_true",
-        help="segment as `segment --tta` does (5 test-time augmentations averaged, 5x slower): does it pay on "
-        "your data?",
+        help="segment as `segment --tta` does (5 test-time augmentations averaged: 5 network passes per slice, "
+        "about 3-4x the time): does it pay on your data?",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing CSV (default: refuse)")
     p.set_defaults(run=run)

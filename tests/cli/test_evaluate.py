@@ -48,10 +48,22 @@ def test_evaluate_prints_volume_errors_and_their_means(tmp_path: Path, model_fol
     printed = capsys.readouterr().out
     assert "vol err %" in printed.splitlines()[0]
     assert f"volume error mean {sum(errors) / 2:+.1f}%" in printed and f"CSV: {out}" in printed
-    assert main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
-                 "-o", str(tmp_path / "tta.csv"), "--quiet", "--tta"]) == EXIT_OK
-    with_tta = list(csv.DictReader((tmp_path / "tta.csv").open()))
-    assert [r["case"] for r in with_tta] == ["p1", "p2"] and [r["dice"] for r in with_tta] != [r["dice"] for r in rows]
+
+
+def test_evaluate_tta_scores_other_masks(tmp_path: Path, model_folder: Path) -> None:
+    for folder in ("img", "lab"):
+        (tmp_path / folder).mkdir()
+    for seed, name in ((41, "p1"), (42, "p2")):
+        case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.4, 1.6), "LPS", (0, 10, 0)), seed=seed)
+        write_nifti(tmp_path / "img" / f"{name}.nii.gz", case.image, case.affine)
+        write_nifti(tmp_path / "lab" / f"{name}.nii.gz", case.label, case.affine)
+    scored = {}
+    for option in ([], ["--tta"]):
+        out = tmp_path / f"eval{len(option)}.csv"
+        assert main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
+                     "-o", str(out), "--quiet", *option]) == EXIT_OK
+        scored[bool(option)] = {row["case"]: row["dice"] for row in csv.DictReader(out.open())}
+    assert list(scored[True]) == ["p1", "p2"] and scored[True] != scored[False]  # the masks segment --tta writes
 
 
 def test_evaluate_reports_an_unreadable_image_in_one_line(

@@ -15,6 +15,7 @@ from helpers import load_tool
 from atriumseg.models.checkpoint import WEIGHTS_NAME, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble, is_ensemble, load_ensemble_card
 from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.pipeline.training.validation import TTA_MARKER
 
 
 @pytest.fixture(scope="module")
@@ -83,4 +84,14 @@ def test_a_model_trained_on_every_case_needs_cross_validated_figures(
     everything = save_model(network, replace(card, provenance={**card.provenance, "split": split}), tmp_path / "all")
     with pytest.raises(SystemExit, match="held out no validation cases.*--cross-validation"):
         ship_model.install_model(everything, tmp_path / "default", options())
+    assert not (tmp_path / "default").exists()
+
+
+def test_cross_validated_figures_of_tta_are_refused(ship_model: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
+    (tmp_path / "cv").mkdir()
+    (tmp_path / "cv" / "Synthetic.csv").write_text("case,dice\n")
+    (tmp_path / "cv" / TTA_MARKER).write_text("scored with --tta\n")
+    figures = options(cross_validation=[f"Synthetic={tmp_path / 'cv' / 'Synthetic.csv'}"], folds=2)
+    with pytest.raises(SystemExit, match=r"Synthetic\.csv holds figures of `segment --tta`"):
+        ship_model.install_model(tiny_model, tmp_path / "default", figures)
     assert not (tmp_path / "default").exists()

@@ -17,6 +17,8 @@ from atriumseg.pipeline.evaluation.evaluate import evaluate
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.training.dataset import LabelledCase, MSDDataset, load_msd_dataset
 
+TTA_MARKER = "scored_with_tta.txt"  # in a tools/cross_validate.py folder scored with --tta
+
 
 def validate(segmenter: Segmenter, cases: list[LabelledCase], orientation: str | None) -> dict[str, dict[str, float]]:
     """Per-case metrics (Dice, HD95, volumes...) of whole held-out volumes, keyed by case name."""
@@ -70,15 +72,13 @@ def out_of_fold(fold_models: list[Path], device: str = "auto", partial: bool = F
 
     ``fold_models`` are the K models of one ``--folds K`` design (each fold run's ``last/``, so no epoch is
     picked on the cases it is scored on, or an ensemble of one fold's members); each segments its own fold's
-    validation cases as users run it. A :class:`ValueError` says when they are not one whole cross-validation:
-    another K, a fold missing or twice, a fold's validation case that another fold did not train on (another
-    seed, data or exclusion: not one split), an ensemble mixing folds. ``partial`` accepts
-    some of the K folds (each once), for progress while the rest train: their cases only, not the
-    cross-validated figures. ``tta`` segments with test-time augmentation (``segment --tta``): figures of that
+    validation cases as users run it. :func:`fold_cards` refuses models that are not one whole cross-validation;
+    ``partial`` accepts some of the K folds (each once), for progress while the rest train: their cases only,
+    not the cross-validated figures. ``tta`` segments with test-time augmentation (``segment --tta``): figures of that
     option, not of the model as it runs by default. The rows of a whole cross-validation without ``tta`` feed
     :func:`cross_validation_record`.
     """
-    cards, k = fold_cards(fold_models, partial)
+    cards, folds, k = fold_cards(fold_models, partial)
     rows: dict[str, list[tuple[str, CaseMetrics]]] = {}
     for folder, card in cards:
         segmenter = Segmenter.from_path(folder, device=device)
@@ -86,25 +86,32 @@ def out_of_fold(fold_models: list[Path], device: str = "auto", partial: bool = F
             scored = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], dataset.orientation,
                               show_progress=False, tta=tta)
             rows.setdefault(dataset.name, []).extend(scored)
-    return OutOfFold(rows, sorted(card.provenance["config"]["fold"] for _, card in cards), k)
+    return OutOfFold(rows, folds, k)
 
 
-def fold_cards(fold_models: list[Path], partial: bool = False) -> tuple[list[tuple[Path, ModelCard]], int]:
-    """Each fold model's folder and :func:`fold_card`, in the order given, and the design's K, once they are known
-    to be one K-fold cross-validation (see :func:`out_of_fold` for the :class:`ValueError` otherwise); ``partial``
-    accepts some of the K folds, each once."""
+def fold_cards(fold_models: list[Path], partial: bool = False) -> tuple[list[tuple[Path, ModelCard]], list[int], int]:
+    """Each fold model's folder and :func:`fold_card` in the order given, the folds they cover (sorted) and the
+    design's K, once they are known to be one K-fold cross-validation.
+
+    A :class:`ValueError`, naming each folder's K and fold where those are at fault, refuses: a model of no
+    ``--fold``, another K, a fold missing or twice (``partial`` accepts some of the K folds, each once), a fold's
+    validation case that another fold did not train on (another seed, data or exclusion: not one split), and an
+    ensemble mixing folds.
+    """
     cards = [(Path(folder), fold_card(Path(folder))) for folder in fold_models]
     configs = [card.provenance.get("config", {}) for _, card in cards]
+    named = ", ".join(f"{folder}: fold {config.get('fold')} of {config.get('folds', 0)}"
+                      for (folder, _), config in zip(cards, configs, strict=True))
     ks = sorted({config.get("folds", 0) for config in configs})
-    if len(ks) != 1 or ks[0] < 2:
-        raise ValueError(f"fold models must come from one --folds K design (K >= 2), got K = {ks}")
-    k, folds = ks[0], sorted(config.get("fold") for config in configs)
+    if len(ks) != 1 or ks[0] < 2 or any(config.get("fold") is None for config in configs):
+        raise ValueError(f"fold models must come from one --folds K design (K >= 2), got K = {ks} ({named})")
+    k, folds = ks[0], sorted(config["fold"] for config in configs)
     some = len(set(folds)) == len(folds) and set(folds) <= set(range(k))
     if not (folds == list(range(k)) or (partial and some)):
         needs = f"folds of 0..{k - 1} at most once each" if partial else f"0..{k - 1} once each"
-        raise ValueError(f"the fold models cover folds {folds}; {k}-fold cross-validation needs {needs}")
+        raise ValueError(f"the fold models cover folds {folds}; {k}-fold cross-validation needs {needs} ({named})")
     _check_one_split([card for _, card in cards])
-    return cards, k
+    return cards, folds, k
 
 
 def _check_one_split(cards: list[ModelCard]) -> None:
@@ -147,6 +154,12 @@ def fold_card(folder: Path) -> ModelCard:
                 "a fold's ensemble must hold only that fold's models"
             )
     return first
+
+
+def scored_with_tta(folder: Path) -> bool:
+    """Whether a ``tools/cross_validate.py`` folder holds figures of ``segment --tta`` (it wrote ``TTA_MARKER``
+    there): the figures of that option, never a card's expected accuracy."""
+    return (Path(folder) / TTA_MARKER).is_file()
 
 
 def cross_validated_datasets(folder: Path) -> list[str]:

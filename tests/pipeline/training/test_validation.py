@@ -3,12 +3,12 @@ cross-validated figures a card carries."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import STANDIN_CARD, standin_model, tiny_config
+from helpers import STANDIN_FOLDS, standin_folds, tiny_config
 
+from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import load_card
 from atriumseg.models.ensemble import assemble_ensemble
 from atriumseg.pipeline.analysis.metrics import CaseMetrics
@@ -18,10 +18,13 @@ from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.training.dataset import load_msd_dataset
 from atriumseg.pipeline.training.trainer import train
 from atriumseg.pipeline.training.validation import (
+    TTA_MARKER,
     cross_validated_datasets,
     cross_validation_record,
+    fold_cards,
     out_of_fold,
     read_metrics_csv,
+    scored_with_tta,
     validation_summary,
 )
 
@@ -68,17 +71,48 @@ def test_a_cross_validation_folder_holds_its_whole_csvs_not_progress_files(tmp_p
     assert cross_validated_datasets(tmp_path) == ["LGE", "bSSFP"]
 
 
+def _card(folder: Path, folds: int | None, fold: int | None, train: list[str], validation: list[str]) -> Path:
+    """A fold model's card alone: which fold of which K, and the cases it trained and validated on."""
+    config = {} if folds is None else {"folds": folds, "fold": fold}
+    folder.mkdir(parents=True)
+    ModelCard(provenance={"config": config, "split": {"A": {"train": train, "validation": validation}}}).save(
+        folder / "card.json")
+    return folder
+
+
+def test_fold_cards_accept_one_split_and_name_the_folders_that_are_not(tmp_path: Path) -> None:
+    fold0 = _card(tmp_path / "f0", 2, 0, ["c", "d"], ["a", "b"])
+    fold1 = _card(tmp_path / "f1", 2, 1, ["a", "b"], ["c", "d"])
+    cards, folds, k = fold_cards([fold1, fold0])
+    assert ([folder for folder, _ in cards], folds, k) == ([fold1, fold0], [0, 1], 2)
+    assert fold_cards([fold1], partial=True)[1:] == ([1], 2)
+    with pytest.raises(ValueError, match=r"cover folds \[1\]; 2-fold cross-validation needs 0..1 once each"):
+        fold_cards([fold1])
+    with pytest.raises(ValueError, match=r"cover folds \[0, 0\]; .* at most once each \(.*f0: fold 0 of 2, .*f0: fold"):
+        fold_cards([fold0, fold0], partial=True)
+    other_k = _card(tmp_path / "k3", 3, 1, ["a", "b"], ["c", "d"])
+    with pytest.raises(ValueError, match=r"got K = \[2, 3\] \(.*f0: fold 0 of 2, .*k3: fold 1 of 3\)"):
+        fold_cards([fold0, other_k])
+    with pytest.raises(ValueError, match=r"got K = \[0\] \(.*plain: fold None of 0\)"):
+        fold_cards([_card(tmp_path / "plain", None, None, ["a"], [])])
+    with pytest.raises(ValueError, match=r"got K = \[2\] \(.*nofold: fold None of 2\)"):
+        fold_cards([fold0, _card(tmp_path / "nofold", 2, None, ["a"], ["c"])], partial=True)
+    other_split = _card(tmp_path / "other", 2, 1, ["b"], ["c", "d"])  # never trained on "a"
+    with pytest.raises(ValueError, match=r"A: fold 0 validates on \['a'\], which fold 1 did not train on"):
+        fold_cards([fold0, other_split])
+
+
+def test_a_tta_cross_validation_folder_is_known_by_its_marker(tmp_path: Path) -> None:
+    assert not scored_with_tta(tmp_path)
+    (tmp_path / TTA_MARKER).write_text("scored with --tta\n")
+    assert scored_with_tta(tmp_path)
+
+
 def test_out_of_fold_with_tta_scores_each_case_as_segment_tta_does(tmp_path: Path, synthetic_dataset: Path) -> None:
-    validation = {0: ["case_100", "case_101"], 1: ["case_102", "case_103"]}
-    data, folds = [{"dataset": "Synthetic", "root": str(synthetic_dataset), "header_orientation_fix": None}], []
-    for k, cases in validation.items():
-        provenance = {"data": data,
-                      "split": {"Synthetic": {"train": validation[1 - k], "validation": cases}},
-                      "config": {"folds": 2, "fold": k}}
-        folds.append(standin_model(tmp_path / f"fold{k}", replace(STANDIN_CARD, provenance=provenance)))
+    folds = standin_folds(tmp_path, synthetic_dataset)
     plain, with_tta = out_of_fold(folds, device="cpu"), out_of_fold(folds, device="cpu", tta=True)
     assert with_tta.rows != plain.rows  # the stand-in's masks change under test-time augmentation
-    for folder, cases in zip(folds, validation.values(), strict=True):
+    for folder, cases in zip(folds, STANDIN_FOLDS.values(), strict=True):
         pairs = [(c.name, c.image, c.label) for c in load_msd_dataset(synthetic_dataset).select(cases)]
         again = evaluate(Segmenter.from_path(folder, device="cpu"), pairs, None, show_progress=False, tta=True)
         assert again == [row for row in with_tta.rows["Synthetic"] if row[0] in cases]
