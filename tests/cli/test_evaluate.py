@@ -6,6 +6,7 @@ import csv
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import write_nifti
 
@@ -15,13 +16,18 @@ from atriumseg.synthetic import make_affine, synthetic_case
 SHAPE = (40, 42, 30)
 
 
-def test_evaluate_writes_one_row_per_case(tmp_path: Path, model_folder: Path) -> None:
+def _cases(root: Path, seeds: dict[str, int], affine: np.ndarray) -> None:
+    """Synthetic images in ``root/img`` and their labels in ``root/lab``, one per name and seed."""
     for folder in ("img", "lab"):
-        (tmp_path / folder).mkdir()
-    for seed, name in ((3, "p1"), (4, "p2")):
-        case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS", (0, 0, 0)), seed=seed)
-        write_nifti(tmp_path / "img" / f"{name}.nii.gz", case.image, case.affine)
-        write_nifti(tmp_path / "lab" / f"{name}.nii.gz", case.label, case.affine)
+        (root / folder).mkdir()
+    for name, seed in seeds.items():
+        case = synthetic_case(SHAPE, affine, seed=seed)
+        write_nifti(root / "img" / f"{name}.nii.gz", case.image, case.affine)
+        write_nifti(root / "lab" / f"{name}.nii.gz", case.label, case.affine)
+
+
+def test_evaluate_writes_one_row_per_case(tmp_path: Path, model_folder: Path) -> None:
+    _cases(tmp_path, {"p1": 3, "p2": 4}, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS", (0, 0, 0)))
     out = tmp_path / "eval.csv"
     code = main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
                  "-o", str(out), "--quiet", "--cases", "p2"])
@@ -31,12 +37,7 @@ def test_evaluate_writes_one_row_per_case(tmp_path: Path, model_folder: Path) ->
 
 
 def test_evaluate_prints_volume_errors_and_their_means(tmp_path: Path, model_folder: Path, capsys) -> None:
-    for folder in ("img", "lab"):
-        (tmp_path / folder).mkdir()
-    for seed, name in ((41, "p1"), (42, "p2")):
-        case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.4, 1.6), "LPS", (0, 10, 0)), seed=seed)
-        write_nifti(tmp_path / "img" / f"{name}.nii.gz", case.image, case.affine)
-        write_nifti(tmp_path / "lab" / f"{name}.nii.gz", case.label, case.affine)
+    _cases(tmp_path, {"p1": 41, "p2": 42}, make_affine(SHAPE, (1.5, 1.4, 1.6), "LPS", (0, 10, 0)))
     out = tmp_path / "eval.csv"
     code = main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
                  "-o", str(out), "--quiet"])
@@ -51,12 +52,7 @@ def test_evaluate_prints_volume_errors_and_their_means(tmp_path: Path, model_fol
 
 
 def test_evaluate_tta_scores_other_masks(tmp_path: Path, model_folder: Path) -> None:
-    for folder in ("img", "lab"):
-        (tmp_path / folder).mkdir()
-    for seed, name in ((41, "p1"), (42, "p2")):
-        case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.4, 1.6), "LPS", (0, 10, 0)), seed=seed)
-        write_nifti(tmp_path / "img" / f"{name}.nii.gz", case.image, case.affine)
-        write_nifti(tmp_path / "lab" / f"{name}.nii.gz", case.label, case.affine)
+    _cases(tmp_path, {"p1": 41, "p2": 42}, make_affine(SHAPE, (1.5, 1.4, 1.6), "LPS", (0, 10, 0)))
     scored = {}
     for option in ([], ["--tta"]):
         out = tmp_path / f"eval{len(option)}.csv"
