@@ -33,7 +33,7 @@ from pathlib import Path
 
 from atriumseg.pipeline.analysis.metrics import summarise
 from atriumseg.pipeline.evaluation.table import summary_line, write_metrics_csv
-from atriumseg.pipeline.training.validation import TTA_MARKER, out_of_fold, scored_with_tta
+from atriumseg.pipeline.training.validation import mark_scored_with_tta, out_of_fold, scored_with_tta
 
 
 def main() -> None:
@@ -55,8 +55,7 @@ def main() -> None:
         sys.exit(f"cross_validate: {err}")
     args.output.mkdir(parents=True, exist_ok=True)
     if args.tta:  # before any CSV, so none is ever unmarked
-        (args.output / TTA_MARKER).write_text("These CSVs score `atriumseg segment --tta` (tools/cross_validate.py "
-                                              "--tta): an option's figures, not a card's expected accuracy.\n")
+        mark_scored_with_tta(args.output)
     pairs = []
     for name, scored in result.rows.items():
         path = write_metrics_csv(sorted(scored), args.output / f"{name}{'' if result.whole else '.partial'}.csv")

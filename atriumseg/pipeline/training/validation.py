@@ -156,6 +156,12 @@ def fold_card(folder: Path) -> ModelCard:
     return first
 
 
+def mark_scored_with_tta(folder: Path) -> None:
+    """Mark a ``tools/cross_validate.py --tta`` folder (``TTA_MARKER``) so :func:`scored_with_tta` knows it."""
+    (Path(folder) / TTA_MARKER).write_text("These CSVs score `atriumseg segment --tta` (tools/cross_validate.py "
+                                           "--tta): an option's figures, not a card's expected accuracy.\n")
+
+
 def scored_with_tta(folder: Path) -> bool:
     """Whether a ``tools/cross_validate.py`` folder holds figures of ``segment --tta`` (it wrote ``TTA_MARKER``
     there): the figures of that option, never a card's expected accuracy."""

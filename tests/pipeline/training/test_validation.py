@@ -22,6 +22,7 @@ from atriumseg.pipeline.training.validation import (
     cross_validated_datasets,
     cross_validation_record,
     fold_cards,
+    mark_scored_with_tta,
     out_of_fold,
     read_metrics_csv,
     scored_with_tta,
@@ -104,8 +105,8 @@ def test_fold_cards_accept_one_split_and_name_the_folders_that_are_not(tmp_path:
 
 def test_a_tta_cross_validation_folder_is_known_by_its_marker(tmp_path: Path) -> None:
     assert not scored_with_tta(tmp_path)
-    (tmp_path / TTA_MARKER).write_text("scored with --tta\n")
-    assert scored_with_tta(tmp_path)
+    mark_scored_with_tta(tmp_path)
+    assert scored_with_tta(tmp_path) and (tmp_path / TTA_MARKER).is_file()
 
 
 def test_out_of_fold_with_tta_scores_each_case_as_segment_tta_does(tmp_path: Path, synthetic_dataset: Path) -> None:
