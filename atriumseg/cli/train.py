@@ -84,7 +84,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add("--resume", action="store_true", help="continue from OUTPUT/last")
     add("--init", type=_model_folder, metavar="MODEL",
         help="start from this model folder's weights ('default': the built-in model; an ensemble: its member "
-        "in this run's --plane); same architecture required; the card records its lineage")
+        "in this run's --plane); same --width and --depth required, and a --context no narrower (a wider one starts "
+        "the added slices at zero weight); the card records its lineage")
     p.set_defaults(run=run)
 
 

@@ -21,6 +21,7 @@ from atriumseg.pipeline.io.writing import write_atomically
 from atriumseg.pipeline.training.validation import validation_summary
 
 log = logging.getLogger(__name__)
+FIRST_CONV = "inc.0.weight"  # the U-Net's first convolution, the one layer that sees the input channels
 STATE_NAME = "training_state.pt"
 
 
@@ -85,34 +86,53 @@ def init_folder(init: Path, design: ModelDesign) -> Path:
 
 def check_init(init: Path, design: ModelDesign) -> ModelCard:
     """The card of the model folder a run of ``design`` starts from (:func:`init_folder`), if the run can take
-    its weights: the same architecture, else a :class:`ValueError` saying which differs (checked before any work)."""
+    its weights: the same architecture, or one of fewer neighbour slices (:func:`widen_context`), else a
+    :class:`ValueError` saying which differs (checked before any work)."""
     folder = init_folder(init, design)
     try:
         init_card = load_card(folder)
     except CheckpointError as err:
         raise ValueError(f"--init: {err}") from err
-    if init_card.architecture != design.architecture:
+    mine, theirs = design.architecture, init_card.architecture
+    if replace(theirs, in_channels=mine.in_channels) != mine or theirs.in_channels > mine.in_channels:
         raise ValueError(
-            f"--init {folder}: its architecture {init_card.architecture} differs from this run's "
-            f"{design.architecture}; train with the same --width, --depth and --context, or start from scratch"
+            f"--init {folder}: its architecture {theirs} differs from this run's {mine}; train with the same "
+            "--width and --depth and a --context no narrower than the model's, or start from scratch"
         )
     return init_card
+
+
+def widen_context(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
+    """A U-Net's ``state`` taking ``channels`` neighbour-slice channels instead of its own fewer ones.
+
+    The first convolution gains zero weights for the added outer slices (channel ``k`` is the slice at offset
+    ``k - context``, so the old channels stay in the middle): the widened network computes exactly what the
+    model did, and training then learns what the further slices add (``--init`` with a larger ``--context``).
+    """
+    weight = state[FIRST_CONV]  # (width, 2 * context + 1, 3, 3)
+    extra = (channels - weight.shape[1]) // 2
+    return {**state, FIRST_CONV: torch.nn.functional.pad(weight, (0, 0, 0, 0, extra, extra))}
 
 
 def initial_weights(network: torch.nn.Module, card: ModelCard, init: Path) -> list[dict]:
     """Load the weights of the model folder ``init`` (or its member in this run's plane) into ``network``;
     returns that model's lineage.
 
-    The model must have this run's architecture (:func:`check_init`); a different preprocessing is
-    allowed, with a warning, since the weights are only a starting point.
+    The model must have this run's architecture, or fewer neighbour slices (:func:`check_init`; its first layer
+    is then widened by :func:`widen_context`); a different preprocessing otherwise is allowed, with a warning,
+    since the weights are only a starting point.
     """
     folder = init_folder(init, card)
     init_card = check_init(folder, card)
     loaded, _ = load_model(folder)
-    if init_card.preprocessing != card.preprocessing:
+    if replace(init_card.preprocessing, context=card.preprocessing.context) != card.preprocessing:
         log.warning("--init %s: preprocessing differs from this run's (%s vs %s); its weights are a starting "
                     "point only", folder, init_card.preprocessing, card.preprocessing)
-    network.load_state_dict(loaded.state_dict())
+    channels = card.architecture.in_channels
+    if init_card.architecture.in_channels < channels:
+        log.info("--init %s: first layer widened from %d to %d slices, the added ones with zero weights",
+                 folder, init_card.architecture.in_channels, channels)
+    network.load_state_dict(widen_context(loaded.state_dict(), channels))
     log.info("starting from the weights of %s", folder)
     return lineage_of(init_card)
 

@@ -23,7 +23,8 @@ class TrainConfig:
     project knows to be mislabelled, None trusts the headers). ``val_cases`` and ``exclude`` name cases
     of any dataset; with ``folds``, each dataset is split into folds of its own. ``gamma`` is the range of
     the augmentation's random contrast curve (below 1 brightens mid-tones). ``init`` names a model
-    folder of the same architecture whose weights the run starts from (ignored when resuming, since
+    folder of the same architecture (or of fewer neighbour slices, whose first layer is widened with zero weights
+    for the added ones) whose weights the run starts from (ignored when resuming, since
     ``last/`` then holds newer ones); the card's ``lineage`` records that model's stages before this one.
     """
 

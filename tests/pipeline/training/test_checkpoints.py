@@ -63,8 +63,37 @@ def test_an_init_model_of_another_architecture_is_refused_with_the_reason(tmp_pa
     with pytest.raises(ValueError) as caught:
         train(config, show_progress=False)
     message = str(caught.value)
-    assert "width=8" in message and "width=16" in message and "same --width, --depth and --context" in message
+    assert "width=8" in message and "width=16" in message and "same --width and --depth" in message
     assert not (tmp_path / "run" / "last").exists()
+
+
+def test_an_init_model_of_more_neighbour_slices_is_refused(tmp_path: Path, synthetic_dataset: Path) -> None:
+    thicker = _model(tmp_path / "thicker", tiny_config(synthetic_dataset, tmp_path / "x", context=1), seed=1)
+    with pytest.raises(ValueError, match=r"in_channels=3.*in_channels=1.*--context no narrower than the model's"):
+        check_init(thicker, tiny_config(synthetic_dataset, tmp_path / "run").design)
+
+
+def test_an_init_run_of_more_neighbour_slices_starts_from_the_models_function(
+        tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
+    start = _model(tmp_path / "start", tiny_config(synthetic_dataset, tmp_path / "x", context=1), seed=5)
+    wider = make_card(tiny_config(synthetic_dataset, tmp_path / "x", context=2), {})
+    network = build_network(wider)
+    with caplog.at_level(logging.INFO):
+        initial_weights(network, wider, start)
+    assert "widened from 3 to 5 slices" in caplog.text and "preprocessing differs" not in caplog.text
+    slab = torch.randn(2, 5, 32, 32, generator=torch.Generator().manual_seed(0))
+    loaded = load_model(start)[0]
+    with torch.no_grad():
+        assert torch.allclose(network(slab), loaded(slab[:, 1:4]), atol=1e-5), "the middle slices are the model's"
+        assert not torch.allclose(network(slab), loaded(slab[:, 0:3]), atol=1e-3)
+    loss, batch, run = _first_step(tiny_config(synthetic_dataset, tmp_path / "run", precision="float32", epochs=1,
+                                               steps_per_epoch=1, context=2, init=start))
+    assert batch[IMAGE].shape[1] == 5
+    middle = {IMAGE: batch[IMAGE][:, 1:4], LABEL: batch[LABEL]}  # the three slices the model was trained on
+    expected = _loss_of(start, middle)
+    assert loss == pytest.approx(expected, abs=1e-5), f"first step {loss:.6f}, loaded model {expected:.6f}"
+    outer = run.network.state_dict()["inc.0.weight"][:, [0, 4]]
+    assert outer.abs().max() > 0, "the step trains the added slices' weights"
 
 
 def test_an_init_model_with_other_preprocessing_loads_with_a_warning(tmp_path: Path, synthetic_dataset: Path,
