@@ -14,7 +14,6 @@ beforehand so every configuration finds them in the page cache.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import tempfile
@@ -27,7 +26,6 @@ from benchmarks.common import (
     TRUE_ORIENTATION,
     cuda_peak_mb,
     describe_rates,
-    emit,
     machine,
     make_volume,
     network_flops,
@@ -36,7 +34,7 @@ from benchmarks.common import (
     print_table,
     resolve_model,
     run_worker,
-    setup_logging,
+    serve_as_worker,
     source_images,
     write_results,
 )
@@ -104,10 +102,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its table."""
     args = parse(argv)
-    if args.worker:
-        emit(worker(json.loads(args.worker)))
+    if serve_as_worker(args.worker, worker):
         return
-    setup_logging()
     from atriumseg.models.checkpoint import load_model
     from atriumseg.pipeline.inference.device import resolve_device
 

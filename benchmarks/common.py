@@ -11,7 +11,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +139,14 @@ def run_worker(module: str, spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(lines[-1][len(RESULT_MARK):])
 
 
-def emit(result: dict[str, Any]) -> None:
-    """Hand a worker's result to the parent on stdout."""
-    print(RESULT_MARK + json.dumps(result), flush=True)
+def serve_as_worker(spec: str | None, worker: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """A benchmark main's first step: in a :func:`run_worker` child (``spec`` given) run ``worker`` on the spec and
+    hand its result to the parent on stdout; in the parent, set up logging. True in a child, whose work is done."""
+    if spec is None:
+        setup_logging()
+        return False
+    print(RESULT_MARK + json.dumps(worker(json.loads(spec))), flush=True)
+    return True
 
 
 def resolve_model(path: str | None, scratch: Path) -> tuple[Path, str]:

@@ -20,7 +20,6 @@ process segments a 512x512x300 volume to check it stays within 4 GB.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
@@ -37,7 +36,6 @@ from benchmarks.common import (
     cuda_peak_mb,
     describe_rates,
     dice,
-    emit,
     machine,
     make_volume,
     network_flops,
@@ -46,7 +44,7 @@ from benchmarks.common import (
     print_table,
     resolve_model,
     run_worker,
-    setup_logging,
+    serve_as_worker,
     source_images,
     write_results,
 )
@@ -284,10 +282,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its tables."""
     args = parse(argv)
-    if args.worker:
-        emit(worker(json.loads(args.worker)))
+    if serve_as_worker(args.worker, worker):
         return
-    setup_logging()
     from atriumseg.pipeline.inference.device import resolve_device
 
     device = resolve_device(args.device)

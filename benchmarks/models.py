@@ -15,7 +15,6 @@ augmentation), to price that option against the same model without it.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
@@ -29,13 +28,12 @@ from benchmarks.common import (
     DEFAULT_DATA,
     TRUE_ORIENTATION,
     dice,
-    emit,
     machine,
     make_volume,
     peak_rss_mb,
     print_table,
     run_worker,
-    setup_logging,
+    serve_as_worker,
     source_images,
     write_results,
 )
@@ -117,10 +115,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its table and the speed bound."""
     args = parse(argv)
-    if args.worker:
-        emit(worker(json.loads(args.worker)))
+    if serve_as_worker(args.worker, worker):
         return
-    setup_logging()
     volumes, repeats = (QUICK_VOLUMES, 1) if args.quick else (VOLUMES, args.repeats)
     results = {}
     with tempfile.TemporaryDirectory(prefix="atriumseg-bench-") as tmp:

@@ -24,7 +24,6 @@ FlopCounterMode, as a share of a large bfloat16 matmul's rate on the same machin
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
@@ -37,14 +36,13 @@ from benchmarks.common import (
     DEFAULT_DATA,
     cuda_peak_mb,
     describe_rates,
-    emit,
     machine,
     network_flops,
     peak_rates,
     peak_rss_mb,
     print_table,
     run_worker,
-    setup_logging,
+    serve_as_worker,
     write_results,
 )
 
@@ -238,14 +236,16 @@ def _measure_augmentation(args: argparse.Namespace) -> list[dict[str, Any]]:
              "slices_per_volume": config.slices_per_volume} for label, total in seconds.items()]
 
 
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measurement in a fresh process: a training step's timing or a short training run (``spec["kind"]``)."""
+    return step_worker(spec) if spec["kind"] == "step" else train_worker(spec)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its tables."""
     args = parse(argv)
-    if args.worker:
-        spec = json.loads(args.worker)
-        emit(step_worker(spec) if spec["kind"] == "step" else train_worker(spec))
+    if serve_as_worker(args.worker, worker):
         return
-    setup_logging()
     from atriumseg.pipeline.inference.device import resolve_device
 
     device = resolve_device(args.device)
