@@ -114,8 +114,16 @@ class ServeOptions:
             raise ValueError(f"--series-timeout {self.series_timeout} and --settle {self.settle} must be >= 0 seconds")
         if self.keep_days is not None and self.keep_days < 0:
             raise ValueError(f"--keep-days {self.keep_days} must be >= 0")
+        _port(str(self.port), "--port")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together: give both (PEM files) or neither")
+        for flag, pem in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            if pem is not None and not Path(pem).is_file():
+                raise ValueError(f"{flag} {pem}: no such file")
+        for flag, folder in (("--output", self.output), ("--storage", self.storage)):
+            if self.watch is not None and Path(self.watch).resolve().is_relative_to(Path(folder).resolve()):
+                raise ValueError(f"--watch {self.watch} is {flag} {folder} or inside it: what the service writes "
+                                 "there would be taken as new inputs; watch a folder of its own")
 
     @property
     def dicom_door(self) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from atriumseg.pipeline.io.writing import write_atomically
 from atriumseg.pipeline.serve.options import Destination
-from atriumseg.pipeline.serve.storage import Storage
+from atriumseg.pipeline.serve.storage import Storage, files
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Outbox:
     def deliveries(self) -> list[Delivery]:
         """Every waiting delivery, oldest first (those that cannot be read are logged and left)."""
         found = []
-        for path in sorted(self.root.glob("*.json")):
+        for path in files(self.root, ".json"):
             try:
                 found.append(Delivery(**json.loads(path.read_text(encoding="utf-8"))))
             except (OSError, ValueError, TypeError) as err:
@@ -111,6 +111,6 @@ class Outbox:
 
     def _drop_orphans(self) -> None:
         owed = {d.seg_uid for d in self.deliveries()}
-        for path in self.root.glob("*.dcm"):
+        for path in files(self.root, ".dcm"):
             if path.stem not in owed:
                 path.unlink(missing_ok=True)

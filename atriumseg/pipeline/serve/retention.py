@@ -27,8 +27,13 @@ def purge(storage: Storage, ledger: Ledger, keep_days: float | None, now: float 
     for seen in ledger.all():
         if not _due(seen, now, keep_days):
             continue
-        with ledger.series_lock(seen.key):
-            done = ledger.compare_and_set(seen, lambda: True, lambda key=seen.key: _remove(storage, key))
+        try:
+            with ledger.series_lock(seen.key):
+                done = ledger.compare_and_set(seen, lambda: True, lambda key=seen.key: _remove(storage, key))
+        except OSError as err:  # not recorded as purged: the next pass tries again
+            log.error("series %s: instances not removed (--keep-days %g): %s; tried again at the next purge",
+                      seen.key, keep_days, err)
+            continue
         if done is not None:
             purged.append(seen.key)
             log.info("series %s: instances removed (delivered %.1f days ago, --keep-days %g)", seen.key,
@@ -41,5 +46,7 @@ def _due(state: SeriesState, now: float, keep_days: float) -> bool:
 
 
 def _remove(storage: Storage, key: str) -> dict:
-    shutil.rmtree(storage.series_folder(key), ignore_errors=True)
+    folder = storage.series_folder(key)
+    if folder.exists() or folder.is_symlink():
+        shutil.rmtree(folder)
     return {"purged": True}

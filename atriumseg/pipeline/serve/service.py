@@ -60,6 +60,8 @@ class Service:
         for state in self.ledger.recover():
             self.jobs.put(Job(series=state.key))
         self.courier.recover()
+        if self.options.dicom_door:  # first: a port taken or a bad certificate stops the start before any work
+            self.receiver.start()
         parts = {"worker": lambda: self.worker.run(self.jobs, self.stopping),
                  "courier": lambda: self.courier.run(self.stopping), "clock": self._clock, "status": self._status}
         if self.options.watch is not None:
@@ -70,8 +72,6 @@ class Service:
             thread = threading.Thread(target=target, name=f"serve-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        if self.options.dicom_door:
-            self.receiver.start()
         log.info("%s", self._describe())
 
     def _describe(self) -> str:
@@ -84,11 +84,12 @@ class Service:
         return f"serving: {door}{watch}; results to {o.output}, SEGs sent to {send}; storage {o.storage}"
 
     def stop(self) -> None:
-        """Close the door, let the worker finish its job, try what the outbox owes once more, write the status."""
+        """Close the door, let the worker finish its job and the courier its pass (so no SEG is sent twice), try
+        what the outbox owes once more, write the status."""
         self.stopping.set()
         self.receiver.stop()
         for thread in self._threads:
-            if thread.name == "serve-worker":
+            if thread.name in ("serve-worker", "serve-courier"):
                 thread.join()
         self.courier.run_once()
         self.write_status()

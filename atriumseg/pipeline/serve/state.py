@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from atriumseg.pipeline.serve.storage import Storage
+from atriumseg.pipeline.serve.storage import Storage, files
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Ledger:
 
     def load(self) -> None:
         """Read every state file; one that cannot be read is rebuilt from its series' files by :meth:`recover`."""
-        for path in sorted(self.storage.state_root.glob("*.json")):
+        for path in files(self.storage.state_root, ".json"):
             try:
                 state = SeriesState.from_dict(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError) as err:
@@ -136,6 +136,16 @@ class Ledger:
                 changes["status"] = status
             return self._write(key, changes)
 
+    def claim(self, key: str) -> SeriesState | None:
+        """The worker takes a queued series: SEGMENTING if it is still complete (or was being segmented when the
+        service stopped), checked and written under the lock; None if an instance put it back to receiving (it
+        completes and is queued again) or it is unknown."""
+        with self._lock:
+            current = self._states.get(key)
+            if current is None or current.status not in (COMPLETE, SEGMENTING):
+                return None
+            return self._write(key, {"status": SEGMENTING})
+
     def compare_and_set(self, seen: SeriesState, still: Callable[[], bool],
                         changes: Callable[[], dict]) -> SeriesState | None:
         """Apply ``changes()`` only if the series' state is still the very ``seen`` one (nothing changed it, not even
@@ -163,9 +173,8 @@ class Ledger:
         the series' current one and every destination holds it (checked and written at once, under the lock)."""
         with self._lock:
             state = self._states.get(key) or SeriesState(key=key)
-            sent = {**state.sent, destination: seg_uid}
-            changes: dict = {"sent": sent}
-            if state.seg_uid == seg_uid and all(sent.get(d) == seg_uid for d in destinations):
+            changes: dict = {"sent": {**state.sent, destination: seg_uid}}
+            if state.seg_uid == seg_uid and replace(state, **changes).delivered(destinations):
                 changes["done"] = when
             return self._write(key, changes)
 

@@ -78,10 +78,7 @@ class Storage:
 
     def instances(self, key: str) -> list[Path]:
         """The instance files of a series, sorted by name."""
-        folder = self.series_folder(key)
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if p.name.endswith(INSTANCE_SUFFIX) and not p.name.startswith("."))
+        return files(self.series_folder(key), INSTANCE_SUFFIX)
 
     def digest(self, key: str) -> str:
         """What identifies a series' content: a hash of its SOP Instance UIDs (the same instances sent again give
@@ -114,3 +111,10 @@ class Storage:
         text = json.dumps(data, indent=1, sort_keys=True)
         return write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
+
+def files(folder: Path, suffix: str) -> list[Path]:
+    """The files of ``folder`` named ``*SUFFIX``, sorted; hidden names (another writer's temporary, still being
+    written) are left out. Empty when the folder is missing."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.startswith("."))

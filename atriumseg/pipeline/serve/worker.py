@@ -16,7 +16,7 @@ from atriumseg.pipeline.batch.report import FAILED as CASE_FAILED
 from atriumseg.pipeline.batch.report import OK, CaseResult
 from atriumseg.pipeline.serve.cases import OutputUnusable
 from atriumseg.pipeline.serve.outbox import Outbox
-from atriumseg.pipeline.serve.state import COMPLETE, FAILED, SEGMENTED, SEGMENTING, Ledger, SeriesState
+from atriumseg.pipeline.serve.state import COMPLETE, FAILED, SEGMENTED, Ledger, SeriesState
 from atriumseg.pipeline.serve.storage import Storage
 
 log = logging.getLogger("atriumseg.serve")
@@ -95,7 +95,7 @@ class Worker:
                 if job.series:
                     self.series(job.series, jobs)
                 else:
-                    self.watched(job.path)
+                    self.watched(job.path, jobs)
             except Exception as err:  # one job's failure never ends the worker (nor is it retried in a loop)
                 log.exception("%s: not segmented: unexpected error", job)
                 if job.series:
@@ -110,22 +110,23 @@ class Worker:
         except Exception:
             log.exception("series %s: cannot record the failure", key)
 
-    def watched(self, path: Path) -> None:
-        """A watch-folder input, with the outputs and records ``atriumseg segment DIR -o OUT`` gives it."""
+    def watched(self, path: Path, jobs: JobQueue) -> None:
+        """A watch-folder input, with the outputs and records ``atriumseg segment DIR -o OUT`` gives it; tried again
+        later, as a series is, when OUT cannot take them (the watcher hands an entry on only once)."""
         try:
             results = self.segment(path, False)
         except OutputUnusable as err:
-            log.error("watch %s: not segmented: %s", path, err)
+            log.error("watch %s: not segmented, tried again in %.0f s: %s", path, RETRY_OUTPUT_SECONDS, err)
+            jobs.put(Job(path=path), not_before=time.time() + RETRY_OUTPUT_SECONDS)
             return
         for r in results:
             detail = f"{r.volume_ml:.1f} mL -> {r.output}" if r.status == OK else r.reason or "done earlier"
             (log.error if r.status == CASE_FAILED else log.info)("watch %s: %s %s", r.input, r.status, detail)
 
     def series(self, key: str, jobs: JobQueue) -> None:
-        state = self.ledger.get(key)
-        if state is None or state.status not in (COMPLETE, SEGMENTING):
+        state = self.ledger.claim(key)
+        if state is None:
             return  # instances came after it completed: it completes (and is queued) again
-        state = self.ledger.update(key, status=SEGMENTING)
         if state.seg_uid and state.digest == state.segmented_digest:
             self.ledger.settle(key, SEGMENTED)
             log.info("series %s: the same %d instances again; SEG %s unchanged, not sent again", key,

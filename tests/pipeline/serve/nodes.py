@@ -131,8 +131,8 @@ class ServiceProcess:
 class Pacs:
     """A C-STORE SCP in this process standing for the PACS: keeps every dataset it receives, in order."""
 
-    def __init__(self, port: int, ae_title: str = "PACS") -> None:
-        self.port, self.ae_title = port, ae_title
+    def __init__(self, port: int, ae_title: str = "PACS", answer_after: float = 0.0) -> None:
+        self.port, self.ae_title, self.answer_after = port, ae_title, answer_after  # a slow PACS answers late
         self.received: list[Dataset] = []
         self._lock = threading.Lock()
         self._server = None
@@ -142,6 +142,7 @@ class Pacs:
         dataset.file_meta = event.file_meta
         with self._lock:
             self.received.append(dataset)
+        time.sleep(self.answer_after)
         return 0x0000
 
     def start(self) -> Pacs:

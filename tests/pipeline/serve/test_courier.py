@@ -9,7 +9,9 @@ from pathlib import Path
 import pydicom
 
 from atriumseg.pipeline.serve.courier import Courier
+from atriumseg.pipeline.serve.options import Destination, ServeOptions
 from atriumseg.pipeline.serve.outbox import Outbox
+from atriumseg.pipeline.serve.service import Service
 from atriumseg.pipeline.serve.state import SEGMENTED, Ledger
 from atriumseg.pipeline.serve.storage import Storage
 from serve.nodes import Pacs, free_port, mr_series, wait_until
@@ -80,3 +82,24 @@ def test_a_pass_that_raises_is_logged_and_the_courier_goes_on(tmp_path: Path, mo
     finally:
         stop.set()
         thread.join(5)
+
+
+def test_a_stop_waits_for_the_couriers_pass_so_a_seg_in_flight_is_not_sent_twice(tmp_path: Path) -> None:
+    pacs = Pacs(free_port(), answer_after=1.0).start()
+    try:
+        destination = f"PACS@127.0.0.1:{pacs.port}"
+        (tmp_path / "in").mkdir()
+        options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", watch=tmp_path / "in",
+                               send_to=(Destination.parse(destination),))
+        service = Service(lambda path, is_series: [], options)
+        seg = mr_series(tmp_path / "series", "1.2.840.78")[0]
+        uid = pydicom.dcmread(seg).SOPInstanceUID
+        service.ledger.update("1.2.840.78", status=SEGMENTED, seg_uid=uid)
+        service.outbox.put("1.2.840.78", seg, uid, [destination])
+        service.start()
+        wait_until(lambda: pacs.received, 10, "the courier sending")
+        service.stop()  # while the PACS has not answered yet
+        assert len(pacs.received) == 1 and service.outbox.deliveries() == []
+        assert service.ledger.get("1.2.840.78").sent == {destination: uid}
+    finally:
+        pacs.stop()

@@ -44,7 +44,7 @@ def test_allow_rules_match_the_title_and_the_address_when_given() -> None:
 def test_nobody_is_let_in_unless_the_options_say_so(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nobody may send"):
         ServeOptions(storage=tmp_path, output=tmp_path)
-    closed = ServeOptions(storage=tmp_path, output=tmp_path, watch=tmp_path)
+    closed = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", watch=tmp_path / "in")
     assert not closed.dicom_door and not closed.admits("ANY", "127.0.0.1")
     listed = ServeOptions(storage=tmp_path, output=tmp_path, allow=(AllowRule("SCANNER"),))
     assert listed.dicom_door and listed.admits("SCANNER", "1.2.3.4") and not listed.admits("OTHER", "1.2.3.4")
@@ -58,10 +58,16 @@ def test_nobody_is_let_in_unless_the_options_say_so(tmp_path: Path) -> None:
     ({"allow_any": True, "keep_days": -2}, "--keep-days"),
     ({"allow_any": True, "tls_cert": Path("c.pem")}, "go together"),
     ({"allow_any": True, "ae_title": ""}, "1-16 printable"),
+    ({"allow_any": True, "port": 70000}, "--port: port 70000 is outside 1-65535"),
+    ({"allow_any": True, "tls_cert": Path("c.pem"), "tls_key": Path("k.pem")}, "--tls-cert c.pem: no such file"),
+    ({"watch": Path("out")}, "--watch out is --output out or inside it"),
+    ({"watch": Path("st/incoming")}, "--watch st/incoming is --storage st or inside it"),
 ])
-def test_inconsistent_settings_are_refused_with_the_fix(tmp_path: Path, changes: dict, says: str) -> None:
+def test_inconsistent_settings_are_refused_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        changes: dict, says: str) -> None:
+    monkeypatch.chdir(tmp_path)  # the relative paths above are tmp_path's
     with pytest.raises(ValueError, match=says):
-        ServeOptions(storage=tmp_path, output=tmp_path, **changes)
+        ServeOptions(storage=Path("st"), output=Path("out"), **changes)
 
 
 @pytest.mark.parametrize(("option", "value", "says"), [

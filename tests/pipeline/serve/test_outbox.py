@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
+
+from atriumseg.pipeline.io.writing import temporary_path
 from atriumseg.pipeline.serve.courier import Courier
 from atriumseg.pipeline.serve.outbox import Outbox
 from atriumseg.pipeline.serve.state import SEGMENTED, Ledger
@@ -68,3 +72,23 @@ def test_a_send_of_the_old_seg_ending_after_a_newer_one_was_put_leaves_the_newer
     state = ledger.get("1.2.3")
     assert state.sent == {PACS: "9.1"} and not state.done and not state.delivered([PACS])
     assert outbox.done(old) is False and outbox.deliveries()[0].seg_uid == "9.2"
+
+
+def test_files_another_writer_is_still_writing_are_not_read_nor_removed(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    storage = Storage(tmp_path / "st")
+    outbox = Outbox(storage)
+    outbox.put("1.2.3", _seg(tmp_path, "a.dcm"), "9.1", [PACS, ARCHIVE])
+    entry = sorted(storage.outbox_root.glob("[!.]*.json"))[0]
+    temporary_path(entry).write_bytes(entry.read_bytes())  # a newer copy about to be renamed over it
+    seg_in_writing = temporary_path(outbox.seg_file("9.2"))
+    seg_in_writing.write_bytes(b"half a SEG")
+    Ledger(storage).update("1.2.3", status=SEGMENTED)
+    state = storage.state_root / "1.2.3.json"
+    temporary_path(state).write_bytes(state.read_bytes()[:20])  # half written
+    assert len(outbox.deliveries()) == 2
+    outbox.done(outbox.deliveries()[0])  # drops the SEG copies nothing owes: not one still being written
+    assert seg_in_writing.exists()
+    with caplog.at_level(logging.WARNING):
+        Ledger(storage).load()
+    assert "unreadable" not in caplog.text

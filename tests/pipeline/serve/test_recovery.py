@@ -4,6 +4,7 @@ delivered exactly once."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
+from atriumseg.pipeline.batch.report import RECORDS
+from atriumseg.pipeline.io.writing import temporary_path
 from serve.nodes import Pacs, free_port, mr_series, send, volume_series, wait_until
 
 pytestmark = pytest.mark.slow
@@ -104,7 +107,19 @@ def test_sigterm_finishes_the_case_in_hand_and_a_second_stops_at_once(tmp_path: 
     started = time.monotonic()
     assert again.wait() == 130 and time.monotonic() - started < 5
     assert again.state("1.2.826.0.1.3680043.8.498.86")["status"] == "segmenting"
-    leftovers = [p for p in service.storage.rglob("*") if p.name.startswith(".tmp-")]
+    # what it may have been writing when stopped at once (its own, if any, and one planted in each folder)
+    planted = [_temporary_of(again.popen.pid, folder / "x.json") for folder in (service.storage / "state",
+                                                                                service.output / RECORDS)]
+    leftovers = [p for folder in (service.storage, service.output) for p in folder.rglob(".tmp-*")]
+    assert set(planted) <= set(leftovers)
     last = start_service(*options, storage=service.storage, port=service.port)
     wait_until(lambda: len(pacs.segs()) == 3, 120, "the interrupted series' SEG", last)
     assert all(not p.exists() for p in leftovers)  # temporaries of the process stopped at once are cleaned
+
+
+def _temporary_of(pid: int, path: Path) -> Path:
+    """A half-written temporary of ``path`` as process ``pid`` of this machine names it."""
+    mine = temporary_path(path)
+    theirs = mine.with_name(mine.name.replace(f"-{os.getpid()}-", f"-{pid}-", 1))
+    theirs.write_bytes(b"{half")
+    return theirs

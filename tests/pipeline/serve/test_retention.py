@@ -30,6 +30,21 @@ def test_only_delivered_series_older_than_keep_days_lose_their_instances(tmp_pat
     assert purge(storage, ledger, 7, now=now) == []
 
 
+def test_a_series_whose_instances_cannot_be_removed_is_not_called_purged_and_is_tried_again(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "st")
+    ledger = Ledger(storage)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    storage.series_folder("linked").symlink_to(elsewhere)  # rmtree refuses a link: the instances stay
+    storage.write_instance("plain", pydicom.dcmread(mr_series(tmp_path / "series", "1.2.3")[0]))
+    for key in ("linked", "plain"):
+        ledger.update(key, status=SEGMENTED, done=1 * DAY)
+    assert purge(storage, ledger, 7, now=10 * DAY) == ["plain"]  # the other series are still purged
+    assert not ledger.get("linked").purged and storage.series_folder("linked").exists()
+    storage.series_folder("linked").unlink()
+    assert purge(storage, ledger, 7, now=10 * DAY) == ["linked"]
+
+
 def _delivered(tmp_path: Path, storage: Storage, ledger: Ledger, key: str) -> list[Path]:
     files = mr_series(tmp_path / key, key)[:2]
     storage.write_instance(key, pydicom.dcmread(files[0]))

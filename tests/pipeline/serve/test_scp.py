@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ from pynetdicom.sop_class import Verification
 from atriumseg.pipeline.serve.completion import Completion
 from atriumseg.pipeline.serve.options import AllowRule, ServeOptions
 from atriumseg.pipeline.serve.scp import Receiver
+from atriumseg.pipeline.serve.service import Service
 from atriumseg.pipeline.serve.state import Ledger
 from atriumseg.pipeline.serve.storage import Storage
 from serve.nodes import free_port, send, volume_series
@@ -106,3 +108,15 @@ def test_an_instance_that_cannot_be_written_as_a_dicom_file_is_refused_with_the_
     (refused,) = storage.refused()
     assert refused["status"] == "0xC210" and "cannot be stored as a DICOM file" in refused["reason"]
     assert refused["sop_instance"] == pydicom.dcmread(files[0]).SOPInstanceUID and ledger.get(SERIES) is None
+
+
+def test_a_port_already_taken_stops_the_start_before_any_work(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", host="127.0.0.1",
+                               port=taken.getsockname()[1], allow=(AllowRule("SCANNER"),))
+        service = Service(lambda path, is_series: [], options)
+        with pytest.raises(OSError, match="in use"):
+            service.start()
+    assert service._threads == []  # no worker took a recovered series, no courier sent, before it failed

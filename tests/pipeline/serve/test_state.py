@@ -46,6 +46,17 @@ def test_the_worker_result_sets_the_status_only_if_nothing_came_meanwhile(tmp_pa
     assert kept.status == RECEIVING and kept.seg_uid == "1.2"
 
 
+def test_the_worker_claims_a_series_only_while_it_is_complete(tmp_path: Path) -> None:
+    ledger = Ledger(Storage(tmp_path))
+    ledger.update("a", status=COMPLETE)
+    ledger.touch("a", 100.0, "SCANNER")  # a late instance between completion and the worker taking it
+    assert ledger.claim("a") is None and ledger.get("a").status == RECEIVING
+    ledger.update("b", status=COMPLETE)
+    assert ledger.claim("b").status == SEGMENTING
+    assert ledger.claim("b").status == SEGMENTING  # a series segmenting when the service stopped is taken again
+    assert ledger.claim("unknown") is None
+
+
 def test_recovery_finds_series_without_state_and_requeues_in_completion_order(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
     files = mr_series(tmp_path / "src", "1.2.840.1")

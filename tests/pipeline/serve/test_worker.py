@@ -86,6 +86,17 @@ def test_a_series_whose_outputs_cannot_be_written_waits_while_the_others_go_ahea
     assert jobs.get(timeout=0.1) is None  # the retry is not due yet
 
 
+def test_a_watched_input_whose_outputs_cannot_be_written_is_tried_again_later(tmp_path: Path, worker_parts) -> None:
+    storage, ledger, outbox = worker_parts
+
+    def segment(path: Path, is_series: bool) -> list[CaseResult]:
+        raise OutputUnusable("OUT is full")
+
+    jobs, case = JobQueue(), tmp_path / "watch" / "p1.nii.gz"
+    Worker(segment, storage, ledger, outbox, []).watched(case, jobs)
+    assert jobs.waiting() == [str(case)] and jobs.get(timeout=0.1) is None  # waits for its retry, not dropped
+
+
 def test_a_job_put_for_later_is_taken_once_due_and_one_put_again_now_is_taken_now() -> None:
     jobs = JobQueue()
     jobs.put(Job(series="a"), not_before=time.time() + 0.3)
