@@ -69,16 +69,16 @@ def export_case(segmented: SegmentedCase, options: BatchOptions, halt: Halt, loc
     stops the run (``halt``).
     """
     result, planned = segmented.result, segmented.planned.outputs
+    extras = tuple(str(p) for p in (planned.probabilities, planned.mesh) if p is not None)
+    failed = replace(result, status=FAILED, reason=INTERRUPTED, extra_outputs=extras, qc_png=str(planned.qc_png or ""))
     try:
         try:
-            extras = tuple(str(p) for p in (planned.probabilities, planned.mesh) if p is not None)
-            write_record(options.output, replace(result, status=FAILED, reason=INTERRUPTED, extra_outputs=extras,
-                                                 qc_png=str(planned.qc_png or "")))
+            write_record(options.output, failed)  # lists every output, so a rerun may replace what this one wrote
             write_mask(segmented, planned.mask, options.fmt)
             result = _outputs_and_measurements(segmented, options)
         except CASE_ERRORS as err:
             halt.check(err, f"cannot write the outputs of {result.case}")
-            result = replace(result, status=FAILED, reason=f"{result.input}: cannot write output: {err}")
+            result = replace(failed, reason=f"{result.input}: cannot write output: {err}")
             log.error("failed %s", result.reason)
         store(options.output, result, halt)
     finally:

@@ -96,12 +96,16 @@ def read_list(path: Path) -> list[str]:
 
 
 def _is_dicom_file(entry: os.DirEntry) -> bool:
-    """Whether a regular file carries the DICOM preamble marker."""
-    if not entry.is_file() or entry.stat().st_size <= 132:
+    """Whether a regular file carries the DICOM preamble marker (a file that cannot be read does not: it is then
+    a case or a stray of its own, reported with its reason, and the search goes on)."""
+    try:
+        if not entry.is_file() or entry.stat().st_size <= 132:
+            return False
+        with open(entry.path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
         return False
-    with open(entry.path, "rb") as fh:
-        fh.seek(128)
-        return fh.read(4) == b"DICM"
 
 
 def _dicom_cases(folder: Path, entries: list[os.DirEntry]) -> list[InputCase]:

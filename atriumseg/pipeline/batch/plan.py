@@ -118,13 +118,19 @@ def _refused(case: InputCase, reason: str) -> CaseResult:
     return CaseResult(case.name, str(case.path), "", FAILED, reason)
 
 
+def _apart(name: str, path: Path) -> str:
+    """The record key of something that must not take ``name``'s record: ``NAME@hash`` of its path."""
+    return f"{name}@{zlib.crc32(str(path).encode()):08x}"
+
+
 def plan_cases(
     cases: list[InputCase], options: BatchOptions
 ) -> tuple[list[PlannedCase], list[tuple[InputCase, CaseResult, str | None]]]:
     """Cases to run with their outputs, and the ones refused: an output over an input of the run, or an output
-    name another case claims first (recorded apart from that case, under ``CASE@hash``)."""
+    or case name (one record and lock per name) another case claims first (recorded apart from that case, under
+    ``CASE@hash``)."""
     protected = input_files(cases)
-    todo, refused, claimed = [], [], {}
+    todo, refused, claimed, named = [], [], {}, {}
     for case in cases:
         try:
             planned = case_outputs(case, options.output, options.fmt, options.probabilities, options.mesh, options.qc)
@@ -137,12 +143,13 @@ def plan_cases(
             reason = (f"{case.path}: its output {over} would overwrite an input of this run; "
                       "give an --output folder apart from the inputs")
             refused.append((case, _refused(case, reason), None))
-        elif clash is not None:
-            key = f"{case.name}@{zlib.crc32(str(case.path).encode()):08x}"
-            refused.append((case, _refused(case, f"{case.path}: output name {clash.name} collides with "
-                                                 f"{claimed[clash]}"), key))
+        elif clash is not None or case.name in named:
+            why = (f"output name {clash.name} collides with {claimed[clash]}" if clash is not None
+                   else f"case name {case.name} is also that of {named[case.name]}")
+            refused.append((case, _refused(case, f"{case.path}: {why}"), _apart(case.name, case.path)))
         else:
             claimed.update({p: case.path for p in planned.all()})
+            named[case.name] = case.path
             todo.append(PlannedCase(case, planned))
     return todo, refused
 
@@ -159,8 +166,8 @@ def prepare(inputs: list[str | Path], options: BatchOptions) -> Prepared:
     todo, refused = plan_cases(cases, options)
     halt = Halt()
     settled = [CaseResult(s.path.name, str(s.path), "", SKIPPED, s.reason) for s in strays] if index == 0 else []
-    for result in settled:
-        store(out, result, halt)
+    for result in settled:  # a stray never takes a case's record, nor another stray's of the same name
+        store(out, result, halt, _apart(result.case, Path(result.input)))
     for case, result, key in refused:
         if in_shard(case, index, count):
             store(out, result, halt, key)
@@ -180,6 +187,11 @@ def claim(planned: PlannedCase, options: BatchOptions) -> CaseLock | Settled:
     if options.overwrite:
         return lock
     previous = read_record(options.output, case.name)
+    if is_complete(previous) and _real(previous.input) != _real(case.path):
+        lock.release()
+        reason = (f"{case.path}: {options.output} already holds case {case.name}, segmented from {previous.input}; "
+                  "give another --output, or --overwrite to redo it from this input")
+        return Settled(CaseResult(case.name, str(case.path), "", SKIPPED, reason), record=False)
     if is_complete(previous):
         lock.release()
         return Settled(previous, record=False)

@@ -203,7 +203,13 @@ class SimpleITKReader(ImageReader):
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         reader.ReadImageInformation()  # the header alone: refuse an implausible grid before reading voxels
-        check_grid(reader.GetSize(), reader.GetSpacing())
+        size = reader.GetSize()
+        check_grid(size, reader.GetSpacing())
+        if len(size) == 4 and size[3] == 1:  # one volume stored as 4D: that volume, with its 3D geometry
+            extract = sitk.ExtractImageFilter()
+            extract.SetSize([*size[:3], 0])
+            extract.SetDirectionCollapseToStrategy(sitk.ExtractImageFilter.DIRECTIONCOLLAPSETOSUBMATRIX)
+            return extract.Execute(reader.Execute())
         return reader.Execute()
 
     def get_data(self, img: sitk.Image) -> tuple[np.ndarray, dict]:

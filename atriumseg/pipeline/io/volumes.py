@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 import stat
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
@@ -136,10 +134,9 @@ def read_image(path: Path, series_uid: str | None = None, name: str | None = Non
         raise
     except GridError as err:
         raise ImageReadError(f"{path}: {err}") from err
-    except (
-        OSError, EOFError, RuntimeError, ValueError, zlib.error, nib.filebasedimages.ImageFileError,
-        nib.spatialimages.HeaderDataError,
-    ) as err:
+    except MemoryError:
+        raise
+    except Exception as err:  # nibabel, SimpleITK and pydicom raise many types on a corrupt file; each means this
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ImageReadError(f"{path}: unreadable or corrupt image ({reason})") from err
     affine = tensor.affine.numpy()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers import write_dicom_series, write_nifti
 
+from atriumseg.pipeline.batch import inputs as inputs_module
 from atriumseg.pipeline.batch.inputs import discover, read_list
 from atriumseg.pipeline.io.volumes import ImageReadError, read_image
 from atriumseg.synthetic import make_affine, synthetic_case
@@ -98,3 +99,23 @@ def test_discover_names_each_dicom_series_and_skips_strays(tmp_path: Path) -> No
     assert sorted(c.series_uid for c in cases) == ["1.2.3.4.1", "1.2.3.4.2"]
     assert len({c.name for c in cases}) == 2 and all(c.name.startswith("exam_") for c in cases)
     assert [s.path.name for s in strays] == ["readme.txt"]
+
+
+def test_a_file_that_cannot_be_opened_does_not_stop_the_search(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    study = tmp_path / "study"
+    shape = (36, 38, 24)
+    case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5), "LPS"), seed=62)
+    study.mkdir()
+    write_nifti(study / "good.nii.gz", case.image, case.affine)
+    (study / "locked").write_bytes(bytes(300))  # another user's file, mode 000 (root reads anything: simulated)
+    real_open = open
+
+    def refuse_locked(path, *args, **kwargs):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(inputs_module, "open", refuse_locked, raising=False)
+    cases, strays = discover([study])
+    assert [c.name for c in cases] == ["good"] and [s.path.name for s in strays] == ["locked"]

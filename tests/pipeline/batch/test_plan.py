@@ -3,6 +3,7 @@ what is incomplete and never redo what is complete; records that cannot be read 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -154,11 +155,12 @@ def test_a_case_that_failed_after_its_mask_was_written_is_finished_by_the_rerun(
         return real_save(surface, path, overwrite)
 
     monkeypatch.setattr(mesh, "save_mesh", broken_for_p42)
-    first = _run_study(segmenter, study, out, mesh="stl")
+    first = _run_study(segmenter, study, out, mesh="stl", probabilities=True)
     assert first["p42"].status == "failed" and "mesh device error" in first["p42"].reason
     assert (out / "p42.nii.gz").is_file() and not (out / "p42.stl").exists()
+    assert (out / "p42_probabilities.nii.gz").is_file()  # written before the mesh failed: its record says so
     monkeypatch.setattr(mesh, "save_mesh", real_save)
-    second = _run_study(segmenter, study, out, mesh="stl")
+    second = _run_study(segmenter, study, out, mesh="stl", probabilities=True)
     assert second["p42"].status == "ok" and second["p42"].volume_ml > 0, second["p42"]
     assert (out / "p42.stl").is_file() and all(is_complete(r) for r in collect(out))
 
@@ -228,3 +230,35 @@ def test_every_output_name_appends_to_the_case_name(
                            qc=True)
     assert outputs.all() == [tmp_path / f"{case}{suffix}", tmp_path / f"{case}_probabilities{suffix}",
                              tmp_path / f"{case}.stl", tmp_path / "qc" / f"{case}.png"]
+
+
+def test_two_inputs_of_one_case_name_fail_the_second_whatever_the_format(tmp_path: Path, segmenter) -> None:
+    study = tmp_path / "study"
+    _nifti(study / "a.nii.gz", 1)
+    write_itk(study / "a.nrrd", _case(2).image, _case(2).affine)  # --format same: a.nii.gz and a.nrrd, one name
+    outcome = run_batch(segmenter, [study], BatchOptions(output=tmp_path / "out", fmt="same", show_progress=False))
+    by_input = {Path(r.input).name: r for r in outcome.results}
+    assert by_input["a.nii.gz"].status == "ok"
+    assert by_input["a.nrrd"].status == "failed" and "case name a is also that of" in by_input["a.nrrd"].reason
+
+
+def test_a_case_done_from_another_input_is_not_taken_for_this_one(tmp_path: Path, segmenter) -> None:
+    site1, site2, out = tmp_path / "site1", tmp_path / "site2", tmp_path / "out"
+    _nifti(site1 / "p01.nii.gz", 1)
+    _nifti(site2 / "p01.nii.gz", 2)
+    assert _run(segmenter, [site1], out)["p01"].status == "ok"
+    other = _run(segmenter, [site2], out)["p01"]
+    assert other.status == "skipped" and other.input == str(site2 / "p01.nii.gz")
+    assert f"segmented from {site1 / 'p01.nii.gz'}" in other.reason and "--overwrite" in other.reason
+    assert _run(segmenter, [site1], out)["p01"].status == "ok"  # its own input: done earlier
+
+
+def test_strays_of_one_name_in_two_folders_are_both_listed(tmp_path: Path, segmenter) -> None:
+    study, out = tmp_path / "study", tmp_path / "out"
+    _nifti(study / "p01.nii.gz", 1)
+    for folder in ("a", "b"):
+        (study / folder).mkdir()
+        (study / folder / "notes.txt").write_text("scanned on the 3T")
+    run_batch(segmenter, [study], BatchOptions(output=out, show_progress=False))
+    rows = [r for r in json.loads((out / "report.json").read_text())["cases"] if r["case"] == "notes.txt"]
+    assert sorted(r["input"] for r in rows) == [str(study / "a" / "notes.txt"), str(study / "b" / "notes.txt")]

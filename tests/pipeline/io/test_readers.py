@@ -9,7 +9,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import write_dicom_series
+import SimpleITK as sitk
+import torch
+from helpers import write_dicom_series, write_itk
 
 from atriumseg.pipeline.io import volumes as io
 from atriumseg.pipeline.io.writing import write_image
@@ -127,3 +129,16 @@ def test_a_zero_voxel_size_in_an_nrrd_header_is_refused(tmp_path: Path) -> None:
     path.write_bytes(header.encode() + np.ones(SHAPE, np.float32).tobytes())
     with pytest.raises(io.ImageReadError, match=r"voxel size 1.2 x 0 x 2.5 mm is not usable"):
         io.read_image(path)
+
+
+def test_one_volume_stored_as_4d_is_read_as_that_volume_with_its_geometry(tmp_path: Path) -> None:
+    shape = (20, 22, 24)
+    case = synthetic_case(shape, make_affine(shape, (0.7, 0.8, 3.0), "LPS", (15, -10, 5)), seed=3)
+    flat = write_itk(tmp_path / "flat.nrrd", case.image, case.affine)
+    stacked = sitk.JoinSeries(sitk.ReadImage(str(flat)))
+    assert stacked.GetSize() == (*shape, 1)
+    sitk.WriteImage(stacked, str(tmp_path / "stacked.nrrd"))
+    three, four = io.read_image(flat), io.read_image(tmp_path / "stacked.nrrd")
+    assert torch.equal(three.tensor, four.tensor)
+    np.testing.assert_allclose(four.tensor.affine.numpy(), three.tensor.affine.numpy(), atol=1e-6)
+    assert not np.allclose(four.tensor.affine.numpy(), np.eye(4))
