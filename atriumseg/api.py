@@ -117,7 +117,7 @@ def measure(
     ``mask`` is anything :func:`segment` accepts or returns, or a numpy array with its ``affine``;
     all figures are in world units, so they do not depend on the voxel grid or orientation. With the
     patient's ``height_cm`` and ``weight_kg`` the result also holds ``bsa_m2`` and ``lavi_ml_m2``; they
-    stay NaN (with a logged reason) when either is missing or implausible.
+    stay NaN (with a logged reason) when either is missing or implausible, and ``lavi_ml_m2`` for an empty mask.
     """
     result = measure_array(*_mask_and_affine(mask, affine))
     if height_cm is None and weight_kg is None:
@@ -126,6 +126,9 @@ def measure(
     if index.reason is not None:
         log.warning("no BSA or LAVI: %s", index.reason)
         return result
+    if index.lavi_ml_m2 is None:
+        log.warning("no LAVI: the mask is empty")
+        return replace(result, bsa_m2=index.bsa_m2)
     return replace(result, bsa_m2=index.bsa_m2, lavi_ml_m2=index.lavi_ml_m2)
 
 

@@ -60,3 +60,5 @@ def test_measure_with_height_and_weight_gives_bsa_and_lavi_and_nan_without() -> 
     assert indexed.lavi_ml_m2 == pytest.approx(1.0 / indexed.bsa_m2)
     for plain in (atriumseg.measure(mask, affine), atriumseg.measure(mask, affine, height_cm=1.75, weight_kg=70)):
         assert math.isnan(plain.bsa_m2) and math.isnan(plain.lavi_ml_m2) and plain.volume_ml == indexed.volume_ml
+    empty = atriumseg.measure(np.zeros_like(mask), affine, height_cm=175, weight_kg=70)
+    assert empty.bsa_m2 == indexed.bsa_m2 and math.isnan(empty.lavi_ml_m2)  # no atrium, not an index of 0

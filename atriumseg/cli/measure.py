@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.io.names import case_name
     from atriumseg.pipeline.io.volumes import ImageReadError
 
+    if args.output.exists() and not args.overwrite:  # a usage error is found before any work
+        raise UsageError(f"{args.output} exists; pass --overwrite to replace it, or another --output")
     rows, failed = [], 0
     for path in args.masks:
         try:

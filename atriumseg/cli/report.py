@@ -15,10 +15,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.batch.report import FAILED, rebuild_report, summary_table
+    from atriumseg.pipeline.batch.report import FAILED, RECORDS, rebuild_report, summary_table
 
     if not args.output.is_dir():
         raise UsageError(f"{args.output}: no such folder")
+    if not (args.output / RECORDS).is_dir():  # never write report.csv over a file of someone else's
+        raise UsageError(f"{args.output}: no atriumseg records ({RECORDS}); give the output folder of a segment run")
     results = rebuild_report(args.output)
     print(summary_table(results))
     print(f"report: {args.output / 'report.csv'}")

@@ -34,5 +34,6 @@ def test_a_bad_mask_fails_alone_and_an_existing_csv_is_kept(tmp_path: Path, capl
     assert "bad.nii.gz" in caplog.text
     assert [r["case"] for r in csv.DictReader(out.open())] == ["good"]
     before = out.read_bytes()
-    assert main(["measure", str(good), "-o", str(out)]) == EXIT_USAGE
-    assert out.read_bytes() == before
+    caplog.clear()
+    assert main(["measure", str(good), str(bad), "-o", str(out)]) == EXIT_USAGE  # found before any mask is read
+    assert out.read_bytes() == before and "bad.nii.gz" not in caplog.text and "--overwrite" in caplog.text

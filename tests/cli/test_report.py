@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from atriumseg.cli import EXIT_CASE_FAILED, EXIT_OK, EXIT_USAGE, main
 from atriumseg.pipeline.batch.report import FAILED, OK, CaseResult, write_record
 
@@ -22,3 +24,11 @@ def test_report_rebuilds_the_csv_from_the_records(tmp_path: Path) -> None:
 def test_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["report", str(tmp_path / "nowhere")]) == EXIT_USAGE
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_folder_of_no_segment_run_is_refused_and_its_report_csv_kept(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "report.csv").write_text("patient,score\np1,42\n")  # the inputs folder, typed by mistake
+    assert main(["report", str(tmp_path)]) == EXIT_USAGE
+    assert "no atriumseg records" in caplog.text
+    assert (tmp_path / "report.csv").read_text() == "patient,score\np1,42\n" and not (tmp_path / "report.json").exists()

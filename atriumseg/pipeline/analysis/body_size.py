@@ -36,7 +36,8 @@ class BodySize:
 
 @dataclass(frozen=True)
 class BodySizeIndex:
-    """BSA and LAVI, both None with the ``reason`` when the body size is unknown or implausible."""
+    """BSA and LAVI, both None with the ``reason`` when the body size is unknown or implausible; LAVI alone None
+    for an empty mask, which measures no atrium (an index of 0 would be averaged in as if measured)."""
 
     bsa_m2: float | None
     lavi_ml_m2: float | None
@@ -77,7 +78,7 @@ def body_size_index(volume_ml: float, body: BodySize | None) -> BodySizeIndex:
     if reason is not None:
         return BodySizeIndex(None, None, reason)
     bsa = mosteller_bsa_m2(body.height_cm, body.weight_kg)
-    return BodySizeIndex(bsa, volume_ml / bsa)
+    return BodySizeIndex(bsa, volume_ml / bsa if volume_ml > 0 else None)
 
 
 def choose_body_size(case: str, patients: Mapping[str, BodySize], dicom: BodySize | None) -> BodySize | None:

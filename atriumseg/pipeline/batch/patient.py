@@ -22,7 +22,8 @@ def patient_fields(
     """The report columns of ``case``'s patient under :class:`~.report.CaseResult` field names.
 
     Identifiers (DICOM series only, none when ``anonymous``), and ``height_cm``, ``weight_kg``, ``bsa_m2``,
-    ``lavi_ml_m2`` when the body size is known and plausible (NaN otherwise, the reason logged).
+    ``lavi_ml_m2`` when the body size is known and plausible (NaN otherwise, the reason logged); no ``lavi_ml_m2``
+    for an empty mask, which measures no atrium.
     """
     values: dict[str, str | float] = {}
     dicom = None
@@ -40,6 +41,9 @@ def patient_fields(
     if index.reason is not None:
         (log.info if body is None else log.warning)("%s: no BSA or LAVI: %s", case.name, index.reason)
         return values
-    values.update(height_cm=body.height_cm, weight_kg=body.weight_kg, bsa_m2=index.bsa_m2,
-                  lavi_ml_m2=index.lavi_ml_m2)
+    values.update(height_cm=body.height_cm, weight_kg=body.weight_kg, bsa_m2=index.bsa_m2)
+    if index.lavi_ml_m2 is not None:
+        values["lavi_ml_m2"] = index.lavi_ml_m2
+    else:
+        log.warning("%s: no LAVI: no atrium segmented (empty mask)", case.name)
     return values

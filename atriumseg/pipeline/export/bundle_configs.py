@@ -45,6 +45,8 @@ def _preprocessing(card: ModelCard, ensemble: bool = False) -> list[dict[str, An
         {"_target_": "LoadImaged", "keys": "image", "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": "image"},
         {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32", "track_meta": True},
+        {"_target_": "Lambdad", "keys": "image",  # as atriumseg: a NaN or infinite voxel reads as 0, not as a NaN
+         "func": "$lambda x: torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)"},  # poisoning the percentiles
         {"_target_": "Orientationd", "keys": "image", "axcodes": pre.orientation,
          "labels": [["L", "R"], ["P", "A"], ["I", "S"]]},
         {"_target_": "Spacingd", "keys": "image", "pixdim": list(pre.pixdim), "mode": "bilinear",

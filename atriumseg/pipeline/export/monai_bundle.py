@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from importlib import metadata as package_metadata
 from importlib import resources
@@ -42,6 +41,7 @@ from atriumseg.pipeline.export.bundle_configs import (
     metadata,
     plane_ensemble_arguments,
 )
+from atriumseg.pipeline.io.writing import temporary_path
 from atriumseg.transforms.preprocessing import frame_key
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,8 @@ def export_monai_bundle(output: str | Path, model: str | Path | None = None, ove
     folder = resolve_model_path(None if model is None else Path(model))
     exported = _ensemble(folder) if is_ensemble(folder) else _Exported(*load_model(folder))
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    staging = temporary_path(output)  # a hidden sibling, made as any folder is (umask), not mkdtemp's 0700
+    staging.mkdir()
     try:
         _write_bundle(staging, exported)
         _move_into(staging, output)
@@ -192,6 +193,7 @@ def _write_docs(folder: Path, exported: _Exported, meta: dict[str, Any], sources
         "copies": " and ".join(f"`{package.replace('.', '/')}/{name}`" for package, name in sources),
         "torchscript": _torchscript_io(cards),
         "threshold": f"{post.threshold:g}",
+        "cleanup": "`KeepLargestConnectedComponentd`, " if post.largest_component else "",
         "validation": _validation_lines(card),
         "datasets": "\n".join(f"- **{d['dataset']}**: {d['reference']}; licence: {d['licence']}"
                               for d in meta["datasets"]) or "- none stated on this model's card",

@@ -25,6 +25,8 @@ def test_mosteller_bsa_and_lavi_of_a_typical_adult() -> None:
     assert index.lavi_ml_m2 == pytest.approx(55.0 / BSA_175_CM_70_KG, rel=1e-12)  # 29.815 mL/m²
     assert index.lavi_ml_m2 == pytest.approx(29.815, abs=1e-3)
     assert index.reason is None
+    empty = body_size_index(0.0, BodySize.from_dicom(1.75, 70.0))
+    assert empty.bsa_m2 == index.bsa_m2 and empty.lavi_ml_m2 is None and empty.reason is None
 
 
 def test_the_plausible_range_is_inclusive() -> None:

@@ -17,6 +17,8 @@ def _ball(radius: float, centre=(30, 30, 30)) -> np.ndarray:
 
 
 ATRIUM = _ball(20)  # 33.5 mL, well inside the volume
+EDGE_TOUCHING = np.zeros(SHAPE, np.uint8)  # two 12.8 mL blocks meeting along one edge: one component to clean-up
+EDGE_TOUCHING[6:30, 6:30, 8:30], EDGE_TOUCHING[30:54, 30:54, 8:30] = 1, 1
 
 
 @pytest.mark.parametrize(
@@ -29,8 +31,10 @@ ATRIUM = _ball(20)  # 33.5 mL, well inside the volume
         (_ball(20, (19, 30, 30)), _ball(20, (19, 30, 30)), ML, ("mask touches the volume edge",)),
         (_ball(16, (22, 30, 30)) | _ball(10, (50, 30, 30)), _ball(16, (22, 30, 30)), ML, ("2 large components",)),
         (ATRIUM | _ball(3, (30, 30, 54)), ATRIUM, ML, ()),  # a small stray component is not worth a flag
+        (EDGE_TOUCHING, EDGE_TOUCHING, ML, ()),  # connected as clean-up connects (26 neighbours): nothing removed
     ],
-    ids=["plausible", "empty", "too-small", "too-large", "edge", "two-large-components", "small-stray"],
+    ids=["plausible", "empty", "too-small", "too-large", "edge", "two-large-components", "small-stray",
+         "touching-along-an-edge"],
 )
 def test_quality_flags(raw, mask, voxel_ml, expected) -> None:
     assert quality_flags(raw, mask, voxel_ml) == expected

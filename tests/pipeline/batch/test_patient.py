@@ -41,6 +41,9 @@ def test_a_file_case_has_an_index_only_from_the_patients_table(
     with caplog.at_level(logging.INFO):
         assert patient_fields(case, 80.0, {}) == {}
     assert "p1: no BSA or LAVI" in caplog.text
+    empty = patient_fields(case, 0.0, {"p1": BodySize(180.0, 81.0, "patients.csv line 2")})
+    assert "lavi_ml_m2" not in empty and empty["bsa_m2"] == pytest.approx(2.0125, abs=1e-4)
+    assert "p1: no LAVI: no atrium segmented" in caplog.text
 def test_patients_csv_overrides_the_dicom_tags_and_an_absurd_height_leaves_lavi_empty(
     tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import zipfile
@@ -22,6 +23,7 @@ from monai.data import load_net_with_metadata
 
 import atriumseg
 from atriumseg.demo import sample_paths
+from atriumseg.models.card import Postprocessing
 from atriumseg.models.checkpoint import default_model_path, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble, load_ensemble_card
 from atriumseg.models.planes import PlaneEnsemble
@@ -99,6 +101,13 @@ def test_a_model_whose_card_states_no_licence_gets_none_made_up(model_folder: Pa
     assert "no validation figures on this model's card" in readme
 
 
+def test_a_model_that_keeps_every_component_is_documented_and_run_so(tmp_path: Path) -> None:
+    card = replace(STANDIN_CARD, postprocessing=Postprocessing(largest_component=False))
+    bundle = export_monai_bundle(tmp_path / "bundle", save_model(standin_network(), card, tmp_path / "model"))
+    for text in ((bundle / "docs/README.md").read_text(), (bundle / "configs/inference.json").read_text()):
+        assert "KeepLargestConnectedComponentd" not in text and "SaveImaged" in text
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 20, 24, 12), (2, 1, 9, 7, 30)])
 def test_torchscript_gives_the_ensembles_logits(bundle: Path, shape: tuple[int, ...]) -> None:
     folder = default_model_path()
@@ -132,9 +141,16 @@ def test_export_refuses_a_non_empty_folder_and_overwrite_keeps_other_files(model
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
     export_monai_bundle(target, model_folder, overwrite=True)
     assert (target / "notes.txt").read_text() == "mine" and (target / "models/model.ts").is_file()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle.")], "staging folder left behind"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging folder left behind"
     with pytest.raises(BundleExportError, match="not a folder"):
         export_monai_bundle(target / "notes.txt", model_folder)
+
+
+def test_a_new_bundle_folder_has_the_permissions_of_any_new_folder(model_folder: Path, tmp_path: Path) -> None:
+    (tmp_path / "plain").mkdir()
+    bundle = export_monai_bundle(tmp_path / "bundle", model_folder)  # others may read it, as the umask says
+    assert stat.S_IMODE(bundle.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging folder left behind"
 
 
 def standin_member(folder: Path, plane: str, slice_spacing: float = 1.5, min_size: int = 0) -> Path:
@@ -176,12 +192,15 @@ def run_bundle(bundle: Path, image: Path, output: Path) -> nib.Nifti1Image:
 
 
 def oblique_case(folder: Path) -> tuple[Path, tuple[int, ...], np.ndarray]:
-    """A synthetic case on an oblique LPI grid, written to ``folder/case.nii.gz``: its path, shape and affine."""
+    """A synthetic case on an oblique LPI grid, written to ``folder/case.nii.gz``: its path, shape and affine. Two
+    corner voxels are NaN and infinite (scanners write such), which atriumseg reads as 0."""
     shape = (46, 41, 33)
     affine = make_affine(shape, spacing=(1.1, 1.3, 1.9), axcodes="LPI", rotation_deg=(12, -7, 25))
     case = synthetic_case(shape, affine=affine, seed=3)
+    image = case.image.astype(np.float32)
+    image[0, 0, 0], image[-1, 0, 0] = np.nan, np.inf
     folder.mkdir()
-    return write_nifti(folder / "case.nii.gz", case.image, case.affine), shape, affine
+    return write_nifti(folder / "case.nii.gz", image, case.affine), shape, affine
 
 
 def test_an_ensemble_bundle_holds_one_network_of_every_member(fused: Path, tmp_path: Path) -> None:
