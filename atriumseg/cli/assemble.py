@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     members = dict(args.members)
     if len(members) != len(args.members):
         raise UsageError(f"member names must be distinct, got {[name for name, _ in args.members]}")
+    if args.output.exists() and not args.output.is_dir():
+        raise UsageError(f"{args.output} exists and is not a folder; give a new or empty folder for the ensemble")
     if args.output.exists() and any(args.output.iterdir()) and not args.overwrite:
         raise UsageError(f"{args.output} is not empty; pass --overwrite to replace the ensemble there")
     try:

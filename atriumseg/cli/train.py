@@ -90,6 +90,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from atriumseg.pipeline.inference.device import resolve_device
     from atriumseg.pipeline.training.checkpoints import check_init
     from atriumseg.pipeline.training.config import TrainConfig
     from atriumseg.pipeline.training.distributed import Ranks
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         training_sets(config)  # every dataset readable and every named case found, before any work
         if config.init is not None and not config.resume:
             check_init(config.init, config.design)
+        resolve_device(config.device)  # a device that is not there is a usage error, as for segment
     except (OSError, ValueError) as err:
         raise UsageError(str(err)) from err
     result = train(config, show_progress=not args.quiet)

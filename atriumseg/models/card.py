@@ -86,7 +86,7 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         try:
-            validate_axcodes(self.orientation)
+            object.__setattr__(self, "orientation", validate_axcodes(self.orientation))  # "ras" means "RAS"
         except ValueError as err:
             raise CardError(f"preprocessing.{err}") from None
         if self.plane not in PLANES:
@@ -163,6 +163,8 @@ class ModelDesign:
         return ModelDesign(self.architecture, self.preprocessing, self.postprocessing)
 
 
+# What a card written before these fields existed meant by their absence: no resampling between slices, no padding.
+LEGACY_PREPROCESSING = {"slice_spacing": 0.0, "min_slice_size": 0}
 BUILT_IN = ModelDesign()  # the built-in axial member: 2.5D (one neighbour each side), width 32, depth 4
 
 
@@ -197,7 +199,7 @@ class ModelCard(ModelDesign):
         try:
             return cls(
                 architecture=Architecture(**data["architecture"]),
-                preprocessing=Preprocessing(**data["preprocessing"]),
+                preprocessing=Preprocessing(**{**LEGACY_PREPROCESSING, **data["preprocessing"]}),
                 postprocessing=Postprocessing(**data["postprocessing"]),
                 package_version=str(data.get("package_version", "")),
                 provenance=dict(data.get("provenance", {})),

@@ -43,7 +43,9 @@ def save_model(network: UNet, card: ModelCard, folder: Path) -> Path:
     return folder
 
 
-def _resolve(path: Path) -> Path:
+def model_folder(path: Path) -> Path:
+    """The model folder ``path`` names: the folder itself, or the folder of its card or weights file; a
+    :class:`CheckpointError` for anything else (a pickled checkpoint is never taken for a model)."""
     path = Path(path)
     if path.is_dir():
         return path
@@ -59,7 +61,7 @@ def _resolve(path: Path) -> Path:
 
 def load_card(path: Path) -> ModelCard:
     """The card of a model folder, without touching the weights."""
-    folder = _resolve(path)
+    folder = model_folder(path)
     if not (folder / CARD_NAME).is_file():
         raise CheckpointError(f"model {folder}: missing {CARD_NAME}")
     try:
@@ -73,7 +75,7 @@ def load_model(path: Path) -> tuple[UNet, ModelCard]:
 
     Raises :class:`CheckpointError` if the card is unknown or does not match the weights.
     """
-    folder = _resolve(path)
+    folder = model_folder(path)
     card = load_card(folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():

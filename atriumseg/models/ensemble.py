@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from atriumseg.models.card import FORMAT_VERSION, CardError, ModelCard, Postprocessing
-from atriumseg.models.checkpoint import CARD_NAME, WEIGHTS_NAME, CheckpointError, load_model
+from atriumseg.models.checkpoint import CARD_NAME, WEIGHTS_NAME, CheckpointError, load_model, model_folder
 from atriumseg.models.unet import UNet
 from atriumseg.pipeline.io.writing import write_atomically
 
@@ -143,16 +143,17 @@ def assemble_ensemble(
     member :func:`load_ensemble` would refuse stops it with nothing copied (:class:`CheckpointError`).
     """
     folder = Path(folder)
-    sources = {name: Path(path) for name, path in members.items()}
-    card = EnsembleCard(tuple(sources), postprocessing or Postprocessing(), package_version,
-                        {**(provenance or {}), "member_sources": {n: str(p) for n, p in sources.items()}})
-    for name, source in sources.items():  # every member is checked before anything is written
-        if is_ensemble(source):
-            raise CheckpointError(f"member {name!r}: {source} is itself an ensemble; list its members instead")
+    sources: dict[str, Path] = {}
+    for name, path in members.items():  # every member is checked before anything is written
         try:
-            load_model(source)
+            sources[name] = model_folder(path)  # runs/a/card.json names the folder runs/a
+            if is_ensemble(sources[name]):
+                raise CheckpointError(f"{path} is itself an ensemble; list its members instead")
+            load_model(sources[name])
         except CheckpointError as err:
             raise CheckpointError(f"member {name!r}: {err}") from err
+    card = EnsembleCard(tuple(sources), postprocessing or Postprocessing(), package_version,
+                        {**(provenance or {}), "member_sources": {n: str(p) for n, p in sources.items()}})
     for name, source in sources.items():
         for part in (WEIGHTS_NAME, CARD_NAME):
             write_atomically(folder / name / part, lambda tmp, src=source / part: shutil.copyfile(src, tmp))

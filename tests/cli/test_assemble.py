@@ -45,7 +45,8 @@ def test_assemble_writes_an_ensemble_that_segments(
     assert dice(np.asanyarray(mask.dataobj), case.label) > 0.85
 
 
-@pytest.mark.parametrize("problem", ["no-equals", "same-name", "missing-model", "not-empty", "bad-threshold"])
+@pytest.mark.parametrize("problem", ["no-equals", "same-name", "missing-model", "not-empty", "bad-threshold",
+                                     "output-is-a-file"])
 def test_bad_requests_exit_2_and_write_nothing(
     problem: str, model_folder: Path, coronal_folder: Path, tmp_path: Path, caplog
 ) -> None:
@@ -59,6 +60,8 @@ def test_bad_requests_exit_2_and_write_nothing(
     if problem == "not-empty":
         target.mkdir()
         (target / "notes.txt").write_text("mine")
+    if problem == "output-is-a-file":
+        target.write_text("mine")
     with caplog.at_level(logging.ERROR):
         if problem == "no-equals":
             with pytest.raises(SystemExit) as exit_info:
@@ -67,10 +70,21 @@ def test_bad_requests_exit_2_and_write_nothing(
         else:
             assert main(argv) == EXIT_USAGE
     reasons = {"same-name": "distinct", "missing-model": "member 'coronal'", "not-empty": "--overwrite",
-               "bad-threshold": "threshold must be"}
+               "bad-threshold": "threshold must be", "output-is-a-file": "is not a folder"}
     assert problem == "no-equals" or reasons[problem] in caplog.text
+    if problem == "output-is-a-file":
+        assert target.read_text() == "mine"
+        return
     written = sorted(p.name for p in target.iterdir()) if target.exists() else []
     assert written == (["notes.txt"] if problem == "not-empty" else [])
+
+
+def test_a_member_named_by_its_card_file_is_its_folder(model_folder: Path, coronal_folder: Path,
+                                                      tmp_path: Path) -> None:
+    argv = ["assemble", "-o", str(tmp_path / "fused"), f"axial={model_folder}", f"coronal={coronal_folder}/card.json"]
+    assert main(argv) == EXIT_OK
+    assert (tmp_path / "fused" / "coronal" / "model.safetensors").read_bytes() == \
+        (coronal_folder / "model.safetensors").read_bytes()
 
 
 def test_overwrite_replaces_the_ensembles_card(model_folder: Path, coronal_folder: Path, tmp_path: Path) -> None:

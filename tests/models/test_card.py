@@ -131,3 +131,16 @@ def test_pixdim_puts_the_slice_spacing_on_the_slice_axis() -> None:
     pre = Preprocessing(orientation="RAS", plane="coronal", spacing=(1.0, 0.8), slice_spacing=2.5)
     assert np.allclose(pre.pixdim, (1.0, 2.5, 0.8))
     assert np.allclose(replace(pre, slice_spacing=0.0).pixdim, (1.0, 0.0, 0.8))
+
+
+def test_lower_case_axis_codes_mean_the_same_frame() -> None:
+    pre = Preprocessing(orientation="lps", plane="coronal")
+    assert pre.orientation == "LPS" and pre.slice_dim == 1 and pre == Preprocessing(orientation="LPS", plane="coronal")
+
+
+def test_a_card_written_before_slice_spacing_and_padding_keeps_its_old_meaning() -> None:
+    data = json.loads((default_model_path() / "axial" / "card.json").read_text())
+    for field in ("slice_spacing", "min_slice_size"):
+        del data["preprocessing"][field]
+    old = ModelCard.from_dict(data).preprocessing
+    assert old.slice_spacing == 0.0 and old.min_slice_size == 0  # not today's 1.25 mm and 160 px
