@@ -44,6 +44,9 @@ def _pair(name: str, value: object) -> tuple[float, float]:
     return tuple(value)  # type: ignore[return-value]
 
 
+MAX_CHANNELS = 1024  # at the U-Net's bottleneck: the reference network (width 64, depth 4) has 512
+
+
 @dataclass(frozen=True)
 class Architecture:
     """Init arguments of :class:`atriumseg.models.unet.UNet`, bounded before any network is built."""
@@ -56,6 +59,10 @@ class Architecture:
         _check_number("architecture.in_channels", self.in_channels, 1, 31, integer=True)
         _check_number("architecture.width", self.width, 1, 512, integer=True)
         _check_number("architecture.depth", self.depth, 2, 8, integer=True)
+        deepest = self.width * self.divisor
+        if deepest > MAX_CHANNELS:  # width 512 at depth 8 would be 127 billion parameters, built before any check
+            raise CardError(f"architecture: width {self.width} at depth {self.depth} gives {deepest} channels at the "
+                            f"bottleneck (width x 2^(depth-1)); at most {MAX_CHANNELS}")
 
     @property
     def divisor(self) -> int:

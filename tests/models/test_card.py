@@ -28,6 +28,7 @@ BAD_PARTS = [
     (Architecture, {"depth": 1}, "architecture.depth must be an integer in [2, 8]"),
     (Architecture, {"in_channels": 2.5}, "architecture.in_channels must be an integer"),
     (Architecture, {"width": True}, "architecture.width must be an integer"),
+    (Architecture, {"width": 512, "depth": 8}, "gives 65536 channels at the bottleneck"),
     (Preprocessing, {"plane": "oblique"}, "plane must be one of"),
     (Preprocessing, {"orientation": "RRS"}, "preprocessing.orientation 'RRS' is not three axis codes"),
     (Preprocessing, {"spacing": (1.0,)}, "preprocessing.spacing must hold 2 numbers"),

@@ -35,8 +35,9 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
         return getattr(torch, precision)
     if precision != "auto":
         raise ValueError(f"precision must be auto, bfloat16, float16 or float32, got {precision!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":  # bfloat16 convolutions need compute capability 8.0 (Ampere) on that very GPU;
+        major, _ = torch.cuda.get_device_capability(device)  # is_bf16_supported() also says yes to emulation
+        return torch.bfloat16 if major >= 8 else torch.float16
     bf16_cpu = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
     return torch.bfloat16 if bf16_cpu else None
 

@@ -72,6 +72,8 @@ class Segmenter:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.card = card
         self.device = resolve_device(device)
+        if not card.postprocessing.largest_component:
+            focus = False  # focus keeps the atrium's neighbourhood only; a card that keeps every component sees all
         self.members = [
             Member(net, member_card, self.device, batch_size, precision, focus)
             for net, member_card in [(network, card), *members]

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from atriumseg import BatchOptions, Segmenter, load_model, run_batch, segment
+from atriumseg.pipeline.inference.device import autocast_dtype
 from atriumseg.synthetic import make_affine, synthetic_case
 
 MIN_DICE = 0.999
@@ -223,3 +224,15 @@ def test_a_one_rank_process_group_steps_like_the_plain_network(model_folder: Pat
     gaps = {name: float((value - held[name]).abs().max()) for name, value in plain.state_dict().items()}
     worst = max(gaps, key=gaps.get)
     assert gaps[worst] <= 1e-5, f"after one step, {worst} differs by {gaps[worst]:.2e} between DDP and plain"
+
+
+@pytest.mark.parametrize(("capability", "dtype"), [((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                                                   ((9, 0), torch.bfloat16)])
+def test_auto_precision_on_a_gpu_follows_that_gpus_compute_capability(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], dtype: torch.dtype
+) -> None:
+    """A T4 or V100 (before 8.0) has no bfloat16 convolutions: float16 there, whatever emulation claims."""
+    asked: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: asked.append(d) or capability)
+    assert autocast_dtype(torch.device("cuda:1")) == dtype and asked == [torch.device("cuda:1")]

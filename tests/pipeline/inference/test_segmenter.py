@@ -138,6 +138,17 @@ def test_a_single_model_segmentation_is_consistent() -> None:
     assert torch.equal(kept.clean(seg.raw).as_tensor(), seg.raw.as_tensor())
 
 
+def test_a_card_that_keeps_every_component_is_not_focused_on_one() -> None:
+    card, level = MEMBERS["axial"]
+    image, _ = _image()
+    image[0, 1:9, 1:9, 1:9] = image.max()  # a second bright structure, far from the atrium
+    keep_all = replace(card, postprocessing=Postprocessing(0.5, largest_component=False))
+    focused = Segmenter(_sharp(card, level), keep_all, device="cpu")
+    whole = Segmenter(_sharp(card, level), keep_all, device="cpu", focus=False)
+    assert torch.equal(focused(image).as_tensor(), whole(image).as_tensor())
+    assert int(focused(image)[0, 1:9, 1:9, 1:9].sum()) > 0  # the other structure is kept, as the card asks
+
+
 def test_probabilities_below_the_floor_are_zero() -> None:
     """A background of 0.004 (below the 0.01 floor) is 0 in the map, also in the margin resampled around the atrium."""
     card, level = MEMBERS["axial"]
