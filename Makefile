@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
+# PyPI's Linux torch is the CUDA build; the CPU wheel comes from PyTorch's CPU index, unless pip is given local
+# wheels (PIP_FIND_LINKS, as on the project's machines). `make setup TORCH_INDEX=` installs from PyPI instead.
+TORCH_INDEX ?= $(if $(PIP_FIND_LINKS),,https://download.pytorch.org/whl/cpu)
 
 .PHONY: setup demo test test-fast lint clean
 
@@ -13,7 +16,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_PIN)"
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 

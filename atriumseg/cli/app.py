@@ -2,7 +2,8 @@
 
 Every command ends the same way: 0 on success, 1 when a case or the work failed (one clear line each;
 ``-v`` adds the traceback), 2 on bad usage (an option, a model, a folder) found before any work, 130 when
-stopped by Ctrl-C/SIGTERM. A closed pipe (``atriumseg info | head``) ends quietly.
+stopped by Ctrl-C/SIGTERM (``serve``: 0 after its clean stop). A closed pipe (``atriumseg info | head``) ends
+quietly.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import import_module
 
 from atriumseg._version import __version__
@@ -47,6 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does (exit 130, files written atomically), not killed outright (143);
+    ``segment`` and ``serve`` put their own handlers in while they run. The previous handler is restored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``atriumseg`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -56,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     try:
-        return args.run(args)
+        with _sigterm_interrupts():
+            return args.run(args)
     except UsageError as err:
         log.error("%s", err)
         return EXIT_USAGE

@@ -91,7 +91,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.inference.device import resolve_device
-    from atriumseg.pipeline.training.checkpoints import check_init
+    from atriumseg.pipeline.training.checkpoints import check_held_out, check_init
     from atriumseg.pipeline.training.config import TrainConfig
     from atriumseg.pipeline.training.distributed import Ranks
     from atriumseg.pipeline.training.splits import training_sets
@@ -99,9 +99,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = TrainConfig(**options.given_fields(args, TrainConfig), command=shlex.join(["atriumseg", *args.argv]))
-        training_sets(config)  # every dataset readable and every named case found, before any work
+        sets = training_sets(config)  # every dataset readable and every named case found, before any work
         if config.init is not None and not config.resume:
-            check_init(config.init, config.design)
+            validation = {s.dataset.name: [case.name for case in s.validation] for s in sets}
+            check_held_out(config.init, check_init(config.init, config.design), validation,
+                           config.fold if config.folds else None)
         resolve_device(config.device)  # a device that is not there is a usage error, as for segment
     except (OSError, ValueError) as err:
         raise UsageError(str(err)) from err

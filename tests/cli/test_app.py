@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,19 @@ def test_each_outcome_has_its_exit_code(
     with caplog.at_level(logging.ERROR):
         assert cli.main(["report", "anything"]) == code
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+@pytest.mark.slow
+def test_sigterm_stops_any_command_with_exit_130(tmp_path: Path, synthetic_dataset: Path) -> None:
+    """A training run (no signal handling of its own) stopped by SIGTERM exits 130 as after Ctrl-C, not 143."""
+    run = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "atriumseg", "train", str(synthetic_dataset), "-o", str(run),
+                                "--width", "8", "--depth", "3", "--patch", "32", "--epochs", "1000", "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.csv").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # training has begun: the command's handlers are in place
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == cli.EXIT_INTERRUPTED, stderr[-2000:]
+    assert "interrupted" in stderr

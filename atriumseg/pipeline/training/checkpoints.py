@@ -102,6 +102,25 @@ def check_init(init: Path, design: ModelDesign) -> ModelCard:
     return init_card
 
 
+def check_held_out(init: Path, init_card: ModelCard, validation: dict[str, list[str]], fold: int | None) -> None:
+    """Refuse a fold run (``fold`` given) whose validation cases the ``--init`` model's run trained on, per dataset
+    (its card's split): that fold's out-of-fold figures would not be held out. Any other run is warned."""
+    seen = {}
+    for dataset, cases in validation.items():
+        trained = set(init_card.provenance.get("split", {}).get(dataset, {}).get("train", []))
+        if both := sorted(set(cases) & trained):
+            seen[dataset] = both
+    if not seen:
+        return
+    listed = "; ".join(f"{dataset}: {', '.join(cases[:4])}{' ...' if len(cases) > 4 else ''} ({len(cases)})"
+                       for dataset, cases in seen.items())
+    if fold is not None:
+        raise ValueError(f"--init {init} trained on validation cases of fold {fold} ({listed}), so its figures there "
+                         "would not be held out; continue fold K from fold K's earlier run (same --folds, --seed and "
+                         "--exclude), never from a model trained on every case")
+    log.warning("--init %s trained on this run's validation cases (%s): their figures are not held out", init, listed)
+
+
 def widen_context(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
     """A U-Net's ``state`` taking ``channels`` neighbour-slice channels instead of its own fewer ones.
 
@@ -124,6 +143,9 @@ def initial_weights(network: torch.nn.Module, card: ModelCard, init: Path) -> li
     """
     folder = init_folder(init, card)
     init_card = check_init(folder, card)
+    validation = {name: part.get("validation", []) for name, part in card.provenance.get("split", {}).items()}
+    config = card.provenance.get("config", {})
+    check_held_out(folder, init_card, validation, config.get("fold") if config.get("folds") else None)
     loaded, _ = load_model(folder)
     if replace(init_card.preprocessing, context=card.preprocessing.context) != card.preprocessing:
         log.warning("--init %s: preprocessing differs from this run's (%s vs %s); its weights are a starting "

@@ -96,7 +96,7 @@ def fold_cards(fold_models: list[Path], partial: bool = False) -> tuple[list[tup
     A :class:`ValueError`, naming each folder's K and fold where those are at fault, refuses: a model of no
     ``--fold``, another K, a fold missing or twice (``partial`` accepts some of the K folds, each once), a fold's
     validation case that another fold did not train on (another seed, data or exclusion: not one split), and an
-    ensemble mixing folds.
+    ensemble mixing folds, and a model picked on its validation cases (a run's ``best/``).
     """
     cards = [(Path(folder), fold_card(Path(folder))) for folder in fold_models]
     configs = [card.provenance.get("config", {}) for _, card in cards]
@@ -111,7 +111,19 @@ def fold_cards(fold_models: list[Path], partial: bool = False) -> tuple[list[tup
         needs = f"folds of 0..{k - 1} at most once each" if partial else f"0..{k - 1} once each"
         raise ValueError(f"the fold models cover folds {folds}; {k}-fold cross-validation needs {needs} ({named})")
     _check_one_split([card for _, card in cards])
+    for folder, _ in cards:
+        _refuse_picked(folder)
     return cards, folds, k
+
+
+def _refuse_picked(folder: Path) -> None:
+    """A model picked on its validation cases (a run's ``best/``, whose card holds their figures) would flatter
+    its out-of-fold figures: a :class:`ValueError` names it (or the ensemble's member)."""
+    names = load_ensemble_card(folder).members if is_ensemble(folder) else [""]
+    for name in names:
+        if "validation" in load_card(folder / name if name else folder).provenance:
+            where = f"{folder}, member {name!r}" if name else str(folder)
+            raise ValueError(f"{where} was picked on its validation cases (a run's best/); score each fold's last/")
 
 
 def _check_one_split(cards: list[ModelCard]) -> None:

@@ -23,6 +23,13 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import MRImageStorage, SegmentationStorage, Verification
 
 ROW, COLUMN = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)  # an axial series
+# .ci/run sets this: a real DICOM program missing is then a failure, not a skip (nor a pynetdicom stand-in).
+REQUIRE_PROGRAMS = os.environ.get("ATRIUMSEG_REQUIRE_SERVICES") == "1"
+
+
+def program(name: str) -> str | None:
+    """Where a system program is; Debian puts Orthanc in /usr/sbin, off a normal user's PATH."""
+    return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
 
 
 def free_port() -> int:
@@ -181,11 +188,12 @@ def send(files: list[Path], port: int, calling: str = "SCANNER", called: str = "
 
 def storescu(files: list[Path], port: int, calling: str = "SCANNER", called: str = "ATRIUMSEG"):
     """dcmtk's storescu, as a scanner sends: one association, the files in order."""
-    command = ["storescu", "-aet", calling, "-aec", called, "127.0.0.1", str(port), *map(str, files)]
+    command = [STORESCU or "storescu", "-aet", calling, "-aec", called, "127.0.0.1", str(port), *map(str, files)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-HAVE_DCMTK = shutil.which("storescu") is not None
+STORESCU = program("storescu")
+HAVE_DCMTK = STORESCU is not None
 
 
 class Orthanc:
@@ -208,7 +216,7 @@ class Orthanc:
 
     def start(self) -> Orthanc:
         log = open(self.folder / "orthanc.log", "w")
-        self.popen = subprocess.Popen(["Orthanc", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen([ORTHANC or "Orthanc", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_until(self._up, 60, "Orthanc answering over HTTP")
         return self
@@ -248,4 +256,5 @@ class Orthanc:
                 self.popen.wait(10)
 
 
-HAVE_ORTHANC = shutil.which("Orthanc") is not None
+ORTHANC = program("Orthanc")
+HAVE_ORTHANC = ORTHANC is not None

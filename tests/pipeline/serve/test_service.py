@@ -21,7 +21,7 @@ from pynetdicom.sop_class import BasicTextSRStorage, CTImageStorage, Verificatio
 
 from atriumseg.cli import EXIT_OK, main
 from atriumseg.synthetic import make_affine, synthetic_case
-from serve.nodes import HAVE_DCMTK, mr_series, send, storescu, wait_until
+from serve.nodes import HAVE_DCMTK, REQUIRE_PROGRAMS, mr_series, send, storescu, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,8 @@ def _reference_mask(source: Path, out: Path, model: Path, case: str) -> nib.Nift
 
 
 def _send(files: list[Path], port: int) -> None:
+    """dcmtk's storescu as the scanner; where dcmtk is missing (not in CI, which requires it) pynetdicom sends."""
+    assert HAVE_DCMTK or not REQUIRE_PROGRAMS, "dcmtk's storescu is not installed (.ci/run installs it)"
     if HAVE_DCMTK:
         done = storescu(files, port)
         assert done.returncode == 0, done.stderr

@@ -14,6 +14,8 @@ from atriumseg.models.checkpoint import build_network, load_card, load_model, sa
 from atriumseg.models.ensemble import assemble_ensemble
 from atriumseg.pipeline.training.checkpoints import STATE_NAME, check_init, initial_weights
 from atriumseg.pipeline.training.distributed import Ranks
+from atriumseg.pipeline.training.provenance import run_provenance
+from atriumseg.pipeline.training.splits import training_sets
 from atriumseg.pipeline.training.trainer import TrainingRun, make_card, segmentation_loss, train
 from atriumseg.transforms.preprocessing import IMAGE, LABEL
 
@@ -65,6 +67,22 @@ def test_an_init_model_of_another_architecture_is_refused_with_the_reason(tmp_pa
     message = str(caught.value)
     assert "width=8" in message and "width=16" in message and "same --width and --depth" in message
     assert not (tmp_path / "run" / "last").exists()
+
+
+def test_a_fold_run_from_a_model_that_trained_on_its_validation_cases_is_refused(
+        tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
+    everything = tiny_config(synthetic_dataset, tmp_path / "x", val_cases=())  # trains on all four cases
+    seen_all = _model(tmp_path / "all", everything, seed=1)
+    save_model(load_model(seen_all)[0], make_card(everything, run_provenance(
+        everything, training_sets(everything), torch.device("cpu"), 1)), seen_all)
+    fold = tiny_config(synthetic_dataset, tmp_path / "run", val_cases=(), folds=2, fold=1, init=seen_all)
+    with pytest.raises(ValueError, match=r"trained on validation cases of fold 1 \(Synthetic: case_1"):
+        train(fold, show_progress=False)
+    assert not (tmp_path / "run" / "last").exists()
+    monitored = tiny_config(synthetic_dataset, tmp_path / "mon", epochs=1, steps_per_epoch=1, init=seen_all)
+    with caplog.at_level(logging.WARNING):
+        train(monitored, show_progress=False)  # a run that only monitors on such cases is warned, not stopped
+    assert "trained on this run's validation cases (Synthetic: case_103 (1))" in caplog.text
 
 
 def test_an_init_model_of_more_neighbour_slices_is_refused(tmp_path: Path, synthetic_dataset: Path) -> None:

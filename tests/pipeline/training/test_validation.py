@@ -103,6 +103,16 @@ def test_fold_cards_accept_one_split_and_name_the_folders_that_are_not(tmp_path:
         fold_cards([fold0, other_split])
 
 
+def test_a_fold_model_picked_on_its_validation_cases_is_refused(tmp_path: Path) -> None:
+    fold0 = _card(tmp_path / "f0", 2, 0, ["c", "d"], ["a", "b"])
+    best = _card(tmp_path / "best", 2, 1, ["a", "b"], ["c", "d"])
+    card = ModelCard.load(best / "card.json")
+    replace_card = ModelCard(provenance={**card.provenance, "validation": {"A": {"c": {"dice": 0.9}}}})
+    replace_card.save(best / "card.json")  # as a run's best/ card: the figures it was picked on
+    with pytest.raises(ValueError, match=r"best was picked on its validation cases \(a run's best/\)"):
+        fold_cards([fold0, best])
+
+
 def test_a_tta_cross_validation_folder_is_known_by_its_marker(tmp_path: Path) -> None:
     assert not scored_with_tta(tmp_path)
     mark_scored_with_tta(tmp_path)
