@@ -81,7 +81,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "'known' fixes datasets the project knows to be mislabelled (MSD Task02), 'header' trusts the headers")
     add("--device", help=options.DEVICE_HELP)
     add("--workers", type=int, help="data-loading worker processes")
-    add("--resume", action="store_true", help="continue from OUTPUT/last")
+    add("--resume", action="store_true",
+        help="continue from OUTPUT/last with the options the run was started with (more --epochs or --max-minutes, "
+        "another --device, --workers, --precision or --val-every allowed)")
     add("--init", type=_model_folder, metavar="MODEL",
         help="start from this model folder's weights ('default': the built-in model; an ensemble: its member "
         "in this run's --plane); same --width and --depth required, and a --context no narrower (a wider one starts "
@@ -91,7 +93,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.inference.device import resolve_device
-    from atriumseg.pipeline.training.checkpoints import check_held_out, check_init
+    from atriumseg.pipeline.training.checkpoints import check_held_out, check_init, check_resume
     from atriumseg.pipeline.training.config import TrainConfig
     from atriumseg.pipeline.training.distributed import Ranks
     from atriumseg.pipeline.training.splits import training_sets
@@ -105,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             check_held_out(config.init, check_init(config.init, config.design), validation,
                            config.fold if config.folds else None)
         resolve_device(config.device)  # a device that is not there is a usage error, as for segment
+        if config.resume:
+            check_resume(config)
     except (OSError, ValueError) as err:
         raise UsageError(str(err)) from err
     result = train(config, show_progress=not args.quiet)

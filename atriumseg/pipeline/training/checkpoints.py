@@ -18,11 +18,16 @@ from atriumseg.models.checkpoint import CheckpointError, load_card, load_model, 
 from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 from atriumseg.models.lineage import lineage_of
 from atriumseg.pipeline.io.writing import write_atomically
+from atriumseg.pipeline.training.config import TrainConfig
+from atriumseg.pipeline.training.provenance import config_record
 from atriumseg.pipeline.training.validation import validation_summary
 
 log = logging.getLogger(__name__)
 FIRST_CONV = "inc.0.weight"  # the U-Net's first convolution, the one layer that sees the input channels
 STATE_NAME = "training_state.pt"
+# What a --resume may set otherwise than the run was started with; everything else must match last/'s card.
+RESUME_MAY_CHANGE = frozenset({"epochs", "max_minutes", "val_every", "workers", "device", "precision", "resume",
+                               "command", "output"})
 
 
 @dataclass
@@ -37,15 +42,38 @@ class Progress:
 
 def save_checkpoints(network: torch.nn.Module, optimizer: torch.optim.Optimizer, card: ModelCard, output: Path,
                      progress: Progress, per_dataset: dict, improved: bool) -> None:
-    """Write ``last/`` (with the optimizer state and ``progress``) and, when it ``improved``, ``best/`` with
-    the validation figures on its card."""
+    """Write ``best/`` with the validation figures on its card when it ``improved``, then ``last/`` and, last of
+    all, its state (optimizer, ``progress``): a run killed in between resumes from the previous state, never from
+    one whose best Dice a stale ``best/`` does not hold (which no later epoch would then replace)."""
+    if improved:
+        provenance = {**card.provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset)}
+        save_model(network, replace(card, provenance=provenance), output / "best")
     save_model(network, card, output / "last")
     state = {"optimizer": optimizer.state_dict(), "epoch": progress.epoch, "step": progress.step,
              "elapsed": progress.elapsed_before, "best_dice": progress.best_dice}
     write_atomically(output / "last" / STATE_NAME, lambda tmp: torch.save(state, tmp))  # never half a state file
-    if improved:
-        provenance = {**card.provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset)}
-        save_model(network, replace(card, provenance=provenance), output / "best")
+
+
+def check_resume(config: TrainConfig) -> None:
+    """A ``--resume`` continues the run as it was started: a :class:`ValueError` names every setting given
+    otherwise than ``last/``'s card records (data, split, design, schedule...); only :data:`RESUME_MAY_CHANGE` may
+    (more epochs or minutes, another device). Nothing to check before the first ``last/``."""
+    last = Path(config.output) / "last"
+    if not (last / STATE_NAME).is_file():
+        return
+    started, now = load_card(last).provenance.get("config", {}), config_record(config)
+    differ = [key for key in sorted(set(started) & set(now) - RESUME_MAY_CHANGE)
+              if _resolved(key, started[key]) != _resolved(key, now[key])]
+    if differ:
+        given = "; ".join(f"--{key.replace('_', '-')}: started {started[key]!r}, now {now[key]!r}" for key in differ)
+        raise ValueError(f"--resume continues {config.output} as it was started, but {given}; repeat the run's own "
+                         "options (only --epochs, --max-minutes, --val-every, --workers, --device and --precision "
+                         "may change), or train into another --output")
+
+
+def _resolved(key: str, value: object) -> object:
+    """Dataset folders compare by their real paths (typed relative or absolute, they are the same data)."""
+    return [str(Path(v).resolve()) for v in value] if key == "datasets" and isinstance(value, list) else value
 
 
 def resume(network: torch.nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> Progress:

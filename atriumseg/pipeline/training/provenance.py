@@ -35,13 +35,18 @@ def run_provenance(config: TrainConfig, sets: list[TrainingSet], device: torch.d
             for s in sets
         },
         "command": config.command,
-        "config": {**{k: _jsonable(v) for k, v in asdict(config).items()}, "init": model_name(config.init)},
+        "config": config_record(config),
         "machine": _machine(),
         "device": str(device),
         "processes": processes,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
     }
+
+
+def config_record(config: TrainConfig) -> dict:
+    """The run's settings as its card records them (JSON values; the starting model by :func:`model_name`)."""
+    return {**{k: _jsonable(v) for k, v in asdict(config).items()}, "init": model_name(config.init)}
 
 
 def model_name(folder: Path | None) -> str | None:

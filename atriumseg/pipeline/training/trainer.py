@@ -27,7 +27,14 @@ from atriumseg.models.checkpoint import build_network
 from atriumseg.models.lineage import stage
 from atriumseg.pipeline.inference.device import autocast_dtype, resolve_device
 from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.training.checkpoints import STATE_NAME, Progress, earlier_stages, resume, save_checkpoints
+from atriumseg.pipeline.training.checkpoints import (
+    STATE_NAME,
+    Progress,
+    check_resume,
+    earlier_stages,
+    resume,
+    save_checkpoints,
+)
 from atriumseg.pipeline.training.config import TrainConfig
 from atriumseg.pipeline.training.distributed import (
     Ranks,
@@ -147,6 +154,8 @@ class TrainingRun:
         network = build_network(card).to(device).to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         resuming = config.resume and (output / "last" / STATE_NAME).is_file()
+        if resuming:
+            check_resume(config)
         progress = resume(network, optimizer, output / "last") if resuming else Progress()
         earlier = earlier_stages(network, card, output, config.init, resuming)
         model = data_parallel(network, ranks, device)

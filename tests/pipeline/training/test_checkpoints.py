@@ -153,3 +153,17 @@ def test_resume_continues_from_the_last_epoch(tmp_path: Path, synthetic_dataset:
     card = load_card(run / "last")
     assert card.provenance["epochs"] == 3 and len(card.provenance["lineage"]) == 1
     assert card.provenance["lineage"][0]["steps"] == 9
+
+
+def test_a_resume_with_other_settings_than_the_run_was_started_with_is_refused(tmp_path: Path,
+                                                                                synthetic_dataset: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(synthetic_dataset, run, epochs=1, steps_per_epoch=2, val_every=1), show_progress=False)
+    before = (run / "last" / "model.safetensors").read_bytes()
+    short = tiny_config(synthetic_dataset, run, epochs=2, steps_per_epoch=2, val_cases=(), plane="coronal",
+                        resume=True)  # the README's short form would drop the validation case and the plane
+    with pytest.raises(ValueError, match=r"--plane: started 'axial', now 'coronal'; --val-cases: started"):
+        train(short, show_progress=False)
+    assert (run / "last" / "model.safetensors").read_bytes() == before
+    longer = tiny_config(synthetic_dataset, run, epochs=2, steps_per_epoch=2, val_every=1, resume=True)
+    assert train(longer, show_progress=False).last == run / "last"  # more epochs may be asked for
