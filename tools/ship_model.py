@@ -47,7 +47,14 @@ def measured_provenance(segmenter: Segmenter, card: ModelCard, provenance: dict,
     the held-out sample and, when given, the cross-validated figures: a model trained on every case needs them
     (not those of ``tools/cross_validate.py --tta``, an option's figures)."""
     pairs = [item.split("=", 1) for item in args.cross_validation]
+    trained = [name for name, part in card.provenance.get("split", {}).items() if args.holdout in part.get("train", [])]
+    if trained:
+        raise SystemExit(f"ship_model: the model trained on {args.holdout} ({', '.join(trained)}); the held-out "
+                         "sample must be a case no stage of it trained on (--holdout)")
     for _, csv in pairs:
+        if Path(csv).name.endswith(".partial.csv"):
+            raise SystemExit(f"ship_model: {csv} is the progress of a cross-validation whose folds are not all in, "
+                             "never a card's figures")
         if scored_with_tta(Path(csv).parent):
             raise SystemExit(f"ship_model: {csv} holds figures of `segment --tta` (tools/cross_validate.py --tta), "
                              "not of the model as it runs by default")

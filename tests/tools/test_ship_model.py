@@ -79,7 +79,8 @@ def test_a_model_trained_on_every_case_needs_cross_validated_figures(
     ship_model: ModuleType, tiny_model: Path, tmp_path: Path
 ) -> None:
     network, card = load_model(tiny_model)
-    split = {name: {**part, "train": part["train"] + part["validation"], "validation": []}
+    split = {name: {**part, "train": part["train"] + [c for c in part["validation"] if c != "case_103"],
+                    "validation": [], "excluded": ["case_103"]}  # every case but the held-out sample
              for name, part in card.provenance["split"].items()}
     everything = save_model(network, replace(card, provenance={**card.provenance, "split": split}), tmp_path / "all")
     with pytest.raises(SystemExit, match="held out no validation cases.*--cross-validation"):
@@ -94,4 +95,13 @@ def test_cross_validated_figures_of_tta_are_refused(ship_model: ModuleType, tiny
     figures = options(cross_validation=[f"Synthetic={tmp_path / 'cv' / 'Synthetic.csv'}"], folds=2)
     with pytest.raises(SystemExit, match=r"Synthetic\.csv holds figures of `segment --tta`"):
         ship_model.install_model(tiny_model, tmp_path / "default", figures)
+    assert not (tmp_path / "default").exists()
+
+
+@pytest.mark.parametrize(("change", "says"), [({"holdout": "case_100"}, "the model trained on case_100"),
+                                              ({"cross_validation": ["A=cv/A.partial.csv"]}, "progress of a")])
+def test_a_trained_on_holdout_or_progress_figures_are_refused(ship_model: ModuleType, tiny_model: Path,
+                                                              tmp_path: Path, change: dict, says: str) -> None:
+    with pytest.raises(SystemExit, match=says):
+        ship_model.install_model(tiny_model, tmp_path / "default", options(**change))
     assert not (tmp_path / "default").exists()

@@ -69,7 +69,8 @@ def case_metrics(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray) -> Cas
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean, median and worst case of a set of per-case metrics (means leave out NaN figures)."""
+    """Mean, median and worst case of a set of per-case metrics (means leave out NaN figures: the distance means
+    cover ``distance_cases`` of the ``cases``, those where neither mask is empty)."""
 
     cases: int
     dice_mean: float
@@ -80,6 +81,7 @@ class Summary:
     asd_mean_mm: float
     volume_error_mean_pct: float
     abs_volume_error_mean_pct: float
+    distance_cases: int
 
 
 def _nanmean(values: list[float]) -> float:
@@ -103,4 +105,5 @@ def summarise(rows: list[tuple[str, CaseMetrics]]) -> Summary:
         asd_mean_mm=_nanmean([m.asd_mm for _, m in rows]),
         volume_error_mean_pct=_nanmean([m.volume_error_pct for _, m in rows]),
         abs_volume_error_mean_pct=_nanmean([m.abs_volume_error_pct for _, m in rows]),
+        distance_cases=sum(not math.isnan(m.hd95_mm) for _, m in rows),
     )

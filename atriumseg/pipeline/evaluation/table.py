@@ -37,9 +37,10 @@ def write_metrics_csv(rows: list[tuple[str, CaseMetrics]], path: Path) -> Path:
 
 def summary_line(s: Summary) -> str:
     """The summary in one line: Dice mean, median and worst case, mean distances and mean volume errors."""
+    over = "" if s.distance_cases == s.cases else f" over {s.distance_cases} cases (the others have an empty mask)"
     return (
         f"{s.cases} cases: Dice mean {s.dice_mean:.4f}, median {s.dice_median:.4f}, worst {s.dice_worst:.4f} "
-        f"({s.worst_case}); HD95 mean {s.hd95_mean_mm:.2f} mm; ASD mean {s.asd_mean_mm:.2f} mm; "
+        f"({s.worst_case}); HD95 mean {s.hd95_mean_mm:.2f} mm; ASD mean {s.asd_mean_mm:.2f} mm{over}; "
         f"volume error mean {s.volume_error_mean_pct:+.1f}%, absolute {s.abs_volume_error_mean_pct:.1f}%"
     )
 

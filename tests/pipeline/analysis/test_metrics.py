@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from atriumseg.pipeline.analysis.metrics import case_metrics, summarise, volume_error_pct
+from atriumseg.pipeline.evaluation.table import summary_line
 from atriumseg.synthetic import make_affine, world_coordinates
 
 
@@ -103,3 +104,12 @@ def test_summary_names_the_worst_case() -> None:
     assert s.worst_case == "b" and s.dice_worst == pytest.approx(0.5) and s.dice_median == 1.0
     with pytest.raises(ValueError, match="no evaluated case"):
         summarise([])
+
+
+def test_distance_means_say_how_many_cases_they_cover() -> None:
+    cube = _box((9, 9, 9), (2, 2, 2), (6, 6, 6))
+    rows = [("a", case_metrics(cube, cube, np.eye(4))), ("missed", case_metrics(np.zeros_like(cube), cube, np.eye(4)))]
+    s = summarise(rows)
+    assert (s.cases, s.distance_cases, s.hd95_mean_mm) == (2, 1, 0.0)  # the missed case has no distance to average
+    assert "HD95 mean 0.00 mm; ASD mean 0.00 mm over 1 cases (the others have an empty mask)" in summary_line(s)
+    assert "over" not in summary_line(summarise(rows[:1]))

@@ -12,7 +12,9 @@ import torch
 from helpers import tiny_config, train, write_msd_dataset
 
 from atriumseg.models.checkpoint import load_card, load_model
-from atriumseg.pipeline.training.trainer import learning_rate, segmentation_loss
+from atriumseg.pipeline.training.splits import training_sets
+from atriumseg.pipeline.training.trainer import _loader, learning_rate, make_card, segmentation_loss
+from atriumseg.transforms.preprocessing import IMAGE
 
 
 def _rows(run: Path) -> list[dict[str, str]]:
@@ -74,3 +76,17 @@ def test_training_on_two_datasets_validates_each(tmp_path: Path) -> None:
     best_epoch = max(rows, key=lambda r: float(r["val_dice_mean"]))
     assert card.provenance["validation_dice"]["overall"] == pytest.approx(float(best_epoch["val_dice_mean"]), abs=1e-4)
     assert set(card.provenance["validation"]) == {"Bright", "Dark"}
+
+
+def test_the_slices_drawn_follow_the_runs_seed_not_the_global_generator(tmp_path: Path,
+                                                                         synthetic_dataset: Path) -> None:
+    """A run resumed at epoch E seeds its loader with seed + E: what it draws must not depend on anything else."""
+    config = tiny_config(synthetic_dataset, tmp_path / "run")
+    card, sets = make_card(config, {}), training_sets(config)
+
+    def first_batch(seed: int, elsewhere: int) -> torch.Tensor:
+        torch.manual_seed(elsewhere)  # whatever the process drew before (network init, an earlier epoch)
+        return next(iter(_loader(config, card, sets, seed, show_progress=False)))[IMAGE]
+
+    assert torch.equal(first_batch(3, 0), first_batch(3, 99))
+    assert not torch.equal(first_batch(3, 0), first_batch(4, 0))
