@@ -53,7 +53,8 @@ class Member:
     def probabilities(
         self, framed: MetaTensor, tensor: MetaTensor, tta: bool, floor: float, near: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Probabilities ``(1, ...)`` on the voxel grid of ``tensor`` (values below ``floor`` are 0), and the world
+        """Probabilities ``(1, ...)`` on the voxel grid of ``tensor`` (0 outside the box around where they reach
+        ``floor``, the only part resampled), and the world
         corners ``(8, 3)`` of the box where they pass the card's threshold (None if nowhere).
 
         ``near``, such corners from another member, tells focused inference where the atrium is, so it

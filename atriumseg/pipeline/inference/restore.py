@@ -42,9 +42,9 @@ def restore(prob: torch.Tensor, affine: torch.Tensor, target: MetaTensor, floor:
 
     Only the box where ``prob`` reaches ``floor`` (plus one voxel) is resampled, by MONAI's
     ``SpatialResample`` (bilinear, as the inverse of the preprocessing's ``Spacing`` would), onto
-    the part of ``target``'s grid it covers; the rest, and every value below ``floor``, is 0. The
-    affines alone relate the two grids, so orientation, spacing and padding are undone in one step,
-    at a cost set by the atrium's size rather than the volume's.
+    the part of ``target``'s grid it covers; the rest is 0. The affines alone relate the two grids,
+    so orientation, spacing and padding are undone in one step, at a cost set by the atrium's
+    size rather than the volume's.
     """
     restored = torch.zeros((1, *target.shape[1:]), dtype=torch.float32)
     found = prob[0] >= floor
@@ -67,5 +67,4 @@ def restore(prob: torch.Tensor, affine: torch.Tensor, target: MetaTensor, floor:
         crop, dst_affine=target_affine @ translation(lo.tolist()), spatial_size=(hi - lo).tolist()
     )
     restored[(slice(None), *[slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)])] = resampled.as_tensor()
-    restored[restored < floor] = 0.0  # the box's margin and interpolation leave values below the floor too
     return restored

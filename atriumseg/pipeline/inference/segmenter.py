@@ -121,7 +121,8 @@ class Segmenter:
             total += member.probabilities(framed[member.frame_key], tensor, tta, floor, near)[0]
         if len(self.members) > 1:
             total /= len(self.members)
-        total[total < floor] = 0.0  # an average of members can fall below the floor where one alone did not
+        total[total < floor] = 0.0  # the map's floor, once the members' raw values are averaged (the mask is the
+        # same either way: the threshold is above the floor; zeroing each member first would shrink the mean)
         return MetaTensor(total.clamp_(0.0, 1.0), meta=source.meta)
 
     def threshold(self, prob: MetaTensor) -> MetaTensor:

@@ -77,11 +77,12 @@ def test_ensemble_probabilities_are_the_mean_of_its_members_on_the_input_grid(tm
     alone = [Segmenter(_sharp(card, level), card, device="cpu", focus=focus).probabilities(image)
              for card, level in MEMBERS.values()]
     expected = torch.stack([p.as_tensor() for p in alone]).mean(0)
-    expected[expected < 0.01] = 0  # the map's floor
+    expected[expected < 0.01] = 0  # the map's floor; each alone map also zeroes its own values below it, which
+    # still count in the ensemble's mean (at most 0.01 / 3 here)
     assert len(ensemble.members) == 3 and ensemble.card.postprocessing == ENSEMBLE_POST
     assert not torch.equal(alone[0].as_tensor(), alone[1].as_tensor()), "members should disagree somewhere"
     prob = ensemble.probabilities(image)
-    torch.testing.assert_close(prob.as_tensor(), expected, atol=1e-5, rtol=0)  # crops resample from other origins
+    torch.testing.assert_close(prob.as_tensor(), expected, atol=0.0034, rtol=0)
     mask = ensemble(image)
     assert torch.equal(mask.as_tensor()[0] > 0, torch.from_numpy(_largest(expected[0].numpy() > 0.4)))
 
