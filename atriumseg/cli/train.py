@@ -103,9 +103,10 @@ def run(args: argparse.Namespace) -> int:
         config = TrainConfig(**options.given_fields(args, TrainConfig), command=shlex.join(["atriumseg", *args.argv]))
         sets = training_sets(config)  # every dataset readable and every named case found, before any work
         if config.init is not None and not config.resume:
-            validation = {s.dataset.name: [case.name for case in s.validation] for s in sets}
-            check_held_out(config.init, check_init(config.init, config.design), validation,
-                           config.fold if config.folds else None)
+            init_card = check_init(config.init, config.design)
+            if config.folds:  # a fold run from a model that saw its validation cases stops here (others: a warning)
+                validation = {s.dataset.name: [case.name for case in s.validation] for s in sets}
+                check_held_out(config.init, init_card, validation, config.fold)
         resolve_device(config.device)  # a device that is not there is a usage error, as for segment
         if config.resume:
             check_resume(config)

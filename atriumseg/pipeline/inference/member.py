@@ -54,8 +54,8 @@ class Member:
         self, framed: MetaTensor, tensor: MetaTensor, tta: bool, floor: float, near: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Probabilities ``(1, ...)`` on the voxel grid of ``tensor`` (0 outside the box around where they reach
-        ``floor``, the only part resampled), and the world
-        corners ``(8, 3)`` of the box where they pass the card's threshold (None if nowhere).
+        ``floor``, the only part resampled), and the world corners ``(8, 3)`` of the box where they pass the card's
+        threshold (None if nowhere).
 
         ``near``, such corners from another member, tells focused inference where the atrium is, so it
         skips its own locating pass. ``framed`` is ``tensor`` through :meth:`frame` (shared by members in one frame).
