@@ -83,7 +83,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add("--workers", type=int, help="data-loading worker processes")
     add("--resume", action="store_true",
         help="continue from OUTPUT/last with the options the run was started with (more --epochs or --max-minutes, "
-        "another --device, --workers, --precision or --val-every allowed)")
+        "another --device, --workers, --precision or --val-every allowed; --init is ignored)")
     add("--init", type=_model_folder, metavar="MODEL",
         help="start from this model folder's weights ('default': the built-in model; an ensemble: its member "
         "in this run's --plane); same --width and --depth required, and a --context no narrower (a wider one starts "
@@ -93,7 +93,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.inference.device import resolve_device
-    from atriumseg.pipeline.training.checkpoints import check_held_out, check_init, check_resume
+    from atriumseg.pipeline.training.checkpoints import STATE_NAME, check_held_out, check_init, check_resume
     from atriumseg.pipeline.training.config import TrainConfig
     from atriumseg.pipeline.training.distributed import Ranks
     from atriumseg.pipeline.training.splits import training_sets
@@ -102,13 +102,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig(**options.given_fields(args, TrainConfig), command=shlex.join(["atriumseg", *args.argv]))
         sets = training_sets(config)  # every dataset readable and every named case found, before any work
-        if config.init is not None and not config.resume:
+        resuming = config.resume and (Path(config.output) / "last" / STATE_NAME).is_file()
+        if config.init is not None and not resuming:
             init_card = check_init(config.init, config.design)
             if config.folds:  # a fold run from a model that saw its validation cases stops here (others: a warning)
                 validation = {s.dataset.name: [case.name for case in s.validation] for s in sets}
                 check_held_out(config.init, init_card, validation, config.fold)
         resolve_device(config.device)  # a device that is not there is a usage error, as for segment
-        if config.resume:
+        if resuming:
             check_resume(config)
     except (OSError, ValueError) as err:
         raise UsageError(str(err)) from err

@@ -66,7 +66,8 @@ def test_train_records_the_command_it_was_given(tmp_path: Path, synthetic_datase
     [(["--init", "default", "--width", "16"], "differs from this run's"),
      (["--context", "16"], "preprocessing.context must be an integer in [0, 15]"),
      (["--init", "nowhere-model"], "nowhere-model"),
-     (["--device", "bogus"], "device 'bogus' is not a device name")],
+     (["--device", "bogus"], "device 'bogus' is not a device name"),
+     (["--resume", "--init", "nowhere-model"], "nowhere-model")],  # --resume of a run not yet started: checked
 )
 def test_train_refuses_a_bad_design_or_starting_model_before_any_work(
     tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture, options: list[str], phrase: str

@@ -27,6 +27,7 @@ from atriumseg.pipeline.batch.options import DICOM_SEG, BatchOptions
 from atriumseg.pipeline.batch.records import Halt, Settled, log_settled, store
 from atriumseg.pipeline.batch.report import (
     FAILED,
+    OK,
     QC_INDEX,
     RECORDS,
     REPORT_FILES,
@@ -187,7 +188,7 @@ def claim(planned: PlannedCase, options: BatchOptions) -> CaseLock | Settled:
     if options.overwrite:
         return lock
     previous = read_record(options.output, case.name)
-    if is_complete(previous) and _real(previous.input) != _real(case.path):
+    if previous is not None and previous.status == OK and _real(previous.input) != _real(case.path):
         lock.release()
         reason = (f"{case.path}: {options.output} already holds case {case.name}, segmented from {previous.input}; "
                   "give another --output, or --overwrite to redo it from this input")

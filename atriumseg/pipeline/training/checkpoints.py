@@ -25,9 +25,10 @@ from atriumseg.pipeline.training.validation import validation_summary
 log = logging.getLogger(__name__)
 FIRST_CONV = "inc.0.weight"  # the U-Net's first convolution, the one layer that sees the input channels
 STATE_NAME = "training_state.pt"
-# What a --resume may set otherwise than the run was started with; everything else must match last/'s card.
+# What a --resume may set otherwise than the run was started with; everything else must match last/'s card
+# (init included: last/ holds newer weights, and the card keeps the model the run started from).
 RESUME_MAY_CHANGE = frozenset({"epochs", "max_minutes", "val_every", "workers", "device", "precision", "resume",
-                               "command", "output"})
+                               "command", "output", "init"})
 
 
 @dataclass
@@ -54,21 +55,26 @@ def save_checkpoints(network: torch.nn.Module, optimizer: torch.optim.Optimizer,
     write_atomically(output / "last" / STATE_NAME, lambda tmp: torch.save(state, tmp))  # never half a state file
 
 
-def check_resume(config: TrainConfig) -> None:
-    """A ``--resume`` continues the run as it was started: a :class:`ValueError` names every setting given
-    otherwise than ``last/``'s card records (data, split, design, schedule...); only :data:`RESUME_MAY_CHANGE` may
-    (more epochs or minutes, another device). Nothing to check before the first ``last/``."""
+def check_resume(config: TrainConfig) -> dict:
+    """The settings ``last/``'s card records for the run a ``--resume`` continues ({} before the first ``last/``);
+    a :class:`ValueError` names every one given otherwise (data, split, design, schedule...) but those of
+    :data:`RESUME_MAY_CHANGE` (more epochs or minutes, another device; ``--init``, whose weights ``last/`` replaces)."""
     last = Path(config.output) / "last"
     if not (last / STATE_NAME).is_file():
-        return
+        return {}
     started, now = load_card(last).provenance.get("config", {}), config_record(config)
     differ = [key for key in sorted(set(started) & set(now) - RESUME_MAY_CHANGE)
               if _resolved(key, started[key]) != _resolved(key, now[key])]
     if differ:
-        given = "; ".join(f"--{key.replace('_', '-')}: started {started[key]!r}, now {now[key]!r}" for key in differ)
+        given = "; ".join(f"{_flag(key)}: started {started[key]!r}, now {now[key]!r}" for key in differ)
+        free = ", ".join(_flag(key) for key in sorted(RESUME_MAY_CHANGE - {"resume", "command", "output"}))
         raise ValueError(f"--resume continues {config.output} as it was started, but {given}; repeat the run's own "
-                         "options (only --epochs, --max-minutes, --val-every, --workers, --device and --precision "
-                         "may change), or train into another --output")
+                         f"options (only {free} may change), or train into another --output")
+    return started
+
+
+def _flag(key: str) -> str:
+    return "--lr" if key == "learning_rate" else f"--{key.replace('_', '-')}"
 
 
 def _resolved(key: str, value: object) -> object:
@@ -132,12 +138,16 @@ def check_init(init: Path, design: ModelDesign) -> ModelCard:
 
 def check_held_out(init: Path, init_card: ModelCard, validation: dict[str, list[str]], fold: int | None) -> None:
     """Refuse a fold run (``fold`` given) whose validation cases the ``--init`` model's run trained on, per dataset
-    (its card's split): that fold's out-of-fold figures would not be held out. Any other run is warned."""
+    (its card's split), or that starts from a model picked on its validation cases (a ``best/``): that fold's
+    out-of-fold figures would not be held out. Any other run is warned of such cases."""
     seen = {}
     for dataset, cases in validation.items():
         trained = set(init_card.provenance.get("split", {}).get(dataset, {}).get("train", []))
         if both := sorted(set(cases) & trained):
             seen[dataset] = both
+    if fold is not None and "validation" in init_card.provenance:
+        raise ValueError(f"--init {init} was picked on its validation cases (a run's best/); continue fold {fold} from "
+                         "its earlier run's last/, so no epoch is chosen on the cases it is scored on")
     if not seen:
         return
     listed = "; ".join(f"{dataset}: {', '.join(cases[:4])}{' ...' if len(cases) > 4 else ''} ({len(cases)})"

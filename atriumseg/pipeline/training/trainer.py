@@ -150,12 +150,13 @@ class TrainingRun:
         sets = training_sets(config)
         output = Path(config.output)
         output.mkdir(parents=True, exist_ok=True)
-        card = make_card(config, run_provenance(config, sets, device, ranks.world_size))
+        resuming = config.resume and (output / "last" / STATE_NAME).is_file()
+        provenance = run_provenance(config, sets, device, ranks.world_size)
+        if resuming:  # the run as it was started, whose card keeps the model it started from
+            provenance["config"]["init"] = check_resume(config).get("init")
+        card = make_card(config, provenance)
         network = build_network(card).to(device).to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        resuming = config.resume and (output / "last" / STATE_NAME).is_file()
-        if resuming:
-            check_resume(config)
         progress = resume(network, optimizer, output / "last") if resuming else Progress()
         earlier = earlier_stages(network, card, output, config.init, resuming)
         model = data_parallel(network, ranks, device)

@@ -246,11 +246,12 @@ def test_a_case_done_from_another_input_is_not_taken_for_this_one(tmp_path: Path
     site1, site2, out = tmp_path / "site1", tmp_path / "site2", tmp_path / "out"
     _nifti(site1 / "p01.nii.gz", 1)
     _nifti(site2 / "p01.nii.gz", 2)
-    assert _run(segmenter, [site1], out)["p01"].status == "ok"
-    other = _run(segmenter, [site2], out)["p01"]
+    assert _run(segmenter, [site1], out, qc=True)["p01"].status == "ok"
+    (out / "qc" / "p01.png").unlink()  # site1's case is no longer complete, but still site1's
+    other = _run(segmenter, [site2], out, qc=True)["p01"]
     assert other.status == "skipped" and other.input == str(site2 / "p01.nii.gz")
     assert f"segmented from {site1 / 'p01.nii.gz'}" in other.reason and "--overwrite" in other.reason
-    assert _run(segmenter, [site1], out)["p01"].status == "ok"  # its own input: done earlier
+    assert _run(segmenter, [site1], out, qc=True)["p01"].status == "ok"  # its own input: finished
 
 
 def test_strays_of_one_name_in_two_folders_are_both_listed(tmp_path: Path, segmenter) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,11 @@ def test_a_fold_run_from_a_model_that_trained_on_its_validation_cases_is_refused
     with pytest.raises(ValueError, match=r"trained on validation cases of fold 1 \(Synthetic: case_1"):
         train(fold, show_progress=False)
     assert not (tmp_path / "run" / "last").exists()
+    picked = _model(tmp_path / "best", tiny_config(synthetic_dataset, tmp_path / "y"), seed=2)
+    network, card = load_model(picked)
+    save_model(network, replace(card, provenance={**card.provenance, "validation": {}}), picked)  # a best/
+    with pytest.raises(ValueError, match="was picked on its validation cases"):
+        train(replace(fold, init=picked), show_progress=False)
     monitored = tiny_config(synthetic_dataset, tmp_path / "mon", epochs=1, steps_per_epoch=1, init=seen_all)
     with caplog.at_level(logging.WARNING):
         train(monitored, show_progress=False)  # a run that only monitors on such cases is warned, not stopped
@@ -165,5 +171,7 @@ def test_a_resume_with_other_settings_than_the_run_was_started_with_is_refused(t
     with pytest.raises(ValueError, match=r"--plane: started 'axial', now 'coronal'; --val-cases: started"):
         train(short, show_progress=False)
     assert (run / "last" / "model.safetensors").read_bytes() == before
-    longer = tiny_config(synthetic_dataset, run, epochs=2, steps_per_epoch=2, val_every=1, resume=True)
+    longer = tiny_config(synthetic_dataset, run, epochs=2, steps_per_epoch=2, val_every=1, resume=True,
+                         init=tmp_path / "ignored")  # --init is ignored on a resume: last/ holds newer weights
     assert train(longer, show_progress=False).last == run / "last"  # more epochs may be asked for
+    assert load_card(run / "last").provenance["lineage"][-1]["started_from"] is None  # as the run started
