@@ -93,7 +93,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.inference.device import resolve_device
-    from atriumseg.pipeline.training.checkpoints import STATE_NAME, check_held_out, check_init, check_resume
+    from atriumseg.pipeline.training.checkpoints import check_held_out, check_init, check_resume, resumes
     from atriumseg.pipeline.training.config import TrainConfig
     from atriumseg.pipeline.training.distributed import Ranks
     from atriumseg.pipeline.training.splits import training_sets
@@ -102,15 +102,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig(**options.given_fields(args, TrainConfig), command=shlex.join(["atriumseg", *args.argv]))
         sets = training_sets(config)  # every dataset readable and every named case found, before any work
-        resuming = config.resume and (Path(config.output) / "last" / STATE_NAME).is_file()
-        if config.init is not None and not resuming:
+        if config.init is not None and not resumes(config):
             init_card = check_init(config.init, config.design)
             if config.folds:  # a fold run from a model that saw its validation cases stops here (others: a warning)
                 validation = {s.dataset.name: [case.name for case in s.validation] for s in sets}
                 check_held_out(config.init, init_card, validation, config.fold)
         resolve_device(config.device)  # a device that is not there is a usage error, as for segment
-        if resuming:
-            check_resume(config)
+        check_resume(config)  # nothing to check when the run has no last/ yet
     except (OSError, ValueError) as err:
         raise UsageError(str(err)) from err
     result = train(config, show_progress=not args.quiet)

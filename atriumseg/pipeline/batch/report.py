@@ -20,7 +20,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from atriumseg.pipeline.io.writing import remove_stale_temporaries, write_atomically
+from atriumseg.pipeline.io.writing import finished_files, remove_stale_temporaries, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,7 @@ def read_record(out_dir: Path, case: str) -> CaseResult | None:
 
 def collect(out_dir: Path) -> list[CaseResult]:
     """Every readable record in ``out_dir``, sorted by case name; temporary files are never read."""
-    folder = Path(out_dir) / RECORDS
-    paths = sorted(p for p in folder.glob("*.json") if not p.name.startswith(".")) if folder.is_dir() else []
+    paths = finished_files(Path(out_dir) / RECORDS, ".json")
     return sorted((r for r in map(_load, paths) if r is not None), key=lambda r: (r.case, r.input))
 
 

@@ -85,6 +85,15 @@ def is_stale(path: Path) -> bool:
         return False
 
 
+def finished_files(folder: Path, suffix: str) -> list[Path]:
+    """The files of ``folder`` named ``*SUFFIX``, sorted, without hidden names (a writer's temporary, still being
+    written, or a dead one's); empty when the folder is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.startswith("."))
+
+
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete the temporary files in ``folder`` whose writer is gone (:func:`is_stale`); returns them."""
     folder = Path(folder)

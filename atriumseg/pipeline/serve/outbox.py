@@ -17,9 +17,9 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from atriumseg.pipeline.io.writing import write_atomically
+from atriumseg.pipeline.io.writing import finished_files, write_atomically
 from atriumseg.pipeline.serve.options import Destination
-from atriumseg.pipeline.serve.storage import Storage, files
+from atriumseg.pipeline.serve.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Outbox:
     def deliveries(self) -> list[Delivery]:
         """Every waiting delivery, oldest first (those that cannot be read are logged and left)."""
         found = []
-        for path in files(self.root, ".json"):
+        for path in finished_files(self.root, ".json"):
             try:
                 found.append(Delivery(**json.loads(path.read_text(encoding="utf-8"))))
             except (OSError, ValueError, TypeError) as err:
@@ -111,6 +111,6 @@ class Outbox:
 
     def _drop_orphans(self) -> None:
         owed = {d.seg_uid for d in self.deliveries()}
-        for path in files(self.root, ".dcm"):
+        for path in finished_files(self.root, ".dcm"):
             if path.stem not in owed:
                 path.unlink(missing_ok=True)

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from atriumseg.pipeline.serve.storage import Storage, files
+from atriumseg.pipeline.io.writing import finished_files
+from atriumseg.pipeline.serve.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class Ledger:
 
     def load(self) -> None:
         """Read every state file; one that cannot be read is rebuilt from its series' files by :meth:`recover`."""
-        for path in files(self.storage.state_root, ".json"):
+        for path in finished_files(self.storage.state_root, ".json"):
             try:
                 state = SeriesState.from_dict(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError) as err:

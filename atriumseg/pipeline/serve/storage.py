@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from atriumseg.pipeline.io.writing import remove_stale_temporaries, write_atomically
+from atriumseg.pipeline.io.writing import finished_files, remove_stale_temporaries, write_atomically
 
 UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 INSTANCE_SUFFIX = ".dcm"
@@ -78,7 +78,7 @@ class Storage:
 
     def instances(self, key: str) -> list[Path]:
         """The instance files of a series, sorted by name."""
-        return files(self.series_folder(key), INSTANCE_SUFFIX)
+        return finished_files(self.series_folder(key), INSTANCE_SUFFIX)
 
     def digest(self, key: str) -> str:
         """What identifies a series' content: a hash of its SOP Instance UIDs (the same instances sent again give
@@ -110,11 +110,3 @@ class Storage:
         """A JSON file written atomically and fsynced."""
         text = json.dumps(data, indent=1, sort_keys=True)
         return write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def files(folder: Path, suffix: str) -> list[Path]:
-    """The files of ``folder`` named ``*SUFFIX``, sorted; hidden names (another writer's temporary, still being
-    written) are left out. Empty when the folder is missing."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.startswith("."))

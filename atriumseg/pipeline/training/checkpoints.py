@@ -55,14 +55,18 @@ def save_checkpoints(network: torch.nn.Module, optimizer: torch.optim.Optimizer,
     write_atomically(output / "last" / STATE_NAME, lambda tmp: torch.save(state, tmp))  # never half a state file
 
 
+def resumes(config: TrainConfig) -> bool:
+    """Whether a run continues ``last/``: ``--resume`` and a state saved there (else it starts, ``--init`` too)."""
+    return config.resume and (Path(config.output) / "last" / STATE_NAME).is_file()
+
+
 def check_resume(config: TrainConfig) -> dict:
     """The settings ``last/``'s card records for the run a ``--resume`` continues ({} before the first ``last/``);
     a :class:`ValueError` names every one given otherwise (data, split, design, schedule...) but those of
     :data:`RESUME_MAY_CHANGE` (more epochs or minutes, another device; ``--init``, whose weights ``last/`` replaces)."""
-    last = Path(config.output) / "last"
-    if not (last / STATE_NAME).is_file():
+    if not resumes(config):
         return {}
-    started, now = load_card(last).provenance.get("config", {}), config_record(config)
+    started, now = load_card(Path(config.output) / "last").provenance.get("config", {}), config_record(config)
     differ = [key for key in sorted(set(started) & set(now) - RESUME_MAY_CHANGE)
               if _resolved(key, started[key]) != _resolved(key, now[key])]
     if differ:

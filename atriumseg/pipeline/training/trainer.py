@@ -28,11 +28,11 @@ from atriumseg.models.lineage import stage
 from atriumseg.pipeline.inference.device import autocast_dtype, resolve_device
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.training.checkpoints import (
-    STATE_NAME,
     Progress,
     check_resume,
     earlier_stages,
     resume,
+    resumes,
     save_checkpoints,
 )
 from atriumseg.pipeline.training.config import TrainConfig
@@ -150,7 +150,7 @@ class TrainingRun:
         sets = training_sets(config)
         output = Path(config.output)
         output.mkdir(parents=True, exist_ok=True)
-        resuming = config.resume and (output / "last" / STATE_NAME).is_file()
+        resuming = resumes(config)
         provenance = run_provenance(config, sets, device, ranks.world_size)
         if resuming:  # the run as it was started, whose card keeps the model it started from
             provenance["config"]["init"] = check_resume(config).get("init")
