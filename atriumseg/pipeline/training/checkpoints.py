@@ -1,8 +1,8 @@
 """A run's checkpoints: ``last/`` (with the optimizer state, for ``--resume``), ``best/``, and starting weights.
 
 ``last/`` and ``best/`` are ordinary model folders (safetensors weights and a card), so either can be
-used, evaluated or continued from at once; ``last/`` also holds ``training_state.pt`` (optimizer state
-and progress: tensors and numbers only, read with ``weights_only=True``).
+used, evaluated or continued from at once; ``last/`` also holds ``training_state.pt`` (the weights it belongs
+with, optimizer and loss-scaler state, progress: tensors and numbers only, read with ``weights_only=True``).
 """
 
 from __future__ import annotations
@@ -41,17 +41,19 @@ class Progress:
     best_dice: float = -1.0
 
 
-def save_checkpoints(network: torch.nn.Module, optimizer: torch.optim.Optimizer, card: ModelCard, output: Path,
-                     progress: Progress, per_dataset: dict, improved: bool) -> None:
+def save_checkpoints(network: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                     card: ModelCard, output: Path, progress: Progress, per_dataset: dict, improved: bool) -> None:
     """Write ``best/`` with the validation figures on its card when it ``improved``, then ``last/`` and, last of
-    all, its state (optimizer, ``progress``): a run killed in between resumes from the previous state, never from
-    one whose best Dice a stale ``best/`` does not hold (which no later epoch would then replace)."""
+    all, its state (the same weights, optimizer, loss scaler, ``progress``), one atomic file: a run killed in
+    between resumes from the previous state whole, with the weights that state's optimizer stepped, never from one
+    whose best Dice a stale ``best/`` does not hold (which no later epoch would then replace)."""
     if improved:
         provenance = {**card.provenance, "validation": per_dataset, "validation_dice": validation_summary(per_dataset)}
         save_model(network, replace(card, provenance=provenance), output / "best")
     save_model(network, card, output / "last")
-    state = {"optimizer": optimizer.state_dict(), "epoch": progress.epoch, "step": progress.step,
-             "elapsed": progress.elapsed_before, "best_dice": progress.best_dice}
+    state = {"network": network.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+             "epoch": progress.epoch, "step": progress.step, "elapsed": progress.elapsed_before,
+             "best_dice": progress.best_dice}
     write_atomically(output / "last" / STATE_NAME, lambda tmp: torch.save(state, tmp))  # never half a state file
 
 
@@ -86,12 +88,17 @@ def _resolved(key: str, value: object) -> object:
     return [str(Path(v).resolve()) for v in value] if key == "datasets" and isinstance(value, list) else value
 
 
-def resume(network: torch.nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> Progress:
-    """Load weights, optimizer state and progress from ``folder`` (a ``last/`` checkpoint)."""
-    loaded, _ = load_model(folder)
-    network.load_state_dict(loaded.state_dict())
+def resume(network: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+           folder: Path) -> Progress:
+    """Load weights, optimizer and loss-scaler state and progress from ``folder`` (a ``last/`` checkpoint). The
+    weights are the state's own (states of versions before 0.6.0 have none: then ``model.safetensors``'s); the
+    scaler's state is loaded when the run scales (float16) and the state has one (a run resumed in float16 after
+    bfloat16 starts a new scale)."""
     state = torch.load(folder / STATE_NAME, weights_only=True, map_location="cpu")
+    network.load_state_dict(state["network"] if "network" in state else load_model(folder)[0].state_dict())
     optimizer.load_state_dict(state["optimizer"])
+    if scaler.is_enabled() and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     progress = Progress(int(state["epoch"]), int(state["step"]), float(state["elapsed"]), float(state["best_dice"]))
     log.info("resuming from epoch %d (step %d, best Dice %.4f)", progress.epoch, progress.step, progress.best_dice)
     return progress

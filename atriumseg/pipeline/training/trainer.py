@@ -157,12 +157,12 @@ class TrainingRun:
         card = make_card(config, provenance)
         network = build_network(card).to(device).to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        progress = resume(network, optimizer, output / "last") if resuming else Progress()
+        amp = autocast_dtype(device, config.precision)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+        progress = resume(network, optimizer, scaler, output / "last") if resuming else Progress()
         earlier = earlier_stages(network, card, output, config.init, resuming)
         model = data_parallel(network, ranks, device)
         loader = _loader(config, card, sets, seed + progress.epoch, show_progress)
-        amp = autocast_dtype(device, config.precision)
-        scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
         metrics = MetricsLog(output, resuming, [s.dataset.name for s in sets]) if ranks.is_main else None
         return cls(config, ranks, device, show_progress, sets, card, network, model, optimizer, amp, scaler,
                    progress, earlier, loader, metrics)
@@ -233,7 +233,7 @@ class TrainingRun:
         so_far = {**self.card.provenance, "epochs": epoch + 1, "steps": progress.step,
                   "training_seconds": round(elapsed, 1), "final_train_loss": loss}
         card = replace(self.card, provenance={**so_far, "lineage": [*self.earlier, stage(so_far)]})
-        save_checkpoints(self.network, self.optimizer, card, Path(self.config.output),
+        save_checkpoints(self.network, self.optimizer, self.scaler, card, Path(self.config.output),
                          replace(progress, epoch=epoch + 1, elapsed_before=elapsed), per_dataset, improved)
 
     def record(self, epoch: int, loss: float, lr: float, per_dataset: dict, elapsed: float) -> None:

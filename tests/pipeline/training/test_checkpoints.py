@@ -13,7 +13,14 @@ from helpers import tiny_config
 
 from atriumseg.models.checkpoint import build_network, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble
-from atriumseg.pipeline.training.checkpoints import STATE_NAME, check_init, initial_weights
+from atriumseg.pipeline.training.checkpoints import (
+    STATE_NAME,
+    Progress,
+    check_init,
+    initial_weights,
+    resume,
+    save_checkpoints,
+)
 from atriumseg.pipeline.training.distributed import Ranks
 from atriumseg.pipeline.training.provenance import run_provenance
 from atriumseg.pipeline.training.splits import training_sets
@@ -159,6 +166,37 @@ def test_resume_continues_from_the_last_epoch(tmp_path: Path, synthetic_dataset:
     card = load_card(run / "last")
     assert card.provenance["epochs"] == 3 and len(card.provenance["lineage"]) == 1
     assert card.provenance["lineage"][0]["steps"] == 9
+
+
+def test_a_run_killed_between_last_weights_and_state_resumes_on_the_states_own_weights(
+        tmp_path: Path, synthetic_dataset: Path) -> None:
+    run = tmp_path / "run"
+    config = tiny_config(synthetic_dataset, run, epochs=1, steps_per_epoch=2, val_every=1)
+    train(config, show_progress=False)
+    stepped = load_model(run / "last")[0].state_dict()
+    newer = _model(tmp_path / "newer", config, seed=7)  # the next epoch's weights, written before its state
+    (run / "last" / "model.safetensors").write_bytes((newer / "model.safetensors").read_bytes())
+    network = build_network(make_card(config, {}))
+    optimizer = torch.optim.AdamW(network.parameters())
+    progress = resume(network, optimizer, torch.amp.GradScaler("cpu", enabled=False), run / "last")
+    assert progress.epoch == 1
+    for name, value in stepped.items():  # the weights the saved optimizer state belongs to, not the newer file's
+        assert torch.equal(network.state_dict()[name], value), name
+
+
+def test_the_loss_scale_of_a_float16_run_is_kept_for_its_resume(tmp_path: Path, synthetic_dataset: Path) -> None:
+    config = tiny_config(synthetic_dataset, tmp_path / "run")
+    card = make_card(config, {})
+    network = build_network(card)
+    optimizer = torch.optim.AdamW(network.parameters())
+    scaler = torch.amp.GradScaler("cpu", init_scale=512.0)  # where float16 overflows had brought the default 2**16
+    save_checkpoints(network, optimizer, scaler, card, tmp_path / "run", Progress(epoch=3), {}, improved=True)
+    resumed = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+    resume(build_network(card), torch.optim.AdamW(network.parameters()), resumed, tmp_path / "run" / "last")
+    assert resumed.get_scale() == 512.0
+    bfloat16 = torch.amp.GradScaler("cpu", enabled=False)  # the same run resumed in bfloat16 scales nothing
+    resume(build_network(card), torch.optim.AdamW(network.parameters()), bfloat16, tmp_path / "run" / "last")
+    assert not bfloat16.is_enabled()
 
 
 def test_a_resume_with_other_settings_than_the_run_was_started_with_is_refused(tmp_path: Path,
