@@ -79,7 +79,7 @@ def export_case(segmented: SegmentedCase, options: BatchOptions, halt: Halt, loc
         except CASE_ERRORS as err:
             halt.check(err, f"cannot write the outputs of {result.case}")
             result = replace(failed, reason=f"{result.input}: cannot write output: {err}")
-            log.error("failed %s", result.reason)
+            log.error("failed %s", result.reason, exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
         store(options.output, result, halt)
     finally:
         lock.release()

@@ -108,5 +108,5 @@ def conclude(out_dir: Path, results: list[CaseResult], interrupted: bool, halt: 
 def failed_result(case: InputCase, err: Exception, seconds: float) -> CaseResult:
     """The record of a case that could not be read or segmented, its reason logged."""
     reason = str(err) if isinstance(err, ImageReadError) else f"{case.path}: {type(err).__name__}: {err}"
-    log.error("failed %s", reason)
+    log.error("failed %s", reason, exc_info=err if log.isEnabledFor(logging.DEBUG) else None)  # -v: traceback
     return CaseResult(case.name, str(case.path), "", FAILED, reason, seconds)
