@@ -163,11 +163,13 @@ STANDIN_CARD = ModelCard(
 STANDIN_LEVEL = 0.8  # scaled intensity above which the stand-in calls a pixel atrium
 
 
-def standin_network(card: ModelCard = STANDIN_CARD, level: float = STANDIN_LEVEL) -> UNet:
-    """A UNet of ``card``'s shape whose logit at a pixel is ``200 * relu(x - level) - 1`` of the centre channel there.
+def standin_network(card: ModelCard = STANDIN_CARD, level: float = STANDIN_LEVEL, neighbour: int = 0) -> UNet:
+    """A UNet of ``card``'s shape whose logit at a pixel is ``200 * relu(x - level) - 1`` of the centre channel there
+    (``neighbour`` 1: of the next slice's channel, so its mask is the anatomy moved one slice back along the plane's
+    anatomical axis, and an axis read the wrong way round shows).
 
     Only one channel is non-zero on the path through the first encoder block, the skip and the last decoder
-    block; every deeper weight is zero. The output at a pixel depends on that pixel alone, so cropping,
+    block; every deeper weight is zero. The output at a pixel depends on that pixel (of one slice) alone, so cropping,
     focusing and restoring are exact, and the atrium of :func:`atriumseg.synthetic.synthetic_case` (its
     brightest structure) is what it finds.
     """
@@ -177,7 +179,7 @@ def standin_network(card: ModelCard = STANDIN_CARD, level: float = STANDIN_LEVEL
         for p in network.parameters():
             p.zero_()
         first, second = network.inc[0], network.inc[2]
-        first.weight[0, card.preprocessing.context, 1, 1] = 1.0
+        first.weight[0, card.preprocessing.context + neighbour, 1, 1] = 1.0
         first.bias[0] = -level
         second.weight[0, 0, 1, 1] = 1.0
         last = network.ups[-1].conv
@@ -188,9 +190,9 @@ def standin_network(card: ModelCard = STANDIN_CARD, level: float = STANDIN_LEVEL
     return network
 
 
-def standin_model(folder: Path, card: ModelCard = STANDIN_CARD) -> Path:
+def standin_model(folder: Path, card: ModelCard = STANDIN_CARD, level: float = STANDIN_LEVEL) -> Path:
     """Save the stand-in network as a model folder, as ``--model`` takes it."""
-    save_model(standin_network(card), card, folder)
+    save_model(standin_network(card, level), card, folder)
     return folder
 
 
@@ -199,13 +201,15 @@ STANDIN_FOLDS = {0: ["case_100", "case_101"], 1: ["case_102", "case_103"]}  # va
 
 def standin_folds(folder: Path, dataset: Path) -> list[Path]:
     """The stand-in network as the two fold models of a 2-fold cross-validation of ``dataset`` (the synthetic MSD
-    dataset of cases 100-103), each validating on its ``STANDIN_FOLDS`` cases: fold models without training."""
+    dataset of cases 100-103), each validating on its ``STANDIN_FOLDS`` cases: fold models without training, told
+    apart by their masks (fold 1 calls dimmer pixels atrium), so a case scored by the wrong fold shows."""
     data = [{"dataset": dataset.name, "root": str(dataset), "header_orientation_fix": None}]
     folds = []
     for k, cases in STANDIN_FOLDS.items():
         split = {dataset.name: {"train": STANDIN_FOLDS[1 - k], "validation": cases}}
         provenance = {"data": data, "split": split, "config": {"folds": 2, "fold": k}}
-        folds.append(standin_model(folder / f"fold{k}", dataclasses.replace(STANDIN_CARD, provenance=provenance)))
+        card = dataclasses.replace(STANDIN_CARD, provenance=provenance)
+        folds.append(standin_model(folder / f"fold{k}", card, level=STANDIN_LEVEL - 0.2 * k))
     return folds
 
 

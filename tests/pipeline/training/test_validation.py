@@ -119,14 +119,19 @@ def test_a_tta_cross_validation_folder_is_known_by_its_marker(tmp_path: Path) ->
     assert scored_with_tta(tmp_path) and (tmp_path / TTA_MARKER).is_file()
 
 
-def test_out_of_fold_with_tta_scores_each_case_as_segment_tta_does(tmp_path: Path, synthetic_dataset: Path) -> None:
+def test_out_of_fold_scores_each_case_by_its_own_fold_as_segment_does_with_or_without_tta(
+        tmp_path: Path, synthetic_dataset: Path) -> None:
     folds = standin_folds(tmp_path, synthetic_dataset)
     plain, with_tta = out_of_fold(folds, device="cpu"), out_of_fold(folds, device="cpu", tta=True)
     assert with_tta.rows != plain.rows  # the stand-in's masks change under test-time augmentation
-    for folder, cases in zip(folds, STANDIN_FOLDS.values(), strict=True):
+    for folder, other, cases in zip(folds, folds[::-1], STANDIN_FOLDS.values(), strict=True):
         pairs = [(c.name, c.image, c.label) for c in load_msd_dataset(synthetic_dataset).select(cases)]
-        again = evaluate(Segmenter.from_path(folder, device="cpu"), pairs, None, show_progress=False, tta=True)
-        assert again == [row for row in with_tta.rows["Synthetic"] if row[0] in cases]
+        for tta, result in ((False, plain), (True, with_tta)):
+            own = [row for row in result.rows["Synthetic"] if row[0] in cases]
+            assert evaluate(Segmenter.from_path(folder, device="cpu"), pairs, None, show_progress=False, tta=tta) == own
+            trained_on_them = evaluate(Segmenter.from_path(other, device="cpu"), pairs, None, show_progress=False,
+                                       tta=tta)
+            assert trained_on_them != own  # the fold models differ, so a case scored by the wrong one would show
 
 
 @pytest.mark.slow  # trains two tiny fold models
