@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from atriumseg._version import __version__
 from atriumseg.models.card import CardError, ModelCard, ModelDesign
 from atriumseg.models.unet import UNet
-from atriumseg.pipeline.io.writing import write_atomically
+from atriumseg.pipeline.io.writing import write_together
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "card.json"
@@ -31,15 +31,15 @@ def build_network(design: ModelDesign) -> UNet:
 
 
 def save_model(network: UNet, card: ModelCard, folder: Path) -> Path:
-    """Write ``model.safetensors`` and ``card.json`` into ``folder``, each whole and flushed to disk; returns the
-    folder."""
+    """Write ``model.safetensors`` and ``card.json`` into ``folder``, each whole and flushed to disk, both
+    written before either replaces its old file (a full disk leaves the old model whole); returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     card = dataclasses.replace(card, package_version=card.package_version or __version__)
     state = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
     metadata = {"format": "pt", "atriumseg_version": __version__}
-    write_atomically(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=metadata))
-    write_atomically(folder / CARD_NAME, card.save)
+    write_together({folder / WEIGHTS_NAME: lambda tmp: save_file(state, tmp, metadata=metadata),
+                    folder / CARD_NAME: card.save})
     return folder
 
 

@@ -63,10 +63,12 @@ def test_a_card_file_with_a_bad_value_is_refused_with_the_same_reason(part: type
 
 def test_the_built_in_design_is_the_shipped_axial_member_and_the_parts_defaults() -> None:
     shipped = load_card(default_model_path() / "axial")
-    assert shipped.design == BUILT_IN == ModelDesign()
-    assert (BUILT_IN.architecture, BUILT_IN.preprocessing, BUILT_IN.postprocessing) == (
-        Architecture(), Preprocessing(), Postprocessing())
-    assert ModelCard().design == BUILT_IN
+    assert shipped.design == BUILT_IN == ModelDesign() == ModelCard().design
+    arch, pre, post = BUILT_IN.architecture, BUILT_IN.preprocessing, BUILT_IN.postprocessing
+    assert (arch.in_channels, arch.width, arch.depth) == (3, 32, 4)  # what every default trains and reads
+    assert (pre.orientation, pre.plane, pre.spacing, pre.slice_spacing, pre.context, pre.min_slice_size) == (
+        "RAS", "axial", (1.25, 1.25), 1.25, 1, 160)
+    assert (post.threshold, post.largest_component) == (0.5, True)
 
 
 @pytest.mark.parametrize("member", ["axial", "coronal"])

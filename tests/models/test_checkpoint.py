@@ -6,6 +6,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
+from atriumseg.models import checkpoint
 from atriumseg.models.card import FORMAT_VERSION, Architecture, ModelCard, Preprocessing
 from atriumseg.models.checkpoint import CheckpointError, build_network, load_card, load_model, save_model
 from atriumseg.pipeline.inference.segmenter import Segmenter
@@ -40,19 +41,25 @@ def test_round_trip_gives_identical_network_card_and_masks(tmp_path: Path) -> No
     assert torch.equal(before.as_tensor(), after.as_tensor())
 
 
-def test_a_write_that_fails_halfway_leaves_the_saved_model_whole(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("failing", ["card", "weights"])
+def test_a_write_that_fails_halfway_leaves_the_saved_model_whole(tmp_path: Path, monkeypatch, failing: str) -> None:
     save_model(build_network(CARD), CARD, tmp_path / "m")
     saved = {name: (tmp_path / "m" / name).read_bytes() for name in ("card.json", "model.safetensors")}
 
-    def half_a_card(card: ModelCard, path: Path) -> None:
+    def half_a_file(*args, **kwargs) -> None:
+        path = kwargs.get("filename", args[1])  # save_file(tensors, filename) and ModelCard.save(self, path)
         Path(path).write_text('{"architecture": ')
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ModelCard, "save", half_a_card)
+    if failing == "card":
+        monkeypatch.setattr(ModelCard, "save", half_a_file)
+    else:
+        monkeypatch.setattr(checkpoint, "save_file", half_a_file)
+    torch.manual_seed(1)
     with pytest.raises(OSError, match="No space left"):
-        save_model(build_network(CARD), CARD, tmp_path / "m")
+        save_model(build_network(CARD), CARD, tmp_path / "m")  # other weights, which must not replace the old
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["card.json", "model.safetensors"]
-    assert (tmp_path / "m" / "card.json").read_bytes() == saved["card.json"]
+    assert {name: (tmp_path / "m" / name).read_bytes() for name in saved} == saved
     load_model(tmp_path / "m")
 
 

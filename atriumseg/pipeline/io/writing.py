@@ -121,17 +121,27 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file in ``path``'s folder, flush it to disk, rename it, flush the
     folder: never half a file, not even after a power cut, and files written one after another reach the
     disk in that order. On any error the temporary file is removed and the error raised."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
+    return write_together({path: write})[0]
+
+
+def write_together(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
+    """:func:`write_atomically` for files that belong together (a model's weights and card): every temporary is
+    written and flushed before the first rename, so a failed write (a full disk) leaves all the old files."""
+    paths, tmps = [Path(p) for p in writes], []
     try:
-        write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
+        for path, write in zip(paths, writes.values(), strict=True):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmps.append(temporary_path(path))
+            write(tmps[-1])
+            _fsync(tmps[-1])
+        for tmp, path in zip(tmps, paths, strict=True):
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
-    _fsync(path.parent)
-    return path
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+    for folder in dict.fromkeys(path.parent for path in paths):
+        _fsync(folder)
+    return paths
 
 
 def save_nifti(image: nib.Nifti1Image, path: Path, gzip: bool) -> None:

@@ -198,14 +198,18 @@ def test_second_signal_interrupts_at_once_and_leaves_no_partial_file(
     for seed in range(40, 43):
         write_nifti(folder / f"p{seed}.nii.gz", _case(seed).image, _case(seed).affine)
 
-    def two_signals(*args):
-        os.kill(os.getpid(), signal.SIGTERM)
-        os.kill(os.getpid(), signal.SIGTERM)
+    def two_signals_at_the_second_case(segmenter, planned, volume, options):
+        if planned.case.name != "p40":
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return segment_case(segmenter, planned, volume, options)
 
     with pytest.raises(KeyboardInterrupt):
-        runner.run_batch(segmenter, [folder], BatchOptions(output=tmp_path / "out", show_progress=False),
-                         segment=two_signals)
-    assert not list((tmp_path / "out").rglob("*.nii.gz")) and not list((tmp_path / "out").rglob(".tmp-*"))
+        runner.run_batch(segmenter, [folder], BatchOptions(output=tmp_path / "out", show_progress=False, workers=1),
+                         segment=two_signals_at_the_second_case)
+    out = tmp_path / "out"
+    assert [p.name for p in out.glob("*.nii.gz")] == ["p40.nii.gz"]  # the case before, written whole; none after
+    assert nib.load(out / "p40.nii.gz").get_fdata().sum() > 0 and not list(out.rglob(".tmp-*"))
 
 
 def test_shards_cover_every_case_exactly_once(tmp_path: Path, model_folder: Path) -> None:
@@ -221,6 +225,8 @@ def test_shards_cover_every_case_exactly_once(tmp_path: Path, model_folder: Path
         args = ["segment", str(folder), "--output", str(out), "--model", str(model_folder), "--quiet",
                 "--shard", f"{i}/3"]
         assert main(args) == EXIT_OK
+        done = sorted(p.name.removesuffix(".nii.gz") for p in out.glob("*.nii.gz"))
+        assert done == sorted(sum(shares[: i + 1], []))  # each run segments its own share, no other case
     assert main(["report", str(out)]) == EXIT_OK
     report = json.loads((out / "report.json").read_text())
     assert sorted(r["case"] for r in report["cases"]) == sorted(c.name for c in cases)

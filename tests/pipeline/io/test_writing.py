@@ -87,13 +87,17 @@ def test_only_temporaries_of_dead_writers_are_stale(tmp_path: Path) -> None:
     assert [is_stale(p) for p in (mine, dead, other_machine, old, keep)] == [False, True, False, True, False]
     assert sorted(p.name for p in remove_stale_temporaries(tmp_path)) == sorted([dead.name, old.name])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other_machine.name, keep.name])
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_output_folder_is_refused(tmp_path: Path) -> None:
+def test_a_read_only_output_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        with pytest.raises(OutputFolderError, match="cannot write into the output folder"):
-            check_output_folder(folder)
-    finally:
-        folder.chmod(0o755)
+    real_open = os.open
+
+    def read_only(path, flags, *args):  # a folder of mode 555 (root writes anything there: simulated)
+        if Path(path).parent == folder and flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(writing.os, "open", read_only)
+    with pytest.raises(OutputFolderError, match=r"ro: cannot write into the output folder \(Permission denied\)"):
+        check_output_folder(folder)
+    assert check_output_folder(tmp_path) == tmp_path and not list(folder.iterdir())  # no probe left behind

@@ -159,6 +159,13 @@ def test_resume_continues_from_the_last_epoch(tmp_path: Path, synthetic_dataset:
     first = torch.load(run / "last" / STATE_NAME, weights_only=True)
     assert first["epoch"] == 2 and first["step"] == 6
     config = tiny_config(synthetic_dataset, run, epochs=3, steps_per_epoch=3, val_every=2, resume=True)
+    network = build_network(make_card(config, {}))
+    optimizer = torch.optim.AdamW(network.parameters())
+    progress = resume(network, optimizer, torch.amp.GradScaler("cpu", enabled=False), run / "last")
+    assert (progress.best_dice, progress.elapsed_before) == (first["best_dice"], first["elapsed"]) != (-1.0, 0.0)
+    moments = optimizer.state_dict()["state"]
+    assert moments and all(torch.equal(moments[i]["exp_avg"], first["optimizer"]["state"][i]["exp_avg"])
+                           for i in moments)  # Adam's moments go on, not restart from zero
     train(config, show_progress=False)
     state = torch.load(run / "last" / STATE_NAME, weights_only=True)
     assert state["epoch"] == 3 and state["step"] == 9
@@ -194,9 +201,11 @@ def test_the_loss_scale_of_a_float16_run_is_kept_for_its_resume(tmp_path: Path, 
     resumed = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
     resume(build_network(card), torch.optim.AdamW(network.parameters()), resumed, tmp_path / "run" / "last")
     assert resumed.get_scale() == 512.0
-    bfloat16 = torch.amp.GradScaler("cpu", enabled=False)  # the same run resumed in bfloat16 scales nothing
-    resume(build_network(card), torch.optim.AdamW(network.parameters()), bfloat16, tmp_path / "run" / "last")
-    assert not bfloat16.is_enabled()
+    unscaled = torch.amp.GradScaler("cpu", enabled=False)  # a bfloat16 run's state holds no scale...
+    save_checkpoints(network, optimizer, unscaled, card, tmp_path / "bf16", Progress(epoch=3), {}, improved=True)
+    float16 = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)  # ...so resumed in float16 it starts a new one
+    resume(build_network(card), torch.optim.AdamW(network.parameters()), float16, tmp_path / "bf16" / "last")
+    assert float16.get_scale() == 2.0 ** 16
 
 
 def test_a_resume_with_other_settings_than_the_run_was_started_with_is_refused(tmp_path: Path,
