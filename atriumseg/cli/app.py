@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command in :data:`COMMANDS`."""
     parser = Parser(prog="atriumseg", description="Left-atrium segmentation of 3D cardiac MRI.")
     parser.add_argument("--version", action="version", version=f"atriumseg {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (and tracebacks)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log atriumseg's debug messages and the traceback of an error or a failed case")
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True, parser_class=Parser)
     for name in COMMANDS:
         import_module(f"{__package__}.{name}").register(commands)
@@ -75,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log.setLevel(logging.DEBUG if args.verbose else logging.NOTSET)  # -v: our debug lines, not every library's
     try:
         with _sigterm_interrupts():
             return args.run(args)
