@@ -58,7 +58,7 @@ def test_each_member_is_the_built_in_design_in_its_plane_continued_from_the_earl
     first, *continued = lineage_of(card)
     assert first["started_from"] is None
     assert [stage["started_from"] for stage in continued] == [
-        "built-in 0.1.0", "candidates/builtin-0.2.0", "built-in 0.4.0"]
+        "built-in 0.1.0", "candidates/builtin-0.2.0", "built-in 0.4.0", "built-in 0.5.0"]
     assert continued[-1]["steps"] == card.provenance["steps"] > 0
     for stage in continued:
         assert stage["minutes"] >= 30
