@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    log.setLevel(logging.DEBUG if args.verbose else logging.NOTSET)  # -v: our debug lines, not every library's
+    level = log.level
+    log.setLevel(logging.DEBUG if args.verbose else level)  # -v: our debug lines, not every library's
     try:
         with _sigterm_interrupts():
             return args.run(args)
@@ -93,3 +94,5 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError) as err:
         log.error("%s", err, exc_info=args.verbose)
         return EXIT_CASE_FAILED
+    finally:
+        log.setLevel(level)  # as before this call (a caller's own level stays theirs)

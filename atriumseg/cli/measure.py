@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from atriumseg.cli.app import EXIT_CASE_FAILED, EXIT_OK, UsageError, log
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             rows.append((case_name(path), measure_file(path)))
         except (ImageReadError, ValueError) as err:
-            log.error("%s", err)
+            log.error("%s", err, exc_info=err if log.isEnabledFor(logging.DEBUG) else None)  # -v: traceback
             failed += 1
     if rows:
         try:

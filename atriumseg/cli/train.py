@@ -82,8 +82,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add("--device", help=options.DEVICE_HELP)
     add("--workers", type=int, help="data-loading worker processes")
     add("--precision", choices=("auto", "bfloat16", "float16", "float32"),
-        help="autocast type (default auto: bfloat16 on CPUs with AVX-512-BF16 and GPUs of compute capability 8.0 "
-        "or more, float16 on older GPUs, else float32)")
+        help="autocast type; auto: bfloat16 on CPUs with AVX-512-BF16 and GPUs of compute capability 8.0 or more, "
+        "float16 on older GPUs, else float32")
     add("--resume", action="store_true",
         help="continue from OUTPUT/last with the options the run was started with (more --epochs or --max-minutes, "
         "another --device, --workers, --precision or --val-every allowed; --init is ignored)")

@@ -116,14 +116,15 @@ def test_bad_input_gives_one_clear_line_nonzero_exit_and_no_output(
 def test_verbose_adds_the_traceback_to_a_failed_cases_line(tmp_path: Path, model_folder: Path,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     path, _ = _bad_inputs(tmp_path / "inputs")["truncated"]
-    for verbose, level in (([], logging.INFO), (["-v"], logging.DEBUG)):
+    for run, verbose in enumerate(([], ["-v"], [])):  # -v for its own run only
         caplog.clear()
-        with caplog.at_level(level):
-            main([*verbose, "segment", str(path), "-o", str(tmp_path / f"out{level}"), "--model", str(model_folder),
+        with caplog.at_level(logging.INFO):
+            main([*verbose, "segment", str(path), "-o", str(tmp_path / f"out{run}"), "--model", str(model_folder),
                   "--quiet"])
         (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert "\n" not in error.getMessage() and (error.exc_info is not None) == bool(verbose), verbose
-    assert "Traceback" in caplog.text
+        assert ("Traceback" in caplog.text) == bool(verbose)
+    assert logging.getLogger("atriumseg").level == logging.NOTSET  # as before the first main()
 
 
 def test_one_bad_case_does_not_stop_the_others(tmp_path: Path, good_case: Path, model_folder: Path) -> None:

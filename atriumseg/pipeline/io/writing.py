@@ -7,11 +7,13 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import socket
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -126,7 +128,8 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
 
 def write_together(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
     """:func:`write_atomically` for files that belong together (a model's weights and card): every temporary is
-    written and flushed before the first rename, so a failed write (a full disk) leaves all the old files."""
+    written and flushed before the first rename, so a failed write (a full disk) leaves all the old files, and
+    Ctrl-C or SIGTERM wait for the renames (:func:`_signals_held`), so an interrupted save leaves no mix."""
     paths, tmps = [Path(p) for p in writes], []
     try:
         for path, write in zip(paths, writes.values(), strict=True):
@@ -134,14 +137,27 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
             tmps.append(temporary_path(path))
             write(tmps[-1])
             _fsync(tmps[-1])
-        for tmp, path in zip(tmps, paths, strict=True):
-            os.replace(tmp, path)
+        with _signals_held():
+            for tmp, path in zip(tmps, paths, strict=True):
+                os.replace(tmp, path)
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
     for folder in dict.fromkeys(path.parent for path in paths):
         _fsync(folder)
     return paths
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back from this thread while it runs the block, delivered right after it (their
+    handlers, which may raise ``KeyboardInterrupt``, run then)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def save_nifti(image: nib.Nifti1Image, path: Path, gzip: bool) -> None:

@@ -4,6 +4,7 @@ temporary files of dead writers (and only those) cleaned up."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from atriumseg.pipeline.io.writing import (
     temporary_path,
     write_atomically,
     write_image,
+    write_together,
 )
 
 
@@ -87,7 +89,19 @@ def test_only_temporaries_of_dead_writers_are_stale(tmp_path: Path) -> None:
     assert [is_stale(p) for p in (mine, dead, other_machine, old, keep)] == [False, True, False, True, False]
     assert sorted(p.name for p in remove_stale_temporaries(tmp_path)) == sorted([dead.name, old.name])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other_machine.name, keep.name])
-def test_a_read_only_output_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders (simulated below)")
+def test_a_read_only_output_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(OutputFolderError, match="cannot write into the output folder"):
+            check_output_folder(folder)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_folder_refusing_writes_is_refused_as_root_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
     real_open = os.open
@@ -101,3 +115,29 @@ def test_a_read_only_output_folder_is_refused(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(OutputFolderError, match=r"ro: cannot write into the output folder \(Permission denied\)"):
         check_output_folder(folder)
     assert check_output_folder(tmp_path) == tmp_path and not list(folder.iterdir())  # no probe left behind
+
+
+def test_a_signal_between_the_renames_of_files_that_belong_together_waits_for_both(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    card, weights = tmp_path / "card.json", tmp_path / "model.safetensors"
+    card.write_text("old card")
+    weights.write_text("old weights")
+    real_replace = os.replace
+
+    def replace_then_sigterm(source, target) -> None:  # as `train` turns SIGTERM into KeyboardInterrupt
+        real_replace(source, target)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writing.os, "replace", replace_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # delivered, once both are in place
+            write_together({weights: lambda tmp: tmp.write_text("new weights"),
+                            card: lambda tmp: tmp.write_text("new card")})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert (weights.read_text(), card.read_text()) == ("new weights", "new card")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.json", "model.safetensors"]

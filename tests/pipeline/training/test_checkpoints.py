@@ -191,6 +191,20 @@ def test_a_run_killed_between_last_weights_and_state_resumes_on_the_states_own_w
         assert torch.equal(network.state_dict()[name], value), name
 
 
+def test_a_state_written_before_0_6_0_resumes_on_the_folders_weights(tmp_path: Path, synthetic_dataset: Path) -> None:
+    config = tiny_config(synthetic_dataset, tmp_path / "run")
+    last = _model(tmp_path / "run" / "last", config, seed=5)
+    optimizer = torch.optim.AdamW(load_model(last)[0].parameters())
+    torch.save({"optimizer": optimizer.state_dict(), "epoch": 4, "step": 8, "elapsed": 60.0, "best_dice": 0.5},
+               last / STATE_NAME)  # no weights, no scaler: the state of an earlier version
+    network = build_network(make_card(config, {}))
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    progress = resume(network, torch.optim.AdamW(network.parameters()), scaler, last)
+    assert (progress.epoch, progress.step, progress.best_dice) == (4, 8, 0.5) and scaler.get_scale() == 1024.0
+    for name, value in load_model(last)[0].state_dict().items():
+        assert torch.equal(network.state_dict()[name], value), name
+
+
 def test_the_loss_scale_of_a_float16_run_is_kept_for_its_resume(tmp_path: Path, synthetic_dataset: Path) -> None:
     config = tiny_config(synthetic_dataset, tmp_path / "run")
     card = make_card(config, {})
