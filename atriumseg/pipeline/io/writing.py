@@ -9,12 +9,14 @@ import os
 import re
 import signal
 import socket
+import threading
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from types import FrameType
 
 import nibabel as nib
 import SimpleITK as sitk
@@ -137,7 +139,7 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
             tmps.append(temporary_path(path))
             write(tmps[-1])
             _fsync(tmps[-1])
-        with _signals_held():
+        with _signals_held() if len(paths) > 1 else nullcontext():  # one rename is atomic by itself
             for tmp, path in zip(tmps, paths, strict=True):
                 os.replace(tmp, path)
     finally:
@@ -150,14 +152,27 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM held back from this thread while it runs the block, delivered right after it (their
-    handlers, which may raise ``KeyboardInterrupt``, run then)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """SIGINT and SIGTERM noted while the block runs and handed to their handlers (which may raise
+    ``KeyboardInterrupt``) right after it. Python runs signal handlers in the main thread only, so only there can
+    they interrupt a block, and only there are they held (a thread's signal mask would not do: the kernel gives a
+    process's signal to any thread that does not block it, and the handler still runs in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, FrameType | None]] = []
+    previous = {signum: signal.signal(signum, lambda *received: caught.append(received))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum, frame in caught:
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def save_nifti(image: nib.Nifti1Image, path: Path, gzip: bool) -> None:
