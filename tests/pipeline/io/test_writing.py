@@ -89,6 +89,8 @@ def test_only_temporaries_of_dead_writers_are_stale(tmp_path: Path) -> None:
     assert [is_stale(p) for p in (mine, dead, other_machine, old, keep)] == [False, True, False, True, False]
     assert sorted(p.name for p in remove_stale_temporaries(tmp_path)) == sorted([dead.name, old.name])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other_machine.name, keep.name])
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders (simulated below)")
 def test_a_read_only_output_folder_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "ro"
