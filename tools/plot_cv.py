@@ -31,6 +31,7 @@ from atriumseg.pipeline.training.validation import cross_validated_datasets, rea
 
 TARGET_DICE, FLOOR_DICE, TARGET_ABS_VOLUME_PCT = 0.92, 0.85, 6.0
 DICE_AXIS_FLOOR, VOLUME_AXIS = 0.7, 40.0  # the axes' ranges; cases beyond them are drawn at the edge
+LABEL_GAP = 0.012  # Dice closer than this writes two case labels on one line
 LABELS = {"LeftAtrium": "bSSFP (MSD Task02)", "LA2018_LGE": "LGE-MRI (2018 LA challenge)"}
 
 
@@ -78,6 +79,12 @@ def table(designs: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
+def lines_below(values: list[float]) -> list[int]:
+    """For each labelled Dice, how many earlier labels sit within ``LABEL_GAP`` of it: its label goes that many lines
+    lower, so two close cases' names do not print over each other."""
+    return [sum(abs(value - earlier) < LABEL_GAP for earlier in values[:i]) for i, value in enumerate(values)]
+
+
 def plot(designs: list[tuple[str, Path]], output: Path, seed: int = 0) -> Path:
     """Draw every design's per-case figures, one column per dataset the first design has, and save ``output``."""
     datasets = datasets_of(designs)
@@ -99,11 +106,13 @@ def plot(designs: list[tuple[str, Path]], output: Path, seed: int = 0) -> Path:
             top.hlines(summary.dice_mean, x - 0.3, x + 0.3, colors="black")
             top.annotate(f"{summary.dice_mean:.3f}", (x + 0.3, summary.dice_mean), va="bottom", ha="right", fontsize=8,
                          bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1})
-            for case, value, at in zip((case for case, _ in rows), dice, spread, strict=True):
-                if value < FLOOR_DICE and x == len(designs) - 1:
-                    top.annotate(f"{case[:8]} {value:.2f}", (at, max(value, DICE_AXIS_FLOOR)), fontsize=7,
-                                 xytext=(5, 0), textcoords="offset points", va="center")
-                elif value < DICE_AXIS_FLOOR:
+            named = [(case, value, at, y) for (case, _), value, at, y in zip(rows, dice, spread, shown, strict=True)
+                     if value < FLOOR_DICE] if x == len(designs) - 1 else []  # the last design's cases named
+            for (case, value, at, y), lines in zip(named, lines_below([y for *_, y in named]), strict=True):
+                top.annotate(f"{case[:8]} {value:.2f}", (at, y), fontsize=7, xytext=(5, -9 * lines),
+                             textcoords="offset points", va="center")
+            for value, at in zip(dice, spread, strict=True):
+                if value < DICE_AXIS_FLOOR and x < len(designs) - 1:
                     top.annotate(f"{value:.2f}", (at, DICE_AXIS_FLOOR), fontsize=7, xytext=(4, 0),
                                  textcoords="offset points", va="center")
             bottom.scatter(spread, np.clip(error, -VOLUME_AXIS, VOLUME_AXIS), s=12, alpha=0.6)

@@ -37,6 +37,10 @@ def test_plots_every_dataset_of_every_design(plot_cv: ModuleType, tmp_path: Path
     assert 1.2 < width / height < 1.6  # two dataset columns (not the partial file's third), two rows
 
 
+def test_close_case_labels_go_one_line_lower_each(plot_cv: ModuleType) -> None:
+    assert plot_cv.lines_below([0.84, 0.843, 0.70, 0.835, 0.80]) == [0, 1, 0, 2, 0]
+
+
 def test_a_design_missing_a_dataset_is_named(plot_cv: ModuleType, tmp_path: Path) -> None:
     designs = [("old", _design(tmp_path / "old", ("A", "B"), 0.9)), ("new", _design(tmp_path / "new", ("A",), 0.9))]
     with pytest.raises(ValueError, match=r"design 'new': no .*B\.csv"):
