@@ -63,6 +63,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add("--plane", choices=PLANES, help="slice plane")
     add("--spacing", type=_spacing, help="in-plane voxel size in mm")
     add("--slice-spacing", type=float, help="distance between slices in mm (0 keeps each scan's own)")
+    add("--centre-clip", type=float, metavar="FRACTION",
+        help="cap intensities at the upper percentile of this middle fraction of each axis before the window "
+        "(0: off), so a bright rim at the field's edge does not set it")
     add("--patch", type=options.positive_int, help="training slice size in voxels")
     add("--epochs", type=options.positive_int, help="epochs")
     add("--steps-per-epoch", type=options.positive_int, help="optimizer steps per epoch")

@@ -78,7 +78,9 @@ class Preprocessing:
     ``plane`` is the anatomical slice plane; ``spacing`` the in-plane voxel size in mm;
     ``slice_spacing`` the distance between slices in mm (0 keeps the volume's own, so a model
     then sees neighbour slices as far apart as the scan has them); ``percentiles`` the intensity
-    window mapped to [0, 1] per volume; ``context`` the neighbouring slices on each side stacked
+    window mapped to [0, 1] per volume; ``centre_clip`` (0: off) the middle fraction of each axis whose upper
+    percentile caps every voxel first, so a bright rim at the field's edge does not set the window (see
+    :mod:`atriumseg.transforms.intensity`); ``context`` the neighbouring slices on each side stacked
     as channels; ``min_slice_size`` the in-plane size in voxels that smaller slices are zero-padded
     to (0: none), so a tight crop meets the network as training's padded crops did.
     """
@@ -87,6 +89,7 @@ class Preprocessing:
     plane: str = "axial"
     spacing: tuple[float, float] = (1.25, 1.25)
     percentiles: tuple[float, float] = (0.5, 99.5)
+    centre_clip: float = 0.5
     context: int = 1
     slice_spacing: float = 1.25
     min_slice_size: int = 160
@@ -110,6 +113,7 @@ class Preprocessing:
             _check_number("preprocessing.percentiles", value, 0, 100)
         if not percentiles[0] < percentiles[1]:
             raise CardError(f"preprocessing.percentiles must be 0 <= low < high <= 100, got {percentiles!r}")
+        _check_number("preprocessing.centre_clip", self.centre_clip, 0, 1)
         _check_number("preprocessing.context", self.context, 0, 15, integer=True)
         _check_number("preprocessing.min_slice_size", self.min_slice_size, 0, 1024, integer=True)
 
@@ -170,8 +174,9 @@ class ModelDesign:
         return ModelDesign(self.architecture, self.preprocessing, self.postprocessing)
 
 
-# What a card written before these fields existed meant by their absence: no resampling between slices, no padding.
-LEGACY_PREPROCESSING = {"slice_spacing": 0.0, "min_slice_size": 0}
+# What a card written before these fields existed meant by their absence: no resampling between slices, no padding,
+# no cap at the centre's percentile.
+LEGACY_PREPROCESSING = {"slice_spacing": 0.0, "min_slice_size": 0, "centre_clip": 0.0}
 BUILT_IN = ModelDesign()  # the built-in axial member: 2.5D (one neighbour each side), width 32, depth 4
 
 

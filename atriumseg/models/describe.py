@@ -24,12 +24,15 @@ def describe(card: ModelCard) -> str:
         f"{arch.in_channels} input channel(s) "
         f"({pre.context} neighbour slice(s) each side)",
         f"  slices: {pre.plane} in {pre.orientation}, {pre.spacing[0]:g} x {pre.spacing[1]:g} mm in-plane, "
-        f"{slices} apart; intensities scaled between percentiles {pre.percentiles[0]:g} and {pre.percentiles[1]:g}",
+        f"{slices} apart; intensities scaled between percentiles {pre.percentiles[0]:g} and {pre.percentiles[1]:g}"
+        + (f", capped first at the upper one of the central {pre.centre_clip:g} of each axis" if pre.centre_clip
+           else ""),
         f"  mask: probability > {card.postprocessing.threshold:g}"
         + (", largest component" if card.postprocessing.largest_component else ""),
         *_data_lines(prov),
         *_cross_validation_lines(prov.get("cross_validation")),
         *_lineage_lines(lineage_of(card)),
+        *_set_after_training_lines(prov),
     ]
     for key in ("command", "licence"):
         if prov.get(key):
@@ -53,6 +56,12 @@ def describe_ensemble(ensemble: EnsembleCard, members: dict[str, ModelCard]) -> 
         lines.append(f"member '{name}':")
         lines.extend(f"  {line}" for line in describe(card).splitlines())
     return "\n".join(lines)
+
+
+def _set_after_training_lines(prov: dict) -> list[str]:
+    """Card fields changed after training (``tools/set_card.py``), one line each."""
+    return [f"  set after training: {n['field']} {n['from']:g} -> {n['to']:g} (atriumseg {n['package_version']})"
+            for n in prov.get("set_after_training", [])]
 
 
 def _data_lines(prov: dict) -> list[str]:

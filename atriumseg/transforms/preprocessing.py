@@ -1,7 +1,8 @@
 """The MONAI chain that puts a volume in the model's frame.
 
 One chain serves inference (key ``image``) and training (``image`` and ``label``): orientation
-to the card's anatomical frame, resampling, per-volume robust intensity scaling, zero padding
+to the card's anatomical frame, resampling, per-volume robust intensity scaling (capped first at the
+upper percentile of the volume's centre when the card asks), zero padding
 of slices smaller than the card's ``min_slice_size`` (a tight crop then sits in the same zero
 surround that training's crops gave it) and padding to the network's divisor. Its spatial steps
 are invertible (``Compose.inverse``); at inference, predictions return to the input's grid
@@ -25,6 +26,7 @@ from monai.transforms import (
 )
 
 from atriumseg.models.card import ModelCard
+from atriumseg.transforms.intensity import ClipToCentred
 
 IMAGE, LABEL = "image", "label"
 
@@ -37,10 +39,12 @@ def frame_transforms(card: ModelCard, label_key: str | None = None) -> list:
     pre = card.preprocessing
     keys: Sequence[str] = (IMAGE,) if label_key is None else (IMAGE, label_key)
     modes = ("bilinear",) if label_key is None else ("bilinear", "nearest")
+    clip = [ClipToCentred(keys=IMAGE, upper=pre.percentiles[1], fraction=pre.centre_clip)] if pre.centre_clip else []
     return [
         EnsureTyped(keys=keys, dtype="float32", track_meta=True),
         Orientationd(keys=keys, axcodes=pre.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         Spacingd(keys=keys, pixdim=pre.pixdim, mode=modes, padding_mode="border", dtype=np.float32),
+        *clip,
         ScaleIntensityRangePercentilesd(
             keys=IMAGE, lower=pre.percentiles[0], upper=pre.percentiles[1], b_min=0.0, b_max=1.0, clip=True
         ),
@@ -64,7 +68,7 @@ def padding_transforms(card: ModelCard, label_key: str | None = None) -> list:
 def frame_key(card: ModelCard) -> tuple:
     """What :func:`frame_transforms` depends on: equal keys, equal framed volumes."""
     pre = card.preprocessing
-    return pre.orientation, pre.pixdim, tuple(pre.percentiles)
+    return pre.orientation, pre.pixdim, tuple(pre.percentiles), pre.centre_clip
 
 
 def inference_transforms(card: ModelCard, label_key: str | None = None) -> Compose:

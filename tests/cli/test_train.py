@@ -56,10 +56,12 @@ def test_train_records_the_command_it_was_given(tmp_path: Path, synthetic_datase
                                                 capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
     argv = ["train", str(synthetic_dataset), "-o", str(run), "--width", "4", "--depth", "2", "--context", "0",
-            "--patch", "16", "--epochs", "1", "--steps-per-epoch", "1", "--slice-spacing", "0", "--quiet"]
+            "--patch", "16", "--epochs", "1", "--steps-per-epoch", "1", "--slice-spacing", "0", "--centre-clip", "0.3",
+            "--quiet"]
     assert main(argv) == EXIT_OK
     card = json.loads((run / "last" / "card.json").read_text())
     assert card["provenance"]["command"] == "atriumseg " + " ".join(argv)
+    assert card["preprocessing"]["centre_clip"] == 0.3
     assert f"best model: {run / 'best'} (no validation cases: as last); last: {run / 'last'}" in capsys.readouterr().out
 
 
@@ -67,6 +69,7 @@ def test_train_records_the_command_it_was_given(tmp_path: Path, synthetic_datase
     ("options", "phrase"),
     [(["--init", "default", "--width", "16"], "differs from this run's"),
      (["--context", "16"], "preprocessing.context must be an integer in [0, 15]"),
+     (["--centre-clip", "2"], "preprocessing.centre_clip must be a number in [0, 1]"),
      (["--init", "nowhere-model"], "nowhere-model"),
      (["--device", "bogus"], "device 'bogus' is not a device name"),
      (["--resume", "--init", "nowhere-model"], "nowhere-model")],  # --resume of a run not yet started: checked

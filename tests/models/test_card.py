@@ -37,6 +37,7 @@ BAD_PARTS = [
     (Preprocessing, {"slice_spacing": 99.0}, "preprocessing.slice_spacing must be a number in [0.05, 20.0]"),
     (Preprocessing, {"percentiles": (99.5, 0.5)}, "low < high"),
     (Preprocessing, {"percentiles": (-1.0, 50.0)}, "preprocessing.percentiles must be a number in [0, 100]"),
+    (Preprocessing, {"centre_clip": 1.5}, "preprocessing.centre_clip must be a number in [0, 1]"),
     (Preprocessing, {"context": -1}, "preprocessing.context must be an integer in [0, 15]"),
     (Preprocessing, {"min_slice_size": 4096}, "preprocessing.min_slice_size must be an integer in [0, 1024]"),
     (Postprocessing, {"threshold": 1.0}, "threshold must be a number in (0, 1)"),
@@ -66,8 +67,8 @@ def test_the_built_in_design_is_the_shipped_axial_member_and_the_parts_defaults(
     assert shipped.design == BUILT_IN == ModelDesign() == ModelCard().design
     arch, pre, post = BUILT_IN.architecture, BUILT_IN.preprocessing, BUILT_IN.postprocessing
     assert (arch.in_channels, arch.width, arch.depth) == (3, 32, 4)  # what every default trains and reads
-    assert (pre.orientation, pre.plane, pre.spacing, pre.slice_spacing, pre.context, pre.min_slice_size) == (
-        "RAS", "axial", (1.25, 1.25), 1.25, 1, 160)
+    assert (pre.orientation, pre.plane, pre.spacing, pre.slice_spacing, pre.context, pre.min_slice_size,
+            pre.centre_clip) == ("RAS", "axial", (1.25, 1.25), 1.25, 1, 160, 0.5)
     assert (post.threshold, post.largest_component) == (0.5, True)
 
 
@@ -141,9 +142,9 @@ def test_lower_case_axis_codes_mean_the_same_frame() -> None:
     assert pre.orientation == "LPS" and pre.slice_dim == 1 and pre == Preprocessing(orientation="LPS", plane="coronal")
 
 
-def test_a_card_written_before_slice_spacing_and_padding_keeps_its_old_meaning() -> None:
+def test_a_card_written_before_slice_spacing_padding_and_the_cap_keeps_its_old_meaning() -> None:
     data = json.loads((default_model_path() / "axial" / "card.json").read_text())
-    for field in ("slice_spacing", "min_slice_size"):
+    for field in ("slice_spacing", "min_slice_size", "centre_clip"):
         del data["preprocessing"][field]
     old = ModelCard.from_dict(data).preprocessing
-    assert old.slice_spacing == 0.0 and old.min_slice_size == 0  # not today's 1.25 mm and 160 px
+    assert old.slice_spacing == 0.0 and old.min_slice_size == 0 and old.centre_clip == 0.0  # not 1.25 mm, 160, 0.5

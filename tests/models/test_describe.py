@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from atriumseg._version import __version__
-from atriumseg.models.card import ModelCard
+from atriumseg.models.card import ModelCard, Preprocessing
 from atriumseg.models.checkpoint import default_model_path, load_card
 from atriumseg.models.describe import describe, describe_ensemble
 from atriumseg.models.ensemble import EnsembleCard, load_ensemble_card
@@ -46,7 +46,7 @@ def test_the_built_in_model_tells_its_members_lineage_and_cross_validated_figure
     lines = describe_ensemble(ensemble, {name: load_card(folder / name) for name in ensemble.members}).splitlines()
     assert lines[0].startswith(f"atriumseg ensemble of 2 models (package {__version__}): 'axial' locates the atrium")
     assert "    LeftAtrium: 14 cases, Dice mean 0.9182, worst 0.8631, mean absolute volume error 6.7%" in lines
-    assert "    LA2018_LGE: 80 cases, Dice mean 0.9116, worst 0.5910, mean absolute volume error 6.5%" in lines
+    assert "    LA2018_LGE: 80 cases, Dice mean 0.9123, worst 0.6550, mean absolute volume error 6.4%" in lines
     text = "\n".join(lines)
     for plane in ("axial", "coronal"):
         assert f"slices: {plane} in RAS, 1.25 x 1.25 mm in-plane, 1.25 mm apart" in text
@@ -55,12 +55,24 @@ def test_the_built_in_model_tells_its_members_lineage_and_cross_validated_figure
     assert text.count("from built-in 0.1.0") == 2 and text.count("from candidates/builtin-0.2.0") == 2
     assert text.count("from built-in 0.4.0") == 2 and text.count("from built-in 0.5.0") == 2
     assert text.count("LeftAtrium 14+0, LA2018_LGE 80+0") == 8  # stages 2 to 5 of each member: every labelled case
+    assert text.count("capped first at the upper one of the central 0.5 of each axis") == 2
+    assert text.count("set after training: preprocessing.centre_clip 0 -> 0.5 (atriumseg 0.6.1)") == 2
 
 
 def test_a_hand_made_card_says_only_what_it_knows() -> None:
     text = describe(ModelCard())
     assert "lineage" not in text and "cross-validated" not in text and "trained on" not in text
     assert "mask: probability > 0.5, largest component" in text
+
+
+def test_a_cap_set_after_training_is_described_and_said_to_be_so() -> None:
+    note = {"field": "preprocessing.centre_clip", "from": 0.0, "to": 0.5, "package_version": "0.6.1"}
+    card = ModelCard(preprocessing=Preprocessing(centre_clip=0.5), provenance={"set_after_training": [note]})
+    lines = describe(card).splitlines()
+    assert lines[2].endswith("intensities scaled between percentiles 0.5 and 99.5, capped first at the upper one of "
+                             "the central 0.5 of each axis")
+    assert "  set after training: preprocessing.centre_clip 0 -> 0.5 (atriumseg 0.6.1)" in lines
+    assert "capped" not in describe(ModelCard(preprocessing=Preprocessing(centre_clip=0.0)))
 
 
 def test_an_ensemble_tells_its_own_validation_figures_and_licence() -> None:

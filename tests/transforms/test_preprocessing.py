@@ -12,7 +12,7 @@ from monai.transforms import Compose
 from atriumseg.geometry import voxel_spacing
 from atriumseg.models.card import Architecture, ModelDesign, Preprocessing
 from atriumseg.synthetic import make_affine, synthetic_case
-from atriumseg.transforms.preprocessing import IMAGE, LABEL, inference_transforms
+from atriumseg.transforms.preprocessing import IMAGE, LABEL, frame_key, frame_transforms, inference_transforms
 
 SHAPE = (30, 26, 22)
 
@@ -43,11 +43,24 @@ def test_the_volume_arrives_in_ras_at_the_cards_voxel_sizes(plane: str, slice_di
 
 
 def test_intensities_are_scaled_between_the_cards_percentiles() -> None:
-    chain = inference_transforms(_design(min_slice_size=0, percentiles=(1.0, 99.0)))
+    chain = inference_transforms(_design(min_slice_size=0, percentiles=(1.0, 99.0), centre_clip=0.0))
     values = Compose(chain.transforms[:4])({IMAGE: _data()[IMAGE]})[IMAGE].as_tensor()  # before any padding
     assert values.min() == 0.0 and values.max() == 1.0
     below, above = (values == 0).float().mean().item(), (values == 1).float().mean().item()
     assert below == pytest.approx(0.01, abs=0.002) and above == pytest.approx(0.01, abs=0.002)  # 1% clipped each side
+
+
+def test_a_card_with_centre_clip_keeps_the_atrium_bright_beside_a_bright_rim() -> None:
+    """A rim five times the atrium's brightness over the first x-slices sets the plain window, squeezing the atrium
+    (the synthetic volume's brightest structure) to a fifth; capped at the centre's percentile it reaches the top."""
+    data = _data(rotation=(0, 0, 0))
+    data[IMAGE][:, :3] = 5 * data[IMAGE].max()
+    atrium = {}
+    for clip in (0.0, 0.5):
+        out = Compose(frame_transforms(_design(centre_clip=clip), LABEL))(dict(data))  # resampled and scaled
+        atrium[clip] = out[IMAGE][out[LABEL] > 0.5].median().item()
+    assert atrium[0.0] < 0.3 < 0.8 < atrium[0.5]
+    assert frame_key(_design(centre_clip=0.5)) != frame_key(_design(centre_clip=0.0))
 
 
 @pytest.mark.parametrize(("min_slice_size", "depth"), [(0, 3), (64, 3), (50, 4)])

@@ -51,6 +51,8 @@ def _preprocessing(card: ModelCard, ensemble: bool = False) -> list[dict[str, An
          "labels": [["L", "R"], ["P", "A"], ["I", "S"]]},
         {"_target_": "Spacingd", "keys": "image", "pixdim": list(pre.pixdim), "mode": "bilinear",
          "padding_mode": "border", "dtype": "$numpy.float32"},
+        *([{"_target_": f"{SCRIPTS}.intensity.ClipToCentred", "keys": "image", "upper": pre.percentiles[1],
+            "fraction": pre.centre_clip}] if pre.centre_clip else []),
         {"_target_": "ScaleIntensityRangePercentilesd", "keys": "image", "lower": pre.percentiles[0],
          "upper": pre.percentiles[1], "b_min": 0.0, "b_max": 1.0, "clip": True},
     ]
@@ -168,6 +170,8 @@ def _network_data_format(card: ModelCard, members: Sequence[ModelCard] = ()) -> 
     inference (a 3D mask)."""
     pre = card.preprocessing
     window = f"the volume's {pre.percentiles[0]:g}-{pre.percentiles[1]:g} percentile window mapped to [0, 1]"
+    if pre.centre_clip:
+        window += f" (capped first at the {pre.percentiles[1]:g} percentile of its central {pre.centre_clip:g})"
     image: dict[str, Any] = {"type": "image", "format": "magnitude", "modality": "MR", "dtype": "float32",
                              "value_range": [0, 1], "is_patch_data": False}
     if members:

@@ -8,7 +8,8 @@ Layout (MONAI Bundle specification)::
 The custom code ships in ``scripts/`` (the model zoo's way): verbatim copies of atriumseg's U-Net
 and neighbour stacking, so running the bundle needs MONAI, torch and nibabel, not atriumseg. An
 ensemble ships ``scripts/{unet,planes}.py`` instead: one ``PlaneEnsemble`` network runs every member
-in its plane and averages their probabilities. The weights come from safetensors; ``model.pt`` holds
+in its plane and averages their probabilities. A card with ``centre_clip`` adds ``scripts/intensity.py``
+(``ClipToCentred``). The weights come from safetensors; ``model.pt`` holds
 tensors only (``torch.load(..., weights_only=True)`` reads it) and ``model.ts`` carries both configs
 as extra files, as ``monai.bundle ckpt_export`` does.
 """
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 # nothing from atriumseg.
 SCRIPT_SOURCES = (("atriumseg.models", "unet.py"), ("atriumseg.transforms", "context.py"))
 ENSEMBLE_SCRIPT_SOURCES = (("atriumseg.models", "unet.py"), ("atriumseg.models", "planes.py"))
+INTENSITY_SOURCE = ("atriumseg.transforms", "intensity.py")  # for a card with centre_clip
 _PACKAGES = ("monai", "torch", "numpy", *RUNTIME_PACKAGES)
 
 
@@ -139,6 +141,8 @@ def _write_bundle(folder: Path, exported: _Exported) -> None:
                     record=exported.record)
     config = inference_config(card, members)
     sources = ENSEMBLE_SCRIPT_SOURCES if members else SCRIPT_SOURCES
+    if card.preprocessing.centre_clip:
+        sources = (*sources, INTENSITY_SOURCE)
     _write_json(folder / "configs" / "metadata.json", meta)
     _write_json(folder / "configs" / "inference.json", config)
     _write_scripts(folder / SCRIPTS, sources)
@@ -189,6 +193,9 @@ def _write_docs(folder: Path, exported: _Exported, meta: dict[str, Any], sources
         "pixdim": " x ".join(f"{v:g}" for v in pre.pixdim),
         "low": f"{pre.percentiles[0]:g}",
         "high": f"{pre.percentiles[1]:g}",
+        "capped": (f"intensities capped first at the {pre.percentiles[1]:g} percentile of the volume's central "
+                   f"{pre.centre_clip:g} of each axis (`scripts.intensity.ClipToCentred`), then " if pre.centre_clip
+                   else ""),
         "slicing": _slicing_steps(cards),
         "copies": " and ".join(f"`{package.replace('.', '/')}/{name}`" for package, name in sources),
         "torchscript": _torchscript_io(cards),

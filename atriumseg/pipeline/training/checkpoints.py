@@ -8,7 +8,7 @@ with, optimizer and loss-scaler state, progress: tensors and numbers only, read 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -68,7 +68,10 @@ def check_resume(config: TrainConfig) -> dict:
     :data:`RESUME_MAY_CHANGE` (more epochs or minutes, another device; ``--init``, whose weights ``last/`` replaces)."""
     if not resumes(config):
         return {}
-    started, now = load_card(Path(config.output) / "last").provenance.get("config", {}), config_record(config)
+    card, now = load_card(Path(config.output) / "last"), config_record(config)
+    # a preprocessing field newer than the run is not in its config record; its card reads it as the run trained it
+    older = {f.name: getattr(card.preprocessing, f.name) for f in fields(card.preprocessing)}
+    started = {**{key: value for key, value in older.items() if key in now}, **card.provenance.get("config", {})}
     differ = [key for key in sorted(set(started) & set(now) - RESUME_MAY_CHANGE)
               if _resolved(key, started[key]) != _resolved(key, now[key])]
     if differ:

@@ -15,7 +15,7 @@ PATCH = 128  # the built-in model's training slice size; BUILT_IN's min_slice_si
 class TrainConfig:
     """Everything that defines a training run; recorded on the model card.
 
-    The design fields (``width`` to ``slice_spacing``) default to the built-in model's
+    The design fields (``width`` to ``centre_clip``) default to the built-in model's
     (:data:`atriumseg.models.card.BUILT_IN`) and make :attr:`design`, so a run with no options trains
     that design. ``datasets`` are MSD-layout folders trained on together; ``weights`` (one per dataset,
     default equal) set each dataset's share of every batch, and ``orientations`` (one per dataset, or one
@@ -38,6 +38,7 @@ class TrainConfig:
     plane: str = BUILT_IN.preprocessing.plane
     spacing: tuple[float, float] = BUILT_IN.preprocessing.spacing
     slice_spacing: float = BUILT_IN.preprocessing.slice_spacing
+    centre_clip: float = BUILT_IN.preprocessing.centre_clip
     patch: int = PATCH
     epochs: int = 100
     steps_per_epoch: int = 50
@@ -94,7 +95,7 @@ class TrainConfig:
         training, so a tight crop around the atrium meets the network in the surround it learned.
         """
         preprocessing = replace(BUILT_IN.preprocessing, plane=self.plane, spacing=tuple(self.spacing),
-                                context=self.context, slice_spacing=self.slice_spacing)
+                                context=self.context, slice_spacing=self.slice_spacing, centre_clip=self.centre_clip)
         architecture = replace(BUILT_IN.architecture, in_channels=preprocessing.channels, width=self.width,
                                depth=self.depth)
         preprocessing = replace(preprocessing, min_slice_size=padded_crop_side(self.patch, architecture.divisor))

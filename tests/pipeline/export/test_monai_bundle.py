@@ -30,6 +30,7 @@ from atriumseg.models.planes import PlaneEnsemble
 from atriumseg.pipeline.export.bundle_configs import plane_ensemble_arguments
 from atriumseg.pipeline.export.monai_bundle import (
     ENSEMBLE_SCRIPT_SOURCES,
+    INTENSITY_SOURCE,
     SCRIPT_SOURCES,
     BundleExportError,
     export_monai_bundle,
@@ -82,7 +83,7 @@ def test_the_built_in_bundle_holds_the_specified_files_and_every_members_weights
     for package, name in ENSEMBLE_SCRIPT_SOURCES:
         assert (bundle / "scripts" / name).read_text() == resources.files(package).joinpath(name).read_text()
     readme, licence = (bundle / "docs/README.md").read_text(), (bundle / "LICENSE").read_text()
-    assert "ship in `scripts/`" in readme and "atriumseg is\nnot needed" in readme and "$" not in readme
+    assert "ships in `scripts/`" in readme and "atriumseg is\nnot needed" in readme and "$" not in readme
     assert "- LeftAtrium, cross-validated (5 folds, each case scored by the fold model that did not train on it): " \
            "mean Dice 0.9" in readme
     figures = load_ensemble_card(default_model_path()).provenance["cross_validation"]["per_dataset"]
@@ -205,8 +206,9 @@ def oblique_case(folder: Path) -> tuple[Path, tuple[int, ...], np.ndarray]:
 
 def test_an_ensemble_bundle_holds_one_network_of_every_member(fused: Path, tmp_path: Path) -> None:
     bundle = export_monai_bundle(tmp_path / "bundle", fused)
-    assert sorted(p.name for p in (bundle / "scripts").glob("*.py")) == ["__init__.py", "planes.py", "unet.py"]
-    for package, name in ENSEMBLE_SCRIPT_SOURCES:
+    assert sorted(p.name for p in (bundle / "scripts").glob("*.py")) == [
+        "__init__.py", "intensity.py", "planes.py", "unet.py"]  # the stand-ins have the built-in design's cap
+    for package, name in (*ENSEMBLE_SCRIPT_SOURCES, INTENSITY_SOURCE):
         assert (bundle / "scripts" / name).read_text() == resources.files(package).joinpath(name).read_text()
     state = torch.load(bundle / "models/model.pt", weights_only=True)
     for index, name in enumerate(("sagittal", "axial")):
@@ -276,8 +278,9 @@ def test_an_ensemble_whose_members_frame_the_volume_differently_is_refused(tmp_p
 def test_bundle_workflow_gives_the_segmenters_mask(model_folder: Path, tmp_path: Path, bundle_imports) -> None:
     """The stand-in model (an exact per-pixel function) on an oblique LPI volume: same mask, same grid."""
     bundle = export_monai_bundle(tmp_path / "bundle", model_folder)
-    assert sorted(p.name for p in (bundle / "scripts").glob("*.py")) == ["__init__.py", "context.py", "unet.py"]
-    for package, name in SCRIPT_SOURCES:
+    assert sorted(p.name for p in (bundle / "scripts").glob("*.py")) == [
+        "__init__.py", "context.py", "intensity.py", "unet.py"]
+    for package, name in (*SCRIPT_SOURCES, INTENSITY_SOURCE):
         assert (bundle / "scripts" / name).read_text() == resources.files(package).joinpath(name).read_text()
     state, (network, _) = torch.load(bundle / "models/model.pt", weights_only=True), load_model(model_folder)
     assert state.keys() == network.state_dict().keys()
@@ -291,6 +294,41 @@ def test_bundle_workflow_gives_the_segmenters_mask(model_folder: Path, tmp_path:
     got = np.asarray(written.dataobj) > 0
     score = dice(got, expected)
     assert expected.sum() > 100 and score >= 0.999, f"Dice {score:.5f} against the Segmenter's mask"
+
+
+def test_a_bundle_caps_a_bright_rim_as_the_card_says(tmp_path: Path, bundle_imports) -> None:
+    """A stand-in with ``centre_clip`` (every component kept) on a volume whose first slices glow: the bundle runs
+    the copied ``ClipToCentred`` and gives atriumseg's mask, the atrium in it; without the cap the rim sets the
+    window and the stand-in finds no atrium."""
+    card = replace(STANDIN_CARD, postprocessing=Postprocessing(largest_component=False))
+    uncapped = replace(card, preprocessing=replace(STANDIN_CARD.preprocessing, centre_clip=0.0))
+    model = save_model(standin_network(card), card, tmp_path / "model")
+    bundle = export_monai_bundle(tmp_path / "bundle", model)
+    steps = [step["_target_"] for step in json.loads((bundle / "configs/inference.json").read_text())["preprocessing"][
+        "transforms"]]
+    assert steps.index("scripts.intensity.ClipToCentred") + 1 == steps.index("ScaleIntensityRangePercentilesd")
+    assert "central 0.5 of each axis" in (bundle / "docs/README.md").read_text()
+    plain = save_model(standin_network(uncapped), uncapped, tmp_path / "uncapped")
+    plain_bundle = export_monai_bundle(tmp_path / "plain_bundle", plain)
+    assert not (plain_bundle / "scripts/intensity.py").exists()
+    assert "ClipToCentred" not in (plain_bundle / "configs/inference.json").read_text()
+    shape = (46, 41, 33)
+    affine = make_affine(shape, spacing=(1.1, 1.3, 1.9), axcodes="LPI", rotation_deg=(12, -7, 25))
+    case = synthetic_case(shape, affine=affine, seed=3)
+    image = case.image.copy()
+    image[:4] = 5 * image.max()
+    (tmp_path / "in").mkdir()
+    path = write_nifti(tmp_path / "in" / "case.nii.gz", image, affine)
+    got = np.asarray(run_bundle(bundle, path, tmp_path / "out").dataobj) > 0
+
+    def mask(folder: Path) -> np.ndarray:
+        segmenter = Segmenter.from_path(folder, device="cpu", precision="float32", focus=False)
+        return np.asarray(atriumseg.segment(path, segmenter).dataobj)[4:] > 0  # the rim left out
+
+    expected, atrium = mask(model), case.label[4:] > 0
+    assert dice(got[4:], expected) >= 0.999, f"Dice {dice(got[4:], expected):.5f}"
+    assert dice(expected, atrium) > 0.8
+    assert not mask(plain).any()
 
 
 def write_shadow_atriumseg(folder: Path) -> Path:

@@ -22,7 +22,8 @@ from atriumseg.transforms.preprocessing import IMAGE, inference_transforms
 SHAPE = (48, 200, 190)  # RAS at 1.5 mm: 48 sagittal slices of 200 x 190
 CARD = ModelCard(
     architecture=Architecture(in_channels=3, width=8, depth=4),
-    preprocessing=Preprocessing(plane="sagittal", spacing=(1.5, 1.5), context=1, slice_spacing=0.0, min_slice_size=0),
+    preprocessing=Preprocessing(plane="sagittal", spacing=(1.5, 1.5), context=1, slice_spacing=0.0, min_slice_size=0,
+                                centre_clip=0.0),  # blobs anywhere in the field, at 1000 against 0: no cap
     postprocessing=Postprocessing(threshold=0.5, largest_component=True),
 )
 

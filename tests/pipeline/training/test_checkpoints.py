@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -236,3 +237,18 @@ def test_a_resume_with_other_settings_than_the_run_was_started_with_is_refused(t
                          init=tmp_path / "ignored")  # --init is ignored on a resume: last/ holds newer weights
     assert train(longer, show_progress=False).last == run / "last"  # more epochs may be asked for
     assert load_card(run / "last").provenance["lineage"][-1]["started_from"] is None  # as the run started
+
+
+def test_a_run_started_before_the_cap_existed_resumes_without_it(tmp_path: Path, synthetic_dataset: Path) -> None:
+    """Its card has no ``centre_clip`` (read as 0) and its config record none: a plain ``--resume`` would train the
+    rest with today's default cap, so it is refused until ``--centre-clip 0`` is given."""
+    run = tmp_path / "run"
+    train(tiny_config(synthetic_dataset, run, epochs=1, steps_per_epoch=2, centre_clip=0.0), show_progress=False)
+    data = json.loads((run / "last" / "card.json").read_text())
+    del data["preprocessing"]["centre_clip"], data["provenance"]["config"]["centre_clip"]
+    (run / "last" / "card.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"--centre-clip: started 0.0, now 0.5"):
+        train(tiny_config(synthetic_dataset, run, epochs=2, steps_per_epoch=2, resume=True), show_progress=False)
+    resumed = train(tiny_config(synthetic_dataset, run, epochs=2, steps_per_epoch=2, centre_clip=0.0, resume=True),
+                    show_progress=False)
+    assert load_card(resumed.last).preprocessing.centre_clip == 0.0

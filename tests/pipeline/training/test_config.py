@@ -19,10 +19,11 @@ def test_a_config_with_no_options_trains_the_built_in_design(tmp_path: Path) -> 
 
 def test_the_design_follows_the_runs_choices(tmp_path: Path) -> None:
     config = TrainConfig((tmp_path,), tmp_path / "run", width=16, depth=3, context=2, plane="coronal",
-                         spacing=(1.5, 1.5), slice_spacing=0.0, patch=32)
+                         spacing=(1.5, 1.5), slice_spacing=0.0, centre_clip=0.6, patch=32)
     assert config.design.architecture == Architecture(in_channels=5, width=16, depth=3)
     assert config.design.preprocessing == replace(
-        BUILT_IN.preprocessing, plane="coronal", spacing=(1.5, 1.5), context=2, slice_spacing=0.0, min_slice_size=40)
+        BUILT_IN.preprocessing, plane="coronal", spacing=(1.5, 1.5), context=2, slice_spacing=0.0, centre_clip=0.6,
+        min_slice_size=40)
     assert config.design.postprocessing == BUILT_IN.postprocessing
 
 

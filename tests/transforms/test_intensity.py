@@ -1,0 +1,62 @@
+"""Capping at the centre's upper percentile: a bright rim at the field's edge no longer sets the window, a
+volume whose centre holds its brightest voxels is left as it is, and the metadata stays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from atriumseg.transforms.intensity import ClipToCentre, ClipToCentred, central_region
+
+
+def rim_volume(seed: int = 0) -> MetaTensor:
+    """``(1, 20, 24, 16)``: uniform noise in [0, 1) with its first two x-slices (a tenth of the volume) at 50."""
+    values = torch.rand(1, 20, 24, 16, generator=torch.Generator().manual_seed(seed))
+    values[:, :2] = 50.0
+    return MetaTensor(values, affine=torch.diag(torch.tensor([1.5, 0.8, 2.5, 1.0], dtype=torch.float64)))
+
+
+@pytest.mark.parametrize(("shape", "fraction", "expected"), [
+    ((8, 9, 10), 0.5, ((2, 6), (2, 6), (2, 7))),  # half the length, rounded down, as many voxels each side or one fewer
+    ((10, 10, 10), 1.0, ((0, 10), (0, 10), (0, 10))),
+    ((1, 2, 5), 0.1, ((0, 1), (0, 1), (2, 3))),  # never empty
+    ((100, 100, 100), 0.29, ((35, 64), (35, 64), (35, 64))),  # 29 voxels, though 0.29 * 100 is 28.999999999999996
+])
+def test_the_central_region_is_the_middle_fraction_of_each_axis(shape: tuple, fraction: float, expected: tuple) -> None:
+    assert tuple((s.start, s.stop) for s in central_region(shape, fraction)) == expected
+
+
+def test_a_bright_rim_is_capped_at_the_upper_percentile_of_the_centre() -> None:
+    volume = rim_volume()
+    capped = ClipToCentre(upper=99.0, fraction=0.5)(volume)
+    centre = volume[:, 5:15, 6:18, 4:12]
+    cap = float(np.percentile(centre.numpy(), 99.0))
+    assert capped.max().item() == pytest.approx(cap, rel=1e-6) and cap < 1.0
+    assert torch.equal(capped[:, :2], torch.full_like(capped[:, :2], cap))  # the rim, at the centre's level
+    below = volume < cap
+    assert torch.equal(capped[below], volume[below])  # everything else untouched
+    assert isinstance(capped, MetaTensor) and torch.equal(capped.affine, volume.affine)
+
+
+def test_a_volume_brightest_at_its_centre_is_unchanged() -> None:
+    volume = rim_volume()
+    volume[:, :2] = 0.0
+    volume[:, 8:12, 10:14, 6:10] = 50.0  # more than 1% of the centre: its own 99th percentile
+    capped = ClipToCentred(keys="image", upper=99.0, fraction=0.5)({"image": volume})["image"]
+    assert torch.equal(capped, volume)
+
+
+def test_an_integer_volume_is_capped_at_its_centres_percentile() -> None:
+    """``torch.quantile`` refuses integers; a scanner's int16 volume must not depend on going through numpy."""
+    volume = (rim_volume() * 100).to(torch.int16)
+    capped = ClipToCentre(upper=99.0, fraction=0.5)(volume)
+    cap = np.percentile(volume[:, 5:15, 6:18, 4:12].numpy(), 99.0)
+    assert capped.max().item() == pytest.approx(cap) and cap < 100
+
+
+@pytest.mark.parametrize(("upper", "fraction"), [(101.0, 0.5), (99.5, 0.0), (99.5, 1.5)])
+def test_impossible_arguments_are_refused(upper: float, fraction: float) -> None:
+    with pytest.raises(ValueError, match="upper must be|fraction must be"):
+        ClipToCentre(upper, fraction)
