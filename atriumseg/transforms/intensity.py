@@ -4,8 +4,11 @@ A bright rim at the edge of the field (fat beside a surface coil, inflow) can se
 upper percentile, so the window then squeezes the heart into its lower grey levels. The heart sits
 near the centre of a cardiac scan's field: capping every voxel at the centre's upper percentile
 keeps the window on the heart's grey levels; a volume whose centre is as bright as its edges is
-unchanged. A NaN voxel makes the cap NaN: atriumseg and the bundle read NaN as 0 before this runs. Free of
-atriumseg imports: the MONAI bundle runs a verbatim copy.
+unchanged. The field is the box of voxels above the volume's minimum, so zero padding around a scan
+does not move its centre, and the cap never falls below half the field's own upper percentile, so a
+heart far from the centre of a dark field is squeezed at most twofold, never erased. A NaN voxel makes
+the cap NaN: atriumseg and the bundle read NaN as 0 before this runs. Free of atriumseg imports: the
+MONAI bundle runs a verbatim copy.
 """
 
 from __future__ import annotations
@@ -15,6 +18,21 @@ from collections.abc import Hashable, Mapping, Sequence
 import torch
 from monai.transforms import MapTransform, Transform
 from monai.transforms.utils_pytorch_numpy_unification import percentile
+
+FLOOR = 0.5  # the cap is at least this fraction of the whole field's upper percentile
+
+
+def acquired_box(img: torch.Tensor) -> tuple[slice, ...]:
+    """The bounding box over the spatial axes of a channel-first volume's voxels above its minimum: the acquired
+    field without the constant padding around it (the whole volume when it is constant)."""
+    above = (img > img.min()).any(dim=0)
+    if not above.any():
+        return tuple(slice(0, size) for size in img.shape[1:])
+    box = []
+    for axis in range(above.ndim):
+        kept = torch.nonzero(above.any(dim=tuple(a for a in range(above.ndim) if a != axis))).flatten()
+        box.append(slice(int(kept[0]), int(kept[-1]) + 1))
+    return tuple(box)
 
 
 def central_region(shape: Sequence[int], fraction: float) -> tuple[slice, ...]:
@@ -29,8 +47,9 @@ def central_region(shape: Sequence[int], fraction: float) -> tuple[slice, ...]:
 
 
 class ClipToCentre(Transform):
-    """Cap a channel-first volume ``(C, X, Y, Z)`` at the ``upper`` percentile of its central ``fraction`` (per
-    spatial axis, all channels together); metadata is kept."""
+    """Cap a channel-first volume ``(C, X, Y, Z)`` at the ``upper`` percentile of the central ``fraction`` (per
+    spatial axis, all channels together) of its :func:`acquired_box`, or at :data:`FLOOR` times the box's own
+    ``upper`` percentile when that is higher; metadata is kept."""
 
     def __init__(self, upper: float, fraction: float) -> None:
         if not 0.0 <= upper <= 100.0:
@@ -40,8 +59,10 @@ class ClipToCentre(Transform):
         self.upper, self.fraction = upper, fraction
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        centre = img[(slice(None), *central_region(img.shape[1:], self.fraction))]
-        cap = float(percentile(centre.as_subclass(torch.Tensor).float(), self.upper))  # any dtype, any size
+        values = img.as_subclass(torch.Tensor).float()  # any dtype: torch.quantile refuses integers
+        field = values[(slice(None), *acquired_box(values))]
+        centre = field[(slice(None), *central_region(field.shape[1:], self.fraction))]
+        cap = max(float(percentile(centre, self.upper)), FLOOR * float(percentile(field, self.upper)))
         return img.clamp(max=cap)
 
 

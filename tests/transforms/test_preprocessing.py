@@ -51,15 +51,15 @@ def test_intensities_are_scaled_between_the_cards_percentiles() -> None:
 
 
 def test_a_card_with_centre_clip_keeps_the_atrium_bright_beside_a_bright_rim() -> None:
-    """A rim five times the atrium's brightness over the first x-slices sets the plain window, squeezing the atrium
-    (the synthetic volume's brightest structure) to a fifth; capped at the centre's percentile it reaches the top."""
+    """A rim 1.8 times the atrium's brightness over the first x-slices sets the plain window, squeezing the atrium
+    (the synthetic volume's brightest structure) to about half; capped at the centre's percentile it reaches the top."""
     data = _data(rotation=(0, 0, 0))
-    data[IMAGE][:, :3] = 5 * data[IMAGE].max()
+    data[IMAGE][:, :3] = 1.8 * data[IMAGE].max()
     atrium = {}
     for clip in (0.0, 0.5):
         out = Compose(frame_transforms(_design(centre_clip=clip), LABEL))(dict(data))  # resampled and scaled
         atrium[clip] = out[IMAGE][out[LABEL] > 0.5].median().item()
-    assert atrium[0.0] < 0.3 < 0.8 < atrium[0.5]
+    assert atrium[0.0] < 0.6 < 0.8 < atrium[0.5]
     assert frame_key(_design(centre_clip=0.5)) != frame_key(_design(centre_clip=0.0))
 
 
