@@ -80,9 +80,10 @@ def table(designs: list[tuple[str, Path]]) -> str:
 
 
 def lines_below(values: list[float]) -> list[int]:
-    """For each labelled Dice, how many earlier labels sit within ``LABEL_GAP`` of it: its label goes that many lines
-    lower, so two close cases' names do not print over each other."""
-    return [sum(abs(value - earlier) < LABEL_GAP for earlier in values[:i]) for i, value in enumerate(values)]
+    """For each labelled Dice, how many higher labels (ties: earlier ones) sit within ``LABEL_GAP`` of it: its label
+    goes that many lines lower, so close cases' names stack downwards in the order of their values."""
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    return [sum(abs(values[i] - values[j]) < LABEL_GAP for j in order[:order.index(i)]) for i in range(len(values))]
 
 
 def plot(designs: list[tuple[str, Path]], output: Path, seed: int = 0) -> Path:

@@ -4,9 +4,11 @@ A bright rim at the edge of the field (fat beside a surface coil, inflow) can se
 upper percentile, so the window then squeezes the heart into its lower grey levels. The heart sits
 near the centre of a cardiac scan's field: capping every voxel at the centre's upper percentile
 keeps the window on the heart's grey levels; a volume whose centre is as bright as its edges is
-unchanged. The field is the box of voxels above the volume's minimum, so zero padding around a scan
-does not move its centre, and the cap never falls below half the field's own upper percentile, so a
-heart far from the centre of a dark field is squeezed at most twofold, never erased. A NaN voxel makes
+unchanged. The field is the box of voxels above the volume's lower percentile (the window's low end),
+so zero padding around a scan does not move its centre, and the cap never falls below the middle of
+the field's own window, so a heart far from the centre of a dark field keeps at least half its range
+of grey levels (what lies above the cap is flattened, as the window flattens what lies above its top).
+A NaN voxel makes
 the cap NaN: atriumseg and the bundle read NaN as 0 before this runs. Free of atriumseg imports: the
 MONAI bundle runs a verbatim copy.
 """
@@ -19,13 +21,14 @@ import torch
 from monai.transforms import MapTransform, Transform
 from monai.transforms.utils_pytorch_numpy_unification import percentile
 
-FLOOR = 0.5  # the cap is at least this fraction of the whole field's upper percentile
+FLOOR = 0.5  # the cap is at least this far up the field's own window (its lower to its upper percentile)
 
 
-def acquired_box(img: torch.Tensor) -> tuple[slice, ...]:
-    """The bounding box over the spatial axes of a channel-first volume's voxels above its minimum: the acquired
-    field without the constant padding around it (the whole volume when it is constant)."""
-    above = (img > img.min()).any(dim=0)
+def acquired_box(img: torch.Tensor, level: float) -> tuple[slice, ...]:
+    """The bounding box over the spatial axes of a channel-first volume's voxels above ``level`` (the volume's lower
+    percentile): the acquired field without the padding around it, even with a few darker voxels inside (the whole
+    volume when none is above)."""
+    above = (img > level).any(dim=0)
     if not above.any():
         return tuple(slice(0, size) for size in img.shape[1:])
     box = []
@@ -48,31 +51,32 @@ def central_region(shape: Sequence[int], fraction: float) -> tuple[slice, ...]:
 
 class ClipToCentre(Transform):
     """Cap a channel-first volume ``(C, X, Y, Z)`` at the ``upper`` percentile of the central ``fraction`` (per
-    spatial axis, all channels together) of its :func:`acquired_box`, or at :data:`FLOOR` times the box's own
-    ``upper`` percentile when that is higher; metadata is kept."""
+    spatial axis, all channels together) of its :func:`acquired_box`, or :data:`FLOOR` of the way up the box's own
+    ``lower``-``upper`` percentile window when that is higher; metadata is kept."""
 
-    def __init__(self, upper: float, fraction: float) -> None:
-        if not 0.0 <= upper <= 100.0:
-            raise ValueError(f"upper must be a percentile in [0, 100], got {upper}")
+    def __init__(self, lower: float, upper: float, fraction: float) -> None:
+        if not 0.0 <= lower < upper <= 100.0:
+            raise ValueError(f"lower and upper must be percentiles, 0 <= lower < upper <= 100, got {lower}, {upper}")
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-        self.upper, self.fraction = upper, fraction
+        self.lower, self.upper, self.fraction = lower, upper, fraction
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         values = img.as_subclass(torch.Tensor).float()  # any dtype: torch.quantile refuses integers
-        field = values[(slice(None), *acquired_box(values))]
+        low = float(percentile(values, self.lower))
+        field = values[(slice(None), *acquired_box(values, low))]
         centre = field[(slice(None), *central_region(field.shape[1:], self.fraction))]
-        cap = max(float(percentile(centre, self.upper)), FLOOR * float(percentile(field, self.upper)))
-        return img.clamp(max=cap)
+        floor = low + FLOOR * (float(percentile(field, self.upper)) - low)
+        return img.clamp(max=max(float(percentile(centre, self.upper)), floor))
 
 
 class ClipToCentred(MapTransform):
     """Dictionary version of :class:`ClipToCentre`."""
 
-    def __init__(self, keys: Hashable | Sequence[Hashable], upper: float, fraction: float,
+    def __init__(self, keys: Hashable | Sequence[Hashable], lower: float, upper: float, fraction: float,
                  allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.clip = ClipToCentre(upper, fraction)
+        self.clip = ClipToCentre(lower, upper, fraction)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

@@ -39,7 +39,8 @@ def frame_transforms(card: ModelCard, label_key: str | None = None) -> list:
     pre = card.preprocessing
     keys: Sequence[str] = (IMAGE,) if label_key is None else (IMAGE, label_key)
     modes = ("bilinear",) if label_key is None else ("bilinear", "nearest")
-    clip = [ClipToCentred(keys=IMAGE, upper=pre.percentiles[1], fraction=pre.centre_clip)] if pre.centre_clip else []
+    clip = [ClipToCentred(keys=IMAGE, lower=pre.percentiles[0], upper=pre.percentiles[1], fraction=pre.centre_clip)
+            ] if pre.centre_clip else []
     return [
         EnsureTyped(keys=keys, dtype="float32", track_meta=True),
         Orientationd(keys=keys, axcodes=pre.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),

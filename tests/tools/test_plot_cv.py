@@ -38,7 +38,8 @@ def test_plots_every_dataset_of_every_design(plot_cv: ModuleType, tmp_path: Path
 
 
 def test_close_case_labels_go_one_line_lower_each(plot_cv: ModuleType) -> None:
-    assert plot_cv.lines_below([0.84, 0.843, 0.70, 0.835, 0.80]) == [0, 1, 0, 2, 0]
+    assert plot_cv.lines_below([0.84, 0.843, 0.70, 0.835, 0.80]) == [1, 0, 0, 2, 0]
+    assert plot_cv.lines_below([0.845, 0.840, 0.850]) == [1, 2, 0]  # the highest on top, whatever the rows' order
 
 
 def test_a_design_missing_a_dataset_is_named(plot_cv: ModuleType, tmp_path: Path) -> None:

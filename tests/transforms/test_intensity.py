@@ -31,7 +31,7 @@ def test_the_central_region_is_the_middle_fraction_of_each_axis(shape: tuple, fr
 
 def test_a_bright_rim_is_capped_at_the_upper_percentile_of_the_centre() -> None:
     volume = rim_volume()
-    capped = ClipToCentre(upper=99.0, fraction=0.5)(volume)
+    capped = ClipToCentre(lower=1.0, upper=99.0, fraction=0.5)(volume)
     centre = volume[:, 5:15, 6:18, 4:12]
     cap = float(np.percentile(centre.numpy(), 99.0))
     assert capped.max().item() == pytest.approx(cap, rel=1e-6) and cap < 1.1
@@ -45,36 +45,44 @@ def test_a_volume_brightest_at_its_centre_is_unchanged() -> None:
     volume = rim_volume()
     volume[:, :2] = 0.5
     volume[:, 8:12, 10:14, 6:10] = 50.0  # more than 1% of the centre: its own 99th percentile
-    capped = ClipToCentred(keys="image", upper=99.0, fraction=0.5)({"image": volume})["image"]
+    capped = ClipToCentred(keys="image", lower=1.0, upper=99.0, fraction=0.5)({"image": volume})["image"]
     assert torch.equal(capped, volume)
 
 
 def test_an_integer_volume_is_capped_at_its_centres_percentile() -> None:
     """``torch.quantile`` refuses integers; a scanner's int16 volume must not depend on going through numpy."""
     volume = (rim_volume() * 100).to(torch.int16)
-    capped = ClipToCentre(upper=99.0, fraction=0.5)(volume)
+    capped = ClipToCentre(lower=1.0, upper=99.0, fraction=0.5)(volume)
     cap = np.percentile(volume[:, 5:15, 6:18, 4:12].numpy(), 99.0)
     assert capped.max().item() == pytest.approx(cap) and cap < 110
 
 
 def test_zero_padding_around_a_scan_does_not_move_its_centre() -> None:
-    """The scan in a corner of a field three times as wide, zeros elsewhere: capped as the scan alone is, not at the
-    percentile of a centre that is nearly all padding (which erased the heart: Dice 0.58 on la_023 so placed)."""
+    """The scan in a corner of a field three times as wide, zeros elsewhere (and one voxel below them, as ringing
+    leaves): capped as the scan alone is, not at the percentile of a centre that is nearly all padding (which
+    erased the heart: Dice 0.58 on la_023 so placed)."""
     volume = rim_volume()
     padded = torch.zeros(1, 60, 72, 16)
     padded[:, :20, :24] = volume
-    assert torch.equal(ClipToCentre(99.0, 0.5)(padded)[:, :20, :24], ClipToCentre(99.0, 0.5)(volume))
-    assert [(s.start, s.stop) for s in acquired_box(padded)] == [(0, 20), (0, 24), (0, 16)]
+    padded[0, 59, 71, 15] = -0.01
+    clip = ClipToCentre(1.0, 99.0, 0.5)
+    assert torch.equal(clip(padded)[:, :20, :24], clip(volume))
+    assert [(s.start, s.stop) for s in acquired_box(padded, 0.0)] == [(0, 20), (0, 24), (0, 16)]
 
 
-def test_a_dark_centre_caps_at_half_the_fields_percentile_at_most() -> None:
-    volume = rim_volume()
-    volume[:, 5:15, 6:18, 4:12] = 0.01  # the heart far from a dark centre
-    capped = ClipToCentre(99.0, 0.5)(volume)
-    assert capped.max().item() == pytest.approx(FLOOR * np.percentile(volume.numpy(), 99.0), rel=1e-6)
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_a_dark_centre_caps_half_way_up_the_fields_window_at_lowest(offset: float) -> None:
+    """Wherever the intensities start (signed or offset scans too), the cap keeps the upper half of the window."""
+    volume = rim_volume() + offset
+    volume[:, 5:15, 6:18, 4:12] = offset + 0.01  # the heart far from a dark centre
+    capped = ClipToCentre(1.0, 99.0, 0.5)(volume)
+    low, high = np.percentile(volume.numpy(), [1.0, 99.0])
+    assert capped.max().item() == pytest.approx(low + FLOOR * (high - low), rel=1e-6)
+    assert capped.max().item() - low > 0.8  # not squeezed onto the low end
 
 
-@pytest.mark.parametrize(("upper", "fraction"), [(101.0, 0.5), (99.5, 0.0), (99.5, 1.5)])
-def test_impossible_arguments_are_refused(upper: float, fraction: float) -> None:
-    with pytest.raises(ValueError, match="upper must be|fraction must be"):
-        ClipToCentre(upper, fraction)
+@pytest.mark.parametrize(("lower", "upper", "fraction"), [(0.5, 101.0, 0.5), (99.5, 0.5, 0.5), (0.5, 99.5, 0.0),
+                                                          (0.5, 99.5, 1.5)])
+def test_impossible_arguments_are_refused(lower: float, upper: float, fraction: float) -> None:
+    with pytest.raises(ValueError, match="must be percentiles|fraction must be"):
+        ClipToCentre(lower, upper, fraction)

@@ -51,8 +51,8 @@ def _preprocessing(card: ModelCard, ensemble: bool = False) -> list[dict[str, An
          "labels": [["L", "R"], ["P", "A"], ["I", "S"]]},
         {"_target_": "Spacingd", "keys": "image", "pixdim": list(pre.pixdim), "mode": "bilinear",
          "padding_mode": "border", "dtype": "$numpy.float32"},
-        *([{"_target_": f"{SCRIPTS}.intensity.ClipToCentred", "keys": "image", "upper": pre.percentiles[1],
-            "fraction": pre.centre_clip}] if pre.centre_clip else []),
+        *([{"_target_": f"{SCRIPTS}.intensity.ClipToCentred", "keys": "image", "lower": pre.percentiles[0],
+            "upper": pre.percentiles[1], "fraction": pre.centre_clip}] if pre.centre_clip else []),
         {"_target_": "ScaleIntensityRangePercentilesd", "keys": "image", "lower": pre.percentiles[0],
          "upper": pre.percentiles[1], "b_min": 0.0, "b_max": 1.0, "clip": True},
     ]

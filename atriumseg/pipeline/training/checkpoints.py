@@ -7,8 +7,9 @@ with, optimizer and loss-scaler state, progress: tensors and numbers only, read 
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -69,9 +70,8 @@ def check_resume(config: TrainConfig) -> dict:
     if not resumes(config):
         return {}
     card, now = load_card(Path(config.output) / "last"), config_record(config)
-    # a preprocessing field newer than the run is not in its config record; its card reads it as the run trained it
-    older = {f.name: getattr(card.preprocessing, f.name) for f in fields(card.preprocessing)}
-    started = {**{key: value for key, value in older.items() if key in now}, **card.provenance.get("config", {})}
+    started = {**{key: value for key, value in trained_preprocessing(card).items() if key in now},
+               **card.provenance.get("config", {})}  # a field newer than the run is not in its config record
     differ = [key for key in sorted(set(started) & set(now) - RESUME_MAY_CHANGE)
               if _resolved(key, started[key]) != _resolved(key, now[key])]
     if differ:
@@ -80,6 +80,15 @@ def check_resume(config: TrainConfig) -> dict:
         raise ValueError(f"--resume continues {config.output} as it was started, but {given}; repeat the run's own "
                          f"options (only {free} may change), or train into another --output")
     return started
+
+
+def trained_preprocessing(card: ModelCard) -> dict:
+    """The preprocessing ``card``'s weights were trained with, as JSON values: the card's own (a field newer than the
+    card read as it meant then), less what ``tools/set_card.py`` set after training (its first note's ``from``)."""
+    trained = json.loads(json.dumps(asdict(card.preprocessing)))
+    for note in reversed(card.provenance.get("set_after_training", [])):
+        trained[note["field"].removeprefix("preprocessing.")] = note["from"]
+    return trained
 
 
 def _flag(key: str) -> str:

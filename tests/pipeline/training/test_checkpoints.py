@@ -12,6 +12,7 @@ import pytest
 import torch
 from helpers import tiny_config
 
+from atriumseg.models.card import ModelCard, Preprocessing
 from atriumseg.models.checkpoint import build_network, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble
 from atriumseg.pipeline.training.checkpoints import (
@@ -21,6 +22,7 @@ from atriumseg.pipeline.training.checkpoints import (
     initial_weights,
     resume,
     save_checkpoints,
+    trained_preprocessing,
 )
 from atriumseg.pipeline.training.distributed import Ranks
 from atriumseg.pipeline.training.provenance import run_provenance
@@ -252,3 +254,11 @@ def test_a_run_started_before_the_cap_existed_resumes_without_it(tmp_path: Path,
     resumed = train(tiny_config(synthetic_dataset, run, epochs=2, steps_per_epoch=2, centre_clip=0.0, resume=True),
                     show_progress=False)
     assert load_card(resumed.last).preprocessing.centre_clip == 0.0
+
+
+def test_the_preprocessing_a_card_trained_with_ignores_what_was_set_after_training() -> None:
+    note = {"field": "preprocessing.centre_clip", "from": 0.0, "to": 0.5, "package_version": "0.6.1"}
+    card = ModelCard(preprocessing=Preprocessing(centre_clip=0.5), provenance={"set_after_training": [note]})
+    trained = trained_preprocessing(card)
+    assert trained["centre_clip"] == 0.0 and trained["spacing"] == [1.25, 1.25]  # as the config record writes it
+    assert trained_preprocessing(ModelCard())["centre_clip"] == 0.5
