@@ -79,7 +79,7 @@ class Preprocessing:
     ``slice_spacing`` the distance between slices in mm (0 keeps the volume's own, so a model
     then sees neighbour slices as far apart as the scan has them); ``percentiles`` the intensity
     window mapped to [0, 1] per volume; ``centre_clip`` (0: off) the middle fraction of each axis of the field
-    whose upper percentile caps every voxel first (never below half the field's), so a bright rim at the field's
+    whose upper percentile caps every voxel first (never below half way up its window), so a bright rim at the field's
     edge does not set the window (see :mod:`atriumseg.transforms.intensity`); ``context`` the neighbouring slices
     on each side stacked as channels; ``min_slice_size`` the in-plane size in voxels that smaller slices are zero-padded
     to (0: none), so a tight crop meets the network as training's padded crops did.

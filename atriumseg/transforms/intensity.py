@@ -5,12 +5,11 @@ upper percentile, so the window then squeezes the heart into its lower grey leve
 near the centre of a cardiac scan's field: capping every voxel at the centre's upper percentile
 keeps the window on the heart's grey levels; a volume whose centre is as bright as its edges is
 unchanged. The field is the box of voxels above the volume's lower percentile (the window's low end),
-so zero padding around a scan does not move its centre, and the cap never falls below the middle of
-the field's own window, so a heart far from the centre of a dark field keeps at least half its range
-of grey levels (what lies above the cap is flattened, as the window flattens what lies above its top).
-A NaN voxel makes
-the cap NaN: atriumseg and the bundle read NaN as 0 before this runs. Free of atriumseg imports: the
-MONAI bundle runs a verbatim copy.
+so zero padding around a scan does not move its centre, and the cap never falls below half way from
+that lower percentile to the field's upper one, so a heart far from the centre of a dark field keeps
+at least half its range of grey levels (what lies above the cap is flattened, as the window flattens
+what lies above its top). A NaN voxel makes the cap NaN: atriumseg and the bundle read NaN as 0
+before this runs. Free of atriumseg imports: the MONAI bundle runs a verbatim copy.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import torch
 from monai.transforms import MapTransform, Transform
 from monai.transforms.utils_pytorch_numpy_unification import percentile
 
-FLOOR = 0.5  # the cap is at least this far up the field's own window (its lower to its upper percentile)
+FLOOR = 0.5  # the cap is at least this far from the volume's lower percentile to the field's upper one
 
 
 def acquired_box(img: torch.Tensor, level: float) -> tuple[slice, ...]:
@@ -51,8 +50,8 @@ def central_region(shape: Sequence[int], fraction: float) -> tuple[slice, ...]:
 
 class ClipToCentre(Transform):
     """Cap a channel-first volume ``(C, X, Y, Z)`` at the ``upper`` percentile of the central ``fraction`` (per
-    spatial axis, all channels together) of its :func:`acquired_box`, or :data:`FLOOR` of the way up the box's own
-    ``lower``-``upper`` percentile window when that is higher; metadata is kept."""
+    spatial axis, all channels together) of its :func:`acquired_box`, or :data:`FLOOR` of the way from the volume's
+    ``lower`` percentile to the box's ``upper`` one when that is higher; metadata is kept."""
 
     def __init__(self, lower: float, upper: float, fraction: float) -> None:
         if not 0.0 <= lower < upper <= 100.0:
