@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from atriumseg.pipeline.analysis.metrics import mask_dice as dice  # noqa: F401 - the benchmarks' Dice
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "Task02_Heart_cropped"
@@ -229,13 +231,6 @@ def make_volume(sources: list[Path], shape: tuple[int, int, int], spacing: float
     affine[:3, 3] = image.affine[:3, :3] @ ((start + 0.5) * ratio - 0.5) + image.affine[:3, 3]
     affine[:3, :3] = image.affine[:3, :3] * ratio
     return save_nifti(np.ascontiguousarray(crop.numpy()), affine, path)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice overlap of two binary masks (1.0 when both are empty)."""
-    a, b = np.asarray(a) > 0, np.asarray(b) > 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 import atriumseg
 from atriumseg.demo import sample_paths
+from atriumseg.pipeline.analysis.metrics import mask_dice
 from atriumseg.pipeline.inference.segmenter import Segmenter
 
 
@@ -35,7 +36,7 @@ def corner_dice(segmenter: Segmenter, image: Path, label: Path, factor: int, fol
     nib.save(in_corner(nib.load(image), factor), path)
     truth = np.asanyarray(in_corner(nib.load(label), factor).dataobj) > 0
     mask = np.asanyarray(atriumseg.segment(path, segmenter).dataobj) > 0
-    return float(2 * (mask & truth).sum() / (mask.sum() + truth.sum()))
+    return mask_dice(mask, truth)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from monai.transforms import Orientation, Spacing
 from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import default_model_path, load_card
 from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
+from atriumseg.pipeline.analysis.metrics import mask_dice
 from atriumseg.pipeline.inference.restore import restore
 from atriumseg.pipeline.io.volumes import read_image
 
@@ -46,7 +47,7 @@ def ceiling_dice(label: Path, card: ModelCard, threshold: float) -> float:
     framed = Spacing(pixdim=pre.pixdim, mode="bilinear", padding_mode="border")(oriented)
     back = restore(framed.as_tensor(), framed.affine, truth) > threshold
     reference = truth.as_tensor() > 0
-    return float(2 * (back & reference).sum() / (back.sum() + reference.sum()))
+    return mask_dice(back.numpy(), reference.numpy())
 
 
 def main() -> None:

@@ -31,6 +31,14 @@ class CaseMetrics:
     abs_volume_error_pct: float
 
 
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two binary masks of the same grid (1.0 when both are empty), without the distances
+    :func:`case_metrics` also computes: for comparisons of many or large masks."""
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
 def volume_error_pct(predicted_ml: float, true_ml: float) -> float:
     """Signed volume error in % of the reference volume; NaN for an empty reference."""
     return 100.0 * (predicted_ml - true_ml) / true_ml if true_ml > 0 else math.nan

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from atriumseg.pipeline.analysis.metrics import case_metrics, summarise, volume_error_pct
+from atriumseg.pipeline.analysis.metrics import case_metrics, mask_dice, summarise, volume_error_pct
 from atriumseg.pipeline.evaluation.table import summary_line
 from atriumseg.synthetic import make_affine, world_coordinates
 
@@ -113,3 +113,12 @@ def test_distance_means_say_how_many_cases_they_cover() -> None:
     assert (s.cases, s.distance_cases, s.hd95_mean_mm) == (2, 1, 0.0)  # the missed case has no distance to average
     assert "HD95 mean 0.00 mm; ASD mean 0.00 mm over 1 cases (the others have an empty mask)" in summary_line(s)
     assert "over" not in summary_line(summarise(rows[:1]))
+
+
+def test_mask_dice_is_case_metrics_dice_without_the_distances() -> None:
+    a = np.zeros((10, 10, 10), bool)
+    b = np.zeros_like(a)
+    a[2:6, 2:6, 2:6], b[3:7, 2:6, 2:6] = True, True  # 48 of 64 voxels shared
+    assert mask_dice(a, b) == pytest.approx(2 * 48 / 128)
+    assert mask_dice(a, b) == pytest.approx(case_metrics(a, b, np.eye(4)).dice)
+    assert mask_dice(np.zeros_like(a), np.zeros_like(a)) == 1.0
