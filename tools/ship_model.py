@@ -1,7 +1,7 @@
 """Install a trained model or ensemble folder as the built-in default model: licence and attribution on the
 card, validation re-measured through the shipped card (so ``atriumseg evaluate`` reproduces the card).
 
-    python tools/ship_model.py RUN/last --min-slice-size 160
+    python tools/ship_model.py RUN/last
     python tools/ship_model.py atriumseg/models/default --cross-validation ...   # new figures, same weights
     python tools/ship_model.py runs/axial_coronal --folds 5 --cross-validation LeftAtrium=cv/bssfp.csv \
         LA2018_LGE=cv/lge.csv --cv-command "atriumseg train ... --folds 5 --fold K; ... (K = 0..4)"
@@ -73,10 +73,6 @@ def measured_provenance(segmenter: Segmenter, card: ModelCard, provenance: dict,
 def install_model(model: Path, target: Path, args: argparse.Namespace) -> dict:
     """Write the single model ``model`` into ``target`` with its re-measured card; returns its provenance."""
     network, card = load_model(model)
-    if args.min_slice_size is not None:
-        card = dataclasses.replace(
-            card, preprocessing=dataclasses.replace(card.preprocessing, min_slice_size=args.min_slice_size)
-        )
     provenance = measured_provenance(Segmenter(network, card, device="cpu"), card, card.provenance, args)
     save_model(network, dataclasses.replace(card, provenance=provenance), target)
     return provenance
@@ -85,8 +81,6 @@ def install_model(model: Path, target: Path, args: argparse.Namespace) -> dict:
 def install_ensemble(model: Path, target: Path, args: argparse.Namespace) -> dict:
     """Write the ensemble ``model`` (its card and every member) into ``target``, the re-measured validation and
     the licence on the ensemble's card; returns its provenance."""
-    if args.min_slice_size is not None:
-        raise SystemExit("ship_model: --min-slice-size is for a single model; set it on the members' cards")
     ensemble = load_ensemble_card(model)
     segmenter = Segmenter.from_path(model, device="cpu")
     provenance = measured_provenance(segmenter, fold_card(model), ensemble.provenance, args)
@@ -111,8 +105,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a trained model folder (e.g. RUN/last) or an ensemble folder")
     parser.add_argument("--holdout", default="la_023", help="the MSD case kept out of training and selection")
-    parser.add_argument("--min-slice-size", type=int, default=None,
-                        help="set the card's min_slice_size (for runs trained before the card had it)")
     parser.add_argument("--cross-validation", nargs="+", default=[], metavar="DATASET=CSV",
                         help="out-of-fold evaluate CSVs, one per dataset")
     parser.add_argument("--folds", type=int, default=0, help="folds of the cross-validation")

@@ -1,4 +1,4 @@
-"""``tools/set_card.py``: an inference-time field set on a trained model's card (every member's, for an ensemble),
+"""``tools/set_card.py``: inference-time fields set on a trained model's card (every member's, for an ensemble),
 the weights untouched, and the change recorded in the provenance."""
 
 from __future__ import annotations
@@ -38,5 +38,32 @@ def test_a_value_the_card_refuses_leaves_the_card_as_it_was(tmp_path: Path) -> N
     model = standin_model(tmp_path / "model")
     before = (model / "card.json").read_text()
     with pytest.raises(CardError, match="centre_clip must be a number in"):
-        load_tool("set_card").set_centre_clip(model / "card.json", 2.0)  # a model's card file names its folder
+        load_tool("set_card").set_preprocessing(model / "card.json", centre_clip=2.0)  # a card file names its folder
     assert (model / "card.json").read_text() == before
+
+
+def test_two_fields_at_once_leave_a_note_each_and_only_what_changed_is_noted(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    unpadded = replace(STANDIN_CARD, preprocessing=replace(STANDIN_CARD.preprocessing, min_slice_size=0))
+    model = standin_model(tmp_path / "model", unpadded)
+    clip = unpadded.preprocessing.centre_clip
+    monkeypatch.setattr(sys, "argv", ["set_card.py", str(model), "--min-slice-size", "160", "--centre-clip", str(clip)])
+    load_tool("set_card").main()
+    card = load_card(model)
+    assert (card.preprocessing.min_slice_size, card.preprocessing.centre_clip) == (160, clip)
+    [note] = card.provenance["set_after_training"]  # the cap already had its value: not a change
+    assert (note["field"], note["from"], note["to"]) == ("preprocessing.min_slice_size", 0, 160)
+
+
+def test_a_training_field_cannot_be_set_after_training(tmp_path: Path) -> None:
+    model = standin_model(tmp_path / "model")
+    with pytest.raises(ValueError, match="context cannot be set after training"):
+        load_tool("set_card").set_preprocessing(model, context=2)
+
+
+def test_nothing_to_set_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["set_card.py", str(standin_model(tmp_path / "model"))])
+    with pytest.raises(SystemExit) as exit_info:
+        load_tool("set_card").main()
+    assert exit_info.value.code == 2 and "give --centre-clip, --min-slice-size or both" in capsys.readouterr().err

@@ -24,7 +24,7 @@ def ship_model() -> ModuleType:
 
 
 def options(**overrides: object) -> argparse.Namespace:
-    return argparse.Namespace(**{"holdout": "case_103", "min_slice_size": None, "cross_validation": [], "folds": 0,
+    return argparse.Namespace(**{"holdout": "case_103", "cross_validation": [], "folds": 0,
                                  "cv_command": "", **overrides})
 
 
@@ -67,12 +67,6 @@ def test_reshipping_an_installed_ensemble_in_place_keeps_its_members(
     ship_model.install_ensemble(target, target, options(holdout="again"))
     assert (target / "first" / WEIGHTS_NAME).read_bytes() == weights
     assert load_ensemble_card(target).provenance["holdout_sample"] == "again"
-
-
-def test_a_slice_size_for_an_ensemble_is_refused(ship_model: ModuleType, tiny_model: Path, tmp_path: Path) -> None:
-    fused = assemble_ensemble(tmp_path / "fused", {"first": tiny_model})
-    with pytest.raises(SystemExit, match="single model"):
-        ship_model.install_ensemble(fused, tmp_path / "default", options(min_slice_size=160))
 
 
 def test_a_model_trained_on_every_case_needs_cross_validated_figures(
