@@ -21,6 +21,7 @@ from monai.transforms import (
     EnsureChannelFirstd,
     FgBgToIndicesd,
     Identityd,
+    Lambdad,
     LoadImaged,
     OneOf,
     RandAdjustContrastd,
@@ -39,6 +40,7 @@ from monai.transforms import (
 
 from atriumseg.models.card import ModelCard
 from atriumseg.transforms.context import StackNeighboursd
+from atriumseg.transforms.intensity import finite_or_zero
 from atriumseg.transforms.orientation import AssumeOrientationd
 from atriumseg.transforms.preprocessing import IMAGE, LABEL, inference_transforms
 
@@ -68,14 +70,15 @@ def _crop_size(card: ModelCard, patch: int) -> list[int]:
 
 
 def cached_transforms(card: ModelCard, assume_orientation: str | None, patch: int) -> Compose:
-    """Deterministic part: read, fix the header if declared, preprocess, stack neighbours, pad in-plane to
-    the crop size, index the foreground.
+    """Deterministic part: read (NaN and infinite voxels as 0, as inference reads them), fix the header if
+    declared, preprocess, stack neighbours, pad in-plane to the crop size, index the foreground.
 
     The padding comes before the indexing so that the cached voxel indices point into the array the
     crops are cut from (volumes smaller in-plane than a crop, such as tight LGE crops, are padded).
     """
     pre = card.preprocessing
-    head = [LoadImaged(keys=(IMAGE, LABEL), image_only=True), EnsureChannelFirstd(keys=(IMAGE, LABEL))]
+    head = [LoadImaged(keys=(IMAGE, LABEL), image_only=True), EnsureChannelFirstd(keys=(IMAGE, LABEL)),
+            Lambdad(keys=IMAGE, func=finite_or_zero)]
     if assume_orientation:
         head.append(AssumeOrientationd(keys=(IMAGE, LABEL), axcodes=assume_orientation))
     pad = _crop_size(card, patch)

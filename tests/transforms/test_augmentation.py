@@ -15,15 +15,17 @@ from atriumseg.transforms.preprocessing import IMAGE, LABEL
 PATCH = 32
 
 
-def _cached(shape: tuple[int, int, int], plane: str) -> dict:
+def _cached(shape: tuple[int, int, int], plane: str, corrupt: float | None = None) -> dict:
     """A volume whose only bright voxels are its small labelled block, on a dim ramp (a window that is not one value),
-    through the cached chain."""
+    through the cached chain; ``corrupt`` is written into a few voxels of the ramp."""
     card = ModelCard(architecture=Architecture(in_channels=3, width=4, depth=3),
                      preprocessing=Preprocessing(plane=plane, spacing=(1.0, 1.0), slice_spacing=1.0, context=1))
     image = np.linspace(0.0, 0.2, np.prod(shape), dtype=np.float32).reshape(shape)
     label = np.zeros(shape, np.float32)
     block = tuple(slice(n // 2 - 2, n // 2 + 2) for n in shape)
     image[block], label[block] = 1.0, 1.0
+    if corrupt is not None:
+        image[0, :3, :3] = corrupt
     chain = cached_transforms(card, None, PATCH)
     chain.transforms = chain.transforms[2:]  # skip loading: the arrays are given
     data = {k: MetaTensor(torch.from_numpy(a)[None], affine=torch.eye(4)) for k, a in ((IMAGE, image), (LABEL, label))}
@@ -44,6 +46,15 @@ def test_positive_slices_hold_foreground_even_when_the_volume_is_smaller_than_a_
     assert with_atrium > 0.5, f"only {with_atrium:.0%} of slices hold foreground; 2 of 3 are drawn on it"
     for s in slices:
         assert s[IMAGE].shape == (3, PATCH, PATCH) and s[LABEL].shape == (1, PATCH, PATCH)
+
+
+@pytest.mark.parametrize("corrupt", [np.nan, np.inf, -np.inf])
+def test_nan_and_infinite_voxels_are_read_as_zero_as_inference_reads_them(corrupt: float) -> None:
+    """One NaN would make the window's percentiles, so every cached voxel, NaN; the cache sees 0 there instead."""
+    _, cached = _cached((24, 20, 18), "axial", corrupt=corrupt)
+    _, zeroed = _cached((24, 20, 18), "axial", corrupt=0.0)
+    assert torch.isfinite(cached[IMAGE]).all()
+    assert torch.equal(cached[IMAGE].as_tensor(), zeroed[IMAGE].as_tensor())
 
 
 def test_training_slices_are_plain_tensors_and_metadata_tracking_is_restored() -> None:

@@ -26,6 +26,7 @@ from atriumseg.pipeline.inference.focus import FocusSettings
 from atriumseg.pipeline.inference.member import Member
 from atriumseg.pipeline.inference.regions import bounding_box
 from atriumseg.pipeline.inference.restore import PROB_FLOOR
+from atriumseg.transforms.intensity import finite_or_zero
 from atriumseg.transforms.orientation import AssumeOrientation
 
 
@@ -106,9 +107,7 @@ class Segmenter:
         neighbourhood is resampled. An ensemble averages its members' probabilities.
         """
         source = image if isinstance(image, MetaTensor) else MetaTensor(image)
-        tensor = source.float()
-        if source.is_floating_point():
-            tensor = torch.nan_to_num(tensor, nan=0.0, posinf=0.0, neginf=0.0)
+        tensor = finite_or_zero(source).float()
         if assume_orientation:
             tensor = AssumeOrientation(assume_orientation)(tensor)
         floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
