@@ -54,6 +54,8 @@ def main() -> None:
     fields = {name: getattr(args, name) for name in SETTABLE if getattr(args, name) is not None}
     if not fields:
         parser.error("give --centre-clip, --min-slice-size or both")
+    if is_ensemble(args.model) and args.min_slice_size is not None:
+        parser.error("--min-slice-size is set on one member's folder at a time (members may pad differently)")
     folders = ([args.model / name for name in load_ensemble_card(args.model).members] if is_ensemble(args.model)
                else [args.model])
     for folder in folders:

@@ -9,8 +9,9 @@ so zero padding around a scan does not move its centre, and the cap never falls 
 that lower percentile to the field's upper one, so a heart far from the centre of a dark field keeps
 at least half its range of grey levels (what lies above the cap is flattened, as the window flattens
 what lies above its top). A NaN voxel makes the cap NaN, as it makes the window's percentiles NaN:
-atriumseg's inference and training and the bundle read NaN as 0 before either runs (:func:`finite_or_zero`).
-Free of atriumseg imports: the MONAI bundle runs a verbatim copy.
+atriumseg's inference and training read NaN and infinite voxels as 0 before either runs
+(:func:`finite_or_zero`), and so does the bundle (a step of its own). Free of atriumseg imports: the MONAI
+bundle runs a verbatim copy.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ FLOOR = 0.5  # the cap is at least this far from the volume's lower percentile t
 
 
 def finite_or_zero(img: torch.Tensor) -> torch.Tensor:
-    """``img`` with NaN and infinite voxels as 0 (one of them would make every percentile, so the whole window,
-    NaN); an integer volume, which holds none, as it is."""
+    """``img`` with NaN and infinite voxels as 0 (one NaN makes every percentile, so the whole window, NaN, and
+    enough infinite ones an end of it); an integer volume, which holds none, as it is."""
     return torch.nan_to_num(img, nan=0.0, posinf=0.0, neginf=0.0) if img.is_floating_point() else img
 
 

@@ -44,15 +44,25 @@ def test_a_value_the_card_refuses_leaves_the_card_as_it_was(tmp_path: Path) -> N
 
 def test_two_fields_at_once_leave_a_note_each_and_only_what_changed_is_noted(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    unpadded = replace(STANDIN_CARD, preprocessing=replace(STANDIN_CARD.preprocessing, min_slice_size=0))
-    model = standin_model(tmp_path / "model", unpadded)
-    clip = unpadded.preprocessing.centre_clip
+    assert STANDIN_CARD.preprocessing.min_slice_size == 0
+    model = standin_model(tmp_path / "model")
+    clip = STANDIN_CARD.preprocessing.centre_clip
     monkeypatch.setattr(sys, "argv", ["set_card.py", str(model), "--min-slice-size", "160", "--centre-clip", str(clip)])
     load_tool("set_card").main()
     card = load_card(model)
     assert (card.preprocessing.min_slice_size, card.preprocessing.centre_clip) == (160, clip)
     [note] = card.provenance["set_after_training"]  # the cap already had its value: not a change
     assert (note["field"], note["from"], note["to"]) == ("preprocessing.min_slice_size", 0, 160)
+
+
+def test_a_slice_size_for_a_whole_ensemble_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ensemble = assemble_ensemble(tmp_path / "ensemble", {"a": standin_model(tmp_path / "a")})
+    monkeypatch.setattr(sys, "argv", ["set_card.py", str(ensemble), "--min-slice-size", "160"])
+    with pytest.raises(SystemExit):
+        load_tool("set_card").main()
+    assert "one member's folder at a time" in capsys.readouterr().err
+    assert load_card(ensemble / "a").preprocessing.min_slice_size == 0
 
 
 def test_a_training_field_cannot_be_set_after_training(tmp_path: Path) -> None:

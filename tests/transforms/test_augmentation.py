@@ -25,7 +25,7 @@ def _cached(shape: tuple[int, int, int], plane: str, corrupt: float | None = Non
     block = tuple(slice(n // 2 - 2, n // 2 + 2) for n in shape)
     image[block], label[block] = 1.0, 1.0
     if corrupt is not None:
-        image[0, :3, :3] = corrupt
+        image[0] = corrupt  # one slice: more than the 0.5% of voxels beyond the window's lower percentile
     chain = cached_transforms(card, None, PATCH)
     chain.transforms = chain.transforms[2:]  # skip loading: the arrays are given
     data = {k: MetaTensor(torch.from_numpy(a)[None], affine=torch.eye(4)) for k, a in ((IMAGE, image), (LABEL, label))}
@@ -50,7 +50,8 @@ def test_positive_slices_hold_foreground_even_when_the_volume_is_smaller_than_a_
 
 @pytest.mark.parametrize("corrupt", [np.nan, np.inf, -np.inf])
 def test_nan_and_infinite_voxels_are_read_as_zero_as_inference_reads_them(corrupt: float) -> None:
-    """One NaN would make the window's percentiles, so every cached voxel, NaN; the cache sees 0 there instead."""
+    """A NaN would make the window's percentiles, so every cached voxel, NaN, and a slice of infinities an end of the
+    window; the cache sees 0 there instead."""
     _, cached = _cached((24, 20, 18), "axial", corrupt=corrupt)
     _, zeroed = _cached((24, 20, 18), "axial", corrupt=0.0)
     assert torch.isfinite(cached[IMAGE]).all()

@@ -107,7 +107,7 @@ class Segmenter:
         neighbourhood is resampled. An ensemble averages its members' probabilities.
         """
         source = image if isinstance(image, MetaTensor) else MetaTensor(image)
-        tensor = finite_or_zero(source).float()
+        tensor = finite_or_zero(source.float())  # after the cast: a float64 voxel beyond float32 is infinite
         if assume_orientation:
             tensor = AssumeOrientation(assume_orientation)(tensor)
         floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
