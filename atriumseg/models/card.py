@@ -51,7 +51,7 @@ MAX_CHANNELS = 1024  # at the U-Net's bottleneck: the reference network (width 6
 class Architecture:
     """Init arguments of :class:`atriumseg.models.unet.UNet`, bounded before any network is built."""
 
-    in_channels: int = 3
+    in_channels: int = 5
     width: int = 32
     depth: int = 4
 
@@ -90,7 +90,7 @@ class Preprocessing:
     spacing: tuple[float, float] = (1.25, 1.25)
     percentiles: tuple[float, float] = (0.5, 99.5)
     centre_clip: float = 0.5
-    context: int = 1
+    context: int = 2
     slice_spacing: float = 1.25
     min_slice_size: int = 160
 
@@ -177,7 +177,7 @@ class ModelDesign:
 # What a card written before these fields existed meant by their absence: no resampling between slices, no padding,
 # no cap at the centre's percentile.
 LEGACY_PREPROCESSING = {"slice_spacing": 0.0, "min_slice_size": 0, "centre_clip": 0.0}
-BUILT_IN = ModelDesign()  # the built-in axial member: 2.5D (one neighbour each side), width 32, depth 4
+BUILT_IN = ModelDesign()  # the built-in axial member: 2.5D (two neighbours each side), width 32, depth 4
 
 
 @dataclass(frozen=True)

@@ -66,9 +66,9 @@ def test_the_built_in_design_is_the_shipped_axial_member_and_the_parts_defaults(
     shipped = load_card(default_model_path() / "axial")
     assert shipped.design == BUILT_IN == ModelDesign() == ModelCard().design
     arch, pre, post = BUILT_IN.architecture, BUILT_IN.preprocessing, BUILT_IN.postprocessing
-    assert (arch.in_channels, arch.width, arch.depth) == (3, 32, 4)  # what every default trains and reads
+    assert (arch.in_channels, arch.width, arch.depth) == (5, 32, 4)  # what every default trains and reads
     assert (pre.orientation, pre.plane, pre.spacing, pre.slice_spacing, pre.context, pre.min_slice_size,
-            pre.centre_clip) == ("RAS", "axial", (1.25, 1.25), 1.25, 1, 160, 0.5)
+            pre.centre_clip) == ("RAS", "axial", (1.25, 1.25), 1.25, 2, 160, 0.5)
     assert (post.threshold, post.largest_component) == (0.5, True)
 
 

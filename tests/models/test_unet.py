@@ -23,10 +23,10 @@ def test_reference_network_has_7696193_parameters() -> None:
 
 
 def test_built_in_design_has_about_a_quarter_of_the_reference_parameters() -> None:
-    """Half the width, a quarter of the weights; the 2 neighbour channels add 2 x 9 x 32 to the first layer."""
+    """Half the width, a quarter of the weights; the 4 neighbour channels add 4 x 9 x 32 to the first layer."""
     network = build_network(BUILT_IN)
-    assert network.inc[0].in_channels == 3
-    assert _parameters(network) == _parameters(UNet(in_channels=1, width=32, depth=4)) + 576 == 1_925_601
+    assert network.inc[0].in_channels == 5
+    assert _parameters(network) == _parameters(UNet(in_channels=1, width=32, depth=4)) + 1152 == 1_926_177
 
 
 @pytest.mark.parametrize(("depth", "before", "after"), RECEPTIVE_FIELDS)

@@ -51,11 +51,12 @@ def test_metadata_has_every_mandatory_key_with_its_type(meta: dict) -> None:
 def test_metadata_describes_the_network_as_the_card_does(card: ModelCard, meta: dict) -> None:
     image = meta["network_data_format"]["inputs"]["image"]
     pred = meta["network_data_format"]["outputs"]["pred"]
-    assert image["num_channels"] == card.architecture.in_channels == 3
+    assert image["num_channels"] == card.architecture.in_channels == 5
     assert image["spatial_shape"] == ["8*n", "8*n"] and pred["spatial_shape"] == image["spatial_shape"]
     assert image["value_range"] == [0, 1] and pred["num_channels"] == 1
     assert image["channel_def"] == {
-        "0": "the slice 1 x 1.25 mm inferior of it", "1": "the axial slice", "2": "the slice 1 x 1.25 mm superior of it"
+        "0": "the slice 2 x 1.25 mm inferior of it", "1": "the slice 1 x 1.25 mm inferior of it", "2": "the axial slice",
+        "3": "the slice 1 x 1.25 mm superior of it", "4": "the slice 2 x 1.25 mm superior of it",
     }
     mask = meta["network_data_format"]["post_processed_outputs"]["pred"]
     assert mask["channel_def"] == {"0": "background", "1": "left_atrium"} and mask["dtype"] == "uint8"
