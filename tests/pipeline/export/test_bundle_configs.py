@@ -55,7 +55,8 @@ def test_metadata_describes_the_network_as_the_card_does(card: ModelCard, meta: 
     assert image["spatial_shape"] == ["8*n", "8*n"] and pred["spatial_shape"] == image["spatial_shape"]
     assert image["value_range"] == [0, 1] and pred["num_channels"] == 1
     assert image["channel_def"] == {
-        "0": "the slice 2 x 1.25 mm inferior of it", "1": "the slice 1 x 1.25 mm inferior of it", "2": "the axial slice",
+        "0": "the slice 2 x 1.25 mm inferior of it", "1": "the slice 1 x 1.25 mm inferior of it",
+        "2": "the axial slice",
         "3": "the slice 1 x 1.25 mm superior of it", "4": "the slice 2 x 1.25 mm superior of it",
     }
     mask = meta["network_data_format"]["post_processed_outputs"]["pred"]
