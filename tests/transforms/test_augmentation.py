@@ -17,7 +17,7 @@ PATCH = 32
 
 def _cached(shape: tuple[int, int, int], plane: str, corrupt: float | None = None) -> dict:
     """A volume whose only bright voxels are its small labelled block, on a dim ramp (a window that is not one value),
-    through the cached chain; ``corrupt`` is written into a few voxels of the ramp."""
+    through the cached chain; ``corrupt`` is written into its first slice."""
     card = ModelCard(architecture=Architecture(in_channels=3, width=4, depth=3),
                      preprocessing=Preprocessing(plane=plane, spacing=(1.0, 1.0), slice_spacing=1.0, context=1))
     image = np.linspace(0.0, 0.2, np.prod(shape), dtype=np.float32).reshape(shape)
