@@ -99,4 +99,5 @@ def write_measurements_csv(rows: list[tuple[str, Measurements]], path: Path, ove
     writer.writerow(CSV_COLUMNS)
     for name, m in rows:
         writer.writerow([name, *m.row().values()])
-    return write_atomically(path, lambda tmp: tmp.write_text(text.getvalue()))
+    csv_text = text.getvalue()  # backslashreplace: a file name undecodable in UTF-8 is escaped, never fatal
+    return write_atomically(path, lambda tmp: tmp.write_text(csv_text, encoding="utf-8", errors="backslashreplace"))

@@ -110,12 +110,12 @@ def _is_dicom_file(entry: os.DirEntry) -> bool:
 
 def _dicom_cases(folder: Path, entries: list[os.DirEntry]) -> list[InputCase]:
     series = dicom_series(folder) if any(_is_dicom_file(e) for e in entries) else []
+    name = Path(os.path.realpath(folder)).name  # a folder given as '.' or '..' is named after what it is
     if len(series) == 1:
-        return [InputCase(folder.name, folder, series[0][0])]
+        return [InputCase(name, folder, series[0][0])]
     labels = [_safe(desc or "series") for _, desc in series]
     return [
-        InputCase(f"{folder.name}_{label}" if labels.count(label) == 1 else f"{folder.name}_{label}_{_safe(uid)}",
-                  folder, uid)
+        InputCase(f"{name}_{label}" if labels.count(label) == 1 else f"{name}_{label}_{_safe(uid)}", folder, uid)
         for (uid, _), label in zip(series, labels, strict=True)
     ]
 
@@ -194,17 +194,18 @@ class _Discovery:
         self.seen: set[Path] = set()
 
     def named(self, text: str) -> None:
-        """An input as given: a glob, a folder to search, or a path that stays a case whatever it is."""
+        """An input as given: a glob, a folder to search, or a path that stays a case whatever it is. What is
+        found is named by absolute path, so records say which file they are of from any working folder."""
         if any(ch in text for ch in "*?[") and not Path(text).exists():
             matches = _glob(text, self.skip, self.strays)
             if not matches:
                 self.cases.append(InputCase(case_name(Path(text)), Path(text)))
             for match in matches:
-                self.found(Path(match))
+                self.found(Path(match).absolute())
         elif Path(text).is_dir():
-            self.search(Path(text))
+            self.search(Path(text).absolute())
         else:
-            self.cases.append(InputCase(case_name(Path(text)), Path(text)))
+            self.cases.append(InputCase(case_name(Path(text)), Path(text).absolute()))
 
     def found(self, path: Path) -> None:
         """A path a folder or a glob turned up: searched, a case, or a stray (unless ``skip`` leaves it out)."""
@@ -251,7 +252,7 @@ def discover(inputs: Iterable[str | Path], skip: Skip = Skip()) -> tuple[list[In
 
 def in_shard(case: InputCase, shard: int, shards: int) -> bool:
     """Deterministic assignment of a case to one of ``shards`` by a hash of its name (stable across machines)."""
-    return zlib.crc32(case.name.encode()) % shards == shard
+    return zlib.crc32(os.fsencode(case.name)) % shards == shard  # fsencode: names undecodable in UTF-8 too
 
 
 def input_files(cases: Iterable[InputCase]) -> set[Path]:

@@ -121,7 +121,14 @@ def _refused(case: InputCase, reason: str) -> CaseResult:
 
 def _apart(name: str, path: Path) -> str:
     """The record key of something that must not take ``name``'s record: ``NAME@hash`` of its path."""
-    return f"{name}@{zlib.crc32(str(path).encode()):08x}"
+    return f"{name}@{zlib.crc32(os.fsencode(path)):08x}"
+
+
+def _refusal_key(out: Path, case: InputCase) -> str:
+    """Where a case refused while planning is recorded: under its name, unless that holds the record of a case
+    an earlier run finished (this run's refusal must not disown its outputs), then apart from it."""
+    previous = read_record(out, case.name)
+    return _apart(case.name, case.path) if previous is not None and previous.status == OK else case.name
 
 
 def plan_cases(
@@ -171,7 +178,7 @@ def prepare(inputs: list[str | Path], options: BatchOptions) -> Prepared:
         store(out, result, halt, _apart(result.case, Path(result.input)))
     for case, result, key in refused:
         if in_shard(case, index, count):
-            store(out, result, halt, key)
+            store(out, result, halt, key or _refusal_key(out, case))
             settled.append(result)
     for result in settled:
         log_settled(result)

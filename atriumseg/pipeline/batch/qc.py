@@ -64,4 +64,4 @@ def contact_sheet(entries: list[SheetEntry], path: Path) -> Path:
         f"<h1>atriumseg QC</h1><p>{len(entries)} cases, {flagged} flagged or failed (outlined in red). "
         f"{html.escape(CONVENTION)}.</p>\n<div class=\"grid\">\n{cards}\n</div></body></html>\n"
     )
-    return write_atomically(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return write_atomically(path, lambda tmp: tmp.write_text(page, encoding="utf-8", errors="backslashreplace"))

@@ -141,7 +141,8 @@ def write_report(out_dir: Path, results: list[CaseResult]) -> tuple[Path, Path]:
     columns = [f.name for f in fields(CaseResult)]
 
     def write_csv(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        # backslashreplace: a file name undecodable in UTF-8 (a Latin-1 share) is written as p\xe9rez, never fatal
+        with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             for r in results:

@@ -70,8 +70,11 @@ class _WriteBehind:
         self._pending: list[Future[CaseResult]] = []
 
     def submit(self, work: Callable[..., CaseResult], *args: Any, bounded: bool = True) -> None:
-        while bounded and sum(not p.done() for p in self._pending) >= MAX_QUEUED_WRITES:
-            next(p for p in self._pending if not p.done()).result()
+        while bounded:
+            waiting = [p for p in self._pending if not p.done()]  # one look: a write may end at any moment
+            if len(waiting) < MAX_QUEUED_WRITES:
+                break
+            waiting[0].result()
         self._pending.append(self._writer.submit(work, *args))
 
     def results(self) -> list[CaseResult]:

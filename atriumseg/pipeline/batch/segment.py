@@ -19,13 +19,14 @@ from atriumseg.pipeline.batch.patient import patient_fields
 from atriumseg.pipeline.batch.plan import PlannedCase
 from atriumseg.pipeline.batch.report import OK, CaseResult
 from atriumseg.pipeline.io.geometry import voxel_volume_ml
-from atriumseg.pipeline.io.volumes import ImageReadError, Volume, check_resampled_size, read_image
+from atriumseg.pipeline.io.volumes import Volume, check_resampled_size, read_image, repaired_header
 
 if TYPE_CHECKING:
     from atriumseg.pipeline.inference.segmenter import Segmenter
 
-# What fails one case (its record says why) without stopping the run.
-CASE_ERRORS = (ImageReadError, RuntimeError, ValueError, OSError, MemoryError)
+# What fails one case (its record says why, with the error's type) without stopping the run: any error of its own,
+# a bug met by one odd case included; signals (KeyboardInterrupt) and a full disk (Halt) are what stop a run.
+CASE_ERRORS = (Exception,)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def segment_case(segmenter: Segmenter, planned: PlannedCase, volume: Volume, opt
     voxels = int(mask.sum())
     result = CaseResult(
         case=case.name, input=str(case.path), output=str(planned.outputs.mask), status=OK,
-        volume_ml=voxels * voxel_ml, voxels=voxels, flags=quality_flags(raw, mask, voxel_ml),
+        volume_ml=voxels * voxel_ml, voxels=voxels,
+        flags=quality_flags(raw, mask, voxel_ml) + tuple(filter(None, [repaired_header(volume)])),
         uncertainty=border_entropy(prob, mask) if options.tta else float("nan"),
     )
     result = replace(result, **patient_fields(case, result.volume_ml, options.patients, options.anonymous))

@@ -20,6 +20,8 @@ from atriumseg.pipeline.io.names import SITK_SUFFIXES
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 ORIENTATION_TOLERANCE = 1e-3  # direction cosines of one series' slices may differ by this much (0.06 degrees)
+SHEAR_TOLERANCE = 0.01  # a slice may sit this far sideways per mm along the normal (0.6 degrees of gantry tilt) ...
+SHEAR_MARGIN = 0.02  # ... plus this many mm (positions written with two decimals)
 
 
 def sitk_affine_ras(image: sitk.Image) -> np.ndarray:
@@ -126,7 +128,11 @@ def dicom_series(folder: Path) -> list[tuple[str, str]]:
     """(series UID, series description) of every DICOM series directly inside ``folder``."""
     series = []
     for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
-        info = _slice_info(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)[0])
+        try:
+            info = _slice_info(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)[0])
+        except RuntimeError:  # a file GDCM lists but ITK cannot open (no preamble): the case fails when read
+            series.append((uid, ""))
+            continue
         description = info.GetMetaData("0008|103e").strip() if info.HasMetaDataKey("0008|103e") else ""
         series.append((uid, description))
     return series
@@ -142,7 +148,8 @@ def series_files(folder: Path, series_uid: str) -> list[Path]:
 
 def _check_slices(files: list[str], label: str) -> None:
     """Refuse a series whose slices do not share one orientation, are missing or unevenly spaced along the
-    slice normal, or add up to more voxels than the size bound; only headers are read."""
+    slice normal, sit sideways of it (a gantry tilt: no regular grid holds them), or add up to more voxels than
+    the size bound; only headers are read."""
     if len(files) < 2:
         raise ValueError(f"{label}: only {len(files)} slice; a 3D volume needs several")
     infos = [_slice_info(name) for name in files]
@@ -156,7 +163,14 @@ def _check_slices(files: list[str], label: str) -> None:
     width, height = infos[0].GetSize()[:2]
     check_grid((width, height, len(files)), infos[0].GetSpacing()[:2])
     normal = directions[0].reshape(3, 3)[:, 2]
-    positions = [float(np.dot(info.GetOrigin(), normal)) for info in infos]
+    origins = np.asarray([info.GetOrigin() for info in infos], float)
+    positions = origins @ normal
+    sideways = np.linalg.norm((origins - origins[0]) - np.outer(positions - positions[0], normal), axis=1)
+    if (sideways > SHEAR_MARGIN + SHEAR_TOLERANCE * np.abs(positions - positions[0])).any():
+        raise ValueError(
+            f"{label}: slices are offset sideways of the slice normal (up to {sideways.max():.2f} mm: a gantry "
+            "tilt or sheared stack, which no regular 3D grid holds); resample it to a regular grid first"
+        )
     gaps = np.diff(np.sort(positions))
     if gaps.min() <= 1e-3 or gaps.max() - gaps.min() > 0.01 * max(gaps.max(), 1e-6) + 1e-3:
         raise ValueError(

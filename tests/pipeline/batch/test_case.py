@@ -98,6 +98,27 @@ def test_the_per_case_step_can_be_wrapped(tmp_path: Path, segmenter) -> None:
     assert seen == [("p5", SHAPE)]
 
 
+def test_an_unexpected_error_fails_its_case_only_and_releases_it(tmp_path: Path, segmenter) -> None:
+    (tmp_path / "in").mkdir()
+    for seed in (6, 7):
+        case = synthetic_case(SHAPE, make_affine(SHAPE), seed=seed)
+        write_nifti(tmp_path / "in" / f"p{seed}.nii.gz", case.image, case.affine)
+
+    def broken_for_p6(segmenter, planned, volume, options):
+        if planned.case.name == "p6":
+            raise KeyError("a bug met by one case")
+        return segment_case(segmenter, planned, volume, options)
+
+    options = BatchOptions(output=tmp_path / "out", show_progress=False)
+    batch = run_batch(segmenter, [tmp_path / "in"], options, segment=broken_for_p6)
+    assert {r.case: r.status for r in batch.results} == {"p6": "failed", "p7": "ok"}
+    assert "KeyError: 'a bug met by one case'" in next(r.reason for r in batch.results if r.case == "p6")
+    (single,) = process_input(tmp_path / "in" / "p6.nii.gz", segmenter, options, segment=broken_for_p6).results
+    assert single.status == "failed" and "KeyError" in single.reason
+    (again,) = process_input(tmp_path / "in" / "p6.nii.gz", segmenter, options).results  # not left locked
+    assert again.status == "ok"
+
+
 def test_an_unusable_output_folder_raises_before_any_work(tmp_path: Path, segmenter) -> None:
     a_file = tmp_path / "file"
     a_file.write_text("not a folder")

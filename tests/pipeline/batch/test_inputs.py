@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from helpers import write_dicom_series, write_nifti
 
@@ -99,6 +100,29 @@ def test_discover_names_each_dicom_series_and_skips_strays(tmp_path: Path) -> No
     assert sorted(c.series_uid for c in cases) == ["1.2.3.4.1", "1.2.3.4.2"]
     assert len({c.name for c in cases}) == 2 and all(c.name.startswith("exam_") for c in cases)
     assert [s.path.name for s in strays] == ["readme.txt"]
+
+
+def test_a_series_whose_files_itk_cannot_open_is_a_case_that_fails_with_its_reason(tmp_path: Path) -> None:
+    shape = (36, 38, 24)
+    case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5), "LPS"), seed=63)
+    series = write_dicom_series(tmp_path / "study" / "exam", case.image, case.affine)
+    write_nifti(tmp_path / "study" / "other.nii.gz", case.image, case.affine)
+    for path in sorted(series.glob("*.dcm"))[:-1]:  # GDCM still lists files without the 128-byte preamble; ITK not
+        dataset = pydicom.dcmread(path)
+        dataset.preamble = None
+        dataset.save_as(path, enforce_file_format=False)
+    cases, strays = discover([tmp_path / "study"])
+    assert sorted(c.name for c in cases) == ["exam", "other"] and strays == []
+    with pytest.raises(ImageReadError, match="exam: unreadable or corrupt image"):
+        read_image(next(c.path for c in cases if c.name == "exam"))
+
+
+def test_a_dicom_folder_named_dot_is_named_after_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shape = (36, 38, 24)
+    case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5), "LPS"), seed=64)
+    monkeypatch.chdir(write_dicom_series(tmp_path / "exam", case.image, case.affine))
+    assert [c.name for c in discover(["."])[0]] == ["exam"]
+    assert [c.name for c in discover(["./"])[0]] == ["exam"]
 
 
 def test_a_file_that_cannot_be_opened_does_not_stop_the_search(tmp_path: Path,

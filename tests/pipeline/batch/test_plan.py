@@ -254,6 +254,16 @@ def test_a_case_done_from_another_input_is_not_taken_for_this_one(tmp_path: Path
     assert _run(segmenter, [site1], out, qc=True)["p01"].status == "ok"  # its own input: finished
 
 
+def test_a_case_refused_by_a_later_run_keeps_the_record_of_the_earlier_one(tmp_path: Path, segmenter) -> None:
+    source, out = _nifti(tmp_path / "in" / "p01.nii.gz", 1), tmp_path / "out"
+    assert _run(segmenter, [source], out)["p01"].status == "ok"
+    refused = _run(segmenter, [source], out, fmt="dicom-seg")["p01"]  # a DICOM SEG needs a DICOM series
+    assert refused.status == "failed" and "DICOM" in refused.reason
+    assert report.read_record(out, "p01").status == "ok"  # the finished case's record is not replaced
+    again = _run(segmenter, [source], out)["p01"]
+    assert again.status == "ok" and again.reason == ""  # done earlier: not 'exists and no earlier run wrote it'
+
+
 def test_strays_of_one_name_in_two_folders_are_both_listed(tmp_path: Path, segmenter) -> None:
     study, out = tmp_path / "study", tmp_path / "out"
     _nifti(study / "p01.nii.gz", 1)

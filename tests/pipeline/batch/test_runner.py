@@ -279,3 +279,31 @@ def test_a_nifti_run_never_loads_the_dicom_seg_writer(tmp_path: Path, model_fold
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_file_name_that_is_not_utf8_is_segmented_and_reported(tmp_path: Path, model_folder: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    latin1 = os.fsdecode(b"p\xe9rez.nii.gz")  # a name from a Latin-1 share: not valid UTF-8
+    write_nifti(folder / latin1, _case(23).image, _case(23).affine)
+    write_nifti(folder / "plain.nii.gz", _case(24).image, _case(24).affine)
+    args = ["segment", str(folder), "--output", str(out), "--model", str(model_folder), "--quiet", "--shard", "0/2"]
+    assert main(args) == EXIT_OK
+    assert main([*args[:-1], "1/2"]) == EXIT_OK
+    assert sorted(os.fsencode(r.case) for r in collect(out)) == [b"plain", b"p\xe9rez"]
+    assert (out / os.fsdecode(b"p\xe9rez.nii.gz")).is_file() and (out / "report.csv").is_file()
+
+
+def test_a_rerun_from_another_folder_knows_the_cases_it_finished(
+    tmp_path: Path, segmenter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "project" / "scans").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    write_nifti(tmp_path / "project" / "scans" / "p25.nii.gz", _case(25).image, _case(25).affine)
+    options = BatchOptions(output=tmp_path / "out", show_progress=False)
+    monkeypatch.chdir(tmp_path / "project")
+    (first,) = runner.run_batch(segmenter, ["scans"], options).results
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    (again,) = runner.run_batch(segmenter, [tmp_path / "project" / "scans"], options).results
+    assert first.status == again.status == "ok" and again.reason == ""  # done earlier, not 'already holds case'
+    assert first.input == again.input == str(tmp_path / "project" / "scans" / "p25.nii.gz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from helpers import write_nifti
@@ -59,3 +60,20 @@ def test_a_volume_too_large_once_resampled_never_reaches_the_model(tmp_path: Pat
     planned = _planned(tmp_path, np.diag([1000.0, 1000.0, 1000.0, 1.0]), "in_metres")
     with pytest.raises(ImageReadError, match="is it in cm"):
         segment_case(_NeverRun(segmenter.card), planned, read_case(planned.case), BatchOptions(output=tmp_path))
+
+
+def test_a_header_whose_sform_disagrees_with_pixdim_is_flagged_with_the_grid_it_was_measured_on(
+    tmp_path: Path, segmenter
+) -> None:
+    qform = np.diag([1.5, 1.5, 1.5, 1.0])
+    planned = _planned(tmp_path, qform)
+    image = nib.load(planned.case.path)
+    image.set_sform(np.diag([2.0, 2.0, 2.0, 1.0]), 1)  # the sform says 2 mm; pixdim and the qform say 1.5 mm
+    nib.save(image, planned.case.path)
+    result = segment_case(segmenter, planned, read_case(planned.case), BatchOptions(output=tmp_path / "out")).result
+    assert result.volume_ml == pytest.approx(result.voxels * 1.5**3 / 1000)
+    assert ("header: sform voxels 2 x 2 x 2 mm disagree with pixdim; read and measured with the qform's "
+            "1.5 x 1.5 x 1.5 mm") in result.flags
+    plain = _planned(tmp_path, qform, "plain")
+    assert not any(f.startswith("header") for f in segment_case(
+        segmenter, plain, read_case(plain.case), BatchOptions(output=tmp_path / "out")).result.flags)

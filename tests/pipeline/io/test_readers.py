@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 import torch
@@ -117,6 +118,26 @@ def test_a_dicom_series_whose_slices_are_not_parallel_is_refused(tmp_path: Path)
         (tmp_path / "turned" / f"b_{k:03d}.dcm").rename(series / f"b_{k:03d}.dcm")
     with pytest.raises(io.ImageReadError, match=r"slices do not share one orientation .* in 15 of 30 files"):
         io.read_image(series)
+
+
+@pytest.mark.parametrize("sideways_mm, refused", [(0.5, True), (0.005, False)])
+def test_a_dicom_series_whose_slices_sit_sideways_of_the_normal_is_refused(
+    tmp_path: Path, sideways_mm: float, refused: bool
+) -> None:
+    shape = (40, 42, 8)
+    case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 2.0), "LPS"), seed=2)
+    series = write_dicom_series(tmp_path / "series", case.image / case.image.max() * 2000, case.affine)
+    for path in series.glob("*.dcm"):  # each slice moved along its rows: a gantry tilt (or, small, rounding)
+        dataset = pydicom.dcmread(path)
+        row = np.asarray(dataset.ImageOrientationPatient[:3], float)
+        position = np.asarray(dataset.ImagePositionPatient, float) + sideways_mm * (dataset.InstanceNumber - 1) * row
+        dataset.ImagePositionPatient = [f"{v:.4f}" for v in position]
+        dataset.save_as(path)
+    if refused:
+        with pytest.raises(io.ImageReadError, match=r"sideways of the slice normal \(up to 3.50 mm: a gantry tilt"):
+            io.read_image(series)
+    else:
+        assert io.read_image(series).tensor.shape[1:] == shape
 
 
 def test_a_zero_voxel_size_in_an_nrrd_header_is_refused(tmp_path: Path) -> None:
