@@ -22,10 +22,15 @@ class NiftiGeometry:
     affine: np.ndarray
 
     def image(self, array: np.ndarray) -> nib.Nifti1Image:
-        """A NIfTI image of ``array`` with this header's geometry and a uint8/float type."""
+        """A NIfTI image of ``array`` with this header's geometry and a uint8/float type; what describes the
+        input's intensities (display window, intent, description) is not the mask's, so it is cleared (a
+        window of 0-2000 kept on a 0/1 mask shows it black)."""
         header = self.header.copy()
         header.set_data_dtype(array.dtype)
         header.set_slope_inter(1.0, 0.0)
+        header["cal_min"] = header["cal_max"] = 0.0  # 0 and 0: no display window, viewers use the data's range
+        header.set_intent("none")
+        header["descrip"] = b""
         image = nib.Nifti1Image(array, self.affine, header)
         image.set_qform(self.header.get_qform(), int(self.header["qform_code"]))
         image.set_sform(self.header.get_sform(), int(self.header["sform_code"]))

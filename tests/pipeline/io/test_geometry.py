@@ -52,6 +52,20 @@ def test_nifti_mask_has_input_header_and_finds_the_atrium(
     assert score > MIN_DICE, f"{grid_id}: Dice {score:.3f} <= {MIN_DICE}"
 
 
+def test_a_nifti_mask_keeps_the_geometry_not_the_inputs_display_window(tmp_path: Path, segmenter: Segmenter) -> None:
+    case = _case((40, 42, 30), (1.25, 1.25, 2.5), "LPS", (0, 10, 0))
+    source = nib.Nifti1Image(case.image, case.affine)
+    source.header["cal_min"], source.header["cal_max"] = 0.0, 2000.0
+    source.header.set_intent("estimate")
+    source.header["descrip"] = b"LGE 3D, TI 300"
+    nib.save(source, tmp_path / "lge.nii.gz")
+    segment(tmp_path / "lge.nii.gz", segmenter, output=tmp_path / "mask.nii.gz")
+    header = nib.load(tmp_path / "mask.nii.gz").header
+    assert (float(header["cal_min"]), float(header["cal_max"])) == (0.0, 0.0)
+    assert header.get_intent()[0] == "none" and header["descrip"].item() == b""
+    np.testing.assert_allclose(nib.load(tmp_path / "mask.nii.gz").affine, nib.load(tmp_path / "lge.nii.gz").affine)
+
+
 @pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
 @pytest.mark.parametrize(("grid_id", "shape", "spacing", "codes", "rotation"), GRIDS[1:], ids=[g[0] for g in GRIDS[1:]])
 def test_itk_formats_keep_origin_spacing_direction(
