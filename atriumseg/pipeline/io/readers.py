@@ -172,7 +172,12 @@ def _check_slices(files: list[str], label: str) -> None:
             "tilt or sheared stack, which no regular 3D grid holds); resample it to a regular grid first"
         )
     gaps = np.diff(np.sort(positions))
-    if gaps.min() <= 1e-3 or gaps.max() - gaps.min() > 0.01 * max(gaps.max(), 1e-6) + 1e-3:
+    if (gaps <= 1e-3).any():
+        raise ValueError(
+            f"{label}: {len(files)} images at {len(files) - int((gaps <= 1e-3).sum())} slice positions (several "
+            "images at one position: cine phases, echoes or repeats); export one 3D volume per series"
+        )
+    if gaps.max() - gaps.min() > 0.01 * max(gaps.max(), 1e-6) + 1e-3:
         raise ValueError(
             f"{label}: missing or inconsistent slices (gaps between slices range from {gaps.min():.2f} "
             f"to {gaps.max():.2f} mm over {len(files)} files)"

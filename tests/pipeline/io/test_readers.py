@@ -140,6 +140,19 @@ def test_a_dicom_series_whose_slices_sit_sideways_of_the_normal_is_refused(
         assert io.read_image(series).tensor.shape[1:] == shape
 
 
+def test_a_dicom_series_with_several_images_per_position_is_refused_saying_so(tmp_path: Path) -> None:
+    shape = (40, 42, 8)
+    case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 2.0), "LPS"), seed=3)
+    series = write_dicom_series(tmp_path / "series", case.image / case.image.max() * 2000, case.affine)
+    for path in sorted(series.glob("*.dcm")):  # a second phase at every position, as a cine series holds
+        dataset = pydicom.dcmread(path)
+        dataset.SOPInstanceUID = f"{dataset.SOPInstanceUID}.2"
+        dataset.InstanceNumber = dataset.InstanceNumber + 8
+        dataset.save_as(series / f"phase2_{path.name}")
+    with pytest.raises(io.ImageReadError, match=r"16 images at 8 slice positions \(several images at one position"):
+        io.read_image(series)
+
+
 def test_a_zero_voxel_size_in_an_nrrd_header_is_refused(tmp_path: Path) -> None:
     header = (
         "NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\nsizes: 20 23 17\n"
