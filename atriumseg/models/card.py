@@ -29,6 +29,13 @@ class CardError(ValueError):
     """A model card that is missing, malformed, or of an unknown format version."""
 
 
+def training_data(provenance: dict[str, Any]) -> list[dict[str, Any]]:
+    """A card provenance's training datasets, one dict each: cards written before multi-dataset training hold one
+    dict, not a list (what is not a dict is left out)."""
+    data = provenance.get("data") or []
+    return [item for item in ([data] if isinstance(data, dict) else data) if isinstance(item, dict)]
+
+
 def _check_number(name: str, value: object, low: float, high: float, integer: bool = False) -> None:
     """Refuse a card value that is not a number (an integer where ``integer``) in ``[low, high]``."""
     kinds = (int,) if integer else (int, float)
@@ -230,7 +237,7 @@ class ModelCard(ModelDesign):
     def load(cls, path: Path) -> ModelCard:
         """Read and validate a JSON card."""
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as err:  # ValueError: not JSON or not UTF-8; deep nesting
             raise CardError(f"cannot read model card {path}: {err}") from err
         return cls.from_dict(data)

@@ -84,6 +84,10 @@ def load_model(path: Path) -> tuple[UNet, ModelCard]:
         state = load_file(weights)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"model {folder}: unreadable weights {weights.name}: {err}") from err
+    broken = [name for name, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if broken:  # a NaN weight gives NaN probabilities, so an empty mask, for every scan
+        raise CheckpointError(f"model {folder}: {weights.name} holds values that are not finite numbers in "
+                              f"{', '.join(broken[:3])}{' and more' if len(broken) > 3 else ''}")
     network = build_network(card)
     try:
         network.load_state_dict(state, strict=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from atriumseg.models.card import ModelCard
+from atriumseg.models.card import ModelCard, training_data
 from atriumseg.models.checkpoint import build_network
 from atriumseg.models.lineage import lineage_of
 
@@ -66,13 +66,11 @@ def _set_after_training_lines(prov: dict) -> list[str]:
 
 def _data_lines(prov: dict) -> list[str]:
     """Each training dataset with its split, validation Dice and attribution."""
-    data = prov.get("data")
-    if isinstance(data, dict):  # cards written before multi-dataset training
-        data = [data]
+    data = training_data(prov)
     split = prov.get("split", {})
     figures = prov.get("validation_dice", {})
     lines = []
-    for item in data or []:
+    for item in data:
         name = item.get("dataset", "?")
         part = split.get(name, split) if isinstance(split, dict) else {}
         counts = f"{len(part.get('train', []))} training / {len(part.get('validation', []))} validation cases"

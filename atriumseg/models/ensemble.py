@@ -86,8 +86,8 @@ class EnsembleCard:
 def _card_data(folder: Path) -> dict[str, Any] | None:
     """The JSON of ``folder/card.json``, or None when there is none or it is not a JSON object."""
     try:
-        data = json.loads((Path(folder) / CARD_NAME).read_text())
-    except (OSError, ValueError):
+        data = json.loads((Path(folder) / CARD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON, nested beyond the parser
         return None
     return data if isinstance(data, dict) else None
 

@@ -18,6 +18,7 @@ from atriumseg.models.card import (
     ModelDesign,
     Postprocessing,
     Preprocessing,
+    training_data,
 )
 from atriumseg.models.checkpoint import default_model_path, load_card
 from atriumseg.models.ensemble import EnsembleCard
@@ -105,6 +106,22 @@ def test_malformed_cards_say_so(broken: dict) -> None:
         del data["postprocessing"]
     with pytest.raises(CardError, match="malformed model card"):
         ModelCard.from_dict(data)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{not utf-8", b"[" * 100_000 + b"]" * 100_000, b'{"architecture": '])
+def test_a_card_file_that_cannot_be_parsed_is_a_card_error_naming_it(tmp_path, content: bytes) -> None:
+    (tmp_path / "card.json").write_bytes(content)
+    with pytest.raises(CardError, match=f"cannot read model card {tmp_path / 'card.json'}"):
+        ModelCard.load(tmp_path / "card.json")
+
+
+@pytest.mark.parametrize("data, names", [
+    ({"dataset": "LeftAtrium", "licence": "CC-BY-SA 4.0"}, ["LeftAtrium"]),  # a card before multi-dataset training
+    ([{"dataset": "LeftAtrium"}, "junk", {"dataset": "LA2018_LGE"}], ["LeftAtrium", "LA2018_LGE"]),
+    (None, []),
+])
+def test_training_data_reads_every_form_of_provenance(data: object, names: list[str]) -> None:
+    assert [d["dataset"] for d in training_data({"data": data})] == names
 
 
 def test_a_card_is_its_design_plus_provenance(tmp_path) -> None:

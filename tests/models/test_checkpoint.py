@@ -114,6 +114,15 @@ def test_card_that_does_not_match_the_weights_is_refused(tmp_path: Path) -> None
         load_model(tmp_path / "m")
 
 
+def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path: Path) -> None:
+    network = build_network(CARD)
+    with torch.no_grad():
+        network.outc.bias[0] = float("nan")
+    save_model(network, CARD, tmp_path / "m")
+    with pytest.raises(CheckpointError, match=r"holds values that are not finite numbers in outc\.bias"):
+        load_model(tmp_path / "m")
+
+
 def test_missing_model_folder_says_so(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no such file"):
         load_model(tmp_path / "nothing")

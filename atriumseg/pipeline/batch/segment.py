@@ -19,7 +19,7 @@ from atriumseg.pipeline.batch.patient import patient_fields
 from atriumseg.pipeline.batch.plan import PlannedCase
 from atriumseg.pipeline.batch.report import OK, CaseResult
 from atriumseg.pipeline.io.geometry import voxel_volume_ml
-from atriumseg.pipeline.io.volumes import Volume, check_resampled_size, read_image, repaired_header
+from atriumseg.pipeline.io.volumes import Volume, read_image, repaired_header
 
 if TYPE_CHECKING:
     from atriumseg.pipeline.inference.segmenter import Segmenter
@@ -72,8 +72,7 @@ def segment_case(segmenter: Segmenter, planned: PlannedCase, volume: Volume, opt
     volume, quality flags, uncertainty (with ``tta``) and patient columns."""
     case = planned.case
     anatomy = anatomical_affine(volume, options.assume_orientation)
-    pre = segmenter.card.preprocessing
-    check_resampled_size(volume.tensor, anatomy, pre.pixdim, pre.orientation, str(case.path))
+    segmenter.check_size(volume.tensor, anatomy, str(case.path))  # every member's grid, the reason naming the case
     seg = segmenter.segment(volume.tensor, assume_orientation=options.assume_orientation, tta=options.tta)
     prob, raw, mask = seg.probabilities[0].numpy(), seg.raw[0].numpy(), seg.mask[0].numpy()
     voxel_ml = voxel_volume_ml(volume.tensor.affine.numpy())

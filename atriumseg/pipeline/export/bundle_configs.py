@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from atriumseg.defaults import BATCH_SIZE
-from atriumseg.models.card import ModelCard
+from atriumseg.models.card import ModelCard, training_data
 
 SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
 # What running the bundle needs beyond MONAI, torch and numpy: NIfTI reading, MONAI's engines, its CLI.
@@ -239,7 +239,7 @@ def metadata(
     validation = provenance.get("validation_dice", {})
     cross_validated = (provenance.get("cross_validation") or {}).get("per_dataset", {})
     datasets = [
-        {key: entry.get(key) for key in ("dataset", "reference", "licence")} for entry in provenance.get("data", [])
+        {key: entry.get(key) for key in ("dataset", "reference", "licence")} for entry in training_data(provenance)
     ]
     return {
         "schema": SCHEMA_URL,

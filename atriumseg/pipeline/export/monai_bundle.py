@@ -31,7 +31,7 @@ from monai.data import save_net_with_metadata
 
 from atriumseg._version import __version__
 from atriumseg.defaults import BATCH_SIZE
-from atriumseg.models.card import ModelCard
+from atriumseg.models.card import ModelCard, training_data
 from atriumseg.models.checkpoint import load_model, resolve_model_path
 from atriumseg.models.ensemble import is_ensemble, load_ensemble
 from atriumseg.models.planes import PlaneEnsemble
@@ -109,7 +109,7 @@ def _ensemble(folder: Path) -> _Exported:
                 f"spacing or intensity window: {frame_key(card)} against {frame_key(cards[0])}), and a bundle "
                 "resamples the volume once; export each member on its own instead"
             )
-    datasets = {entry.get("dataset"): entry for card in cards for entry in card.provenance.get("data", [])}
+    datasets = {entry.get("dataset"): entry for card in cards for entry in training_data(card.provenance)}
     licences = dict.fromkeys(card.provenance.get("licence", "") for card in cards if card.provenance.get("licence"))
     provenance = {"data": list(datasets.values()), "licence": "; ".join(licences), **ensemble.provenance}
     first = replace(cards[0], postprocessing=ensemble.postprocessing, provenance=provenance,

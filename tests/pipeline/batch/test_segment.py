@@ -49,8 +49,8 @@ def test_a_segmented_case_carries_its_anatomy_volume_and_output(tmp_path: Path, 
 class _NeverRun:
     """A model that must not be reached."""
 
-    def __init__(self, card) -> None:
-        self.card = card
+    def __init__(self, segmenter) -> None:
+        self.card, self.check_size = segmenter.card, segmenter.check_size
 
     def segment(self, *args, **kwargs):
         pytest.fail("the model ran on a volume it should have refused")
@@ -59,7 +59,7 @@ class _NeverRun:
 def test_a_volume_too_large_once_resampled_never_reaches_the_model(tmp_path: Path, segmenter) -> None:
     planned = _planned(tmp_path, np.diag([1000.0, 1000.0, 1000.0, 1.0]), "in_metres")
     with pytest.raises(ImageReadError, match="is it in cm"):
-        segment_case(_NeverRun(segmenter.card), planned, read_case(planned.case), BatchOptions(output=tmp_path))
+        segment_case(_NeverRun(segmenter), planned, read_case(planned.case), BatchOptions(output=tmp_path))
 
 
 def test_a_header_whose_sform_disagrees_with_pixdim_is_flagged_with_the_grid_it_was_measured_on(
