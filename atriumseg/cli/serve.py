@@ -61,7 +61,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--send-to", action="append", type=_parsed(Destination.parse), metavar="AET@HOST:PORT",
                    help="send each SEG there by C-STORE; repeatable")
     p.add_argument("--allow", action="append", type=_parsed(AllowRule.parse), metavar="AET[@HOST]",
-                   help="accept associations from this calling AE title (and IP address); repeatable")
+                   help="accept associations from this calling AE title (and only from this IP address); repeatable")
     p.add_argument("--allow-any", action="store_true",
                    help="accept any caller (only on a closed network; default: nobody but --allow)")
     p.add_argument("--series-timeout", type=_seconds, metavar="SECONDS",
@@ -70,8 +70,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--settle", type=_seconds, metavar="SECONDS",
                    help="a watched entry is taken once unchanged (size, modification time) for this long")
     p.add_argument("--keep-days", type=_days, metavar="DAYS",
-                   help="remove a series' received instances this many days after its SEG was delivered "
-                   "(default: keep them)")
+                   help="remove a series' received instances this many days after its SEG was delivered or it "
+                   "failed (default: keep them)")
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve DICOM over TLS with this certificate")
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
     p.add_argument("--qc", action="store_true", help="a QC picture per series and qc/index.html in OUT")

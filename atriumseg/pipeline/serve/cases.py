@@ -12,8 +12,11 @@ from pathlib import Path
 
 from atriumseg.pipeline.batch.case import process_input
 from atriumseg.pipeline.batch.options import DICOM_SEG, BatchOptions
-from atriumseg.pipeline.batch.report import CaseResult
+from atriumseg.pipeline.batch.plan import PlannedCase
+from atriumseg.pipeline.batch.report import OK, SKIPPED, CaseResult
+from atriumseg.pipeline.batch.segment import SegmentedCase, segment_case
 from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.pipeline.io.volumes import Volume
 from atriumseg.pipeline.io.writing import OutputFolderError
 from atriumseg.pipeline.serve.options import ServeOptions
 
@@ -24,14 +27,27 @@ class OutputUnusable(OSError):
 
 def segment_input(segmenter: Segmenter, path: Path, options: BatchOptions) -> list[CaseResult]:
     """Segment one file or folder into ``options.output`` with an already loaded model; one result per case found
-    (a DICOM folder may hold several series). Raises :class:`OutputUnusable` when OUT cannot be written."""
+    (a DICOM folder may hold several series). A case settled from its complete record in OUT (not redone without
+    ``overwrite``) comes back ``skipped``, "done earlier", so that an earlier result is never reported as made now.
+    Raises :class:`OutputUnusable` when OUT cannot be written."""
+    segmented: set[str] = set()
+
+    def segment(model: Segmenter, planned: PlannedCase, volume: Volume, settings: BatchOptions) -> SegmentedCase:
+        segmented.add(planned.case.name)
+        return segment_case(model, planned, volume, settings)
+
     try:
-        outcome = process_input(path, segmenter, replace(options, show_progress=False))
+        outcome = process_input(path, segmenter, replace(options, show_progress=False), segment)
     except OutputFolderError as err:
         raise OutputUnusable(str(err)) from err
     if outcome.output_error:
         raise OutputUnusable(outcome.output_error)
-    return outcome.results
+    return [r if r.status != OK or r.case in segmented else _done_earlier(r) for r in outcome.results]
+
+
+def _done_earlier(result: CaseResult) -> CaseResult:
+    return replace(result, status=SKIPPED, reason=f"done earlier ({result.volume_ml:.1f} mL -> {result.output}); "
+                   "not redone")
 
 
 def series_options(options: ServeOptions) -> BatchOptions:
@@ -40,13 +56,15 @@ def series_options(options: ServeOptions) -> BatchOptions:
                         probabilities=options.probabilities, mesh=options.mesh)
 
 
-def watch_options(options: ServeOptions) -> BatchOptions:
-    """How a watch-folder input is written: as ``atriumseg segment DIR -o OUT`` writes it."""
-    return BatchOptions(output=options.output, qc=options.qc, probabilities=options.probabilities,
+def watch_options(options: ServeOptions, redo: bool) -> BatchOptions:
+    """How a watch-folder input is written: as ``atriumseg segment DIR -o OUT`` writes it, with ``--overwrite`` when
+    ``redo`` (the input changed after it was handed on: its outputs are out of date)."""
+    return BatchOptions(output=options.output, overwrite=redo, qc=options.qc, probabilities=options.probabilities,
                         mesh=options.mesh)
 
 
-def segment_with(segmenter: Segmenter, options: ServeOptions) -> Callable[[Path, bool], list[CaseResult]]:
-    """The worker's segment call: ``(input, is a DICOM-door series) -> results`` with the loaded model."""
-    as_series, as_watched = series_options(options), watch_options(options)
-    return lambda path, series: segment_input(segmenter, path, as_series if series else as_watched)
+def segment_with(segmenter: Segmenter, options: ServeOptions) -> Callable[[Path, bool, bool], list[CaseResult]]:
+    """The worker's segment call: ``(input, is a DICOM-door series, redo) -> results`` with the loaded model."""
+    as_series = series_options(options)
+    as_watched = {redo: watch_options(options, redo) for redo in (False, True)}
+    return lambda path, series, redo: segment_input(segmenter, path, as_series if series else as_watched[redo])

@@ -14,7 +14,7 @@ import pydicom
 from atriumseg.pipeline.serve.options import PAUSE_AFTER_ERROR, Destination
 from atriumseg.pipeline.serve.outbox import Delivery, Outbox
 from atriumseg.pipeline.serve.send import SendError, send_file
-from atriumseg.pipeline.serve.state import SEGMENTED, Ledger
+from atriumseg.pipeline.serve.state import SEGMENTED, Ledger, SeriesState
 
 log = logging.getLogger("atriumseg.serve")
 
@@ -33,24 +33,39 @@ class Courier:
         self.send = send
 
     def recover(self) -> None:
-        """Drop deliveries a state already records as served; owe again a SEG whose deliveries were not yet
-        written when the process died (the SEG in OUT, checked by its SOP Instance UID)."""
+        """After a start: drop deliveries a state already records as served, and those to a destination no longer
+        configured (logged); owe again a SEG whose deliveries were not yet written when the process died (the SEG in
+        OUT, checked by its SOP Instance UID), to the configured destinations it was made for. A purged series is
+        owed nothing new: its instances are gone and its SEG reached every destination it had then. A series whose
+        SEG is now at every destination it is still owed to starts its retention clock."""
         waiting = {(d.key, d.destination): d for d in self.outbox.deliveries()}
         for delivery in waiting.values():
             state = self.ledger.get(delivery.key)
-            if state is not None and state.sent.get(delivery.destination) == delivery.seg_uid:
+            if delivery.destination not in self.destinations:
+                log.warning("series %s: SEG %s dropped from the outbox: %s is no longer a --send-to destination",
+                            delivery.key, delivery.seg_uid, delivery.destination)
+                self.outbox.done(delivery)
+            elif state is not None and state.sent.get(delivery.destination) == delivery.seg_uid:
                 self.outbox.done(delivery)
         for state in self.ledger.all():
-            if state.status != SEGMENTED or not state.seg_uid:
+            if state.status != SEGMENTED or not state.seg_uid or state.purged:
                 continue
-            owed = [d for d in self.destinations
-                    if state.sent.get(d) != state.seg_uid and (state.key, d) not in waiting]
-            seg = Path(state.output)
-            if owed and seg.is_file() and pydicom.dcmread(seg, stop_before_pixels=True).SOPInstanceUID == state.seg_uid:
-                self.outbox.put(state.key, seg, state.seg_uid, owed)
-            elif owed:
-                log.error("series %s: its SEG %s is gone from %s; send the series again to redo it", state.key,
-                          state.seg_uid, seg)
+            targets = state.destinations(self.destinations)
+            if state.delivered(targets) and not state.done:  # what it still lacked went to destinations dropped
+                self.ledger.update(state.key, done=time.time())
+            owed = [d for d in targets if state.sent.get(d) != state.seg_uid and (state.key, d) not in waiting]
+            self._owe(state, owed)
+
+    def _owe(self, state: SeriesState, owed: list[str]) -> None:
+        """Put a series' SEG back in the outbox for ``owed``, if the SEG in OUT is still the one its state names."""
+        if not owed:
+            return
+        seg = Path(state.output)
+        if seg.is_file() and pydicom.dcmread(seg, stop_before_pixels=True).SOPInstanceUID == state.seg_uid:
+            self.outbox.put(state.key, seg, state.seg_uid, owed)
+        else:
+            log.error("series %s: its SEG %s is gone from %s; send the series again to redo it", state.key,
+                      state.seg_uid, seg)
 
     def run(self, stop: threading.Event) -> None:
         pause = 0.2
@@ -64,8 +79,16 @@ class Courier:
 
     def run_once(self) -> None:
         """Try every delivery that is due; a destination that fails is not tried again in this pass."""
+        self._pass(self.outbox.due())
+
+    def try_all(self) -> None:
+        """Try every delivery once, due or still waiting (at a stop: what the outbox owes gets one more try now);
+        a destination that fails is not tried again in this pass."""
+        self._pass(self.outbox.deliveries())
+
+    def _pass(self, deliveries: list[Delivery]) -> None:
         down: set[str] = set()
-        for delivery in self.outbox.due():
+        for delivery in deliveries:
             if delivery.destination not in down and not self.deliver(delivery):
                 down.add(delivery.destination)
 

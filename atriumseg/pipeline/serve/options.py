@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,39 @@ def _port(text: str, what: str) -> int:
     return port
 
 
+def _host(text: str, what: str) -> str:
+    """A destination's host: a name or an IP address; an IPv6 address comes in brackets (``[fd00::5]``), which are
+    taken off (a socket connects to ``fd00::5``, not ``[fd00::5]``)."""
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(text[1:-1]))
+        except ValueError:
+            raise ValueError(f"{what}: {text!r} is not an IPv6 address in brackets") from None
+    if any(c in text for c in ":[]"):
+        raise ValueError(f"{what}: host {text!r}: write an IPv6 address in brackets, such as PACS@[fd00::5]:104")
+    return text
+
+
+def _ip(text: str, what: str) -> str:
+    """An allowed caller's IP address, as Python writes it (brackets around an IPv6 address are taken off); a host
+    name is refused, since a caller is matched by the address it connects from."""
+    try:
+        return str(ipaddress.ip_address(text.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not an IP address; a caller is pinned to the IP address it connects "
+                         "from, such as SCANNER@10.0.0.7") from None
+
+
+def _same_ip(allowed: str, address: str) -> bool:
+    """Whether a caller's address is ``allowed`` (an IPv4 caller seen by an IPv6 listener as ::ffff:a.b.c.d too)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ipaddress.ip_address(allowed) in (ip, mapped)
+
+
 @dataclass(frozen=True)
 class Destination:
     """A DICOM node results are sent to (``--send-to AET@HOST:PORT``)."""
@@ -45,10 +79,11 @@ class Destination:
         host, colon, port = address.rpartition(":")
         if not (at and colon and host):
             raise ValueError(f"--send-to {text!r}: expected AET@HOST:PORT, such as PACS@10.0.0.5:104")
-        return cls(_ae_title(aet, "--send-to"), host, _port(port, f"--send-to {text!r}"))
+        return cls(_ae_title(aet, "--send-to"), _host(host, f"--send-to {text!r}"), _port(port, f"--send-to {text!r}"))
 
     def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.ae_title}@{host}:{self.port}"
 
     @property
     def key(self) -> str:
@@ -58,10 +93,15 @@ class Destination:
 
 @dataclass(frozen=True)
 class AllowRule:
-    """A caller let in (``--allow AET[@HOST]``): its calling AE title, and its IP address when given."""
+    """A caller let in (``--allow AET[@HOST]``): its calling AE title, and its IP address when given (HOST must be
+    an IP address: the caller's address is what is compared)."""
 
     ae_title: str
     host: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.host is not None:
+            object.__setattr__(self, "host", _ip(self.host, f"--allow {self.ae_title}@{self.host}"))
 
     @classmethod
     def parse(cls, text: str) -> AllowRule:
@@ -71,7 +111,7 @@ class AllowRule:
         return cls(_ae_title(aet, "--allow"), host or None)
 
     def admits(self, ae_title: str, address: str) -> bool:
-        return ae_title.strip() == self.ae_title and (self.host is None or self.host == address)
+        return ae_title.strip() == self.ae_title and (self.host is None or _same_ip(self.host, address))
 
     def __str__(self) -> str:
         return self.ae_title + (f"@{self.host}" if self.host else "")

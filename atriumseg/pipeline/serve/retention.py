@@ -1,5 +1,6 @@
-"""``--keep-days``: the received instances of a series whose SEG reached every destination are removed after that
-many days, so the disk does not fill over months. Its state, OUT's outputs and the report stay."""
+"""``--keep-days``: the received instances of a series are removed that many days after its SEG reached every
+destination, or after it failed (a localizer, a single slice), so that patient data does not stay on the disk for
+ever. Its state, OUT's outputs and the report stay."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import shutil
 import time
 
-from atriumseg.pipeline.serve.state import SEGMENTED, Ledger, SeriesState
+from atriumseg.pipeline.serve.state import FAILED, SEGMENTED, Ledger, SeriesState
 from atriumseg.pipeline.serve.storage import Storage
 
 log = logging.getLogger("atriumseg.serve")
@@ -16,7 +17,7 @@ DAY = 86400.0
 
 
 def purge(storage: Storage, ledger: Ledger, keep_days: float | None, now: float | None = None) -> list[str]:
-    """Remove the instances of every delivered series done more than ``keep_days`` ago; the keys purged.
+    """Remove the instances of every series delivered or failed more than ``keep_days`` ago; the keys purged.
 
     Each series is checked again and removed under its series lock and the ledger's lock: one whose state changed
     since the look (an instance re-sent and acknowledged meanwhile) keeps its instances."""
@@ -36,13 +37,24 @@ def purge(storage: Storage, ledger: Ledger, keep_days: float | None, now: float 
             continue
         if done is not None:
             purged.append(seen.key)
-            log.info("series %s: instances removed (delivered %.1f days ago, --keep-days %g)", seen.key,
-                     (now - seen.done) / DAY, keep_days)
+            log.info("series %s: instances removed (%s %.1f days ago, --keep-days %g)", seen.key,
+                     "failed" if seen.status == FAILED else "delivered", (now - _settled(seen)) / DAY, keep_days)
     return purged
 
 
+def _settled(state: SeriesState) -> float:
+    """When a series' retention clock started (0: not yet): its delivery for a segmented series; for a failed one its
+    failure, or its completion in a state written before failures were timed (its failure came right after)."""
+    if state.status == SEGMENTED:
+        return state.done
+    if state.status == FAILED:
+        return max(state.done, state.completed)
+    return 0.0
+
+
 def _due(state: SeriesState, now: float, keep_days: float) -> bool:
-    return state.status == SEGMENTED and bool(state.done) and not state.purged and now - state.done >= keep_days * DAY
+    started = _settled(state)
+    return bool(started) and not state.purged and now - started >= keep_days * DAY
 
 
 def _remove(storage: Storage, key: str) -> dict:

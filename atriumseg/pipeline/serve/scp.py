@@ -10,16 +10,20 @@ Answers, per PS3.4 (Storage) and PS3.7 (DIMSE statuses):
   supported), a dataset that cannot be decoded 0xC210 (cannot understand), one without the UIDs that place it
   0xA900 (does not match SOP class), one that cannot be written as a DICOM file 0xC210; each is recorded in
   ``refused.jsonl`` with the reason.
+
+A stop closes the port and aborts the associations still open, so nothing is stored or answered afterwards.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
+from typing import Any
 
 from pydicom.uid import MRImageStorage
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE, AllStoragePresentationContexts, Association, evt
 from pynetdicom.sop_class import Verification
 
 from atriumseg.pipeline.serve.completion import Completion
@@ -31,6 +35,19 @@ log = logging.getLogger(__name__)
 
 SUCCESS, OUT_OF_RESOURCES, NOT_SUPPORTED, CANNOT_UNDERSTAND, MISMATCH = 0x0000, 0xA700, 0x0122, 0xC210, 0xA900
 REJECT_PERMANENT, SERVICE_USER, CALLING_AET_UNKNOWN = 0x01, 0x01, 0x03
+TLS_SOCKET_TIMEOUT = 60.0  # seconds a TLS caller may stay silent in a handshake or mid-message (pynetdicom's default)
+
+
+class LazyHandshakeContext(ssl.SSLContext):
+    """A server TLS context whose sockets do the handshake on their first read, in the association's own thread.
+
+    pynetdicom wraps each accepted socket in its one accept loop; with the default handshake on connect, one client
+    that connects and sends nothing would hold that loop, and so every later caller, for ever. Each socket also gets
+    a timeout, so a handshake that stalls ends that association only."""
+
+    def wrap_socket(self, sock: socket.socket, server_side: bool = False, **options: Any) -> ssl.SSLSocket:
+        sock.settimeout(TLS_SOCKET_TIMEOUT)
+        return super().wrap_socket(sock, server_side, **{**options, "do_handshake_on_connect": False})
 
 
 class Receiver:
@@ -59,16 +76,25 @@ class Receiver:
         return self.server
 
     def _tls(self) -> ssl.SSLContext | None:
+        """The server context of ``--tls-cert/--tls-key`` (what ``ssl.create_default_context`` gives a server)."""
         if self.options.tls_cert is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context = LazyHandshakeContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(self.options.tls_cert), str(self.options.tls_key))
         return context
 
     def stop(self) -> None:
-        """Stop accepting associations (those open are ended by the server)."""
-        if self.server is not None:
-            self.server.shutdown()
+        """Stop accepting associations and abort those still open: pynetdicom's shutdown only closes the port, and
+        an open association would go on storing (and answering Success) after the stop."""
+        if self.server is None:
+            return
+        self.server.shutdown()
+        still_open = self.server.active_associations
+        if still_open:
+            log.warning("stopping: %d open association(s) aborted; what they stored is kept, their senders send the "
+                        "rest again", len(still_open))
+        for assoc in still_open:
+            _end(assoc)
 
     def on_requested(self, event: evt.Event) -> None:
         calling = event.assoc.requestor.primitive.calling_ae_title.strip()
@@ -125,3 +151,12 @@ class Receiver:
             log.error("cannot store %s of series %s: %s; answered 0xA700", sop_uid, series, err.strerror or err)
             return OUT_OF_RESOURCES
         return SUCCESS
+
+
+def _end(assoc: Association) -> None:
+    """Abort an association (A-ABORT once established) and close its connection at once: its ARTIM timer, set to 0,
+    expires instead of waiting for the caller to close, and ends one not yet established, which pynetdicom cannot
+    abort."""
+    assoc.acse_timeout = 0
+    if assoc.is_established:
+        assoc.abort()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom.status import code_to_category
 
 from atriumseg.pipeline.serve.options import Destination
 
-ACCEPTED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})  # success, and the warnings that still mean "stored"
+STORED = ("Success", "Warning")  # PS3.4 B.2.3: a warning (0x0001, 0x0107, 0x0116, 0xBxxx) still means "stored"
 
 
 class SendError(RuntimeError):
@@ -35,5 +36,6 @@ def send_file(path, destination: Destination, calling_ae: str, timeout: float = 
     code = getattr(status, "Status", None)
     if code is None:
         raise SendError(f"{destination}: no C-STORE response (timed out or aborted)")
-    if code not in ACCEPTED:
-        raise SendError(f"{destination}: C-STORE answered 0x{code:04X}")
+    category = code_to_category(int(code))
+    if category not in STORED:
+        raise SendError(f"{destination}: C-STORE answered 0x{code:04X} ({category})")

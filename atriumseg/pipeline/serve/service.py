@@ -2,9 +2,10 @@
 
 Threads: the DICOM door (pynetdicom, one thread per association), the clock (completes series, applies
 ``--keep-days``), the one worker (the model), the courier (the outbox), the status writer, and the watcher.
-The first SIGTERM (or Ctrl-C) stops accepting associations, lets the worker finish the case in hand and the
-courier try once more what is due, then exits 0; a second one exits at once (130). Every file is written
-atomically, so neither leaves half a file; what was not finished is finished by the next start.
+The first SIGTERM (or Ctrl-C) stops accepting associations and aborts those open, lets the worker finish the case
+in hand and the courier try once more everything the outbox owes, then exits 0; a second one, until the process
+has ended, exits at once (130). Every file is written atomically, so neither leaves half a file; what was not
+finished is finished by the next start.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ log = logging.getLogger("atriumseg.serve")
 
 TICK = 0.2  # seconds between looks for complete series
 PURGE_EVERY = 3600.0
+STATUS_LOOK = 1.0  # seconds between looks at the work in hand and queued (in memory) for the status
+STATUS_HEARTBEAT = 30.0  # status.json is rewritten at least this often, so its "updated" shows the service lives
 EXIT_OK, EXIT_STOPPED_AT_ONCE = 0, 130
 
 
@@ -66,7 +69,8 @@ class Service:
                  "courier": lambda: self.courier.run(self.stopping), "clock": self._clock, "status": self._status}
         if self.options.watch is not None:
             skip = frozenset({self.options.output.resolve(), self.options.storage.resolve()})
-            watcher = Watcher(self.options.watch, self.options.settle, lambda p: self.jobs.put(Job(path=p)), skip)
+            watcher = Watcher(self.options.watch, self.options.settle,
+                              lambda path, changed: self.jobs.put(Job(path=path, redo=changed)), skip)
             parts["watch"] = lambda: watcher.run(self.stopping)
         for name, target in parts.items():
             thread = threading.Thread(target=target, name=f"serve-{name}", daemon=True)
@@ -84,14 +88,14 @@ class Service:
         return f"serving: {door}{watch}; results to {o.output}, SEGs sent to {send}; storage {o.storage}"
 
     def stop(self) -> None:
-        """Close the door, let the worker finish its job and the courier its pass (so no SEG is sent twice), try
-        what the outbox owes once more, write the status."""
+        """Close the door (aborting the associations open), let the worker finish its job and the courier its pass
+        (so no SEG is sent twice), try everything the outbox owes once more, due or not, and write the status."""
         self.stopping.set()
         self.receiver.stop()
         for thread in self._threads:
             if thread.name in ("serve-worker", "serve-courier"):
                 thread.join()
-        self.courier.run_once()
+        self.courier.try_all()
         self.write_status()
 
     def _clock(self) -> None:
@@ -114,19 +118,27 @@ class Service:
                 "started": self.started, "in_hand": self.worker.current, "queue": self.jobs.waiting(),
                 "send_to": [str(d) for d in o.send_to], "watch": str(o.watch or ""), "output": str(o.output)}
 
-    def write_status(self) -> None:
+    def write_status(self, info: dict | None = None) -> None:
+        """Write ``status.json``: ``info`` (the service's, :meth:`service_info` when None), every state, the outbox."""
         try:
-            self.storage.write_json(self.storage.status_file,
-                                    snapshot(self.service_info(), self.ledger, self.outbox, self.storage))
+            self.storage.write_json(self.storage.status_file, snapshot(info or self.service_info(), self.ledger,
+                                                                       self.outbox, self.storage))
         except OSError as err:
             log.warning("cannot write %s: %s", self.storage.status_file, err)
 
     def _status(self) -> None:
+        """Rewrite ``status.json`` when a state changed (at once) or the work in hand or queued did (seen within
+        ``STATUS_LOOK`` seconds), else every ``STATUS_HEARTBEAT`` seconds: each write reads the whole picture."""
+        written, last = None, 0.0
         while not self.stopping.is_set():
-            self.ledger.changed.wait(1.0)
+            changed = self.ledger.changed.wait(STATUS_LOOK)
+            info = self.service_info()
+            if not changed and info == written and time.monotonic() - last < STATUS_HEARTBEAT:
+                continue
             self.ledger.changed.clear()
             try:
-                self.write_status()
+                self.write_status(info)
+                written, last = info, time.monotonic()
             except Exception:  # e.g. an outbox entry changing while read: the next change writes it again
                 log.exception("status: cannot write %s", self.storage.status_file)
                 self.stopping.wait(PAUSE_AFTER_ERROR)
@@ -162,5 +174,15 @@ def serve(segment: Segment, options: ServeOptions) -> int:
         while not stop.wait(1.0):
             pass
         service.stop()
-    log.info("stopped; %d job(s) left for the next start", len(service.jobs.waiting()))
+        log.info("stopped; %d job(s) left for the next start", len(service.jobs.waiting()))
+        _join_lasting_threads()
     return EXIT_OK
+
+
+def _join_lasting_threads() -> None:
+    """Wait, with the handlers still installed, for the threads that would keep the process alive (pynetdicom's
+    connection threads are not daemons): the interpreter would wait for them anyway, but a second signal then still
+    stops at once (130) instead of killing the process with the default handler."""
+    for thread in threading.enumerate():
+        if not thread.daemon and thread is not threading.current_thread():
+            thread.join()

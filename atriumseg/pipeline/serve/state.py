@@ -29,7 +29,8 @@ RECEIVING, COMPLETE, SEGMENTING, SEGMENTED, FAILED = "receiving", "complete", "s
 @dataclass(frozen=True)
 class SeriesState:
     """One series as the service knows it. ``digest`` names the instances last completed, ``segmented_digest`` those
-    the current SEG was made from; ``sent`` maps each destination to the SOP Instance UID of the SEG it holds."""
+    the current SEG was made from; ``send_to`` the destinations that SEG was made for (None in a state written before
+    it was recorded); ``sent`` maps each destination to the SOP Instance UID of the SEG it holds."""
 
     key: str
     study_uid: str = ""
@@ -47,20 +48,29 @@ class SeriesState:
     output: str = ""
     volume_ml: float | None = None
     reason: str = ""
+    send_to: tuple[str, ...] | None = None
     sent: dict[str, str] = field(default_factory=dict)
-    done: float = 0.0  # when the SEG reached every destination (or was made, with none): the retention clock
+    done: float = 0.0  # the retention clock: when the SEG reached every destination (made, with none), or it failed
     purged: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> SeriesState:
         values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         values["callers"] = tuple(values.get("callers", ()))
+        if values.get("send_to") is not None:
+            values["send_to"] = tuple(values["send_to"])
         return cls(**values)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["callers"] = list(self.callers)
+        data["send_to"] = None if self.send_to is None else list(self.send_to)
         return data
+
+    def destinations(self, configured: list[str]) -> list[str]:
+        """Where the current SEG goes: the configured destinations it was made for (every configured one for a state
+        from before ``send_to`` was recorded)."""
+        return list(configured) if self.send_to is None else [d for d in self.send_to if d in configured]
 
     def delivered(self, destinations: list[str]) -> bool:
         """Whether the current SEG is at every destination."""
@@ -165,17 +175,18 @@ class Ledger:
                 return None
             changes: dict = {"reason": reason}
             if current.status in (COMPLETE, SEGMENTING):
-                changes["status"] = FAILED
+                changes.update(status=FAILED, done=time.time())  # the retention clock starts
             return self._write(key, changes)
 
     def record_sent(self, key: str, destination: str, seg_uid: str, destinations: list[str],
                     when: float) -> SeriesState:
         """``destination`` now holds SEG ``seg_uid``; ``done`` (the retention clock) starts only if that SEG is still
-        the series' current one and every destination holds it (checked and written at once, under the lock)."""
+        the series' current one and every destination of it (among ``destinations``, those configured) holds it
+        (checked and written at once, under the lock)."""
         with self._lock:
             state = self._states.get(key) or SeriesState(key=key)
             changes: dict = {"sent": {**state.sent, destination: seg_uid}}
-            if state.seg_uid == seg_uid and replace(state, **changes).delivered(destinations):
+            if state.seg_uid == seg_uid and replace(state, **changes).delivered(state.destinations(destinations)):
                 changes["done"] = when
             return self._write(key, changes)
 

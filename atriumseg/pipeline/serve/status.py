@@ -26,7 +26,7 @@ def snapshot(service: dict, ledger: Ledger, outbox: Outbox, storage: Storage) ->
         "service": {**service, "pid": os.getpid(), "updated": _when(time.time())},
         "series": [state.to_dict() for state in ledger.all()],
         "outbox": [asdict(d) for d in outbox.deliveries()],
-        "refused": len(storage.refused()),
+        "refused": storage.refused_count(),
     }
 
 
@@ -60,7 +60,7 @@ def format_status(report: dict) -> str:
     for s in report["series"]:
         volume = f"{s['volume_ml']:.1f}" if s.get("volume_ml") is not None else "-"
         sent = ", ".join(f"{d}" for d, uid in s["sent"].items() if uid == s["seg_uid"])
-        detail = s["reason"] if s["status"] == FAILED else (sent or "-") + (" (purged)" if s["purged"] else "")
+        detail = (s["reason"] if s["status"] == FAILED else sent or "-") + (" (purged)" if s["purged"] else "")
         lines.append(f"{s['key']:<40} {s['status']:<10} {s['instances']:>5} {volume:>7}  {detail}")
     for d in report["outbox"]:
         wait = max(0.0, d["next_try"] - time.time())

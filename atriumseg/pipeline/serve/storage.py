@@ -106,6 +106,15 @@ class Storage:
                 continue
         return rows
 
+    def refused_count(self) -> int:
+        """How many objects were refused: the lines of ``refused.jsonl``, counted without parsing them (the status
+        is rewritten often; the file only grows)."""
+        try:
+            with open(self.refused_file, "rb") as fh:
+                return sum(1 for line in fh if line.strip())
+        except FileNotFoundError:
+            return 0
+
     def write_json(self, path: Path, data: dict) -> Path:
         """A JSON file written atomically and fsynced."""
         text = json.dumps(data, indent=1, sort_keys=True)

@@ -1,9 +1,12 @@
 """The folder door (``--watch DIR``): each file or folder placed in DIR is handed on once it stops changing.
 
 An entry is settled when its signature (for a file its size and modification time; for a folder those of every
-file in it) has not changed for ``settle`` seconds. It is handed on once per signature; what is done with it is
-the batch runner's (a complete case is not redone, as with ``atriumseg segment DIR -o OUT`` run again). Entries
-are only read: never modified, moved or deleted. Hidden entries (names starting with a dot) are left alone.
+file in it) has not changed for ``settle`` seconds. It is handed on once per signature: the first time since the
+start as ``changed=False`` (what is done with it is the batch runner's: a case complete in OUT is not redone, as
+with ``atriumseg segment DIR -o OUT`` run again, so a restart does not redo finished inputs), and each time it
+settles with another signature as ``changed=True`` (a file replaced, a folder whose copy paused and then got more
+files, an entry removed and put back different): its outputs are then redone. Entries are only read: never
+modified, moved or deleted. Hidden entries (names starting with a dot) are left alone.
 """
 
 from __future__ import annotations
@@ -38,15 +41,17 @@ def signature(path: Path) -> tuple:
 
 
 class Watcher:
-    """Polls ``folder``; calls ``submit(path)`` for each entry settled for ``settle`` seconds, once per signature."""
+    """Polls ``folder``; calls ``submit(path, changed)`` for each entry settled for ``settle`` seconds, once per
+    signature (``changed``: it was handed on before, with another signature)."""
 
-    def __init__(self, folder: Path, settle: float, submit: Callable[[Path], None], skip: frozenset[Path]) -> None:
+    def __init__(self, folder: Path, settle: float, submit: Callable[[Path, bool], None],
+                 skip: frozenset[Path]) -> None:
         self.folder = Path(folder)
         self.settle = settle
         self.submit = submit
         self.skip = skip
         self._seen: dict[Path, tuple[tuple, float]] = {}  # entry -> (signature, since when unchanged)
-        self._handed: dict[Path, tuple] = {}
+        self._handed: dict[Path, int] = {}  # entry -> hash of the signature handed on (kept when the entry goes)
 
     def poll(self, now: float | None = None) -> list[Path]:
         """One look at the folder; the entries handed on."""
@@ -67,14 +72,13 @@ class Watcher:
             previous = self._seen.get(entry)
             since = previous[1] if previous and previous[0] == sig else now
             self._seen[entry] = (sig, since)
-            if sig and now - since >= self.settle and self._handed.get(entry) != sig:
-                self._handed[entry] = sig
-                self.submit(entry)
+            before = self._handed.get(entry)
+            if sig and now - since >= self.settle and before != hash(sig):
+                self._handed[entry] = hash(sig)
+                self.submit(entry, before is not None)
                 handed.append(entry)
-        gone = set(self._seen) - set(entries)
-        for entry in gone:
-            self._seen.pop(entry, None)
-            self._handed.pop(entry, None)
+        for entry in set(self._seen) - set(entries):
+            del self._seen[entry]
         return handed
 
     def run(self, stop: threading.Event) -> None:

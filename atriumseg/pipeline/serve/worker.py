@@ -26,10 +26,12 @@ RETRY_OUTPUT_SECONDS = 30.0  # wait before trying a series again when OUT could 
 
 @dataclass(frozen=True)
 class Job:
-    """A series of the DICOM door (its key) or an input of the watch folder (its path)."""
+    """A series of the DICOM door (its key) or an input of the watch folder (its path; ``redo`` when it was handed on
+    again because it changed, so its outputs in OUT are out of date)."""
 
     series: str = ""
     path: Path | None = None
+    redo: bool = False
 
     def __str__(self) -> str:
         return self.series or str(self.path)
@@ -70,7 +72,7 @@ class JobQueue:
             return [str(job) for job in self._jobs]
 
 
-Segment = Callable[[Path, bool], list[CaseResult]]  # (input, is a DICOM-door series) -> its cases' results
+Segment = Callable[[Path, bool, bool], list[CaseResult]]  # (input, is a DICOM-door series, redo) -> results
 
 
 class Worker:
@@ -95,7 +97,7 @@ class Worker:
                 if job.series:
                     self.series(job.series, jobs)
                 else:
-                    self.watched(job.path, jobs)
+                    self.watched(job, jobs)
             except Exception as err:  # one job's failure never ends the worker (nor is it retried in a loop)
                 log.exception("%s: not segmented: unexpected error", job)
                 if job.series:
@@ -110,18 +112,19 @@ class Worker:
         except Exception:
             log.exception("series %s: cannot record the failure", key)
 
-    def watched(self, path: Path, jobs: JobQueue) -> None:
-        """A watch-folder input, with the outputs and records ``atriumseg segment DIR -o OUT`` gives it; tried again
-        later, as a series is, when OUT cannot take them (the watcher hands an entry on only once)."""
+    def watched(self, job: Job, jobs: JobQueue) -> None:
+        """A watch-folder input, with the outputs and records ``atriumseg segment DIR -o OUT`` gives it (redone when
+        ``job.redo``); tried again later, as a series is, when OUT cannot take them (the watcher hands an entry on
+        once per content). A case settled from its earlier record is logged as "done earlier", not as made now."""
         try:
-            results = self.segment(path, False)
+            results = self.segment(job.path, False, job.redo)
         except OutputUnusable as err:
-            log.error("watch %s: not segmented, tried again in %.0f s: %s", path, RETRY_OUTPUT_SECONDS, err)
-            jobs.put(Job(path=path), not_before=time.time() + RETRY_OUTPUT_SECONDS)
+            log.error("watch %s: not segmented, tried again in %.0f s: %s", job.path, RETRY_OUTPUT_SECONDS, err)
+            jobs.put(job, not_before=time.time() + RETRY_OUTPUT_SECONDS)
             return
         for r in results:
-            detail = f"{r.volume_ml:.1f} mL -> {r.output}" if r.status == OK else r.reason or "done earlier"
-            (log.error if r.status == CASE_FAILED else log.info)("watch %s: %s %s", r.input, r.status, detail)
+            detail = f"{r.volume_ml:.1f} mL -> {r.output}" if r.status == OK else r.reason
+            (log.error if r.status == CASE_FAILED else log.info)("watch %s: %s: %s", r.input, r.status, detail)
 
     def series(self, key: str, jobs: JobQueue) -> None:
         state = self.ledger.claim(key)
@@ -134,7 +137,7 @@ class Worker:
             return
         started = time.perf_counter()
         try:
-            results = self.segment(self.storage.series_folder(key), True)
+            results = self.segment(self.storage.series_folder(key), True, True)
         except OutputUnusable as err:
             self.ledger.settle(key, COMPLETE, reason=str(err))
             log.error("series %s: not segmented, tried again in %.0f s: %s", key, RETRY_OUTPUT_SECONDS, err)
@@ -145,11 +148,12 @@ class Worker:
         self._record(state, result, time.perf_counter() - started)
 
     def _record(self, state: SeriesState, result: CaseResult, seconds: float) -> None:
-        """Store the outcome, owe the SEG to every destination, and log the series' one line."""
+        """Store the outcome (a failure starts the retention clock), owe the SEG to every destination (recorded in the
+        state, so a restart owes it to those only), and log the series' one line."""
         key = state.key
         what = f"series {key} ({state.instances} instances from {', '.join(state.callers) or 'disk'})"
         if result.status != OK:
-            self.ledger.settle(key, FAILED, reason=result.reason, output="", volume_ml=None)
+            self.ledger.settle(key, FAILED, reason=result.reason, output="", volume_ml=None, done=time.time())
             log.error("%s: failed in %.1f s: %s", what, seconds, result.reason)
             return
         if self.storage.digest(key) != state.digest:
@@ -158,7 +162,7 @@ class Worker:
         seg_uid = str(pydicom.dcmread(result.output, stop_before_pixels=True).SOPInstanceUID)
         done = 0.0 if self.destinations else time.time()
         self.ledger.settle(key, SEGMENTED, segmented_digest=state.digest, seg_uid=seg_uid, output=result.output,
-                           volume_ml=round(result.volume_ml, 3), reason="", done=done)
+                           volume_ml=round(result.volume_ml, 3), reason="", done=done, send_to=tuple(self.destinations))
         self.outbox.put(key, Path(result.output), seg_uid, self.destinations)
         sending = f"; sending to {', '.join(self.destinations)}" if self.destinations else ""
         flags = f" [{'; '.join(result.flags)}]" if result.flags else ""

@@ -136,10 +136,12 @@ class ServiceProcess:
 
 
 class Pacs:
-    """A C-STORE SCP in this process standing for the PACS: keeps every dataset it receives, in order."""
+    """A C-STORE SCP in this process standing for the PACS: keeps every dataset it receives, in order, and answers
+    ``status`` (a PACS may answer a warning), ``answer_after`` seconds later (a slow PACS)."""
 
-    def __init__(self, port: int, ae_title: str = "PACS", answer_after: float = 0.0) -> None:
-        self.port, self.ae_title, self.answer_after = port, ae_title, answer_after  # a slow PACS answers late
+    def __init__(self, port: int, ae_title: str = "PACS", answer_after: float = 0.0, status: int = 0x0000,
+                 host: str = "127.0.0.1") -> None:
+        self.port, self.ae_title, self.answer_after, self.status, self.host = port, ae_title, answer_after, status, host
         self.received: list[Dataset] = []
         self._lock = threading.Lock()
         self._server = None
@@ -150,14 +152,14 @@ class Pacs:
         with self._lock:
             self.received.append(dataset)
         time.sleep(self.answer_after)
-        return 0x0000
+        return self.status
 
     def start(self) -> Pacs:
         ae = AE(ae_title=self.ae_title)
         for sop_class in (SegmentationStorage, MRImageStorage):
             ae.add_supported_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         ae.add_supported_context(Verification)
-        self._server = ae.start_server(("127.0.0.1", self.port), block=False,
+        self._server = ae.start_server((self.host, self.port), block=False,
                                        evt_handlers=[(evt.EVT_C_STORE, self._store)])
         return self
 

@@ -16,7 +16,7 @@ from serve.nodes import mr_series, wait_until
 
 def test_a_clock_pass_that_raises_is_logged_and_the_clock_goes_on(tmp_path: Path, monkeypatch) -> None:
     options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", allow_any=True, series_timeout=0.0)
-    service = Service(lambda folder, is_series: [], options)
+    service = Service(lambda folder, is_series, redo: [], options)
     for path in mr_series(tmp_path / "in", "1.2.5")[:2]:
         service.storage.write_instance("1.2.5", pydicom.dcmread(path))
     service.ledger.touch("1.2.5", 0.0, "SCANNER")

@@ -14,18 +14,21 @@ from atriumseg.pipeline.serve.options import AllowRule, Destination, ServeOption
 @pytest.mark.parametrize(("text", "expected"), [
     ("PACS@127.0.0.1:4242", ("PACS", "127.0.0.1", 4242)),
     ("ORTHANC@pacs.example.org:104", ("ORTHANC", "pacs.example.org", 104)),
-    ("A B@[::1]:11112", ("A B", "[::1]", 11112)),
+    ("A B@[::1]:11112", ("A B", "::1", 11112)),  # the brackets only delimit the address: a socket takes ::1
+    ("PACS@[fd00:0:0::5]:104", ("PACS", "fd00::5", 104)),
 ])
 def test_destinations_parse_and_print_back(text: str, expected: tuple) -> None:
     destination = Destination.parse(text)
     assert (destination.ae_title, destination.host, destination.port) == expected
-    assert str(destination) == text
+    assert str(destination) == text.replace("fd00:0:0::5", "fd00::5")  # an IPv6 address printed in brackets
+    assert Destination.parse(str(destination)) == destination
 
 
 @pytest.mark.parametrize(("text", "says"), [
     ("PACS@127.0.0.1", "AET@HOST:PORT"), ("127.0.0.1:104", "AET@HOST:PORT"), ("PACS@host:0", "outside 1-65535"),
     ("PACS@host:x", "not a whole number"), ("A_TITLE_LONGER_THAN_16@h:1", "1-16 printable"),
-    ("BACK\\SLASH@h:1", "without a backslash"),
+    ("BACK\\SLASH@h:1", "without a backslash"), ("PACS@::1:104", "IPv6 address in brackets"),
+    ("PACS@[pacs.example.org]:104", "not an IPv6 address in brackets"),
 ])
 def test_bad_destinations_say_what_is_expected(text: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
@@ -36,9 +39,28 @@ def test_allow_rules_match_the_title_and_the_address_when_given() -> None:
     anywhere, pinned = AllowRule.parse("SCANNER"), AllowRule.parse("SCANNER@10.0.0.7")
     assert anywhere.admits("SCANNER", "10.9.9.9") and anywhere.admits("SCANNER ", "10.9.9.9")
     assert pinned.admits("SCANNER", "10.0.0.7") and not pinned.admits("SCANNER", "10.0.0.8")
+    assert pinned.admits("SCANNER", "::ffff:10.0.0.7")  # as a listener on :: sees an IPv4 caller
     assert not anywhere.admits("SCANNER2", "10.0.0.7")
     with pytest.raises(ValueError, match="AET or AET@HOST"):
         AllowRule.parse("SCANNER@")
+
+
+@pytest.mark.parametrize(("text", "host", "caller"), [
+    ("SCANNER@fd00:0::7", "fd00::7", "fd00::7"), ("SCANNER@[fd00::7]", "fd00::7", "fd00:0:0::7"),
+])
+def test_an_ipv6_caller_is_matched_as_an_address_not_as_text(text: str, host: str, caller: str) -> None:
+    rule = AllowRule.parse(text)
+    assert rule.host == host and rule.admits("SCANNER", caller) and not rule.admits("SCANNER", "fd00::8")
+    assert AllowRule.parse(str(rule)) == rule
+
+
+@pytest.mark.parametrize("text", ["SCANNER@scanner01", "SCANNER@scanner01.example.org", "SCANNER@10.0.0.300"])
+def test_an_allowed_host_that_is_not_an_ip_address_is_refused(text: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(ValueError, match=r"is not an IP address; a caller is pinned to the IP address"):
+        AllowRule.parse(text)
+    with pytest.raises(SystemExit):
+        main(["serve", "--storage", str(tmp_path), "-o", str(tmp_path / "out"), "--allow", text])
+    assert "is not an IP address" in capsys.readouterr().err
 
 
 def test_nobody_is_let_in_unless_the_options_say_so(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Faults with real processes: kill -9 while receiving and while segmenting, a destination down then up across a
-restart, SIGTERM once (the case in hand finished, exit 0) and twice (at once, exit 130). Every series is
-delivered exactly once."""
+restart, SIGTERM once (the case in hand finished, exit 0; an association open aborted) and twice (at once, exit
+130). Every series is delivered exactly once."""
 
 from __future__ import annotations
 
@@ -114,6 +114,22 @@ def test_sigterm_finishes_the_case_in_hand_and_a_second_stops_at_once(tmp_path: 
     last = start_service(*options, storage=service.storage, port=service.port)
     wait_until(lambda: len(pacs.segs()) == 3, 120, "the interrupted series' SEG", last)
     assert all(not p.exists() for p in leftovers)  # temporaries of the process stopped at once are cleaned
+
+
+def test_sigterm_aborts_an_association_left_open_and_the_service_exits(tmp_path: Path, start_service) -> None:
+    files = mr_series(tmp_path / "series", "1.2.826.0.1.3680043.8.498.87")
+    service = start_service("--allow", "SCANNER", "--series-timeout", "600")
+    ae = AE(ae_title="SCANNER")
+    ae.add_requested_context(pydicom.dcmread(files[0]).SOPClassUID, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", service.port, ae_title="ATRIUMSEG")
+    try:
+        assert assoc.send_c_store(pydicom.dcmread(files[0])).Status == 0
+        service.signal(signal.SIGTERM)  # the scanner keeps its association open
+        assert service.wait(30) == 0
+        wait_until(lambda: assoc.is_aborted, 5, "the scanner told of the abort")
+        assert "stopping: 1 open association(s) aborted" in service.log()
+    finally:
+        assoc.abort()
 
 
 def _temporary_of(pid: int, path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""``--keep-days``: instances of delivered series go after that many days; nothing else does."""
+"""``--keep-days``: instances of delivered series and of failed series go after that many days; nothing else does."""
 
 from __future__ import annotations
 
@@ -28,6 +28,24 @@ def test_only_delivered_series_older_than_keep_days_lose_their_instances(tmp_pat
     assert not storage.series_folder("old").exists() and ledger.get("old").purged
     assert all(storage.instances(k) for k in ("recent", "unsent", "failed"))
     assert purge(storage, ledger, 7, now=now) == []
+
+
+def test_failed_series_lose_their_instances_keep_days_after_they_failed(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "st")
+    ledger = Ledger(storage)
+    source = pydicom.dcmread(mr_series(tmp_path / "series", "1.2.3")[0])
+    now = 100 * DAY
+    for key, changes in {
+        "failed_long_ago": dict(completed=now - 8 * DAY, done=now - 8 * DAY),
+        "failed_lately": dict(completed=now - 6 * DAY, done=now - 6 * DAY),
+        "failed_untimed": dict(completed=now - 8 * DAY),  # a state from before failures were timed: its completion
+        "failed_after_a_delivery": dict(completed=now - 2 * DAY, done=now - 30 * DAY),  # done: its old SEG's delivery
+    }.items():
+        storage.write_instance(key, source)
+        ledger.update(key, status=FAILED, reason="a single slice: not a 3D series", **changes)
+    assert purge(storage, ledger, 7, now=now) == ["failed_long_ago", "failed_untimed"]
+    assert ledger.get("failed_long_ago").purged and ledger.get("failed_long_ago").status == FAILED
+    assert storage.instances("failed_lately") and storage.instances("failed_after_a_delivery")
 
 
 def test_a_series_whose_instances_cannot_be_removed_is_not_called_purged_and_is_tried_again(tmp_path: Path) -> None:

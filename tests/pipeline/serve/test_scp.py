@@ -1,17 +1,22 @@
-"""The DICOM door on a full disk (0xA700, never success, every instance acknowledged on disk, whole) and over TLS."""
+"""The DICOM door on a full disk (0xA700, never success, every instance acknowledged on disk, whole), over TLS (a
+silent caller holds up nobody), and at a stop (the associations open are aborted)."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import ssl
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pydicom
 import pytest
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, Association
+from pynetdicom.sop_class import MRImageStorage, Verification
 
 from atriumseg.pipeline.serve.completion import Completion
 from atriumseg.pipeline.serve.options import AllowRule, ServeOptions
@@ -19,7 +24,7 @@ from atriumseg.pipeline.serve.scp import Receiver
 from atriumseg.pipeline.serve.service import Service
 from atriumseg.pipeline.serve.state import Ledger
 from atriumseg.pipeline.serve.storage import Storage
-from serve.nodes import free_port, send, volume_series
+from serve.nodes import free_port, send, volume_series, wait_until
 
 SERIES = "1.2.826.0.1.3680043.8.498.95"
 
@@ -88,6 +93,63 @@ def test_with_tls_the_door_speaks_dicom_over_tls_only(tmp_path: Path, certificat
         receiver.stop()
 
 
+def test_a_tls_caller_that_connects_and_sends_nothing_holds_up_no_other_caller(tmp_path: Path,
+                                                                              certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", host="127.0.0.1", port=free_port(),
+                           allow=(AllowRule("SCANNER"),), tls_cert=cert, tls_key=key)
+    storage = Storage(options.storage)
+    ledger = Ledger(storage)
+    receiver = Receiver(options, storage, ledger, Completion(storage, ledger, 0.0))
+    receiver.start()
+    try:
+        with socket.create_connection(("127.0.0.1", options.port)):  # a TCP connection that never says hello
+            time.sleep(0.3)  # accepted by the server's one accept loop
+            ae = AE(ae_title="SCANNER")
+            ae.add_requested_context(Verification)
+            ae.acse_timeout = ae.network_timeout = ae.connection_timeout = 5
+            started = time.monotonic()
+            client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+            assoc = ae.associate("127.0.0.1", options.port, ae_title="ATRIUMSEG", tls_args=(client, "localhost"))
+            assert assoc.is_established and assoc.send_c_echo().Status == 0
+            assoc.release()
+            assert time.monotonic() - started < 3
+    finally:
+        receiver.stop()
+
+
+def _store(assoc: Association, path: Path) -> int | None:
+    """The status a C-STORE of ``path`` is answered, or None if it is not answered (the association is gone)."""
+    try:
+        return getattr(assoc.send_c_store(pydicom.dcmread(path)), "Status", None)
+    except RuntimeError:  # pynetdicom sends nothing on an association that is no longer established
+        return None
+
+
+def test_an_association_open_at_the_stop_is_aborted_and_stores_nothing_more(tmp_path: Path, caplog) -> None:
+    options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", host="127.0.0.1", port=free_port(),
+                           allow=(AllowRule("SCANNER"),), series_timeout=600.0)
+    service = Service(lambda path, is_series, redo: [], options)
+    files = volume_series(tmp_path / "series", (8, 8, 3), SERIES)
+    service.start()
+    ae = AE(ae_title="SCANNER")
+    ae.add_requested_context(MRImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", options.port, ae_title="ATRIUMSEG")
+    try:
+        assert _store(assoc, files[0]) == 0
+        with caplog.at_level(logging.WARNING):
+            started = time.monotonic()
+            service.stop()
+            assert time.monotonic() - started < 10
+        wait_until(lambda: assoc.is_aborted, 5, "the sender told of the abort")
+        assert _store(assoc, files[1]) is None and len(service.storage.instances(SERIES)) == 1
+        assert "stopping: 1 open association(s) aborted" in caplog.text
+        lasting = [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+        wait_until(lambda: not [t for t in lasting if t.is_alive()], 5, "no connection thread left to hold the process")
+    finally:
+        assoc.abort()
+
+
 def test_an_instance_that_cannot_be_written_as_a_dicom_file_is_refused_with_the_reason(tmp_path: Path) -> None:
     options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", host="127.0.0.1", port=free_port(),
                            allow=(AllowRule("SCANNER"),))
@@ -116,7 +178,7 @@ def test_a_port_already_taken_stops_the_start_before_any_work(tmp_path: Path) ->
         taken.listen()
         options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", host="127.0.0.1",
                                port=taken.getsockname()[1], allow=(AllowRule("SCANNER"),))
-        service = Service(lambda path, is_series: [], options)
+        service = Service(lambda path, is_series, redo: [], options)
         with pytest.raises(OSError, match="in use"):
             service.start()
     assert service._threads == []  # no worker took a recovered series, no courier sent, before it failed

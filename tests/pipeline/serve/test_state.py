@@ -19,10 +19,15 @@ def _on_disk(storage: Storage, key: str) -> dict:
 def test_a_state_survives_a_new_ledger_field_for_field(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
     ledger = Ledger(storage)
-    written = ledger.update("1.2.3", status=SEGMENTED, sent={"PACS@h:1": "9.9"}, callers=("SCANNER",), volume_ml=81.5)
+    written = ledger.update("1.2.3", status=SEGMENTED, sent={"PACS@h:1": "9.9"}, callers=("SCANNER",), volume_ml=81.5,
+                            send_to=("PACS@h:1", "ARCHIVE@h:2"))
+    older = {k: v for k, v in written.to_dict().items() if k != "send_to"}  # a state written before send_to was
+    (storage.state_root / "4.5.6.json").write_text(json.dumps({**older, "key": "4.5.6"}))
     again = Ledger(storage)
     again.load()
-    assert again.get("1.2.3") == written
+    assert again.get("1.2.3") == written and again.get("4.5.6").send_to is None
+    assert again.get("1.2.3").destinations(["ARCHIVE@h:2", "NEW@h:3"]) == ["ARCHIVE@h:2"]
+    assert again.get("4.5.6").destinations(["ARCHIVE@h:2", "NEW@h:3"]) == ["ARCHIVE@h:2", "NEW@h:3"]
 
 
 def test_instances_of_a_receiving_series_touch_memory_only_and_a_resent_series_is_written(tmp_path: Path) -> None:

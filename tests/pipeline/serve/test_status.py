@@ -1,16 +1,25 @@
-"""``atriumseg status``: the states read from the storage folder, whether the service runs or not."""
+"""``atriumseg status``: the states read from the storage folder, whether the service runs or not; ``status.json``
+rewritten when something changed, and otherwise only as a heartbeat."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from atriumseg.cli import EXIT_OK, EXIT_USAGE, main
+from atriumseg.pipeline.serve import service as service_module
+from atriumseg.pipeline.serve.options import ServeOptions
 from atriumseg.pipeline.serve.outbox import Outbox
+from atriumseg.pipeline.serve.service import Service
 from atriumseg.pipeline.serve.state import FAILED, SEGMENTED, Ledger
 from atriumseg.pipeline.serve.status import format_status, read_status
 from atriumseg.pipeline.serve.storage import Storage
+from atriumseg.pipeline.serve.worker import Job
+from serve.nodes import wait_until
 
 
 def test_the_report_reads_every_state_the_outbox_and_refusals(tmp_path: Path, capsys) -> None:
@@ -36,3 +45,27 @@ def test_a_folder_that_is_not_a_storage_is_a_usage_error_and_is_left_untouched(t
     with pytest.raises(FileNotFoundError, match="not an atriumseg storage folder"):
         read_status(tmp_path / "typo")
     assert main(["status", str(tmp_path / "typo")]) == EXIT_USAGE and not (tmp_path / "typo").exists()
+
+
+def test_status_json_is_written_on_a_change_and_otherwise_only_as_a_heartbeat(tmp_path: Path, monkeypatch) -> None:
+    options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", allow_any=True)
+    service = Service(lambda path, is_series, redo: [], options)
+    status = service.storage.status_file
+    monkeypatch.setattr(service_module, "STATUS_LOOK", 0.1)
+    thread = threading.Thread(target=service._status)
+    thread.start()
+    try:
+        wait_until(status.exists, 5, "the first status.json")
+        written = status.stat().st_mtime_ns
+        time.sleep(1.5)  # nothing changed: no write (it was rewritten every second)
+        assert status.stat().st_mtime_ns == written
+        service.ledger.update("1.2.3", status=FAILED, reason="a single slice")
+        wait_until(lambda: [s["key"] for s in json.loads(status.read_text())["series"]] == ["1.2.3"], 5, "the change")
+        service.jobs.put(Job(path=tmp_path / "in" / "p1.nii.gz"))  # queued work changes no state, but shows
+        wait_until(lambda: json.loads(status.read_text())["service"]["queue"], 5, "the queue in status.json")
+        written = status.stat().st_mtime_ns
+        monkeypatch.setattr(service_module, "STATUS_HEARTBEAT", 0.5)
+        wait_until(lambda: status.stat().st_mtime_ns != written, 5, "a heartbeat write without a change")
+    finally:
+        service.stopping.set()
+        thread.join(5)

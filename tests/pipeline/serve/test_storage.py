@@ -40,6 +40,7 @@ def test_refused_objects_are_recorded_with_their_reason(tmp_path: Path) -> None:
     storage.refuse("cannot be decoded", caller="X")
     rows = storage.refused()
     assert [r["reason"] for r in rows] == ["not an MR image", "cannot be decoded"] and rows[0]["caller"] == "SCANNER"
+    assert storage.refused_count() == 2 and Storage(tmp_path / "empty").refused_count() == 0
 
 
 def test_uids_are_checked_before_they_name_a_folder() -> None:

@@ -1,4 +1,5 @@
-"""The watch folder hands on an entry once it stopped changing for the settle time, once per content."""
+"""The watch folder hands on an entry once it stopped changing for the settle time, once per content; an entry
+handed on again because it changed is segmented anew, while a restart does not redo finished inputs."""
 
 from __future__ import annotations
 
@@ -8,15 +9,24 @@ import threading
 import time
 from pathlib import Path
 
+import nibabel as nib
+from helpers import write_nifti
+
+from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.pipeline.serve.cases import segment_with
+from atriumseg.pipeline.serve.options import ServeOptions
+from atriumseg.pipeline.serve.service import Service
 from atriumseg.pipeline.serve.watch import Watcher
+from atriumseg.synthetic import make_affine, synthetic_case
+from serve.nodes import wait_until
 
 
-def _watcher(folder: Path, handed: list[Path], skip: frozenset[Path] = frozenset()) -> Watcher:
-    return Watcher(folder, settle=10.0, submit=handed.append, skip=skip)
+def _watcher(folder: Path, handed: list[tuple[Path, bool]], skip: frozenset[Path] = frozenset()) -> Watcher:
+    return Watcher(folder, settle=10.0, submit=lambda path, changed: handed.append((path, changed)), skip=skip)
 
 
 def test_a_file_is_handed_on_after_it_settled_and_again_only_when_it_changes(tmp_path: Path) -> None:
-    handed: list[Path] = []
+    handed: list[tuple[Path, bool]] = []
     watcher = _watcher(tmp_path, handed)
     scan = tmp_path / "scan.nii.gz"
     scan.write_bytes(b"part")
@@ -29,10 +39,25 @@ def test_a_file_is_handed_on_after_it_settled_and_again_only_when_it_changes(tmp
     os.utime(scan, ns=(1, 1))
     assert watcher.poll(now=300.0) == [] and watcher.poll(now=310.0) == [scan]
     assert scan.read_bytes() == b"a new version of it"  # never modified
+    assert handed == [(scan, False), (scan, True)]  # the second time as changed: its outputs are redone
+
+
+def test_an_entry_removed_and_put_back_different_counts_as_changed(tmp_path: Path) -> None:
+    handed: list[tuple[Path, bool]] = []
+    watcher = _watcher(tmp_path, handed)
+    scan = tmp_path / "scan.nii.gz"
+    scan.write_bytes(b"first patient")
+    watcher.poll(now=0.0)
+    assert watcher.poll(now=10.0) == [scan]
+    scan.unlink()
+    assert watcher.poll(now=20.0) == []
+    scan.write_bytes(b"another patient, same name")
+    watcher.poll(now=30.0)
+    assert watcher.poll(now=40.0) == [scan] and handed == [(scan, False), (scan, True)]
 
 
 def test_a_folder_settles_when_none_of_its_files_changes_and_hidden_entries_are_left(tmp_path: Path) -> None:
-    handed: list[Path] = []
+    handed: list[tuple[Path, bool]] = []
     watcher = _watcher(tmp_path, handed, skip=frozenset({(tmp_path / "out").resolve()}))
     series = tmp_path / "series"
     series.mkdir()
@@ -42,13 +67,13 @@ def test_a_folder_settles_when_none_of_its_files_changes_and_hidden_entries_are_
     watcher.poll(now=0.0)
     (series / "2.dcm").write_bytes(b"z")
     assert watcher.poll(now=9.0) == [] and watcher.poll(now=18.0) == []
-    assert watcher.poll(now=19.0) == [series] and handed == [series]
+    assert watcher.poll(now=19.0) == [series] and handed == [(series, False)]
     assert sorted(p.name for p in series.iterdir()) == ["1.dcm", "2.dcm"]
 
 
 def test_a_pass_that_raises_is_logged_and_the_watch_goes_on(tmp_path: Path, monkeypatch, caplog) -> None:
     handed: list[Path] = []
-    watcher = Watcher(tmp_path, settle=0.2, submit=handed.append, skip=frozenset())
+    watcher = Watcher(tmp_path, settle=0.2, submit=lambda path, changed: handed.append(path), skip=frozenset())
     real_poll, failures = watcher.poll, iter([PermissionError(13, "Permission denied")])
 
     def poll_once_failing(now=None):
@@ -72,3 +97,43 @@ def test_a_pass_that_raises_is_logged_and_the_watch_goes_on(tmp_path: Path, monk
             stop.set()
             thread.join(5)
     assert "watch: unexpected error" in caplog.text
+
+
+def _nifti(path: Path, shape: tuple[int, int, int], seed: int) -> Path:
+    case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5)), seed=seed)
+    return write_nifti(path, case.image, case.affine)
+
+
+def _watch_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("watch ")]
+
+
+def test_a_replaced_input_is_segmented_again_and_a_restart_reports_a_finished_one_done_earlier(
+    tmp_path: Path, segmenter: Segmenter, caplog
+) -> None:
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", watch=watch, settle=0.2)
+    mask = options.output / "p3.nii.gz"
+    caplog.set_level(logging.INFO, logger="atriumseg.serve")
+    service = Service(segment_with(segmenter, options), options)
+    service.start()
+    try:
+        _nifti(tmp_path / "first.nii.gz", (36, 38, 24), seed=3).rename(watch / "p3.nii.gz")
+        wait_until(lambda: len(_watch_lines(caplog)) == 1, 120, "the first input segmented")
+        assert nib.load(mask).shape == (36, 38, 24)
+        _nifti(tmp_path / "second.nii.gz", (40, 34, 20), seed=4).rename(watch / "p3.nii.gz")  # replaced
+        wait_until(lambda: len(_watch_lines(caplog)) == 2, 120, "the replaced input handled")
+    finally:
+        service.stop()
+    assert nib.load(mask).shape == (40, 34, 20)  # made from the new input, not settled from the first one's record
+    written = mask.stat().st_mtime_ns
+    again = Service(segment_with(segmenter, options), options)  # a restart: nothing it finished is redone
+    again.start()
+    try:
+        wait_until(lambda: len(_watch_lines(caplog)) == 3, 120, "the input seen after the restart")
+    finally:
+        again.stop()
+    first, second, third = _watch_lines(caplog)
+    assert ": ok: " in first and ": ok: " in second and mask.stat().st_mtime_ns == written
+    assert ": skipped: done earlier (" in third and f"-> {mask}); not redone" in third
