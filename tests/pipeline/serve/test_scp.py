@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -70,7 +71,9 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_with_tls_the_door_speaks_dicom_over_tls_only(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+@pytest.fixture
+def tls_door(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[tuple[int, Path]]:
+    """A DICOM door over TLS on a free loopback port: its port and certificate; stopped at the end."""
     cert, key = certificate
     options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", host="127.0.0.1", port=free_port(),
                            allow=(AllowRule("SCANNER"),), tls_cert=cert, tls_key=key)
@@ -79,43 +82,38 @@ def test_with_tls_the_door_speaks_dicom_over_tls_only(tmp_path: Path, certificat
     receiver = Receiver(options, storage, ledger, Completion(storage, ledger, 0.0))
     receiver.start()
     try:
-        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        yield options.port, cert
+    finally:
+        receiver.stop()
+
+
+def test_with_tls_the_door_speaks_dicom_over_tls_only(tls_door: tuple[int, Path]) -> None:
+    port, cert = tls_door
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    ae = AE(ae_title="SCANNER")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="ATRIUMSEG", tls_args=(client, "localhost"))
+    assert assoc.is_established and assoc.send_c_echo().Status == 0
+    assoc.release()
+    plain = AE(ae_title="SCANNER")
+    plain.add_requested_context(Verification)
+    plain.acse_timeout = plain.network_timeout = 5
+    assert not plain.associate("127.0.0.1", port, ae_title="ATRIUMSEG").is_established
+
+
+def test_a_tls_caller_that_connects_and_sends_nothing_holds_up_no_other_caller(tls_door: tuple[int, Path]) -> None:
+    port, cert = tls_door
+    with socket.create_connection(("127.0.0.1", port)):  # a TCP connection that never says hello
+        time.sleep(0.3)  # accepted by the server's one accept loop
         ae = AE(ae_title="SCANNER")
         ae.add_requested_context(Verification)
-        assoc = ae.associate("127.0.0.1", options.port, ae_title="ATRIUMSEG", tls_args=(client, "localhost"))
+        ae.acse_timeout = ae.network_timeout = ae.connection_timeout = 5
+        started = time.monotonic()
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        assoc = ae.associate("127.0.0.1", port, ae_title="ATRIUMSEG", tls_args=(client, "localhost"))
         assert assoc.is_established and assoc.send_c_echo().Status == 0
         assoc.release()
-        plain = AE(ae_title="SCANNER")
-        plain.add_requested_context(Verification)
-        plain.acse_timeout = plain.network_timeout = 5
-        assert not plain.associate("127.0.0.1", options.port, ae_title="ATRIUMSEG").is_established
-    finally:
-        receiver.stop()
-
-
-def test_a_tls_caller_that_connects_and_sends_nothing_holds_up_no_other_caller(tmp_path: Path,
-                                                                              certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
-    options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", host="127.0.0.1", port=free_port(),
-                           allow=(AllowRule("SCANNER"),), tls_cert=cert, tls_key=key)
-    storage = Storage(options.storage)
-    ledger = Ledger(storage)
-    receiver = Receiver(options, storage, ledger, Completion(storage, ledger, 0.0))
-    receiver.start()
-    try:
-        with socket.create_connection(("127.0.0.1", options.port)):  # a TCP connection that never says hello
-            time.sleep(0.3)  # accepted by the server's one accept loop
-            ae = AE(ae_title="SCANNER")
-            ae.add_requested_context(Verification)
-            ae.acse_timeout = ae.network_timeout = ae.connection_timeout = 5
-            started = time.monotonic()
-            client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
-            assoc = ae.associate("127.0.0.1", options.port, ae_title="ATRIUMSEG", tls_args=(client, "localhost"))
-            assert assoc.is_established and assoc.send_c_echo().Status == 0
-            assoc.release()
-            assert time.monotonic() - started < 3
-    finally:
-        receiver.stop()
+        assert time.monotonic() - started < 3
 
 
 def _store(assoc: Association, path: Path) -> int | None:
