@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    if hasattr(sys.stdout, "reconfigure"):  # a file name undecodable in UTF-8 (a Latin-1 share) printed escaped
+        sys.stdout.reconfigure(errors="backslashreplace")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     level = log.level
     log.setLevel(logging.DEBUG if args.verbose else level)  # -v: our debug lines, not every library's

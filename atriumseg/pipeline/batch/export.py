@@ -78,7 +78,7 @@ def export_case(segmented: SegmentedCase, options: BatchOptions, halt: Halt, loc
             result = _outputs_and_measurements(segmented, options)
         except CASE_ERRORS as err:
             halt.check(err, f"cannot write the outputs of {result.case}")
-            result = replace(failed, reason=f"{result.input}: cannot write output: {err}")
+            result = replace(failed, reason=f"{result.input}: cannot write output: {type(err).__name__}: {err}")
             log.error("failed %s", result.reason, exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
         store(options.output, result, halt)
     finally:

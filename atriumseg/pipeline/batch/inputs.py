@@ -110,7 +110,7 @@ def _is_dicom_file(entry: os.DirEntry) -> bool:
 
 def _dicom_cases(folder: Path, entries: list[os.DirEntry]) -> list[InputCase]:
     series = dicom_series(folder) if any(_is_dicom_file(e) for e in entries) else []
-    name = Path(os.path.realpath(folder)).name  # a folder given as '.' or '..' is named after what it is
+    name = Path(os.path.abspath(folder)).name  # '.' or '..' named after the folder it is; a link keeps its name
     if len(series) == 1:
         return [InputCase(name, folder, series[0][0])]
     labels = [_safe(desc or "series") for _, desc in series]
@@ -201,11 +201,11 @@ class _Discovery:
             if not matches:
                 self.cases.append(InputCase(case_name(Path(text)), Path(text)))
             for match in matches:
-                self.found(Path(match).absolute())
+                self.found(Path(os.path.abspath(match)))
         elif Path(text).is_dir():
-            self.search(Path(text).absolute())
+            self.search(Path(os.path.abspath(text)))
         else:
-            self.cases.append(InputCase(case_name(Path(text)), Path(text).absolute()))
+            self.cases.append(InputCase(case_name(Path(text)), Path(os.path.abspath(text))))
 
     def found(self, path: Path) -> None:
         """A path a folder or a glob turned up: searched, a case, or a stray (unless ``skip`` leaves it out)."""

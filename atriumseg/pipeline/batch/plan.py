@@ -124,11 +124,12 @@ def _apart(name: str, path: Path) -> str:
     return f"{name}@{zlib.crc32(os.fsencode(path)):08x}"
 
 
-def _refusal_key(out: Path, case: InputCase) -> str:
-    """Where a case refused while planning is recorded: under its name, unless that holds the record of a case
-    an earlier run finished (this run's refusal must not disown its outputs), then apart from it."""
+def _refusal_key(out: Path, case: InputCase) -> str | None:
+    """Where a case refused while planning is recorded: under its name, or nowhere when that holds the record of a
+    case an earlier run finished (this run reports the refusal; the folder's report keeps that case and its
+    outputs, which a record of the refusal would disown or, kept apart, list as failed for good)."""
     previous = read_record(out, case.name)
-    return _apart(case.name, case.path) if previous is not None and previous.status == OK else case.name
+    return None if previous is not None and previous.status == OK else case.name
 
 
 def plan_cases(
@@ -178,7 +179,9 @@ def prepare(inputs: list[str | Path], options: BatchOptions) -> Prepared:
         store(out, result, halt, _apart(result.case, Path(result.input)))
     for case, result, key in refused:
         if in_shard(case, index, count):
-            store(out, result, halt, key or _refusal_key(out, case))
+            key = key or _refusal_key(out, case)
+            if key is not None:
+                store(out, result, halt, key)
             settled.append(result)
     for result in settled:
         log_settled(result)

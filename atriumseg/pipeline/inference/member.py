@@ -6,8 +6,6 @@ on its own grid. A member returns probabilities on the input grid, so members me
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
@@ -20,25 +18,6 @@ from atriumseg.pipeline.inference.regions import Crop, bounding_box, box_corners
 from atriumseg.pipeline.inference.restore import to_input_grid
 from atriumseg.pipeline.inference.tta import TestTimeAugmentation
 from atriumseg.transforms.preprocessing import IMAGE, frame_key, frame_transforms, padding_transforms
-
-
-@dataclass(frozen=True)
-class MemberPass:
-    """One member's pass over a volume: ``prob`` on the input grid, ``found`` the world corners ``(8, 3)`` of the box
-    where it passes the card's threshold (None if nowhere), and ``region`` the box of its grid (``affine``,
-    ``shape``) where the network ran (0 elsewhere)."""
-
-    prob: torch.Tensor
-    found: torch.Tensor | None
-    region: tuple[slice, ...]
-    affine: torch.Tensor
-    shape: tuple[int, ...]
-
-    def covers(self, points: torch.Tensor) -> bool:
-        """Whether the network ran wherever the world ``points`` lie (on this grid)."""
-        need = box_on_grid(points, self.affine, self.shape)
-        return need is None or all(r.start <= n.start and n.stop <= r.stop for r, n in zip(self.region, need,
-                                                                                           strict=True))
 
 
 class Member:
@@ -73,13 +52,13 @@ class Member:
 
     def probabilities(
         self, framed: MetaTensor, tensor: MetaTensor, tta: bool, floor: float, near: torch.Tensor | None = None
-    ) -> MemberPass:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Probabilities ``(1, ...)`` on the voxel grid of ``tensor`` (0 outside the box around where they reach
-        ``floor``, the only part resampled), where they pass the card's threshold, and where they were computed.
+        ``floor``, the only part resampled), and the world corners ``(8, 3)`` of the box where they pass the card's
+        threshold (None if nowhere).
 
-        ``near``, world points ``(N, 3)`` from other members, tells focused inference where the atrium is, so it
-        skips its own locating pass and starts from their box. ``framed`` is ``tensor`` through :meth:`frame`
-        (shared by members in one frame).
+        ``near``, such corners from another member, tells focused inference where the atrium is, so it
+        skips its own locating pass. ``framed`` is ``tensor`` through :meth:`frame` (shared by members in one frame).
         """
         prepared = self._pad({IMAGE: framed})[IMAGE]
         volume = prepared.as_tensor()
@@ -87,8 +66,7 @@ class Member:
         predict = TestTimeAugmentation(self.predict) if tta else self.predict
         box = box_on_grid(near, prepared.affine, volume.shape[1:]) if near is not None else None
         crop = self.inferer(volume, predict, slice_mm=slice_mm, near=box)
-        return MemberPass(to_input_grid(crop.prob, crop.region, prepared, tensor, floor),
-                          _found(crop, prepared, self.threshold), crop.region[1:], prepared.affine, volume.shape[1:])
+        return to_input_grid(crop.prob, crop.region, prepared, tensor, floor), _found(crop, prepared, self.threshold)
 
     @property
     def threshold(self) -> float:

@@ -24,7 +24,7 @@ from atriumseg.models.checkpoint import load_model, resolve_model_path
 from atriumseg.models.ensemble import is_ensemble, load_ensemble
 from atriumseg.pipeline.inference.device import resolve_device
 from atriumseg.pipeline.inference.focus import FocusSettings
-from atriumseg.pipeline.inference.member import Member, MemberPass
+from atriumseg.pipeline.inference.member import Member
 from atriumseg.pipeline.inference.regions import bounding_box
 from atriumseg.pipeline.inference.restore import PROB_FLOOR
 from atriumseg.pipeline.io.volumes import check_resampled_size
@@ -114,23 +114,15 @@ class Segmenter:
             tensor = AssumeOrientation(assume_orientation)(tensor)
         self.check_size(tensor, tensor.affine.numpy(), "the image")
         floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
-        framed: dict[tuple, MetaTensor] = {}  # members in the same frame resample the volume once
-
-        def run(member: Member, near: torch.Tensor | None) -> MemberPass:
+        first = self.members[0]
+        framed = {first.frame_key: first.frame(tensor)}  # members in the same frame resample the volume once
+        total, near = first.probabilities(framed[first.frame_key], tensor, tta, floor)
+        for member in self.members[1:]:
             if member.frame_key not in framed:
                 framed[member.frame_key] = member.frame(tensor)
-            return member.probabilities(framed[member.frame_key], tensor, tta, floor, near)
-
-        passes = [run(self.members[0], None)]  # the first member locates the atrium; the others start from it
-        passes += [run(member, passes[0].found) for member in self.members[1:]]
-        found = [p.found for p in passes if p.found is not None]
-        if len(passes) > 1 and found:  # the mean can pass the threshold only where some member does: every
-            union = torch.cat(found)  # member must have run there, so one that stopped short runs again
-            passes = [p if p.covers(union) else run(m, union) for m, p in zip(self.members, passes, strict=True)]
-        total = passes[0].prob
-        for other in passes[1:]:
-            total += other.prob
-        total /= len(passes)
+            total += member.probabilities(framed[member.frame_key], tensor, tta, floor, near)[0]
+        if len(self.members) > 1:
+            total /= len(self.members)
         total[total < floor] = 0.0  # the map's floor, once the members' raw values are averaged (the mask is the
         # same either way: the threshold is above the floor; zeroing each member first would shrink the mean)
         return MetaTensor(total.clamp_(0.0, 1.0), meta=source.meta)

@@ -50,15 +50,16 @@ class Volume:
 
 def repaired_header(volume: Volume) -> str:
     """A quality flag when the model read another grid than the one the outputs keep (else ""): a NIfTI whose
-    sform's voxel sizes disagree with pixdim is read with its qform (MONAI's repair), and volumes are measured on
-    that grid, while the outputs keep the header as stored, so a viewer that trusts the sform sees other sizes."""
+    affine's voxel sizes disagree with pixdim is read with the form (qform or sform) that agrees (MONAI's repair),
+    and volumes are measured on that grid, while the outputs keep the header as stored, so a viewer that trusts the
+    stored affine sees other sizes."""
     stored = getattr(volume.geometry, "affine", None)
     used = volume.tensor.affine.numpy()
     if stored is None or np.allclose(stored, used, atol=1e-4):
         return ""
     sizes = " x ".join(f"{v:.3g}" for v in voxel_spacing(stored))
     read = " x ".join(f"{v:.3g}" for v in voxel_spacing(used))
-    return f"header: sform voxels {sizes} mm disagree with pixdim; read and measured with the qform's {read} mm"
+    return f"header: affine voxels {sizes} mm disagree with pixdim; read and measured as MONAI repairs it, {read} mm"
 
 
 def check_volume(tensor: torch.Tensor, name: str) -> None:

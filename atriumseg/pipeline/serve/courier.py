@@ -99,6 +99,7 @@ class Courier:
                       self.calling_ae)
         except (SendError, OSError, ValueError, RuntimeError) as err:
             later = self.outbox.failed(delivery, str(err))
+            self.ledger.changed.set()  # the status shows the tries and the last error
             log.warning("series %s: SEG not delivered to %s (try %d): %s; next try in %.0f s", delivery.key,
                         delivery.destination, later.attempts, err, later.next_try - time.time())
             return False

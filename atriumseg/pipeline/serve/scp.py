@@ -117,6 +117,7 @@ class Receiver:
             self.storage.refuse(reason, caller=caller, status=f"0x{status:04X}", **fields)
         except OSError as err:
             log.error("cannot record the refused object in %s: %s", self.storage.refused_file, err)
+        self.ledger.changed.set()  # the status counts refused objects
         return status
 
     def on_store(self, event: evt.Event) -> int:

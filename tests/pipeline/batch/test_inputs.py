@@ -123,6 +123,8 @@ def test_a_dicom_folder_named_dot_is_named_after_the_folder(tmp_path: Path, monk
     monkeypatch.chdir(write_dicom_series(tmp_path / "exam", case.image, case.affine))
     assert [c.name for c in discover(["."])[0]] == ["exam"]
     assert [c.name for c in discover(["./"])[0]] == ["exam"]
+    (tmp_path / "patient01").symlink_to(tmp_path / "exam")  # a link is named as the user named it
+    assert [c.name for c in discover([tmp_path / "patient01"])[0]] == ["patient01"]
 
 
 def test_a_file_that_cannot_be_opened_does_not_stop_the_search(tmp_path: Path,

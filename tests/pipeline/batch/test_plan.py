@@ -262,6 +262,7 @@ def test_a_case_refused_by_a_later_run_keeps_the_record_of_the_earlier_one(tmp_p
     assert report.read_record(out, "p01").status == "ok"  # the finished case's record is not replaced
     again = _run(segmenter, [source], out)["p01"]
     assert again.status == "ok" and again.reason == ""  # done earlier: not 'exists and no earlier run wrote it'
+    assert [(r.case, r.status) for r in collect(out)] == [("p01", "ok")]  # no failed row left behind
 
 
 def test_strays_of_one_name_in_two_folders_are_both_listed(tmp_path: Path, segmenter) -> None:
