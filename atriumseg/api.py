@@ -10,7 +10,6 @@ from typing import Union
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
-import torch
 from monai.data import MetaTensor
 
 from atriumseg.geometry import validate_axcodes
@@ -20,9 +19,9 @@ from atriumseg.pipeline.analysis.measure import measure as measure_array
 from atriumseg.pipeline.analysis.mesh import Mesh
 from atriumseg.pipeline.analysis.mesh import mesh as mesh_array
 from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.io.geometry import ItkGeometry, NiftiGeometry
+from atriumseg.pipeline.io.geometry import ItkGeometry
 from atriumseg.pipeline.io.readers import SimpleITKReader
-from atriumseg.pipeline.io.volumes import Volume, check_volume, read_image
+from atriumseg.pipeline.io.volumes import Volume, check_volume, checked_volume, nifti_volume, read_image
 from atriumseg.pipeline.io.writing import write_image
 
 log = logging.getLogger(__name__)
@@ -31,23 +30,19 @@ ImageLike = Union[str, Path, nib.Nifti1Image, sitk.Image, MetaTensor]
 ModelLike = Union[None, str, Path, Segmenter]
 
 
-def as_volume(image: ImageLike, name: str = "image") -> Volume:
-    """Wrap a path, nibabel image or SimpleITK image as a :class:`Volume` (MetaTensors go through unchanged)."""
+def as_volume(image: ImageLike, name: str = "image", series_uid: str | None = None) -> Volume:
+    """Wrap a path (``series_uid``: one series of a DICOM folder holding several), nibabel image or SimpleITK image
+    as a :class:`Volume`, read and checked as ``atriumseg segment`` reads the same file (MetaTensors go through
+    unchanged)."""
     if isinstance(image, (str, Path)):
-        return read_image(Path(image))
+        return read_image(Path(image), series_uid)
     if isinstance(image, nib.Nifti1Image):
-        voxels = np.ascontiguousarray(np.asanyarray(image.dataobj), dtype=np.float32)
-        tensor = MetaTensor(torch.from_numpy(voxels)[None], affine=torch.as_tensor(image.affine))
-        geometry = NiftiGeometry(image.header.copy(), image.affine.copy())
-    elif isinstance(image, sitk.Image):
-        tensor = SimpleITKReader().tensor(image)
-        geometry = ItkGeometry.of(image)
-    else:
-        raise TypeError(
-            f"cannot segment a {type(image).__name__}; pass a path, nibabel image, SimpleITK image or MetaTensor"
-        )
-    check_volume(tensor, name)
-    return Volume(tensor=tensor, geometry=geometry, name=name)
+        return nifti_volume(image, name, name)
+    if isinstance(image, sitk.Image):
+        return checked_volume(SimpleITKReader().tensor(image), ItkGeometry.of(image), name, name)
+    raise TypeError(
+        f"cannot segment a {type(image).__name__}; pass a path, nibabel image, SimpleITK image or MetaTensor"
+    )
 
 
 def as_segmenter(model: ModelLike, device: str = "auto") -> Segmenter:
@@ -64,6 +59,7 @@ def segment(
     tta: bool = False,
     output: str | Path | None = None,
     overwrite: bool = False,
+    series_uid: str | None = None,
 ) -> nib.Nifti1Image | sitk.Image | MetaTensor:
     """Segment the left atrium of one 3D image and return a uint8 mask with the input's geometry.
 
@@ -73,7 +69,8 @@ def segment(
     ``model`` is a model folder or a :class:`Segmenter` (build one once to segment many images);
     None uses the built-in default model. ``assume_orientation`` declares the true axis codes of
     a mislabelled header; ``tta`` averages test-time augmentations. With ``output`` the mask is
-    also written there, atomically. Every argument is checked before any work.
+    also written there, atomically. ``series_uid`` names the series of a DICOM folder that holds several (the
+    command line makes each its own case). Every argument is checked before any work.
     """
     if assume_orientation is not None:
         assume_orientation = validate_axcodes(assume_orientation)
@@ -88,7 +85,7 @@ def segment(
         check_volume(tensor, "image")
         mask = segmenter(tensor, assume_orientation=assume_orientation, tta=tta)
         return mask if image.ndim == 4 else mask[0]
-    volume = as_volume(image)
+    volume = as_volume(image, series_uid=series_uid)
     mask = segmenter(volume.tensor, assume_orientation=assume_orientation, tta=tta)
     result = volume.geometry.image(mask[0].numpy())
     if output is not None:

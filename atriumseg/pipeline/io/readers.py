@@ -151,12 +151,12 @@ def _check_slices(files: list[str], label: str) -> None:
     slice normal, sit sideways of it (a gantry tilt: no regular grid holds them), or add up to more voxels than
     the size bound; only headers are read."""
     if len(files) < 2:
-        raise ValueError(f"{label}: only {len(files)} slice; a 3D volume needs several")
+        raise GridError(f"{label}: only {len(files)} slice; a 3D volume needs several")
     infos = [_slice_info(name) for name in files]
     directions = np.asarray([info.GetDirection() for info in infos], float)
     tilted = np.abs(directions - directions[0]).max(axis=1) > ORIENTATION_TOLERANCE
     if tilted.any():
-        raise ValueError(
+        raise GridError(
             f"{label}: slices do not share one orientation (ImageOrientationPatient differs in {int(tilted.sum())} "
             f"of {len(files)} files); export each orientation as its own series"
         )
@@ -167,18 +167,18 @@ def _check_slices(files: list[str], label: str) -> None:
     positions = origins @ normal
     sideways = np.linalg.norm((origins - origins[0]) - np.outer(positions - positions[0], normal), axis=1)
     if (sideways > SHEAR_MARGIN + SHEAR_TOLERANCE * np.abs(positions - positions[0])).any():
-        raise ValueError(
+        raise GridError(
             f"{label}: slices are offset sideways of the slice normal (up to {sideways.max():.2f} mm: a gantry "
             "tilt or sheared stack, which no regular 3D grid holds); resample it to a regular grid first"
         )
     gaps = np.diff(np.sort(positions))
     if (gaps <= 1e-3).any():
-        raise ValueError(
+        raise GridError(
             f"{label}: {len(files)} images at {len(files) - int((gaps <= 1e-3).sum())} slice positions (several "
             "images at one position: cine phases, echoes or repeats); export one 3D volume per series"
         )
     if gaps.max() - gaps.min() > 0.01 * max(gaps.max(), 1e-6) + 1e-3:
-        raise ValueError(
+        raise GridError(
             f"{label}: missing or inconsistent slices (gaps between slices range from {gaps.min():.2f} "
             f"to {gaps.max():.2f} mm over {len(files)} files)"
         )
@@ -188,14 +188,14 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> sitk.Image
     """Read one DICOM series from a folder (the only one, or the one with ``series_uid``), checking its slices."""
     uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not uids:
-        raise ValueError(f"{folder}: no DICOM series found in this folder")
+        raise GridError("no DICOM series found in this folder")
     if series_uid is None and len(uids) > 1:
-        raise ValueError(f"{folder}: holds {len(uids)} DICOM series; name one by its UID")
+        raise GridError(f"holds {len(uids)} DICOM series; name one by its UID (series_uid)")
     uid = series_uid or uids[0]
     if uid not in uids:
-        raise ValueError(f"{folder}: no DICOM series with UID {uid}")
+        raise GridError(f"no DICOM series with UID {uid}")
     files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
-    _check_slices(files, f"{folder} (series {uid})")
+    _check_slices(files, f"series {uid}")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     return reader.Execute()

@@ -14,6 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
@@ -30,7 +31,7 @@ from atriumseg.pipeline.io.geometry import (
     resampled_shape,
 )
 from atriumseg.pipeline.io.names import IMAGE_SUFFIXES, case_name, is_nifti
-from atriumseg.pipeline.io.readers import NiftiReader, SimpleITKReader
+from atriumseg.pipeline.io.readers import NiftiReader, SimpleITKReader, check_nifti_header
 
 MIN_SIZE = 16  # voxels along at least two axes: smaller volumes hold no segmentable atrium
 
@@ -135,10 +136,7 @@ def read_image(path: Path, series_uid: str | None = None, name: str | None = Non
         )
     try:
         if is_nifti(path):
-            nifti = NiftiReader()
-            stored = nifti.read_stored(path)
-            geometry: Geometry = NiftiGeometry(stored.header.copy(), stored.affine.copy())  # outputs: as stored
-            tensor = nifti.tensor(correct_nifti_header_if_necessary(stored))
+            return nifti_volume(NiftiReader().read_stored(path), str(path), name or case_name(path))
         else:
             reader = SimpleITKReader(series_uid)
             itk_image = reader.read(path)
@@ -153,12 +151,32 @@ def read_image(path: Path, series_uid: str | None = None, name: str | None = Non
     except Exception as err:  # nibabel, SimpleITK and pydicom raise many types on a corrupt file; each means this
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ImageReadError(f"{path}: unreadable or corrupt image ({reason})") from err
+    return checked_volume(tensor, geometry, str(path), name or case_name(path))
+
+
+def nifti_volume(image: nib.Nifti1Image, label: str, name: str) -> Volume:
+    """A NIfTI image (read from a file or built in memory) as :func:`read_image` reads it: the model reads it with
+    MONAI's header repair, its outputs keep the header as stored; a one-volume 4D image is that volume."""
+    geometry = NiftiGeometry(image.header.copy(), image.affine.copy())  # before the repair, which works in place
+    reader = NiftiReader()
+    reader.filenames = (label,)  # MONAI's get_data names the source in the metadata, as read() would
+    try:
+        check_nifti_header(image.header)
+        working = type(image)(image.dataobj, image.affine, image.header)  # the same voxels; the caller's header kept
+        tensor = reader.tensor(correct_nifti_header_if_necessary(working))
+    except GridError as err:
+        raise ImageReadError(f"{label}: {err}") from err
+    return checked_volume(tensor, geometry, label, name)
+
+
+def checked_volume(tensor: MetaTensor, geometry: Geometry, label: str, name: str) -> Volume:
+    """A read tensor as a :class:`Volume`, once its affine, grid and shape are known to be segmentable."""
     affine = tensor.affine.numpy()
     if not np.isfinite(affine).all():
-        raise ImageReadError(f"{path}: its voxel-to-world affine holds values that are not finite numbers")
+        raise ImageReadError(f"{label}: its voxel-to-world affine holds values that are not finite numbers")
     try:
         check_grid(tuple(tensor.shape[1:]), voxel_spacing(affine))
     except GridError as err:
-        raise ImageReadError(f"{path}: {err}") from err
-    check_volume(tensor, str(path))
-    return Volume(tensor=tensor, geometry=geometry, name=name or case_name(path))
+        raise ImageReadError(f"{label}: {err}") from err
+    check_volume(tensor, label)
+    return Volume(tensor=tensor, geometry=geometry, name=name)
