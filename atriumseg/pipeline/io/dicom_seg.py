@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import highdicom as hd
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 LEFT_ATRIUM = hd.sr.CodedConcept("82471001", "SCT", "Left atrium")
 ANATOMICAL_STRUCTURE = hd.sr.CodedConcept("123037004", "SCT", "Anatomical Structure")
 SERIES_NUMBER = 1000  # viewers list series by number; a high one puts the SEG after the scanner's series
-SLICE_TOLERANCE = 0.1  # of the slice spacing: how far a file may sit from the ITK slice it is matched to
+SLICE_TOLERANCE = 0.1  # of the slice spacing: how far a file may sit from the ITK slice it is matched to, ...
+GAP_TOLERANCE = 0.01  # ... plus this much per slice from the first: the reader lets each gap differ by 1%
 COSINE_TOLERANCE = 1e-3  # direction cosines of a file against the mask's grid (DS text keeps ~6 digits)
 # Type 2 attributes (present, possibly empty) that highdicom reads from the first source and that
 # anonymised series sometimes drop altogether; they are added empty so the SEG can still be built.
@@ -57,16 +59,16 @@ def read_sources(files: Sequence[Path]) -> list[Dataset]:
 
 
 def slice_indices(datasets: Sequence[Dataset], geometry: ItkGeometry, shape: tuple[int, int, int]) -> list[int]:
-    """The ITK slice index of each dataset, from its ImagePositionPatient along the slice normal.
+    """The ITK slice index of each dataset: its rank by ImagePositionPatient along the slice normal.
 
     Every dataset must lie on the grid the mask was made on: same pixel count, spacing and direction
-    cosines, at a whole slice index; every slice must be matched exactly once.
+    cosines, near its slice (within the drift of the gaps the reader accepts); every slice must be matched
+    exactly once.
     """
     direction = np.asarray(geometry.direction, dtype=np.float64).reshape(3, 3)
     spacing = np.asarray(geometry.spacing, dtype=np.float64)
     origin = np.asarray(geometry.origin, dtype=np.float64)
-    found: dict[int, str] = {}
-    indices = []
+    names, offsets = [], []
     for dataset in datasets:
         name = dataset.filename or dataset.SOPInstanceUID
         cosines = np.asarray(dataset.ImageOrientationPatient, dtype=np.float64)
@@ -86,20 +88,25 @@ def slice_indices(datasets: Sequence[Dataset], geometry: ItkGeometry, shape: tup
                 f"voxels with spacing {spacing[1]:g}\\{spacing[0]:g} mm; "
                 "pass the files of the series the mask was segmented from"
             )
-        offset = float(np.dot(np.asarray(dataset.ImagePositionPatient, dtype=np.float64) - origin, direction[:, 2]))
-        k = round(offset / spacing[2])
-        if abs(offset / spacing[2] - k) > SLICE_TOLERANCE or not 0 <= k < shape[2]:
+        names.append(name)
+        offsets.append(float(np.dot(np.asarray(dataset.ImagePositionPatient, dtype=np.float64) - origin,
+                                    direction[:, 2])))
+    order = sorted(range(len(offsets)), key=offsets.__getitem__)
+    for before, after in pairwise(order):
+        if offsets[after] - offsets[before] < 0.5 * spacing[2]:
+            raise ValueError(f"{names[after]} and {names[before]}: both lie on one slice; pass one file per slice "
+                             "position")
+    if len(offsets) != shape[2]:
+        raise ValueError(f"{len(offsets)} source files for the mask's {shape[2]} slices; pass every file of the "
+                         "series (and only those)")
+    indices = [0] * len(offsets)
+    for k, i in enumerate(order):
+        if abs(offsets[i] / spacing[2] - k) > SLICE_TOLERANCE + GAP_TOLERANCE * k or k >= shape[2]:
             raise ValueError(
-                f"{name}: lies {offset:.3f} mm along the slice normal, not on one of the mask's {shape[2]} slices "
-                f"{spacing[2]:g} mm apart; pass the files of the series the mask was segmented from"
+                f"{names[i]}: lies {offsets[i]:.3f} mm along the slice normal, not on slice {k} of the mask's "
+                f"{shape[2]} slices {spacing[2]:g} mm apart; pass the files of the series the mask was segmented from"
             )
-        if k in found:
-            raise ValueError(f"{name} and {found[k]}: both lie on slice {k}; pass one file per slice position")
-        found[k] = name
-        indices.append(k)
-    if len(found) != shape[2]:
-        missing = sorted(set(range(shape[2])) - set(found))
-        raise ValueError(f"no source file for slices {missing} of the mask; pass every file of the series")
+        indices[i] = k
     return indices
 
 

@@ -20,6 +20,7 @@ from helpers import (
 from helpers import (
     SERIES_UID,
     placed_frames,
+    write_dicom_series,
     write_series,
 )
 from helpers import series_ground_truth as ground_truth
@@ -32,6 +33,7 @@ from atriumseg.pipeline.io.names import SEG_SUFFIX
 from atriumseg.pipeline.io.readers import series_files
 from atriumseg.pipeline.io.volumes import read_image
 from atriumseg.pipeline.io.writing import write_image
+from atriumseg.synthetic import make_affine, synthetic_case
 
 OBLIQUE = Rotation.from_euler("xyz", (20, -15, 30), degrees=True).as_matrix()
 AXIAL = ((1, 0, 0), (0, 1, 0))  # LPS row and column cosines
@@ -168,7 +170,7 @@ def test_a_mask_or_files_from_another_grid_are_refused_and_nothing_is_written(tm
     out = tmp_path / "out" / "case.seg.dcm"
     with pytest.raises(ValueError, match="ImageOrientationPatient"):
         write_dicom_seg(mask, volume.geometry, series_files(other, "1.2.3.9"), out)
-    with pytest.raises(ValueError, match="no source file for slices"):
+    with pytest.raises(ValueError, match="11 source files for the mask's 12 slices"):
         write_dicom_seg(mask, volume.geometry, series_files(folder, SERIES_UID)[:-1], out)
     with pytest.raises(ValueError, match="36 x 40 voxels"):
         write_dicom_seg(np.zeros((36, 40, 12), np.uint8), volume.geometry, series_files(folder, SERIES_UID), out)
@@ -180,3 +182,23 @@ def test_a_series_without_frame_of_reference_is_refused_by_name(tmp_path: Path) 
     volume, mask = mask_of(folder)
     with pytest.raises(ValueError, match=r"slice_\d+\.dcm: lacks FrameOfReferenceUID"):
         write_dicom_seg(mask, volume.geometry, series_files(folder, SERIES_UID), tmp_path / "case.seg.dcm")
+
+
+def test_a_series_whose_gaps_drift_within_what_the_reader_accepts_gets_its_seg(tmp_path: Path) -> None:
+    shape = (40, 36, 64)
+    case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 2.5), "LPS"), seed=6)
+    folder = write_dicom_series(tmp_path / "series", case.image / case.image.max() * 2000, case.affine)
+    for path in folder.glob("*.dcm"):  # gaps of 2.49 mm for the first half of the stack, 2.51 mm after
+        dataset = pydicom.dcmread(path)
+        k = dataset.InstanceNumber - 1
+        drift = -0.01 * min(k, 32) + 0.01 * max(0, k - 32)
+        dataset.ImagePositionPatient = [f"{v:.4f}" for v in (*dataset.ImagePositionPatient[:2],
+                                                               float(dataset.ImagePositionPatient[2]) + drift)]
+        dataset.FrameOfReferenceUID, dataset.SliceThickness = "1.2.826.0.1.3680043.2.1125.9", 2.5
+        dataset.StudyInstanceUID = "1.2.826.0.1.3680043.2.1125.8"
+        dataset.save_as(path)
+    volume = read_image(folder)
+    mask = (volume.tensor[0].numpy() > np.median(volume.tensor[0].numpy())).astype(np.uint8)
+    seg = write_dicom_seg(mask, volume.geometry, series_files(folder, "1.2.826.0.1.3680043.2.1125.1"),
+                          tmp_path / "case.seg.dcm")
+    assert pydicom.dcmread(seg).NumberOfFrames > 0
