@@ -99,10 +99,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.inference.device import resolve_device
-    from atriumseg.pipeline.training.checkpoints import check_held_out, check_init, check_resume, resumes
+    from atriumseg.pipeline.training.checkpoints import check_held_out, check_init, check_output, resumes
     from atriumseg.pipeline.training.config import TrainConfig
     from atriumseg.pipeline.training.distributed import Ranks
-    from atriumseg.pipeline.training.splits import training_sets
+    from atriumseg.pipeline.training.splits import split_record, training_sets
     from atriumseg.pipeline.training.trainer import train
 
     try:
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 validation = {s.dataset.name: [case.name for case in s.validation] for s in sets}
                 check_held_out(config.init, init_card, validation, config.fold)
         resolve_device(config.device)  # a device that is not there is a usage error, as for segment
-        check_resume(config)  # nothing to check when the run has no last/ yet
+        check_output(config, split_record(sets, config.exclude))  # not over another run; a resume as it was run
     except (OSError, ValueError) as err:
         raise UsageError(str(err)) from err
     result = train(config, show_progress=not args.quiet)

@@ -82,6 +82,36 @@ def check_resume(config: TrainConfig) -> dict:
     return started
 
 
+def check_output(config: TrainConfig, split: dict) -> None:
+    """Refuse (:class:`ValueError`) a run that would destroy another: a fresh run into an ``--output`` that holds
+    one (its ``last/``, ``best/`` and ``metrics.csv`` would be replaced), and a ``--resume`` whose settings
+    (:func:`check_resume`) or cases (``split``, per dataset: training and validation names) differ from the run's."""
+    output = Path(config.output)
+    if not config.resume and (output / "last").exists():
+        raise ValueError(f"{output} holds a training run (last/); add --resume to continue it, or train into "
+                         "another --output")
+    if resumes(config):
+        check_resume(config)
+        check_resumed_split(output, split)
+
+
+def check_resumed_split(output: Path, split: dict) -> None:
+    """Refuse (:class:`ValueError`) to resume ``output/last`` when the cases split now (``split``: per dataset, its
+    training and validation case names) differ from the run's: data that changed under the same folder would
+    reshuffle the folds and validate on cases the run trained on."""
+    before = load_card(Path(output) / "last").provenance.get("split", {})
+    for name, now in split.items():
+        then = before.get(name, {})
+        for part in ("train", "validation"):
+            moved = sorted(set(then.get(part, [])) ^ set(now[part]))
+            if then and moved:
+                raise ValueError(
+                    f"--resume continues {output} as it was split, but the {part} cases of {name} differ now "
+                    f"({', '.join(moved[:5])}{' and more' if len(moved) > 5 else ''}): the dataset changed since "
+                    "the run started; train into another --output"
+                )
+
+
 def trained_preprocessing(card: ModelCard) -> dict:
     """The preprocessing ``card``'s weights were trained with, as JSON values: the card's own (a field newer than the
     card read as it meant then), less what ``tools/set_card.py`` set after training (its first note's ``from``)."""

@@ -76,6 +76,9 @@ class TrainConfig:
             raise ValueError(
                 f"{n} datasets need {n} weights and 1 or {n} orientations, got {len(weights)} and {len(orientations)}"
             )
+        if self.folds == 1 or self.folds < 0 or not 0 <= self.fold < max(self.folds, 1):
+            raise ValueError(f"--fold {self.fold} of --folds {self.folds}: give --folds N (2 or more) with --fold "
+                             "0 to N-1, or neither")
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"dataset weights must be >= 0 with a positive sum, got {list(weights)}")
         gamma = tuple(float(g) for g in self.gamma)

@@ -15,7 +15,7 @@ import torch
 from atriumseg._version import __version__
 from atriumseg.models.checkpoint import default_model_path
 from atriumseg.pipeline.training.config import TrainConfig
-from atriumseg.pipeline.training.splits import TrainingSet
+from atriumseg.pipeline.training.splits import TrainingSet, split_record
 
 
 def run_provenance(config: TrainConfig, sets: list[TrainingSet], device: torch.device, processes: int) -> dict:
@@ -26,14 +26,7 @@ def run_provenance(config: TrainConfig, sets: list[TrainingSet], device: torch.d
              "weight": s.weight, "reference": s.dataset.reference, "licence": s.dataset.licence}
             for s in sets
         ],
-        "split": {
-            s.dataset.name: {
-                "train": [c.name for c in s.train],
-                "validation": [c.name for c in s.validation],
-                "excluded": [c.name for c in s.dataset.cases if c.name in config.exclude],
-            }
-            for s in sets
-        },
+        "split": split_record(sets, config.exclude),
         "command": config.command,
         "config": config_record(config),
         "machine": _machine(),

@@ -24,6 +24,9 @@ def split_cases(dataset: MSDDataset, config: TrainConfig) -> tuple[list[Labelled
     ``exclude`` is never used.
     """
     names = [c.name for c in dataset.cases if c.name not in config.exclude]
+    if config.folds > len(names):
+        raise ValueError(f"{dataset.root}: {config.folds} folds of {len(names)} cases would leave a fold without "
+                         "validation cases; use at most as many --folds as the smallest dataset has cases")
     if config.folds:
         train_names, val_names = kfold_split(names, config.folds, config.fold, config.seed)
     else:
@@ -32,6 +35,12 @@ def split_cases(dataset: MSDDataset, config: TrainConfig) -> tuple[list[Labelled
     if not train_names:
         raise ValueError(f"{dataset.root}: no training cases left after the validation split and exclusions")
     return dataset.select(train_names), dataset.select(val_names)
+
+
+def split_record(sets: list[TrainingSet], exclude: tuple[str, ...]) -> dict[str, dict[str, list[str]]]:
+    """Each dataset's training, validation and excluded case names, as a card records them."""
+    return {s.dataset.name: {"train": [c.name for c in s.train], "validation": [c.name for c in s.validation],
+                             "excluded": [c.name for c in s.dataset.cases if c.name in exclude]} for s in sets}
 
 
 def training_sets(config: TrainConfig) -> list[TrainingSet]:

@@ -29,6 +29,7 @@ from atriumseg.pipeline.inference.device import autocast_dtype, resolve_device
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.training.checkpoints import (
     Progress,
+    check_output,
     check_resume,
     earlier_stages,
     resume,
@@ -47,7 +48,7 @@ from atriumseg.pipeline.training.distributed import (
 from atriumseg.pipeline.training.metrics_log import MetricsLog
 from atriumseg.pipeline.training.provenance import run_provenance
 from atriumseg.pipeline.training.sampling import BalancedSampler
-from atriumseg.pipeline.training.splits import TrainingSet, training_sets
+from atriumseg.pipeline.training.splits import TrainingSet, split_record, training_sets
 from atriumseg.pipeline.training.validation import validate, validation_summary
 from atriumseg.transforms.augmentation import cached_transforms, training_transforms
 from atriumseg.transforms.preprocessing import IMAGE, LABEL
@@ -148,6 +149,7 @@ class TrainingRun:
         seed = rank_seed(config.seed, ranks)
         set_determinism(seed=seed)
         sets = training_sets(config)
+        check_output(config, split_record(sets, config.exclude))  # never over another run, nor resumed on other data
         output = Path(config.output)
         output.mkdir(parents=True, exist_ok=True)
         resuming = resumes(config)

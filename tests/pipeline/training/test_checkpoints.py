@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import tiny_config, write_msd_dataset
 
 from atriumseg.models.card import ModelCard, Preprocessing
 from atriumseg.models.checkpoint import build_network, load_card, load_model, save_model
@@ -262,3 +262,24 @@ def test_the_preprocessing_a_card_trained_with_ignores_what_was_set_after_traini
     trained = trained_preprocessing(card)
     assert trained["centre_clip"] == 0.0 and trained["spacing"] == [1.25, 1.25]  # as the config record writes it
     assert trained_preprocessing(ModelCard())["centre_clip"] == 0.5
+
+
+def test_a_fresh_run_never_replaces_another_in_its_output(tmp_path: Path, synthetic_dataset: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(synthetic_dataset, run, epochs=1, steps_per_epoch=2, val_every=1), show_progress=False)
+    before = {p.name: p.read_bytes() for p in (run / "last").iterdir()}
+    with pytest.raises(ValueError, match=r"holds a training run \(last/\); add --resume to continue it"):
+        train(tiny_config(synthetic_dataset, run, epochs=1, steps_per_epoch=2), show_progress=False)
+    assert {p.name: p.read_bytes() for p in (run / "last").iterdir()} == before
+
+
+def test_a_resume_on_data_that_changed_under_its_folder_is_refused(tmp_path: Path) -> None:
+    root = write_msd_dataset(tmp_path / "msd" / "Synthetic", [100, 101, 102, 103, 104, 105])
+    run = tmp_path / "run"
+    options = dict(epochs=1, steps_per_epoch=2, val_cases=(), folds=3, fold=0)
+    train(tiny_config(root, run, **options), show_progress=False)
+    manifest = json.loads((root / "dataset.json").read_text())
+    manifest["training"] = manifest["training"][:-1]  # a case gone: every fold is drawn anew
+    (root / "dataset.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"--resume continues .* as it was split, but the (train|validation) cases"):
+        train(tiny_config(root, run, **{**options, "epochs": 2}, resume=True), show_progress=False)

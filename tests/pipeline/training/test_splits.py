@@ -64,3 +64,12 @@ def test_two_datasets_of_one_name_are_refused(tmp_path: Path) -> None:
     b = write_msd_dataset(tmp_path / "b", [2], name="Same")
     with pytest.raises(ValueError, match="distinct names"):
         training_sets(tiny_config(a, tmp_path / "run", datasets=(a, b), val_cases=()))
+
+
+def test_more_folds_than_cases_or_a_fold_without_folds_is_refused(tmp_path: Path) -> None:
+    root = write_msd_dataset(tmp_path / "ds", [1, 2, 3])
+    with pytest.raises(ValueError, match="5 folds of 3 cases would leave a fold without validation cases"):
+        split_cases(load_msd_dataset(root), tiny_config(root, tmp_path / "run", folds=5, fold=4))
+    for folds, fold in ((0, 3), (1, 0), (3, 3), (3, -1)):
+        with pytest.raises(ValueError, match=rf"--fold {fold} of --folds {folds}: give --folds N \(2 or more\)"):
+            tiny_config(root, tmp_path / "run", folds=folds, fold=fold)
