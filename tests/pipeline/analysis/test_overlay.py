@@ -119,3 +119,18 @@ def test_empty_prediction_renders_through_the_volume_centre(ras_case, tmp_path: 
 def test_bad_inputs_are_named(image_shape, mask_shape, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         orthogonal_views(np.zeros(image_shape), np.eye(4), np.zeros(mask_shape, np.uint8))
+
+
+@pytest.mark.parametrize("codes", ["RAS", "LPS", "PIR", "ASL"])
+def test_each_panel_shows_right_anterior_superior_where_its_letters_say(codes: str) -> None:
+    """A marker right and superior, anterior and superior, right and anterior of the atrium in each panel's plane
+    lies up and to the left of the atrium: the letters R/A on the left, S/A on top (radiological convention)."""
+    affine = affine_for(codes)
+    case = synthetic_case(tuple(SHAPE[RAS_AXIS[c]] for c in codes), affine, seed=7)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in case.label.shape], indexing="ij"), axis=-1)
+    r, a, s = np.moveaxis(ijk @ affine[:3, :3].T + affine[:3, 3] - world_centroid(case.label, affine), -1, 0)
+    marker = ((a > 4) & (s > 4)) | ((r > 4) & (s > 4)) | ((r > 4) & (a > 4))  # one quadrant in each plane
+    views = orthogonal_views(marker.astype(np.float32), affine, case.label)
+    for panel in views.panels:
+        bright, atrium = np.argwhere(panel.image > 0.5).mean(0), np.argwhere(panel.prediction).mean(0)
+        assert bright[0] < atrium[0] and bright[1] < atrium[1], (panel.name, panel.sides, bright, atrium)
