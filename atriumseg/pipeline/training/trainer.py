@@ -104,6 +104,10 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
     """The training loop of one process; single-process training is the case of one rank."""
     run = TrainingRun.start(config, ranks, device, show_progress)
     try:
+        if run.out_of_time(run.elapsed()):  # a resume whose budget was spent: no epoch at a learning rate of 0
+            log.warning("the time budget of %.1f min was spent before this resume; nothing trained (give a larger "
+                        "--max-minutes to continue)", config.max_minutes)
+            return run.result()
         for epoch in range(run.progress.epoch, config.epochs):
             loss, lr = run.train_epoch(epoch)
             elapsed = run.elapsed()

@@ -283,3 +283,13 @@ def test_a_resume_on_data_that_changed_under_its_folder_is_refused(tmp_path: Pat
     (root / "dataset.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"--resume continues .* as it was split, but the (train|validation) cases"):
         train(tiny_config(root, run, **{**options, "epochs": 2}, resume=True), show_progress=False)
+
+
+def test_a_resume_whose_time_budget_was_spent_trains_no_epoch(tmp_path: Path, synthetic_dataset: Path) -> None:
+    run = tmp_path / "run"
+    spent = dict(steps_per_epoch=2, val_every=1, max_minutes=1e-4)  # out of time after the first epoch
+    train(tiny_config(synthetic_dataset, run, epochs=3, **spent), show_progress=False)
+    before = (run / "last" / STATE_NAME).read_bytes()
+    assert torch.load(run / "last" / STATE_NAME, weights_only=True)["epoch"] == 1
+    train(tiny_config(synthetic_dataset, run, epochs=3, resume=True, **spent), show_progress=False)
+    assert (run / "last" / STATE_NAME).read_bytes() == before  # no epoch at a learning rate of 0
