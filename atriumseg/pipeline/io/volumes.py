@@ -137,11 +137,10 @@ def read_image(path: Path, series_uid: str | None = None, name: str | None = Non
     try:
         if is_nifti(path):
             return nifti_volume(NiftiReader().read_stored(path), str(path), name or case_name(path))
-        else:
-            reader = SimpleITKReader(series_uid)
-            itk_image = reader.read(path)
-            tensor = reader.tensor(itk_image)
-            geometry = ItkGeometry.of(itk_image)
+        reader = SimpleITKReader(series_uid)
+        itk_image = reader.read(path)
+        tensor = reader.tensor(itk_image)
+        geometry: Geometry = ItkGeometry.of(itk_image)
     except ImageReadError:
         raise
     except GridError as err:
