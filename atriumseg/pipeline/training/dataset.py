@@ -7,8 +7,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+
 from atriumseg.geometry import validate_axcodes
-from atriumseg.pipeline.io.names import case_name
+from atriumseg.pipeline.io.names import case_name, is_nifti
 
 # Datasets whose released headers are known to lie about anatomy, keyed by dataset.json's
 # (name, reference); the value is the true orientation of the stored voxel axes.
@@ -50,6 +53,21 @@ class MSDDataset:
         return [by_name[n] for n in names]
 
 
+def check_label_grid(case: LabelledCase) -> None:
+    """Refuse (:class:`ValueError`) a label whose grid (shape, voxel-to-world affine) is not its image's: training
+    resamples each by its own header, so a label placed elsewhere would be learnt as the atrium silently (the
+    headers alone are read; NIfTI, the MSD layout's format, only)."""
+    if not (is_nifti(case.image) and is_nifti(case.label)):
+        return
+    image, label = nib.load(case.image), nib.load(case.label)
+    if image.shape[:3] != label.shape[:3]:
+        raise ValueError(f"{case.name}: image {image.shape[:3]} != label {label.shape[:3]}; labels must share "
+                         "their image's grid")
+    if not np.allclose(image.affine, label.affine, atol=1e-3):
+        raise ValueError(f"{case.name}: the label's affine differs from the image's (same shape, other position, "
+                         "orientation or voxel size); labels must share their image's grid")
+
+
 def load_msd_dataset(root: Path, orientation: str | None = "known") -> MSDDataset:
     """Read ``dataset.json``; ``orientation='known'`` applies a header fix only where the project knows one."""
     root = Path(root)
@@ -65,6 +83,7 @@ def load_msd_dataset(root: Path, orientation: str | None = "known") -> MSDDatase
         if not image.is_file() or not label.is_file():
             raise FileNotFoundError(f"{root}: dataset.json lists {item['image']} / {item['label']}, which are missing")
         cases.append(LabelledCase(name=case_name(image), image=image, label=label))
+        check_label_grid(cases[-1])
     if not cases:
         raise ValueError(f"{meta_path}: lists no training cases")
     if orientation == "known":

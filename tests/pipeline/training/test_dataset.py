@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 from helpers import write_msd_dataset
 
@@ -58,8 +60,12 @@ def test_cases_are_named_as_inference_names_their_images(tmp_path: Path, file_na
     """One rule for a case's name: the MSD la_003 stays la_003, and dots before the suffix are kept."""
     root = write_msd_dataset(tmp_path / "ds", [1])
     meta = json.loads((root / "dataset.json").read_text())
-    for folder in ("imagesTr", "labelsTr"):
-        shutil.copyfile(root / folder / "case_001.nii.gz", root / folder / file_name)
+    for folder in ("imagesTr", "labelsTr"):  # the same content, stored as the name says (the name is what counts)
+        source = root / folder / "case_001.nii.gz"
+        if file_name.endswith(".nrrd"):
+            shutil.copyfile(source, root / folder / file_name)
+        else:
+            nib.save(nib.load(source), root / folder / file_name)
     meta["training"] = [{"image": f"./imagesTr/{file_name}", "label": f"./labelsTr/{file_name}"}]
     (root / "dataset.json").write_text(json.dumps(meta))
     (case,) = load_msd_dataset(root).cases
@@ -80,3 +86,13 @@ def test_selecting_unknown_cases_names_them(tmp_path: Path) -> None:
     assert [c.name for c in dataset.select(["case_002", "case_001"])] == ["case_002", "case_001"]
     with pytest.raises(ValueError, match=r"cases \['case_009'\] are not in"):
         dataset.select(["case_009"])
+
+
+def test_a_label_on_another_grid_than_its_image_is_refused(tmp_path: Path) -> None:
+    root = write_msd_dataset(tmp_path / "ds", [1, 2])
+    label = nib.load(root / "labelsTr" / "case_002.nii.gz")
+    shifted = label.affine.copy()
+    shifted[:3, 3] += 12.5  # the same voxels placed 12.5 mm away
+    nib.save(nib.Nifti1Image(np.asanyarray(label.dataobj), shifted), root / "labelsTr" / "case_002.nii.gz")
+    with pytest.raises(ValueError, match="case_002: the label's affine differs from the image's"):
+        load_msd_dataset(root)
