@@ -37,10 +37,13 @@ def as_metatensor(array: np.ndarray, meta: dict) -> MetaTensor:
     """A reader's ``get_data`` output as a channel-first MetaTensor ``(C, X, Y, Z)``, sharing the array's memory.
 
     C is 1 for a 3D image; a 4D array's last axis (NIfTI's volumes) becomes the channels. Voxels keep
-    their type, in the machine's byte order.
+    their type, in the machine's byte order; a view with negative strides (a flipped array in a nibabel image
+    built in memory) is copied, as torch cannot share it.
     """
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
+    if any(stride < 0 for stride in array.strides):
+        array = array.copy(order="K")
     tensor = torch.from_numpy(array)
     tensor = tensor.movedim(-1, 0) if tensor.ndim == 4 else tensor[None]
     return MetaTensor(tensor, meta={**meta, MetaKeys.AFFINE: torch.as_tensor(meta[MetaKeys.AFFINE])})
