@@ -140,11 +140,14 @@ class Ledger:
 
     def settle(self, key: str, status: str, **changes: object) -> SeriesState:
         """The worker's result: ``status`` only if the series is still segmenting (an instance that came meanwhile
-        put it back to receiving, and it will be completed again); the other changes either way."""
+        put it back to receiving, and it will be completed again); the other changes either way. A failure starts
+        the retention clock, as in :meth:`fail`."""
         with self._lock:
             current = self._states.get(key)
             if current is not None and current.status == SEGMENTING:
                 changes["status"] = status
+                if status == FAILED:
+                    changes["done"] = time.time()
             return self._write(key, changes)
 
     def claim(self, key: str) -> SeriesState | None:

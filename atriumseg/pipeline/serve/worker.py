@@ -153,7 +153,7 @@ class Worker:
         key = state.key
         what = f"series {key} ({state.instances} instances from {', '.join(state.callers) or 'disk'})"
         if result.status != OK:
-            self.ledger.settle(key, FAILED, reason=result.reason, output="", volume_ml=None, done=time.time())
+            self.ledger.settle(key, FAILED, reason=result.reason, output="", volume_ml=None)
             log.error("%s: failed in %.1f s: %s", what, seconds, result.reason)
             return
         if self.storage.digest(key) != state.digest:
