@@ -47,7 +47,8 @@ def test_each_member_trained_on_every_labelled_case_but_the_held_out_sample(memb
     assert split["LeftAtrium"]["excluded"] == ["la_023"]
     assert {name: (len(part["train"]), part["validation"]) for name, part in split.items()} == {
         "LeftAtrium": (14, []), "LA2018_LGE": (80, [])}
-    assert prov["command"].startswith("atriumseg train") and "--init candidates/builtin-0.6.0" in prov["command"]
+    assert prov["command"].startswith("atriumseg train") and "--init default" in prov["command"]
+    assert prov["config"]["centre_clip"] == 0.5  # trained with the cap it segments with
     assert prov["config"]["gamma"] == [0.35, 1.6]  # the wider gamma the cross-validated folds trained with
 
 
@@ -58,7 +59,8 @@ def test_each_member_is_the_built_in_design_in_its_plane_continued_from_the_earl
     first, *continued = lineage_of(card)
     assert first["started_from"] is None
     assert [stage["started_from"] for stage in continued] == [
-        "built-in 0.1.0", "candidates/builtin-0.2.0", "built-in 0.4.0", "built-in 0.5.0", "candidates/builtin-0.6.0"]
+        "built-in 0.1.0", "candidates/builtin-0.2.0", "built-in 0.4.0", "built-in 0.5.0", "candidates/builtin-0.6.0",
+        "built-in 0.7.0"]
     assert continued[-1]["steps"] == card.provenance["steps"] > 0
     for stage in continued:
         assert stage["minutes"] >= 30
