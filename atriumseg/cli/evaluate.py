@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from atriumseg.cli import options
-from atriumseg.cli.app import EXIT_OK, UsageError
+from atriumseg.cli.app import EXIT_CASE_FAILED, EXIT_OK, UsageError
+
+log = logging.getLogger(__name__)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -15,7 +18,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="Dice, HD95 and surface distance (mm), volumes (mL) and volume error (%%) against reference labels",
         description="Segment each image in IMAGES and compare it with the label of the same name in LABELS, "
         "on the image's own grid and in world units; the volume error is in % of the label's volume. "
-        "Writes a CSV and prints a table with the means.",
+        "Writes a CSV and prints a table with the means. A case that fails (unreadable, label on another grid) "
+        "is reported with its reason and left out; the others are scored, and the exit code is then 1.",
     )
     p.add_argument("images", type=Path, help="folder of images")
     p.add_argument("labels", type=Path, help="folder of reference labels with the same names")
@@ -42,8 +46,19 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as err:
         raise UsageError(str(err)) from err
     segmenter = options.load_segmenter(args)
-    rows = evaluate(segmenter, pairs, args.assume_orientation, show_progress=not args.quiet, tta=args.tta)
-    write_metrics_csv(rows, args.output)
-    print(format_table(rows))
-    print(f"CSV: {args.output}")
+    failed: list[str] = []
+
+    def report(name: str, err: Exception) -> None:
+        log.error("%s: %s", name, err, exc_info=args.verbose)
+        failed.append(name)
+
+    rows = evaluate(segmenter, pairs, args.assume_orientation, show_progress=not args.quiet, tta=args.tta,
+                    on_error=report)
+    if rows:
+        write_metrics_csv(rows, args.output)
+        print(format_table(rows))
+        print(f"CSV: {args.output}")
+    if failed:
+        log.error("%d of %d cases failed, left out of the figures: %s", len(failed), len(pairs), ", ".join(failed))
+        return EXIT_CASE_FAILED
     return EXIT_OK

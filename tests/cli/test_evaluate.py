@@ -1,4 +1,4 @@
-"""``atriumseg evaluate``: per-case metrics in a CSV; an unreadable image is one line, not a traceback."""
+"""``atriumseg evaluate``: per-case metrics in a CSV; a failing case is one line, and the others go on."""
 
 from __future__ import annotations
 
@@ -73,6 +73,23 @@ def test_evaluate_reports_an_unreadable_image_in_one_line(
                      "-o", str(tmp_path / "eval.csv"), "--quiet"])
     assert code == EXIT_CASE_FAILED
     assert "p1.nii.gz" in caplog.text and "Traceback" not in caplog.text
+    assert not (tmp_path / "eval.csv").exists()  # no case scored: no CSV
+
+
+def test_a_failing_case_is_left_out_and_the_others_scored(
+    tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _cases(tmp_path, {"p1": 41, "p2": 42, "p3": 43}, make_affine(SHAPE, (1.5, 1.4, 1.6), "LPS", (0, 10, 0)))
+    case = synthetic_case((30, 30, 30), make_affine((30, 30, 30)), seed=42)
+    write_nifti(tmp_path / "lab" / "p2.nii.gz", case.label, case.affine)  # p2's label on another grid
+    out = tmp_path / "eval.csv"
+    with caplog.at_level(logging.ERROR):
+        code = main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
+                     "-o", str(out), "--quiet"])
+    assert code == EXIT_CASE_FAILED
+    assert [row["case"] for row in csv.DictReader(out.open())] == ["p1", "p3"]
+    assert "p2: image (40, 42, 30) != label (30, 30, 30)" in caplog.text
+    assert "1 of 3 cases failed, left out of the figures: p2" in caplog.text
 
 
 def test_missing_folders_are_a_usage_error(tmp_path: Path, model_folder: Path) -> None:

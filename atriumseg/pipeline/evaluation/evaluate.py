@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +22,42 @@ def evaluate(
     assume_orientation: str | None = None,
     show_progress: bool = True,
     tta: bool = False,
+    on_error: Callable[[str, Exception], None] | None = None,
 ) -> list[tuple[str, CaseMetrics]]:
     """Segment each image exactly as users do (``tta``: as ``segment --tta`` does) and compare with its label on
     the image's own grid.
 
     ``pairs`` are (name, image path, label path), as :func:`atriumseg.pipeline.evaluation.pairs.pair_cases`
-    gives them; a label whose grid (shape or voxel-to-world affine) differs from its image's is refused.
+    gives them; a label whose grid (shape or voxel-to-world affine) differs from its image's is refused. With
+    ``on_error``, a case that fails (unreadable, refused, too small...) is passed to it with its error and left
+    out, and the others are scored; without it, the first failure stops the evaluation.
     """
     rows = []
     for name, image_path, label_path in tqdm(pairs, desc="evaluating", unit="case", disable=not show_progress):
-        image, label = read_image(image_path), read_image(label_path)
-        if tuple(image.tensor.shape) != tuple(label.tensor.shape):
-            shapes = tuple(image.tensor.shape[1:]), tuple(label.tensor.shape[1:])
-            raise ValueError(f"{name}: image {shapes[0]} != label {shapes[1]}; labels must share their image's grid")
-        if not np.allclose(image.tensor.affine.numpy(), label.tensor.affine.numpy(), atol=1e-3):
-            raise ValueError(f"{name}: the label's affine differs from the image's (same shape, other position, "
-                             "orientation or voxel size); labels must share their image's grid")
-        mask = segmenter(image.tensor, assume_orientation=assume_orientation, tta=tta)[0].numpy()
-        metrics = case_metrics(mask, label.tensor[0].numpy() > 0.5, image.tensor.affine.numpy())
+        try:
+            metrics = _score(segmenter, image_path, label_path, assume_orientation, tta)
+        except Exception as err:
+            if on_error is None:
+                raise
+            on_error(name, err)
+            continue
         rows.append((name, metrics))
         log.info(
             "%s: Dice %.4f, HD95 %.2f mm, ASD %.2f mm, volume error %+.1f%%",
             name, metrics.dice, metrics.hd95_mm, metrics.asd_mm, metrics.volume_error_pct,
         )
     return rows
+
+
+def _score(segmenter: Segmenter, image_path: Path, label_path: Path, assume_orientation: str | None,
+           tta: bool) -> CaseMetrics:
+    """One case's metrics, once its label is known to lie on its image's grid."""
+    image, label = read_image(image_path), read_image(label_path)
+    if tuple(image.tensor.shape) != tuple(label.tensor.shape):
+        shapes = tuple(image.tensor.shape[1:]), tuple(label.tensor.shape[1:])
+        raise ValueError(f"image {shapes[0]} != label {shapes[1]}; labels must share their image's grid")
+    if not np.allclose(image.tensor.affine.numpy(), label.tensor.affine.numpy(), atol=1e-3):
+        raise ValueError("the label's affine differs from the image's (same shape, other position, "
+                         "orientation or voxel size); labels must share their image's grid")
+    mask = segmenter(image.tensor, assume_orientation=assume_orientation, tta=tta)[0].numpy()
+    return case_metrics(mask, label.tensor[0].numpy() > 0.5, image.tensor.affine.numpy())

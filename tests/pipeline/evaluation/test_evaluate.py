@@ -46,7 +46,7 @@ def test_a_label_on_another_grid_is_refused(tmp_path: Path, segmenter: Segmenter
     images, labels = _dataset(tmp_path, {"p1": 41})
     case = synthetic_case((30, 30, 30), make_affine((30, 30, 30)), seed=41)
     write_nifti(labels / "p1.nii.gz", case.label, case.affine)
-    with pytest.raises(ValueError, match=r"p1: image \(44, 40, 36\) != label \(30, 30, 30\)"):
+    with pytest.raises(ValueError, match=r"image \(44, 40, 36\) != label \(30, 30, 30\)"):
         evaluate(segmenter, pair_cases(images, labels), show_progress=False)
 
 
@@ -54,5 +54,17 @@ def test_a_label_of_the_same_shape_placed_elsewhere_is_refused(tmp_path: Path, s
     images, labels = _dataset(tmp_path, {"p1": 41})
     case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.4, 1.6), "RAS", (0, 10, 0)), seed=41)
     write_nifti(labels / "p1.nii.gz", case.label, case.affine)  # same voxels, other orientation
-    with pytest.raises(ValueError, match="p1: the label's affine differs from the image's"):
+    with pytest.raises(ValueError, match="the label's affine differs from the image's"):
+        evaluate(segmenter, pair_cases(images, labels), show_progress=False)
+
+
+def test_with_on_error_a_failing_case_is_reported_and_the_others_scored(tmp_path: Path, segmenter: Segmenter) -> None:
+    images, labels = _dataset(tmp_path, {"p1": 41, "p2": 42, "p3": 43})
+    (images / "p2.nii.gz").write_bytes(b"not a nifti file")
+    failed: list[tuple[str, Exception]] = []
+    rows = evaluate(segmenter, pair_cases(images, labels), show_progress=False,
+                    on_error=lambda name, err: failed.append((name, err)))
+    assert [name for name, _ in rows] == ["p1", "p3"]
+    assert [name for name, _ in failed] == ["p2"] and "p2.nii.gz" in str(failed[0][1])
+    with pytest.raises(Exception, match="p2.nii.gz"):  # without on_error the first failure stops it
         evaluate(segmenter, pair_cases(images, labels), show_progress=False)
