@@ -18,7 +18,7 @@ import trimesh
 from skimage.measure import marching_cubes
 from trimesh.exchange.obj import export_obj
 
-from atriumseg.pipeline.io.writing import write_atomically
+from atriumseg.pipeline.io.writing import refuse_existing, write_atomically
 
 FRAME_SIGNS = {"RAS": np.array([1.0, 1.0, 1.0]), "LPS": np.array([-1.0, -1.0, 1.0])}
 MESH_SUFFIXES = (".stl", ".obj", ".vtk")
@@ -95,14 +95,14 @@ def mesh(mask: np.ndarray, affine: np.ndarray, frame: str = "RAS", smoothing_ite
 
 def save_mesh(surface: Mesh, path: Path, overwrite: bool = False) -> Path:
     """Write ``surface`` as binary STL, OBJ or legacy ASCII VTK polydata, chosen by the suffix of
-    ``path``; atomically (a temporary file in the same folder, then a rename), never half a file."""
+    ``path``; atomically (a temporary file in the same folder, then a rename), never half a file; an existing
+    file is kept unless ``overwrite``."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
         raise ValueError(f"{path}: unknown mesh format {suffix!r}; use one of {', '.join(MESH_SUFFIXES)}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    return write_atomically(path, lambda tmp: tmp.write_bytes(_encode(surface, suffix)))
+    refuse_existing(path, overwrite)
+    return write_atomically(path, lambda tmp: tmp.write_bytes(_encode(surface, suffix)), overwrite)
 
 
 def _encode(surface: Mesh, suffix: str) -> bytes:

@@ -22,7 +22,7 @@ from pydicom.sr.codedict import codes
 
 from atriumseg._version import __version__
 from atriumseg.pipeline.io.geometry import ItkGeometry
-from atriumseg.pipeline.io.writing import write_atomically
+from atriumseg.pipeline.io.writing import refuse_existing, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,7 @@ def write_dicom_seg(
 ) -> Path:
     """Write the SEG of :func:`segmentation` to ``path`` atomically; an existing file is kept unless ``overwrite``."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    refuse_existing(path, overwrite)
     seg = segmentation(mask_xyz, geometry, files)
     log.debug("%s: DICOM SEG of %d frames", path, int(seg.NumberOfFrames))
-    return write_atomically(path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
+    return write_atomically(path, lambda tmp: seg.save_as(tmp, enforce_file_format=True), overwrite)

@@ -121,14 +121,16 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+def write_atomically(path: Path, write: Callable[[Path], None], overwrite: bool = True) -> Path:
     """Call ``write(tmp)`` on a temporary file in ``path``'s folder, flush it to disk, rename it, flush the
     folder: never half a file, not even after a power cut, and files written one after another reach the
-    disk in that order. On any error the temporary file is removed and the error raised."""
-    return write_together({path: write})[0]
+    disk in that order. Without ``overwrite``, a file at ``path`` is kept (:class:`FileExistsError`) even one
+    that another writer put there while this one wrote. On any error the temporary file is removed and the
+    error raised."""
+    return write_together({path: write}, overwrite)[0]
 
 
-def write_together(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
+def write_together(writes: dict[Path, Callable[[Path], None]], overwrite: bool = True) -> list[Path]:
     """:func:`write_atomically` for files that belong together (a model's weights and card): every temporary is
     written and flushed before the first rename, so a failed write (a full disk) leaves all the old files, and
     Ctrl-C or SIGTERM wait for the renames (:func:`_signals_held`), so an interrupted save leaves no mix."""
@@ -141,13 +143,42 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
             _fsync(tmps[-1])
         with _signals_held() if len(paths) > 1 else nullcontext():  # one rename is atomic by itself
             for tmp, path in zip(tmps, paths, strict=True):
-                os.replace(tmp, path)
+                if overwrite:
+                    os.replace(tmp, path)
+                else:
+                    _publish_new(tmp, path)
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
     for folder in dict.fromkeys(path.parent for path in paths):
         _fsync(folder)
     return paths
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    """Raise :class:`FileExistsError` when ``path`` exists and may not be replaced: a check before the work, so
+    a refusal costs nothing (the write itself keeps a file that appears meanwhile)."""
+    if not overwrite and path.exists():
+        raise _exists_error(path)
+
+
+def _exists_error(path: Path) -> FileExistsError:
+    return FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+
+
+def _publish_new(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` unless a file has it: a hard link, which the file system refuses
+    atomically when the name is taken (a rename would replace it). Where hard links are not supported (FAT, some
+    network shares), a rename after a last look, which a writer racing this one could still beat."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise _exists_error(path) from None
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        refuse_existing(path, overwrite=False)
+        os.replace(tmp, path)
 
 
 @contextmanager
@@ -186,8 +217,8 @@ def save_nifti(image: nib.Nifti1Image, path: Path, gzip: bool) -> None:
 def write_image(image: nib.Nifti1Image | sitk.Image, path: Path, overwrite: bool = False) -> Path:
     """Write a mask atomically; an existing file is kept unless ``overwrite``."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    refuse_existing(path, overwrite)
     if isinstance(image, nib.Nifti1Image):
-        return write_atomically(path, lambda tmp: save_nifti(image, tmp, gzip=path.name.lower().endswith(".gz")))
-    return write_atomically(path, lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=True))
+        return write_atomically(path, lambda tmp: save_nifti(image, tmp, gzip=path.name.lower().endswith(".gz")),
+                                overwrite)
+    return write_atomically(path, lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=True), overwrite)

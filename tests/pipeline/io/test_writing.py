@@ -3,6 +3,7 @@ temporary files of dead writers (and only those) cleaned up."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -62,6 +63,37 @@ def test_an_existing_mask_is_kept_unless_overwrite(tmp_path: Path, name: str) ->
     else:
         back = np.asanyarray(nib.load(target).dataobj)
     np.testing.assert_array_equal(back, mask)
+
+
+def test_a_file_another_writer_puts_there_meanwhile_is_kept_without_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "mask.nii.gz"
+
+    def racing(tmp: Path) -> None:  # another process finishes the same output while this one writes
+        tmp.write_text("ours")
+        target.write_text("theirs")
+
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_atomically(target, racing, overwrite=False)
+    assert target.read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["mask.nii.gz"]
+    write_atomically(target, racing, overwrite=True)
+    assert target.read_text() == "ours" and [p.name for p in tmp_path.iterdir()] == ["mask.nii.gz"]
+    fresh = tmp_path / "new.csv"
+    assert write_atomically(fresh, lambda tmp: tmp.write_text("new"), overwrite=False) == fresh
+    assert fresh.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz", "new.csv"]
+
+
+def test_without_hard_links_a_file_is_still_published_and_an_existing_one_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*args: object) -> None:  # a FAT volume or a share without hard links
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(writing.os, "link", no_links)
+    target = tmp_path / "mask.nii.gz"
+    write_atomically(target, lambda tmp: tmp.write_text("first"), overwrite=False)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_atomically(target, lambda tmp: tmp.write_text("second"), overwrite=False)
+    assert target.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["mask.nii.gz"]
 
 
 def test_an_output_folder_is_created_or_refused_with_the_reason(tmp_path: Path) -> None:
