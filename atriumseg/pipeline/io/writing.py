@@ -23,7 +23,7 @@ import SimpleITK as sitk
 from isal import igzip
 
 TEMPORARY_PREFIX = ".tmp-"
-STALE_AFTER_S = 3600.0  # a temporary file of another machine untouched this long belongs to a dead writer
+STALE_AFTER_S = 3600.0  # a temporary file untouched this long belongs to a dead writer (writers rename in seconds)
 _MACHINE = f"{zlib.crc32(socket.gethostname().encode()):08x}"
 # .tmp-MACHINE-PID-RANDOM-name, or .tmp-RANDOM-name as earlier versions wrote: nothing else is ever removed
 _TEMPORARY = re.compile(r"\.tmp-(?:(?P<machine>[0-9a-f]{8})-(?P<pid>\d+)-)?[0-9a-f]{8}-.")
@@ -76,13 +76,14 @@ def process_running(pid: int) -> bool:
 
 def is_stale(path: Path) -> bool:
     """Whether a temporary file of ours was left by a writer that is gone: a process of this machine that no
-    longer runs, or (another machine, or an earlier version's name) a file untouched for :data:`STALE_AFTER_S`
-    seconds. Files not named like our temporary files are never stale."""
+    longer runs, or any file untouched for :data:`STALE_AFTER_S` seconds (another machine's, an earlier version's
+    name, or one whose dead writer's PID a later process reuses). Files not named like our temporary files are
+    never stale."""
     match = _TEMPORARY.match(path.name)
     if match is None:
         return False
-    if match["machine"] == _MACHINE:
-        return not process_running(int(match["pid"]))
+    if match["machine"] == _MACHINE and not process_running(int(match["pid"])):
+        return True
     try:
         return time.time() - path.stat().st_mtime > STALE_AFTER_S
     except FileNotFoundError:
@@ -99,11 +100,12 @@ def finished_files(folder: Path, suffix: str) -> list[Path]:
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporary files in ``folder`` whose writer is gone (:func:`is_stale`); returns them."""
+    """Delete the temporary files in ``folder`` whose writer is gone (:func:`is_stale`); returns them. A
+    temporary folder (a MONAI bundle's staging) is left to its own writer's clean-up."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.glob(f"{TEMPORARY_PREFIX}*") if is_stale(p)]
+    stale = [p for p in folder.glob(f"{TEMPORARY_PREFIX}*") if not p.is_dir() and is_stale(p)]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -116,11 +116,18 @@ def test_only_temporaries_of_dead_writers_are_stale(tmp_path: Path) -> None:
     old = tmp_path / ".tmp-12345678-x.json"  # an earlier version's name
     old.write_text("old")
     os.utime(old, (time.time() - 2 * writing.STALE_AFTER_S,) * 2)
+    reused = tmp_path / mine.name.replace(mine.name.split("-")[3], "0000abcd")  # a live PID, another writer's file
+    reused.write_text("its writer died, and this process took its PID")
+    os.utime(reused, (time.time() - 2 * writing.STALE_AFTER_S,) * 2)
+    staging = tmp_path / dead.name.replace("report.csv", "bundle")
+    staging.mkdir()  # a dead exporter's staging folder: not a file to unlink
     keep = tmp_path / "notes.txt"
     keep.write_text("not ours")
-    assert [is_stale(p) for p in (mine, dead, other_machine, old, keep)] == [False, True, False, True, False]
-    assert sorted(p.name for p in remove_stale_temporaries(tmp_path)) == sorted([dead.name, old.name])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other_machine.name, keep.name])
+    assert [is_stale(p) for p in (mine, dead, other_machine, old, reused, keep)] == [
+        False, True, False, True, True, False]
+    assert sorted(p.name for p in remove_stale_temporaries(tmp_path)) == sorted([dead.name, old.name, reused.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other_machine.name, staging.name,
+                                                                  keep.name])
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders (simulated below)")
