@@ -14,7 +14,7 @@ from pathlib import Path
 from atriumseg.pipeline.batch.locks import CaseLock
 from atriumseg.pipeline.batch.options import DICOM_SEG, BatchOptions
 from atriumseg.pipeline.batch.records import Halt, store
-from atriumseg.pipeline.batch.report import FAILED, INTERRUPTED, CaseResult, write_record
+from atriumseg.pipeline.batch.report import FAILED, INTERRUPTED, OK, CaseResult, outputs, read_record, write_record
 from atriumseg.pipeline.batch.segment import CASE_ERRORS, SegmentedCase
 from atriumseg.pipeline.io.writing import write_image
 
@@ -66,9 +66,12 @@ def export_case(segmented: SegmentedCase, options: BatchOptions, halt: Halt, loc
     """Write every output of a segmented case between its two records, then release its lock; its final result.
 
     An output that cannot be written fails the case with the reason; a full disk or unwritable folder also
-    stops the run (``halt``).
+    stops the run (``halt``). Once the case is ``ok``, the outputs an earlier run's record listed that this run
+    did not write (a mesh it was not asked for, one an empty mask has none of) are removed, so every output of
+    the case in the folder is one its record lists.
     """
     result, planned = segmented.result, segmented.planned.outputs
+    previous = read_record(options.output, result.case)
     extras = tuple(str(p) for p in (planned.probabilities, planned.mesh) if p is not None)
     failed = replace(result, status=FAILED, reason=INTERRUPTED, extra_outputs=extras, qc_png=str(planned.qc_png or ""))
     try:
@@ -81,9 +84,20 @@ def export_case(segmented: SegmentedCase, options: BatchOptions, halt: Halt, loc
             result = replace(failed, reason=f"{result.input}: cannot write output: {type(err).__name__}: {err}")
             log.error("failed %s", result.reason, exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
         store(options.output, result, halt)
+        if result.status == OK and previous is not None:
+            _remove_leftovers(previous, result)
     finally:
         lock.release()
     return result
+
+
+def _remove_leftovers(previous: CaseResult, result: CaseResult) -> None:
+    """Delete the outputs ``previous`` (an earlier run's record of the case) lists and ``result`` does not."""
+    kept = {p.resolve() for p in outputs(result)}
+    for path in outputs(previous):
+        if path.resolve() not in kept and path.is_file():
+            path.unlink()
+            log.info("removed %s: an earlier run's output of %s that this run does not write", path, result.case)
 
 
 def log_segmented(segmented: SegmentedCase) -> None:

@@ -123,3 +123,19 @@ def test_the_surface_is_meshed_once(tmp_path: Path, segmenter, monkeypatch, mesh
     expected = measure_module.measure(np.asarray(nib.load(result.output).dataobj), volume.tensor.affine.numpy())
     assert result.surface_area_mm2 == pytest.approx(expected.surface_area_mm2, rel=1e-9)
     assert result.volume_ml == pytest.approx(expected.volume_ml, rel=1e-12)
+
+
+def test_a_redo_removes_the_earlier_outputs_it_does_not_write_and_keeps_other_files(tmp_path: Path, segmenter) -> None:
+    source, out = _case_file(tmp_path / "in"), tmp_path / "out"
+    first = run_batch(segmenter, [source], BatchOptions(output=out, show_progress=False, mesh="stl",
+                                                        probabilities=True)).results[0]
+    earlier = [Path(p) for p in first.extra_outputs]
+    assert [p.name for p in earlier] == ["p7_probabilities.nii.gz", "p7.stl"] and all(p.is_file() for p in earlier)
+    notes = out / "p7_notes.txt"
+    notes.write_text("a reader's own file")
+    redo = BatchOptions(output=out, show_progress=False, mesh="obj", overwrite=True)
+    (result,) = run_batch(segmenter, [source], redo).results
+    assert result.status == "ok" and [Path(p).name for p in result.extra_outputs] == ["p7.obj"]
+    assert not any(p.exists() for p in earlier), "the first run's probability map and STL mesh are gone"
+    assert sorted(p.name for p in out.iterdir() if p.is_file() and p.name.startswith("p7")) == [
+        "p7.nii.gz", "p7.obj", "p7_notes.txt"]
