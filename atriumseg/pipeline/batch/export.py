@@ -85,15 +85,16 @@ def export_case(segmented: SegmentedCase, options: BatchOptions, halt: Halt, loc
             log.error("failed %s", result.reason, exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
         store(options.output, result, halt)
         if result.status == OK and previous is not None:
-            _remove_leftovers(previous, result)
+            _remove_leftovers(previous, result, segmented.planned.inputs)
     finally:
         lock.release()
     return result
 
 
-def _remove_leftovers(previous: CaseResult, result: CaseResult) -> None:
-    """Delete the outputs ``previous`` (an earlier run's record of the case) lists and ``result`` does not."""
-    kept = {p.resolve() for p in outputs(result)}
+def _remove_leftovers(previous: CaseResult, result: CaseResult, inputs: frozenset[Path]) -> None:
+    """Delete the outputs ``previous`` (an earlier run's record of the case) lists and ``result`` does not,
+    except the run's ``inputs`` (real paths)."""
+    kept = inputs | {p.resolve() for p in outputs(result)}
     for path in outputs(previous):
         if path.resolve() not in kept and path.is_file():
             path.unlink()

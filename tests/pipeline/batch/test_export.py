@@ -139,3 +139,13 @@ def test_a_redo_removes_the_earlier_outputs_it_does_not_write_and_keeps_other_fi
     assert not any(p.exists() for p in earlier), "the first run's probability map and STL mesh are gone"
     assert sorted(p.name for p in out.iterdir() if p.is_file() and p.name.startswith("p7")) == [
         "p7.nii.gz", "p7.obj", "p7_notes.txt"]
+
+
+def test_a_redo_never_removes_an_input_of_its_run(tmp_path: Path, segmenter) -> None:
+    source, out = _case_file(tmp_path / "in"), tmp_path / "out"
+    run_batch(segmenter, [source], BatchOptions(output=out, show_progress=False, probabilities=True))
+    probabilities = out / "p7_probabilities.nii.gz"
+    redo = BatchOptions(output=out, show_progress=False, overwrite=True)
+    results = run_batch(segmenter, [source, probabilities], redo).results
+    assert {r.case: r.status for r in results}["p7"] == "ok"
+    assert probabilities.is_file(), "an input of the run, though p7's earlier record lists it"
