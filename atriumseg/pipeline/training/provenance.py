@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from atriumseg._version import __version__
-from atriumseg.models.checkpoint import default_model_path
+from atriumseg.models.checkpoint import default_model_path, load_card
+from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 from atriumseg.pipeline.training.config import TrainConfig
 from atriumseg.pipeline.training.splits import TrainingSet, split_record
 
@@ -43,10 +44,15 @@ def config_record(config: TrainConfig) -> dict:
 
 
 def model_name(folder: Path | None) -> str | None:
-    """How the card names a starting model: ``built-in <version>`` for the shipped one, else its path."""
+    """How the card names a starting model: ``built-in <version>`` for the shipped one (the version its card
+    was shipped with, which a later package keeping the same model does not change), else its path."""
     if folder is None:
         return None
-    return f"built-in {__version__}" if Path(folder).resolve() == default_model_path().resolve() else str(folder)
+    default = default_model_path()
+    if Path(folder).resolve() != default.resolve():
+        return str(folder)
+    card = load_ensemble_card(default) if is_ensemble(default) else load_card(default)
+    return f"built-in {card.package_version or __version__}"
 
 
 def _machine() -> str:
