@@ -78,7 +78,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add("--fold", type=int, help="which fold validates (0..K-1)")
     add("--val-every", type=options.positive_int, help="validate every N epochs")
     add("--seed", type=int, help="random seed")
-    add("--max-minutes", type=float, help="stop cleanly after this many minutes (0: none)")
+    add("--max-minutes", type=float, help="stop cleanly after the epoch that passes this many minutes from the "
+        "start, loading the data and validation included (0: none)")
     add("--assume-orientation", dest="orientations", nargs="+", type=_orientation, metavar="CODES",
         help="true axis codes of the stored voxels (e.g. ASL), one for all datasets or one per dataset; "
         "'known' fixes datasets the project knows to be mislabelled (MSD Task02), 'header' trusts the headers")

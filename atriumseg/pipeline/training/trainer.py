@@ -104,7 +104,7 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
     """The training loop of one process; single-process training is the case of one rank."""
     run = TrainingRun.start(config, ranks, device, show_progress)
     try:
-        if run.out_of_time(run.elapsed()):  # a resume whose budget was spent: no epoch at a learning rate of 0
+        if run.out_of_time(run.progress.elapsed_before):  # a resume whose budget was spent: no epoch at lr 0
             log.warning("the time budget of %.1f min was spent before this resume; nothing trained (give a larger "
                         "--max-minutes to continue)", config.max_minutes)
             return run.result()
@@ -114,8 +114,9 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
             out_of_time = run.out_of_time(elapsed)
             if ranks.is_main:
                 per_dataset = run.validate(epoch, out_of_time)
-                run.save(epoch, loss, per_dataset, elapsed)
-                run.record(epoch, loss, lr, per_dataset, elapsed)
+                with_validation = run.clock()  # what a resume carries on from, and the card's training time
+                run.save(epoch, loss, per_dataset, with_validation)
+                run.record(epoch, loss, lr, per_dataset, with_validation)
             run.wait_for_main(epoch)
             if out_of_time:
                 log.info("time budget of %.1f min reached; stopping after epoch %d", config.max_minutes, epoch + 1)
@@ -144,12 +145,14 @@ class TrainingRun:
     earlier: list[dict]  # the lineage before this run
     loader: DataLoader
     metrics: MetricsLog | None
-    started: float = field(default_factory=time.monotonic)
+    started: float  # time.monotonic() when start() began
     lr: float = 0.0  # the learning rate of the last step
 
     @classmethod
     def start(cls, config: TrainConfig, ranks: Ranks, device: torch.device, show_progress: bool) -> TrainingRun:
-        """Seed, split the data, build the network and optimizer, and load ``last/`` (resume) or ``init``."""
+        """Seed, split the data, build the network and optimizer, and load ``last/`` (resume) or ``init``. The
+        run's clock starts here: the time budget and the card's training time count loading the data too."""
+        started = time.monotonic()
         seed = rank_seed(config.seed, ranks)
         set_determinism(seed=seed)
         sets = training_sets(config)
@@ -171,7 +174,7 @@ class TrainingRun:
         loader = _loader(config, card, sets, seed + progress.epoch, show_progress)
         metrics = MetricsLog(output, resuming, [s.dataset.name for s in sets]) if ranks.is_main else None
         return cls(config, ranks, device, show_progress, sets, card, network, model, optimizer, amp, scaler,
-                   progress, earlier, loader, metrics)
+                   progress, earlier, loader, metrics, started)
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over the loader; returns the mean loss and the last learning rate."""
@@ -210,9 +213,13 @@ class TrainingRun:
             group["lr"] = lr
         return lr
 
+    def clock(self) -> float:
+        """Seconds of training so far, resumed runs included, by this process's clock."""
+        return self.progress.elapsed_before + time.monotonic() - self.started
+
     def elapsed(self) -> float:
-        """Seconds of training so far, resumed runs included, by rank 0's clock (so every rank agrees)."""
-        return from_main(self.progress.elapsed_before + time.monotonic() - self.started, self.ranks, self.device)
+        """:meth:`clock` of rank 0, which every rank agrees on (a collective call: every rank makes it)."""
+        return from_main(self.clock(), self.ranks, self.device)
 
     def out_of_time(self, elapsed: float) -> bool:
         return bool(self.config.max_minutes) and elapsed >= self.config.max_minutes * 60.0
@@ -262,8 +269,7 @@ class TrainingRun:
         output = Path(self.config.output)
         return TrainResult(
             best=output / "best", last=output / "last", best_dice=self.progress.best_dice,
-            epochs_done=self.progress.epoch, network=self.network,
-            seconds=self.progress.elapsed_before + time.monotonic() - self.started,
+            epochs_done=self.progress.epoch, network=self.network, seconds=self.clock(),
         )
 
 

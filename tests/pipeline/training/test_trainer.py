@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from helpers import tiny_config, train, write_msd_dataset
 
 from atriumseg.models.checkpoint import load_card, load_model
+from atriumseg.pipeline.training import trainer
 from atriumseg.pipeline.training.splits import training_sets
 from atriumseg.pipeline.training.trainer import _loader, learning_rate, make_card, segmentation_loss
 from atriumseg.transforms.preprocessing import IMAGE
@@ -50,6 +52,27 @@ def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path: Path, synthetic_d
     for name, value in network.state_dict().items():
         assert torch.equal(value, result.network.state_dict()[name].cpu()), name
     assert float(_rows(run)[0]["val_dice_mean"]) == pytest.approx(result.best_dice, abs=1e-4)  # validated at the stop
+
+
+@pytest.mark.slow
+def test_the_training_time_counts_loading_the_data_and_validating(
+    tmp_path: Path, synthetic_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slow(function, seconds: float):
+        def wrapped(*args, **kwargs):
+            time.sleep(seconds)
+            return function(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(trainer, "training_sets", slow(trainer.training_sets, 1.0))  # reading and caching the data
+    monkeypatch.setattr(trainer, "validate", slow(trainer.validate, 1.5))
+    run = tmp_path / "run"
+    began = time.monotonic()
+    train(tiny_config(synthetic_dataset, run, epochs=1, steps_per_epoch=2, val_every=1), show_progress=False)
+    took = time.monotonic() - began
+    seconds = load_card(run / "last").provenance["training_seconds"]
+    assert seconds == pytest.approx(took, abs=0.5)  # not 2.5 s short: the sleeps are counted
+    assert float(_rows(run)[0]["seconds"]) == pytest.approx(seconds, abs=0.1)
 
 
 @pytest.mark.slow
