@@ -94,18 +94,6 @@ class Storage:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def refused(self) -> list[dict]:
-        """Every refused object recorded so far (lines that cannot be read are left out)."""
-        if not self.refused_file.exists():
-            return []
-        rows = []
-        for line in self.refused_file.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return rows
-
     def refused_count(self) -> int:
         """How many objects were refused: the lines of ``refused.jsonl``, counted without parsing them (the status
         is rewritten often; the file only grows)."""

@@ -3,6 +3,7 @@ silent caller holds up nobody), and at a stop (the associations open are aborted
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
@@ -165,7 +166,7 @@ def test_an_instance_that_cannot_be_written_as_a_dicom_file_is_refused_with_the_
         assert send(files[:1], options.port) == [0xC210]
     finally:
         receiver.stop()
-    (refused,) = storage.refused()
+    (refused,) = [json.loads(line) for line in storage.refused_file.read_text(encoding="utf-8").splitlines()]
     assert refused["status"] == "0xC210" and "cannot be stored as a DICOM file" in refused["reason"]
     assert refused["sop_instance"] == pydicom.dcmread(files[0]).SOPInstanceUID and ledger.get(SERIES) is None
 

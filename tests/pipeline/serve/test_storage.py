@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pydicom
@@ -38,7 +39,7 @@ def test_refused_objects_are_recorded_with_their_reason(tmp_path: Path) -> None:
     storage = Storage(tmp_path / "st")
     storage.refuse("not an MR image", caller="SCANNER", sop_class="1.2.840.10008.5.1.4.1.1.88.11")
     storage.refuse("cannot be decoded", caller="X")
-    rows = storage.refused()
+    rows = [json.loads(line) for line in storage.refused_file.read_text(encoding="utf-8").splitlines()]
     assert [r["reason"] for r in rows] == ["not an MR image", "cannot be decoded"] and rows[0]["caller"] == "SCANNER"
     assert storage.refused_count() == 2 and Storage(tmp_path / "empty").refused_count() == 0
 
