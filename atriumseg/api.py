@@ -22,7 +22,7 @@ from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.io.geometry import ItkGeometry
 from atriumseg.pipeline.io.readers import SimpleITKReader
 from atriumseg.pipeline.io.volumes import Volume, check_volume, checked_volume, nifti_volume, read_image
-from atriumseg.pipeline.io.writing import write_image
+from atriumseg.pipeline.io.writing import refuse_existing, write_image
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,7 @@ def segment(
     if output is not None:
         if isinstance(image, MetaTensor):
             raise ValueError("output= needs a path, nibabel or SimpleITK input, whose header the file can copy")
-        if Path(output).exists() and not overwrite:
-            raise FileExistsError(f"{output} exists; pass overwrite=True to replace it")
+        refuse_existing(Path(output), overwrite)  # before the work
     segmenter = as_segmenter(model, device)
     if isinstance(image, MetaTensor):
         tensor = image if image.ndim == 4 else image[None]

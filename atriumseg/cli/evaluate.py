@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     rows = evaluate(segmenter, pairs, args.assume_orientation, show_progress=not args.quiet, tta=args.tta,
                     on_error=report)
     if rows:
-        write_metrics_csv(rows, args.output)
+        write_metrics_csv(rows, args.output, overwrite=args.overwrite)
         print(format_table(rows))
         print(f"CSV: {args.output}")
     if failed:

@@ -88,7 +88,7 @@ def test_a_failing_case_is_left_out_and_the_others_scored(
                      "-o", str(out), "--quiet"])
     assert code == EXIT_CASE_FAILED
     assert [row["case"] for row in csv.DictReader(out.open())] == ["p1", "p3"]
-    assert "p2: image (40, 42, 30) != label (30, 30, 30)" in caplog.text
+    assert f"p2: {tmp_path / 'lab' / 'p2.nii.gz'}: image (40, 42, 30) != label (30, 30, 30)" in caplog.text
     assert "1 of 3 cases failed, left out of the figures: p2" in caplog.text
 
 

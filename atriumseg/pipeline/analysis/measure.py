@@ -17,7 +17,7 @@ import numpy as np
 from atriumseg.pipeline.analysis.mesh import Mesh, check_mask, mesh
 from atriumseg.pipeline.io.geometry import voxel_volume_ml
 from atriumseg.pipeline.io.volumes import read_image
-from atriumseg.pipeline.io.writing import write_atomically
+from atriumseg.pipeline.io.writing import refuse_existing, write_atomically
 
 CSV_COLUMNS = (
     "case", "volume_ml", "surface_area_mm2", "sphericity", "axis_1_mm", "axis_2_mm", "axis_3_mm",
@@ -90,14 +90,15 @@ def measure_file(path: Path) -> Measurements:
 
 def write_measurements_csv(rows: list[tuple[str, Measurements]], path: Path, overwrite: bool = False) -> Path:
     """Write one line per ``(case name, measurements)`` under the header :data:`CSV_COLUMNS`, with
-    full float precision; atomically (a temporary file in the same folder, then a rename)."""
+    full float precision; atomically (a temporary file in the same folder, then a rename), never over an
+    existing file unless ``overwrite``."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    refuse_existing(path, overwrite)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for name, m in rows:
         writer.writerow([name, *m.row().values()])
     csv_text = text.getvalue()  # backslashreplace: a file name undecodable in UTF-8 is escaped, never fatal
-    return write_atomically(path, lambda tmp: tmp.write_text(csv_text, encoding="utf-8", errors="backslashreplace"))
+    return write_atomically(path, lambda tmp: tmp.write_text(csv_text, encoding="utf-8", errors="backslashreplace"),
+                            overwrite)

@@ -8,6 +8,7 @@ record, written after every output, says how the case ended; the case's lock is 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,8 +68,8 @@ def export_case(segmented: SegmentedCase, options: BatchOptions, halt: Halt, loc
 
     An output that cannot be written fails the case with the reason; a full disk or unwritable folder also
     stops the run (``halt``). Once the case is ``ok``, the outputs an earlier run's record listed that this run
-    did not write (a mesh it was not asked for, one an empty mask has none of) are removed, so every output of
-    the case in the folder is one its record lists.
+    did not write (a mesh it was not asked for, one an empty mask has none of) are named in a warning: they are
+    left in place, and the report no longer lists them.
     """
     result, planned = segmented.result, segmented.planned.outputs
     previous = read_record(options.output, result.case)
@@ -85,20 +86,22 @@ def export_case(segmented: SegmentedCase, options: BatchOptions, halt: Halt, loc
             log.error("failed %s", result.reason, exc_info=err if log.isEnabledFor(logging.DEBUG) else None)
         store(options.output, result, halt)
         if result.status == OK and previous is not None:
-            _remove_leftovers(previous, result, segmented.planned.inputs)
+            _warn_leftovers(previous, result)
     finally:
         lock.release()
     return result
 
 
-def _remove_leftovers(previous: CaseResult, result: CaseResult, inputs: frozenset[Path]) -> None:
-    """Delete the outputs ``previous`` (an earlier run's record of the case) lists and ``result`` does not,
-    except the run's ``inputs`` (real paths)."""
-    kept = inputs | {p.resolve() for p in outputs(result)}
-    for path in outputs(previous):
-        if path.resolve() not in kept and path.is_file():
-            path.unlink()
-            log.info("removed %s: an earlier run's output of %s that this run does not write", path, result.case)
+def _warn_leftovers(previous: CaseResult, result: CaseResult) -> None:
+    """Name the files ``previous`` (an earlier run's record of the case) lists as outputs and ``result`` does not.
+
+    They are never removed: a folder copied with its records, or another case now writing that name, would make
+    a removal take files that are not this case's to take."""
+    written = {os.path.realpath(p) for p in outputs(result)}
+    left = [str(p) for p in outputs(previous) if os.path.realpath(p) not in written and os.path.isfile(p)]
+    if left:
+        log.warning("%s: left in place from an earlier run, not written by this one and no longer in the report: "
+                    "%s", result.case, ", ".join(left))
 
 
 def log_segmented(segmented: SegmentedCase) -> None:

@@ -62,12 +62,10 @@ class CaseOutputs:
 
 @dataclass(frozen=True)
 class PlannedCase:
-    """A case of the run, the outputs it will write, and the real paths of every input file of the run (which
-    nothing the case does may remove)."""
+    """A case of the run and the outputs it will write."""
 
     case: InputCase
     outputs: CaseOutputs
-    inputs: frozenset[Path] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -140,7 +138,7 @@ def plan_cases(
     """Cases to run with their outputs, and the ones refused: an output over an input of the run, or an output
     or case name (one record and lock per name) another case claims first (recorded apart from that case, under
     ``CASE@hash``)."""
-    protected = frozenset(input_files(cases))
+    protected = input_files(cases)
     todo, refused, claimed, named = [], [], {}, {}
     for case in cases:
         try:
@@ -161,7 +159,7 @@ def plan_cases(
         else:
             claimed.update({p: case.path for p in planned.all()})
             named[case.name] = case.path
-            todo.append(PlannedCase(case, planned, protected))
+            todo.append(PlannedCase(case, planned))
     return todo, refused
 
 

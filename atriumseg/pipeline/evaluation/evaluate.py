@@ -51,13 +51,13 @@ def evaluate(
 
 def _score(segmenter: Segmenter, image_path: Path, label_path: Path, assume_orientation: str | None,
            tta: bool) -> CaseMetrics:
-    """One case's metrics, once its label is known to lie on its image's grid."""
+    """One case's metrics, once its label is known to lie on its image's grid (a refusal names the label's file)."""
     image, label = read_image(image_path), read_image(label_path)
     if tuple(image.tensor.shape) != tuple(label.tensor.shape):
         shapes = tuple(image.tensor.shape[1:]), tuple(label.tensor.shape[1:])
-        raise ValueError(f"image {shapes[0]} != label {shapes[1]}; labels must share their image's grid")
+        raise ValueError(f"{label_path}: image {shapes[0]} != label {shapes[1]}; labels must share their image's grid")
     if not np.allclose(image.tensor.affine.numpy(), label.tensor.affine.numpy(), atol=1e-3):
-        raise ValueError("the label's affine differs from the image's (same shape, other position, "
+        raise ValueError(f"{label_path}: the label's affine differs from the image's (same shape, other position, "
                          "orientation or voxel size); labels must share their image's grid")
     mask = segmenter(image.tensor, assume_orientation=assume_orientation, tta=tta)[0].numpy()
     return case_metrics(mask, label.tensor[0].numpy() > 0.5, image.tensor.affine.numpy())

@@ -21,8 +21,9 @@ COLUMNS = (
 )
 
 
-def write_metrics_csv(rows: list[tuple[str, CaseMetrics]], path: Path) -> Path:
-    """One line per case, atomically: case, then every :class:`CaseMetrics` field (dice ... abs_volume_error_pct)."""
+def write_metrics_csv(rows: list[tuple[str, CaseMetrics]], path: Path, overwrite: bool = True) -> Path:
+    """One line per case, atomically: case, then every :class:`CaseMetrics` field (dice ... abs_volume_error_pct);
+    without ``overwrite``, never over an existing file (even one written while the cases were scored)."""
     names = [f.name for f in fields(CaseMetrics)]
 
     def write(tmp: Path) -> None:
@@ -32,7 +33,7 @@ def write_metrics_csv(rows: list[tuple[str, CaseMetrics]], path: Path) -> Path:
             for case, metrics in rows:
                 writer.writerow([case, *(f"{getattr(metrics, n):.4f}" for n in names)])
 
-    return write_atomically(Path(path), write)
+    return write_atomically(Path(path), write, overwrite)
 
 
 def summary_line(s: Summary) -> str:

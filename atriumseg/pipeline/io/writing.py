@@ -160,7 +160,7 @@ def write_together(writes: dict[Path, Callable[[Path], None]], overwrite: bool =
 def refuse_existing(path: Path, overwrite: bool) -> None:
     """Raise :class:`FileExistsError` when ``path`` exists and may not be replaced: a check before the work, so
     a refusal costs nothing (the write itself keeps a file that appears meanwhile)."""
-    if not overwrite and path.exists():
+    if not overwrite and os.path.lexists(path):  # a dangling link is a name taken too
         raise _exists_error(path)
 
 
@@ -177,7 +177,7 @@ def _publish_new(tmp: Path, path: Path) -> None:
     except FileExistsError:
         raise _exists_error(path) from None
     except OSError as err:
-        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
             raise
         refuse_existing(path, overwrite=False)
         os.replace(tmp, path)

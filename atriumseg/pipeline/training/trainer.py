@@ -103,12 +103,12 @@ def train(config: TrainConfig, show_progress: bool = True) -> TrainResult:
 def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show_progress: bool) -> TrainResult:
     """The training loop of one process; single-process training is the case of one rank."""
     run = TrainingRun.start(config, ranks, device, show_progress)
+    first = run.progress.epoch
     try:
-        if run.out_of_time(run.progress.elapsed_before):  # a resume whose budget was spent: no epoch at lr 0
-            log.warning("the time budget of %.1f min was spent before this resume; nothing trained (give a larger "
-                        "--max-minutes to continue)", config.max_minutes)
-            return run.result()
-        for epoch in range(run.progress.epoch, config.epochs):
+        for epoch in range(first, config.epochs):
+            if epoch and run.out_of_time(run.elapsed()):  # spent by a resume's loading or by validating: no epoch
+                _log_spent(config, epoch, resumed_now=epoch == first)  # at a learning rate of 0
+                break
             loss, lr = run.train_epoch(epoch)
             elapsed = run.elapsed()
             out_of_time = run.out_of_time(elapsed)
@@ -124,6 +124,15 @@ def _train_process(config: TrainConfig, ranks: Ranks, device: torch.device, show
     finally:
         run.close()
     return run.result()
+
+
+def _log_spent(config: TrainConfig, epochs_done: int, resumed_now: bool) -> None:
+    if resumed_now:
+        log.warning("the time budget of %.1f min was spent (before this resume, or loading the data for it); "
+                    "nothing trained (give a larger --max-minutes to continue)", config.max_minutes)
+    else:
+        log.info("time budget of %.1f min reached while validating; stopping after epoch %d", config.max_minutes,
+                 epochs_done)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from helpers import tiny_config, write_msd_dataset
 from atriumseg.models.card import ModelCard, Preprocessing
 from atriumseg.models.checkpoint import build_network, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble
+from atriumseg.pipeline.training import trainer
 from atriumseg.pipeline.training.checkpoints import (
     STATE_NAME,
     Progress,
@@ -292,4 +294,24 @@ def test_a_resume_whose_time_budget_was_spent_trains_no_epoch(tmp_path: Path, sy
     before = (run / "last" / STATE_NAME).read_bytes()
     assert torch.load(run / "last" / STATE_NAME, weights_only=True)["epoch"] == 1
     train(tiny_config(synthetic_dataset, run, epochs=3, resume=True, **spent), show_progress=False)
+    assert (run / "last" / STATE_NAME).read_bytes() == before  # no epoch at a learning rate of 0
+
+
+def test_a_resume_whose_budget_loading_the_data_uses_up_trains_no_epoch(
+    tmp_path: Path, synthetic_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(synthetic_dataset, run, epochs=1, steps_per_epoch=2, val_every=1), show_progress=False)
+    before = (run / "last" / STATE_NAME).read_bytes()
+    spent_s = torch.load(run / "last" / STATE_NAME, weights_only=True)["elapsed"]
+    real_sets = trainer.training_sets
+
+    def slow_sets(config):  # reading and caching the data takes longer than the budget has left
+        time.sleep(2.0)
+        return real_sets(config)
+
+    monkeypatch.setattr(trainer, "training_sets", slow_sets)
+    budget = (spent_s + 1.0) / 60.0
+    train(tiny_config(synthetic_dataset, run, epochs=3, steps_per_epoch=2, val_every=1, resume=True,
+                      max_minutes=budget), show_progress=False)
     assert (run / "last" / STATE_NAME).read_bytes() == before  # no epoch at a learning rate of 0

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from helpers import tiny_config, write_msd_dataset
 
-from atriumseg._version import __version__
 from atriumseg.models.checkpoint import default_model_path, load_card
+from atriumseg.models.ensemble import load_ensemble_card
 from atriumseg.models.lineage import stage
 from atriumseg.pipeline.training import provenance
 from atriumseg.pipeline.training.provenance import model_name
@@ -18,10 +18,11 @@ from atriumseg.pipeline.training.trainer import train
 def test_the_built_in_model_is_named_by_its_version_and_others_by_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert model_name(default_model_path()) == f"built-in {__version__}"  # shipped with this package
+    shipped = load_ensemble_card(default_model_path()).package_version
+    assert shipped and model_name(default_model_path()) == f"built-in {shipped}"
     assert model_name(tmp_path / "m") == str(tmp_path / "m") and model_name(None) is None
     monkeypatch.setattr(provenance, "__version__", "9.9.9")  # a later package that keeps the same model
-    assert model_name(default_model_path()) == f"built-in {__version__}"
+    assert model_name(default_model_path()) == f"built-in {shipped}"
 
 
 @pytest.mark.slow

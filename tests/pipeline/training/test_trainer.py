@@ -7,6 +7,7 @@ import csv
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -73,6 +74,25 @@ def test_the_training_time_counts_loading_the_data_and_validating(
     seconds = load_card(run / "last").provenance["training_seconds"]
     assert seconds == pytest.approx(took, abs=0.5)  # not 2.5 s short: the sleeps are counted
     assert float(_rows(run)[0]["seconds"]) == pytest.approx(seconds, abs=0.1)
+
+
+@pytest.mark.slow
+def test_no_epoch_starts_once_validating_has_spent_the_budget(
+    tmp_path: Path, synthetic_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]  # the trainer's clock, moved only by validation
+    real_validate = trainer.validate
+
+    def validate(*args, **kwargs):
+        now[0] += 100.0
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(trainer, "validate", validate)
+    run = tmp_path / "run"
+    result = train(tiny_config(synthetic_dataset, run, epochs=3, steps_per_epoch=2, val_every=1, max_minutes=1.0),
+                   show_progress=False)
+    assert result.epochs_done == 1 and [r["epoch"] for r in _rows(run)] == ["1"]  # not a second at lr 0
 
 
 @pytest.mark.slow
