@@ -7,7 +7,8 @@ nothing, and ``atriumseg report OUTDIR`` merges everything into one report at an
 Before a case writes any output its record says ``failed`` with :data:`INTERRUPTED` and lists the
 outputs it is about to write, so a process killed halfway leaves a truthful record, and the next run
 knows those files are its own to finish. A case is complete (:func:`is_complete`) only when its record
-says ``ok`` and every output it lists exists. Records are written atomically; hidden temporary files
+says ``ok`` and every output it lists exists; outputs are recorded relative to the output folder, so a
+copy of the folder judges its cases by its own files. Records are written atomically; hidden temporary files
 are never read as records, and a record that cannot be read (truncated, corrupt) counts as missing.
 """
 
@@ -17,7 +18,8 @@ import csv
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from atriumseg.pipeline.io.writing import finished_files, remove_stale_temporaries, write_atomically
@@ -108,15 +110,33 @@ def record_path(out_dir: Path, key: str) -> Path:
 
 
 def write_record(out_dir: Path, result: CaseResult, key: str | None = None) -> Path:
-    """Store one case's outcome atomically, under its case name unless ``key`` is given."""
-    text = json.dumps(result.to_dict(), indent=1)
+    """Store one case's outcome atomically, under its case name unless ``key`` is given; outputs inside
+    ``out_dir`` are stored relative to it, so a copy of the folder holds records of its own files."""
+    text = json.dumps(_rebased(result, lambda p: _inside(p, out_dir)).to_dict(), indent=1)
     return write_atomically(record_path(out_dir, key or result.case), lambda tmp: tmp.write_text(text))
 
 
-def _load(path: Path) -> CaseResult | None:
-    """A record file, or None (with a warning) when it cannot be read: truncated, corrupt, or not a record."""
+def _inside(path: str, out_dir: Path) -> str:
+    """``path`` relative to ``out_dir`` when it lies inside (both as given, absolute or not), else unchanged."""
     try:
-        return CaseResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return str(Path(path).relative_to(out_dir))
+    except ValueError:
+        return path
+
+
+def _rebased(result: CaseResult, rebase: Callable[[str], str]) -> CaseResult:
+    """``result`` with ``rebase`` applied to each output path it lists (mask, extra outputs, QC picture)."""
+    return replace(result, output=rebase(result.output) if result.output else "",
+                   extra_outputs=tuple(map(rebase, result.extra_outputs)),
+                   qc_png=rebase(result.qc_png) if result.qc_png else "")
+
+
+def _load(path: Path, out_dir: Path) -> CaseResult | None:
+    """A record file with its outputs under ``out_dir`` (older records' absolute paths stay as they are), or
+    None (with a warning) when it cannot be read: truncated, corrupt, or not a record."""
+    try:
+        result = CaseResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return _rebased(result, lambda p: str(Path(out_dir) / p))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
@@ -126,13 +146,14 @@ def _load(path: Path) -> CaseResult | None:
 
 def read_record(out_dir: Path, case: str) -> CaseResult | None:
     """The record of ``case``, or None when there is none or it cannot be read."""
-    return _load(record_path(out_dir, case))
+    return _load(record_path(out_dir, case), out_dir)
 
 
 def collect(out_dir: Path) -> list[CaseResult]:
     """Every readable record in ``out_dir``, sorted by case name; temporary files are never read."""
     paths = finished_files(Path(out_dir) / RECORDS, ".json")
-    return sorted((r for r in map(_load, paths) if r is not None), key=lambda r: (r.case, r.input))
+    records = (_load(path, out_dir) for path in paths)
+    return sorted((r for r in records if r is not None), key=lambda r: (r.case, r.input))
 
 
 def write_report(out_dir: Path, results: list[CaseResult]) -> tuple[Path, Path]:

@@ -63,3 +63,18 @@ def test_the_report_merges_every_record_and_draws_the_sheet_when_asked(tmp_path:
     assert "2 flagged or failed" in (tmp_path / QC_INDEX).read_text()
     table = summary_table(results)
     assert "FAILED  b: in/b.nii.gz: unreadable" in table and "FLAGGED a: small, edge" in table
+
+
+def test_outputs_are_recorded_relative_to_their_folder_and_read_back_under_it(tmp_path: Path) -> None:
+    out, copy = tmp_path / "out", tmp_path / "copy"
+    result = CaseResult("p.2", "/scans/p.2.nii.gz", str(out / "p.2.nii.gz"), OK, qc_png=str(out / "qc" / "p.2.png"),
+                        extra_outputs=(str(out / "p.2.stl"), "/elsewhere/p.2.csv"))
+    write_record(out, result)
+    stored = json.loads((out / ".atriumseg" / "records" / "p.2.json").read_text())
+    assert (stored["output"], stored["qc_png"], stored["input"]) == ("p.2.nii.gz", "qc/p.2.png", "/scans/p.2.nii.gz")
+    assert stored["extra_outputs"] == ["p.2.stl", "/elsewhere/p.2.csv"]  # a path outside the folder stays absolute
+    assert read_record(out, "p.2") == result
+    (copy / ".atriumseg").mkdir(parents=True)
+    (out / ".atriumseg" / "records").rename(copy / ".atriumseg" / "records")
+    (moved,) = collect(copy)
+    assert (moved.output, moved.extra_outputs[0]) == (str(copy / "p.2.nii.gz"), str(copy / "p.2.stl"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -307,3 +308,18 @@ def test_a_rerun_from_another_folder_knows_the_cases_it_finished(
     (again,) = runner.run_batch(segmenter, [tmp_path / "project" / "scans"], options).results
     assert first.status == again.status == "ok" and again.reason == ""  # done earlier, not 'already holds case'
     assert first.input == again.input == str(tmp_path / "project" / "scans" / "p25.nii.gz")
+
+
+def test_a_copied_output_folder_judges_its_cases_by_its_own_files(tmp_path: Path, segmenter) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_nifti(folder / "p26.nii.gz", _case(26).image, _case(26).affine)
+    first = tmp_path / "out"
+    runner.run_batch(segmenter, [folder], BatchOptions(output=first, show_progress=False, qc=True))
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    (copy / "p26.nii.gz").unlink()  # the copy lost its mask; the original still has one
+    (again,) = runner.run_batch(segmenter, [folder], BatchOptions(output=copy, show_progress=False, qc=True)).results
+    assert again.status == "ok" and (copy / "p26.nii.gz").is_file()  # redone, not 'complete' by the original's file
+    assert again.output == str(copy / "p26.nii.gz") and again.qc_png == str(copy / "qc" / "p26.png")
+    assert {r.output for r in collect(copy)} == {str(copy / "p26.nii.gz")}
