@@ -135,7 +135,8 @@ def write_atomically(path: Path, write: Callable[[Path], None], overwrite: bool 
 def write_together(writes: dict[Path, Callable[[Path], None]], overwrite: bool = True) -> list[Path]:
     """:func:`write_atomically` for files that belong together (a model's weights and card): every temporary is
     written and flushed before the first rename, so a failed write (a full disk) leaves all the old files, and
-    Ctrl-C or SIGTERM wait for the renames (:func:`_signals_held`), so an interrupted save leaves no mix."""
+    Ctrl-C or SIGTERM wait for the renames (:func:`_signals_held`), so an interrupted save leaves no mix. Without
+    ``overwrite`` all are published or none: a name found taken takes back the files this call published."""
     paths, tmps = [Path(p) for p in writes], []
     try:
         for path, write in zip(paths, writes.values(), strict=True):
@@ -144,11 +145,11 @@ def write_together(writes: dict[Path, Callable[[Path], None]], overwrite: bool =
             write(tmps[-1])
             _fsync(tmps[-1])
         with _signals_held() if len(paths) > 1 else nullcontext():  # one rename is atomic by itself
-            for tmp, path in zip(tmps, paths, strict=True):
-                if overwrite:
+            if overwrite:
+                for tmp, path in zip(tmps, paths, strict=True):
                     os.replace(tmp, path)
-                else:
-                    _publish_new(tmp, path)
+            else:
+                _publish_all_new(tmps, paths)
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
@@ -166,6 +167,23 @@ def refuse_existing(path: Path, overwrite: bool) -> None:
 
 def _exists_error(path: Path) -> FileExistsError:
     return FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+
+
+def _publish_all_new(tmps: list[Path], paths: list[Path]) -> None:
+    """:func:`_publish_new` each temporary; when one name is taken, the files published before it are unlinked
+    (only while they are still this call's own file: the same inode) and the refusal raised."""
+    published: list[tuple[Path, os.stat_result]] = []
+    try:
+        for tmp, path in zip(tmps, paths, strict=True):
+            made = os.stat(tmp)
+            _publish_new(tmp, path)
+            published.append((path, made))
+    except FileExistsError:
+        for path, made in published:
+            now = os.stat(path)
+            if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino):
+                path.unlink()
+        raise
 
 
 def _publish_new(tmp: Path, path: Path) -> None:

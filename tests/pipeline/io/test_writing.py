@@ -82,18 +82,40 @@ def test_a_file_another_writer_puts_there_meanwhile_is_kept_without_overwrite(tm
     assert fresh.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz", "new.csv"]
 
 
+def _no_links(*args: object) -> None:
+    """``os.link`` on a FAT volume or a share without hard links."""
+    raise OSError(errno.EPERM, "Operation not permitted")
+
+
 def test_without_hard_links_a_file_is_still_published_and_an_existing_one_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_links(*args: object) -> None:  # a FAT volume or a share without hard links
-        raise OSError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(writing.os, "link", no_links)
+    monkeypatch.setattr(writing.os, "link", _no_links)
     target = tmp_path / "mask.nii.gz"
     write_atomically(target, lambda tmp: tmp.write_text("first"), overwrite=False)
     with pytest.raises(FileExistsError, match="overwrite"):
         write_atomically(target, lambda tmp: tmp.write_text("second"), overwrite=False)
     assert target.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["mask.nii.gz"]
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_files_that_belong_together_are_published_all_or_none_without_overwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    if not links:  # renamed after a last look
+        monkeypatch.setattr(writing.os, "link", _no_links)
+    weights, card = tmp_path / "model.safetensors", tmp_path / "card.json"
+
+    def racing(tmp: Path) -> None:  # another writer finishes the card while this one writes it
+        tmp.write_text("our card")
+        card.write_text("their card")
+
+    with pytest.raises(FileExistsError, match="card.json"):
+        write_together({weights: lambda tmp: tmp.write_text("our weights"), card: racing}, overwrite=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["card.json"] and card.read_text() == "their card"
+    card.unlink()
+    write_together({weights: lambda tmp: tmp.write_text("w"), card: lambda tmp: tmp.write_text("c")}, overwrite=False)
+    assert (weights.read_text(), card.read_text()) == ("w", "c")
 
 
 def test_an_output_folder_is_created_or_refused_with_the_reason(tmp_path: Path) -> None:
