@@ -18,6 +18,7 @@ import csv
 import json
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 RECORDS = Path(".atriumseg") / "records"
 REPORT_FILES = ("report.csv", "report.json")
 QC_INDEX = Path("qc") / "index.html"
+RELATIVE = "outputs_relative_to_folder"  # a record's key: its output paths are relative to its output folder
 INTERRUPTED = "interrupted while its outputs were being written (run again to finish it)"
 
 
@@ -112,16 +114,16 @@ def record_path(out_dir: Path, key: str) -> Path:
 def write_record(out_dir: Path, result: CaseResult, key: str | None = None) -> Path:
     """Store one case's outcome atomically, under its case name unless ``key`` is given; outputs inside
     ``out_dir`` are stored relative to it, so a copy of the folder holds records of its own files."""
-    text = json.dumps(_rebased(result, lambda p: _inside(p, out_dir)).to_dict(), indent=1)
+    base = os.path.abspath(out_dir)
+    data = {**_rebased(result, lambda p: _inside(p, base)).to_dict(), RELATIVE: True}
+    text = json.dumps(data, indent=1)
     return write_atomically(record_path(out_dir, key or result.case), lambda tmp: tmp.write_text(text))
 
 
-def _inside(path: str, out_dir: Path) -> str:
-    """``path`` relative to ``out_dir`` when it lies inside (both as given, absolute or not), else unchanged."""
-    try:
-        return str(Path(path).relative_to(out_dir))
-    except ValueError:
-        return path
+def _inside(path: str, base: str) -> str:
+    """``path`` relative to the absolute folder ``base`` when it lies inside, else absolute."""
+    path = os.path.abspath(path)
+    return os.path.relpath(path, base) if os.path.commonpath([path, base]) == base else path
 
 
 def _rebased(result: CaseResult, rebase: Callable[[str], str]) -> CaseResult:
@@ -132,11 +134,16 @@ def _rebased(result: CaseResult, rebase: Callable[[str], str]) -> CaseResult:
 
 
 def _load(path: Path, out_dir: Path) -> CaseResult | None:
-    """A record file with its outputs under ``out_dir`` (older records' absolute paths stay as they are), or
-    None (with a warning) when it cannot be read: truncated, corrupt, or not a record."""
+    """A record file with its outputs as absolute paths under ``out_dir`` (a record written before outputs were
+    stored relative keeps its paths), or None (with a warning) when it cannot be read: truncated, corrupt, or not a
+    record."""
     try:
-        result = CaseResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        return _rebased(result, lambda p: str(Path(out_dir) / p))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        result = CaseResult.from_dict(data)
+        if data.get(RELATIVE) is True:
+            base = Path(out_dir).absolute()
+            result = _rebased(result, lambda p: str(base / p))
+        return result
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:

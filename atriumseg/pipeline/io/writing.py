@@ -14,7 +14,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from types import FrameType
 
@@ -136,7 +136,7 @@ def write_together(writes: dict[Path, Callable[[Path], None]], overwrite: bool =
     """:func:`write_atomically` for files that belong together (a model's weights and card): every temporary is
     written and flushed before the first rename, so a failed write (a full disk) leaves all the old files, and
     Ctrl-C or SIGTERM wait for the renames (:func:`_signals_held`), so an interrupted save leaves no mix. Without
-    ``overwrite`` all are published or none: a name found taken takes back the files this call published."""
+    ``overwrite`` all are published or none: a name found taken (or any error) takes back what this call published."""
     paths, tmps = [Path(p) for p in writes], []
     try:
         for path, write in zip(paths, writes.values(), strict=True):
@@ -170,19 +170,21 @@ def _exists_error(path: Path) -> FileExistsError:
 
 
 def _publish_all_new(tmps: list[Path], paths: list[Path]) -> None:
-    """:func:`_publish_new` each temporary; when one name is taken, the files published before it are unlinked
-    (only while they are still this call's own file: the same inode) and the refusal raised."""
+    """:func:`_publish_new` each temporary; when one fails (a name taken, a full disk, a signal), the files
+    published before it are unlinked, each while it is still this call's own (the same inode: a check just
+    before the unlink, so a writer that replaces it in between could still lose its file), and the error raised."""
     published: list[tuple[Path, os.stat_result]] = []
     try:
         for tmp, path in zip(tmps, paths, strict=True):
             made = os.stat(tmp)
             _publish_new(tmp, path)
             published.append((path, made))
-    except FileExistsError:
+    except BaseException:
         for path, made in published:
-            now = os.stat(path)
-            if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino):
-                path.unlink()
+            with suppress(FileNotFoundError):  # someone else removed it meanwhile
+                now = os.stat(path)
+                if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino):
+                    path.unlink()
         raise
 
 

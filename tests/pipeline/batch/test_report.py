@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from atriumseg.pipeline.batch.report import (
     FAILED,
     OK,
@@ -78,3 +80,16 @@ def test_outputs_are_recorded_relative_to_their_folder_and_read_back_under_it(tm
     (out / ".atriumseg" / "records").rename(copy / ".atriumseg" / "records")
     (moved,) = collect(copy)
     assert (moved.output, moved.extra_outputs[0]) == (str(copy / "p.2.nii.gz"), str(copy / "p.2.stl"))
+
+
+def test_a_record_read_with_a_relative_folder_names_absolute_outputs_and_older_records_keep_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_record(Path("out"), CaseResult("q", "/scans/q.nii.gz", "out/q.nii.gz", OK))
+    assert read_record(Path("out"), "q").output == str(tmp_path / "out" / "q.nii.gz")
+    (tmp_path / "out" / "q.nii.gz").write_text("mask")
+    assert is_complete(read_record(tmp_path / "out", "q"))
+    old = {"case": "o", "input": "/scans/o.nii.gz", "output": str(tmp_path / "first" / "o.nii.gz"), "status": OK}
+    (tmp_path / "out" / ".atriumseg" / "records" / "o.json").write_text(json.dumps(old))
+    assert read_record(Path("out"), "o").output == old["output"]  # written before records were relative

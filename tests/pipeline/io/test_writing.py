@@ -118,6 +118,24 @@ def test_files_that_belong_together_are_published_all_or_none_without_overwrite(
     assert (weights.read_text(), card.read_text()) == ("w", "c")
 
 
+def test_a_full_disk_midway_takes_back_what_was_published_without_overwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_link, links = os.link, []
+
+    def link_then_full(source, target) -> None:  # the second name needs a folder block the disk no longer has
+        links.append(target)
+        if len(links) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_link(source, target)
+
+    monkeypatch.setattr(writing.os, "link", link_then_full)
+    files = {tmp_path / name: (lambda tmp: tmp.write_text("x")) for name in ("model.safetensors", "card.json")}
+    with pytest.raises(OSError, match="No space"):
+        write_together(files, overwrite=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_output_folder_is_created_or_refused_with_the_reason(tmp_path: Path) -> None:
     assert check_output_folder(tmp_path / "a" / "b").is_dir()
     (tmp_path / "file").write_text("x")
