@@ -170,7 +170,7 @@ def _exists_error(path: Path) -> FileExistsError:
 
 
 def _publish_all_new(tmps: list[Path], paths: list[Path]) -> None:
-    """:func:`_publish_new` each temporary; when one fails (a name taken, a full disk, a signal), the files
+    """:func:`_publish_new` each temporary; when one fails (a name taken, a full disk), the files
     published before it are unlinked, each while it is still this call's own (the same inode: a check just
     before the unlink, so a writer that replaces it in between could still lose its file), and the error raised."""
     published: list[tuple[Path, os.stat_result]] = []
