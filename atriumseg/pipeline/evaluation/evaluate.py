@@ -10,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, case_metrics
+from atriumseg.pipeline.batch.segment import anatomical_affine
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.io.volumes import read_image
 
@@ -29,8 +30,8 @@ def evaluate(
 
     ``pairs`` are (name, image path, label path), as :func:`atriumseg.pipeline.evaluation.pairs.pair_cases`
     gives them; a label whose grid (shape or voxel-to-world affine) differs from its image's is refused. With
-    ``on_error``, a case that fails (unreadable, refused, too small...) is passed to it with its error and left
-    out, and the others are scored; without it, the first failure stops the evaluation.
+    ``on_error``, a case that fails (unreadable, refused, too small or too large...) is passed to it with its error
+    and left out, and the others are scored; without it, the first failure stops the evaluation.
     """
     rows = []
     for name, image_path, label_path in tqdm(pairs, desc="evaluating", unit="case", disable=not show_progress):
@@ -51,7 +52,8 @@ def evaluate(
 
 def _score(segmenter: Segmenter, image_path: Path, label_path: Path, assume_orientation: str | None,
            tta: bool) -> CaseMetrics:
-    """One case's metrics, once its label is known to lie on its image's grid (a refusal names the label's file)."""
+    """One case's metrics, once its label is known to lie on its image's grid (a refusal names the label's file, a
+    volume too large once resampled the image's)."""
     image, label = read_image(image_path), read_image(label_path)
     if tuple(image.tensor.shape) != tuple(label.tensor.shape):
         shapes = tuple(image.tensor.shape[1:]), tuple(label.tensor.shape[1:])
@@ -59,5 +61,6 @@ def _score(segmenter: Segmenter, image_path: Path, label_path: Path, assume_orie
     if not np.allclose(image.tensor.affine.numpy(), label.tensor.affine.numpy(), atol=1e-3):
         raise ValueError(f"{label_path}: the label's affine differs from the image's (same shape, other position, "
                          "orientation or voxel size); labels must share their image's grid")
+    segmenter.check_size(image.tensor, anatomical_affine(image, assume_orientation), str(image_path))  # names it
     mask = segmenter(image.tensor, assume_orientation=assume_orientation, tta=tta)[0].numpy()
     return case_metrics(mask, label.tensor[0].numpy() > 0.5, image.tensor.affine.numpy())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import write_nifti
 
@@ -11,7 +12,7 @@ from atriumseg.pipeline.analysis.metrics import case_metrics
 from atriumseg.pipeline.evaluation.evaluate import evaluate
 from atriumseg.pipeline.evaluation.pairs import pair_cases
 from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.io.volumes import read_image
+from atriumseg.pipeline.io.volumes import ImageReadError, read_image
 from atriumseg.synthetic import make_affine, synthetic_case
 
 SHAPE = (44, 40, 36)
@@ -67,4 +68,13 @@ def test_with_on_error_a_failing_case_is_reported_and_the_others_scored(tmp_path
     assert [name for name, _ in rows] == ["p1", "p3"]
     assert [name for name, _ in failed] == ["p2"] and "p2.nii.gz" in str(failed[0][1])
     with pytest.raises(Exception, match="p2.nii.gz"):  # without on_error the first failure stops it
+        evaluate(segmenter, pair_cases(images, labels), show_progress=False)
+
+
+def test_a_volume_too_large_once_resampled_is_refused_naming_its_file(tmp_path: Path, segmenter: Segmenter) -> None:
+    images, labels = _dataset(tmp_path, {"p1": 41})
+    case = synthetic_case(SHAPE, np.diag([1000.0, 1000.0, 1000.0, 1.0]), seed=42)  # a header in metres
+    write_nifti(images / "in_metres.nii.gz", case.image, case.affine)
+    write_nifti(labels / "in_metres.nii.gz", case.label, case.affine)
+    with pytest.raises(ImageReadError, match=r"in_metres\.nii\.gz: resampled to the model's voxel size"):
         evaluate(segmenter, pair_cases(images, labels), show_progress=False)
