@@ -1,8 +1,10 @@
 """The MONAI chain that turns cached 3D training volumes into augmented 2D slices.
 
-The deterministic head (load, header fix, the same preprocessing as inference, neighbour
-stacking) is cached once; the random tail draws foreground-balanced slices and augments them
-in-plane. There are no flips: the left atrium has a side, and a flipped heart is not a heart.
+The deterministic head (load, header fix, the same preprocessing as inference) is cached once,
+compactly: the image once with edge slices for its neighbours, the label as bytes, the voxel indices
+as 32-bit integers; the random tail stacks each slice's neighbours as channels (a view of the cache),
+draws foreground-balanced slices and augments them in-plane. There are no flips: the left atrium has
+a side, and a flipped heart is not a heart.
 
 The augmentation is chosen so one network serves bSSFP and LGE-MRI: contrast, gamma, a
 non-linear histogram shift, bias field, noise and blur (a coarser resolution) vary the
@@ -15,8 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from monai.data import get_track_meta, set_track_meta
 from monai.transforms import (
+    AsDiscreted,
+    BorderPadd,
+    CastToTyped,
     Compose,
     EnsureChannelFirstd,
     FgBgToIndicesd,
@@ -39,7 +45,7 @@ from monai.transforms import (
 )
 
 from atriumseg.models.card import ModelCard
-from atriumseg.transforms.context import StackNeighboursd
+from atriumseg.transforms.context import NeighbourView
 from atriumseg.transforms.intensity import finite_or_zero
 from atriumseg.transforms.orientation import AssumeOrientationd
 from atriumseg.transforms.preprocessing import IMAGE, LABEL, inference_transforms
@@ -71,10 +77,14 @@ def _crop_size(card: ModelCard, patch: int) -> list[int]:
 
 def cached_transforms(card: ModelCard, assume_orientation: str | None, patch: int) -> Compose:
     """Deterministic part: read (NaN and infinite voxels as 0, as inference reads them), fix the header if
-    declared, preprocess, stack neighbours, pad in-plane to the crop size, index the foreground.
+    declared, preprocess, pad in-plane to the crop size, index the foreground, add the edge slices that
+    neighbour stacking repeats (image only), and store compactly.
 
     The padding comes before the indexing so that the cached voxel indices point into the array the
     crops are cut from (volumes smaller in-plane than a crop, such as tight LGE crops, are padded).
+    Compact storage changes no drawn slice: the label is kept binarised as the loss reads it (above 0.5),
+    the indices fit 32 bits below 2**31 voxels (a 1.6 m cube at 1.25 mm), and the tail's
+    :class:`~atriumseg.transforms.context.NeighbourView` gives the channels that stacking here gave.
     """
     pre = card.preprocessing
     head = [LoadImaged(keys=(IMAGE, LABEL), image_only=True), EnsureChannelFirstd(keys=(IMAGE, LABEL)),
@@ -83,13 +93,17 @@ def cached_transforms(card: ModelCard, assume_orientation: str | None, patch: in
         head.append(AssumeOrientationd(keys=(IMAGE, LABEL), axcodes=assume_orientation))
     pad = _crop_size(card, patch)
     pad[pre.slice_dim] = -1
+    edges = [0] * 6
+    edges[2 * pre.slice_dim] = edges[2 * pre.slice_dim + 1] = pre.context
     return Compose(
         head
         + list(inference_transforms(card, label_key=LABEL).transforms)
         + [
-            StackNeighboursd(keys=IMAGE, slice_dim=pre.slice_dim, context=pre.context),
             SpatialPadd(keys=(IMAGE, LABEL), spatial_size=pad, mode="constant"),
             FgBgToIndicesd(keys=LABEL, fg_postfix=FG, bg_postfix=BG),
+            BorderPadd(keys=IMAGE, spatial_border=edges, mode="edge"),
+            AsDiscreted(keys=LABEL, threshold=0.5),
+            CastToTyped(keys=(LABEL, LABEL + FG, LABEL + BG), dtype=(torch.uint8, torch.int32, torch.int32)),
         ]
     )
 
@@ -121,6 +135,7 @@ def training_transforms(
     keys = (IMAGE, LABEL)
     return WithoutMetadata(
         [
+            Lambdad(keys=IMAGE, func=NeighbourView(dim, card.preprocessing.context)),
             RandCropByPosNegLabeld(
                 keys=keys,
                 label_key=LABEL,
@@ -132,6 +147,7 @@ def training_transforms(
                 bg_indices_key=LABEL + BG,
             ),
             SqueezeDimd(keys=keys, dim=dim + 1),
+            CastToTyped(keys=LABEL, dtype=torch.float32),
             RandAffined(
                 keys=keys,
                 prob=0.8,

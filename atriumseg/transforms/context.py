@@ -37,6 +37,26 @@ class StackNeighbours(Transform):
         return img[tuple(where)].movedim(dim, 0)[:, 0]  # one gather, much faster than index_select on a view
 
 
+class NeighbourView(Transform):
+    """Turn a one-channel volume padded with ``context`` edge slices each side along ``slice_dim`` into the
+    ``(2 * context + 1, X, Y, Z)`` stack that :class:`StackNeighbours` makes of the unpadded volume, as a view.
+
+    Training caches the padded volume (one channel) and draws its slices from this view, so the cache holds a
+    volume once instead of ``2 * context + 1`` times; cutting a slice copies only that slice's channels.
+    """
+
+    def __init__(self, slice_dim: int, context: int) -> None:
+        if context < 0:
+            raise ValueError(f"context must be >= 0, got {context}")
+        self.slice_dim, self.context = slice_dim, context
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        """Channel ``k`` at slice ``i`` is the padded volume's slice ``i + k`` (no copy)."""
+        if img.shape[0] != 1:
+            raise ValueError(f"NeighbourView expects one channel, got {img.shape[0]}")
+        return img.unfold(self.slice_dim + 1, 2 * self.context + 1, 1).movedim(-1, 0)[:, 0]
+
+
 class StackNeighboursd(MapTransform):
     """Dictionary wrapper of :class:`StackNeighbours`."""
 
@@ -49,3 +69,4 @@ class StackNeighboursd(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.transform(d[key])
         return d
+

@@ -1,4 +1,5 @@
-"""Training slices: foreground-balanced on volumes of any in-plane size, the label cut with the image."""
+"""Training slices: foreground-balanced on volumes of any in-plane size, the label cut with the image, drawn from a
+compact cache."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from monai.data import MetaTensor, get_track_meta
 from monai.transforms import Compose
 
 from atriumseg.models.card import Architecture, ModelCard, Preprocessing
-from atriumseg.transforms.augmentation import CROP_MARGIN, cached_transforms, training_transforms
+from atriumseg.transforms.augmentation import (
+    BG,
+    CROP_MARGIN,
+    FG,
+    WithoutMetadata,
+    cached_transforms,
+    training_transforms,
+)
+from atriumseg.transforms.context import NeighbourView, StackNeighbours
 from atriumseg.transforms.preprocessing import IMAGE, LABEL
 
 PATCH = 32
@@ -84,3 +93,27 @@ def test_a_lower_gamma_range_brightens_the_mid_tones() -> None:
         augment.set_random_state(seed=0)
         means[gamma] = float(np.mean([s[IMAGE].mean() for _ in range(10) for s in augment(cached)]))
     assert means[(0.4, 0.4)] > means[(2.5, 2.5)] + 0.02, means
+
+
+@pytest.mark.parametrize(("shape", "plane"), [((24, 20, 18), "axial"), ((18, 20, 24), "sagittal")])
+def test_the_compact_cache_draws_the_slices_a_cache_of_stacked_neighbours_drew(shape, plane) -> None:
+    """The cache holds the image once with its edge slices, the label as bytes and the indices in 32 bits; the
+    tail draws from it exactly the slices it drew when the cache held every slice stacked with its neighbours, a
+    float label and 64-bit indices (same seed)."""
+    card, cached = _cached(shape, plane)
+    dim, context = card.preprocessing.slice_dim, card.preprocessing.context
+    fg, bg = LABEL + FG, LABEL + BG
+    assert cached[IMAGE].shape[0] == 1 and cached[IMAGE].shape[dim + 1] == cached[LABEL].shape[dim + 1] + 2 * context
+    assert (cached[LABEL].dtype, cached[fg].dtype, cached[bg].dtype) == (torch.uint8, torch.int32, torch.int32)
+    unpadded = cached[IMAGE].narrow(dim + 1, context, cached[LABEL].shape[dim + 1])
+    stacked = {IMAGE: StackNeighbours(dim, context)(unpadded), LABEL: cached[LABEL].float(),
+               fg: cached[fg].long(), bg: cached[bg].long()}
+    augment = training_transforms(card, PATCH, slices_per_volume=6)
+    assert isinstance(augment.transforms[0].func[0], NeighbourView)  # Lambdad keeps one function per key
+    from_stack = WithoutMetadata(training_transforms(card, PATCH, slices_per_volume=6).transforms[1:])  # own RNGs
+    for chain in (augment, from_stack):
+        chain.set_random_state(seed=3)
+    for _ in range(5):
+        for compact, reference in zip(augment(cached), from_stack(stacked), strict=True):
+            assert compact[LABEL].dtype == torch.float32
+            assert torch.equal(compact[IMAGE], reference[IMAGE]) and torch.equal(compact[LABEL], reference[LABEL])

@@ -1,0 +1,132 @@
+"""Training cache memory: the compact cache against the layout it replaced, on real cases.
+
+Training caches each preprocessed volume once (``cached_transforms``). The compact cache holds the image
+once, with the edge slices that neighbour stacking repeats, the label as bytes and the voxel indices of
+foreground-balanced cropping as 32-bit integers; the baseline is the layout cached before, built in the
+same run from the same volumes: every slice stacked with its neighbours (``2 * context + 1`` float32
+channels), a float32 label and 64-bit indices. Three figures per layout:
+
+* cached bytes per case (the tensors the cache holds), and their ratio to the baseline's;
+* peak RSS of a fresh process that caches the cases in that layout (what decides whether two training
+  runs fit side by side; about 0.5 GB of it is imported libraries, and reading and resampling a volume
+  add their own transient peak; the baseline's process holds one compact volume too while it stacks it);
+* milliseconds per volume of the random slice chain drawn from that layout (same seed), which must not
+  become slower; the drawn slices are checked to be identical.
+
+    python -m benchmarks.training_cache [--quick] [--patch 160] [--planes axial coronal] [--cases 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import DATASETS, machine, peak_rss_mb, print_table, run_worker, serve_as_worker, write_results
+
+LAYOUTS = ("compact (today)", "stacked (before)")
+
+
+def _cases(spec: dict[str, Any]) -> list[tuple[Any, str, str]]:
+    """(dataset's orientation, image, label) of the first ``spec['cases']`` cases of each real dataset present."""
+    from atriumseg.pipeline.training.dataset import load_msd_dataset
+
+    found = []
+    for folder, _ in DATASETS.values():
+        if (folder / "dataset.json").is_file():
+            dataset = load_msd_dataset(folder)
+            found += [(dataset.orientation, str(c.image), str(c.label)) for c in dataset.cases[: spec["cases"]]]
+    return found
+
+
+def _stacked(volume: dict[str, Any], dim: int, context: int) -> dict[str, Any]:
+    """The baseline layout of one compact cached volume: neighbours stacked, float32 label, int64 indices."""
+    from atriumseg.transforms.augmentation import BG, FG
+    from atriumseg.transforms.context import StackNeighbours
+    from atriumseg.transforms.preprocessing import IMAGE, LABEL
+
+    unpadded = volume[IMAGE].narrow(dim + 1, context, volume[LABEL].shape[dim + 1])
+    return {IMAGE: StackNeighbours(dim, context)(unpadded).clone(), LABEL: volume[LABEL].float(),
+            LABEL + FG: volume[LABEL + FG].long(), LABEL + BG: volume[LABEL + BG].long()}
+
+
+def _bytes(volume: dict[str, Any]) -> int:
+    return sum(t.element_size() * t.numel() for t in volume.values() if torch.is_tensor(t))
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Cache the cases in ``spec['layout']`` for one plane (a fresh process: its peak RSS is the layout's), then time
+    the random slice chain on them; return bytes, peak RSS, milliseconds per volume and a digest of the slices."""
+    from atriumseg.pipeline.training.config import TrainConfig
+    from atriumseg.transforms.augmentation import cached_transforms, training_transforms
+    from atriumseg.transforms.preprocessing import IMAGE, LABEL
+
+    design = TrainConfig(datasets=(DATASETS["LeftAtrium"][0],), output=Path("unused"), plane=spec["plane"],
+                         context=spec["context"], patch=spec["patch"]).design
+    dim, context = design.preprocessing.slice_dim, design.preprocessing.context
+    volumes = []
+    for orientation, image, label in _cases(spec):
+        volume = cached_transforms(design, orientation, spec["patch"])({IMAGE: image, LABEL: label})
+        volumes.append(volume if spec["layout"] == LAYOUTS[0] else _stacked(volume, dim, context))
+    chain = training_transforms(design, spec["patch"], slices_per_volume=4)
+    if spec["layout"] != LAYOUTS[0]:
+        chain.transforms = chain.transforms[1:]  # the stacked layout needs no neighbour view
+    chain.set_random_state(0)
+    started, digest = time.perf_counter(), 0.0
+    for _ in range(spec["repeats"]):
+        for volume in volumes:
+            digest += sum(float(s[IMAGE].double().sum() + s[LABEL].double().sum()) for s in chain(dict(volume)))
+    seconds = time.perf_counter() - started
+    return {"bytes": [_bytes(v) for v in volumes], "peak_rss_mb": peak_rss_mb(), "digest": digest,
+            "ms_per_volume": 1000 * seconds / (spec["repeats"] * len(volumes))}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training_cache", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one case per dataset, axial, patch 64, one repeat")
+    parser.add_argument("--patch", type=int, default=160, help="training patch side (the cache is padded to it)")
+    parser.add_argument("--planes", nargs="+", default=["axial", "coronal"], help="member planes to cache for")
+    parser.add_argument("--context", type=int, default=2, help="neighbour slices each side (the built-in model's: 2)")
+    parser.add_argument("--cases", type=int, default=3, help="cases of each real dataset")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure each plane in both layouts, each in a fresh process, and print the table."""
+    args = parse(argv)
+    if serve_as_worker(args.worker, worker):
+        return
+    if args.quick:
+        args.patch, args.planes, args.cases = 64, ["axial"], 1
+    if not _cases({"cases": 1}):
+        raise SystemExit("no real dataset found (../shared/data): this benchmark caches real cases")
+    rows, results = [], []
+    for plane in args.planes:
+        measured = {layout: run_worker("benchmarks.training_cache", {
+            "layout": layout, "plane": plane, "patch": args.patch, "context": args.context, "cases": args.cases,
+            "repeats": 1 if args.quick else 5}) for layout in LAYOUTS}
+        base = measured[LAYOUTS[1]]
+        same = measured[LAYOUTS[0]]["digest"] == base["digest"]
+        for layout, r in measured.items():
+            total = sum(r["bytes"])
+            rows.append([plane, layout, f"{total / len(r['bytes']) / 2**20:.0f}", f"{max(r['bytes']) / 2**20:.0f}",
+                         f"{sum(base['bytes']) / total:.2f}x", f"{r['peak_rss_mb']:.0f}",
+                         f"{base['peak_rss_mb'] / r['peak_rss_mb']:.2f}x", f"{r['ms_per_volume']:.1f}",
+                         f"{base['ms_per_volume'] / r['ms_per_volume']:.2f}x", "yes" if same else "NO"])
+            results.append({"plane": plane, "layout": layout, **r})
+    info = machine(torch.device("cpu"))
+    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads")
+    print_table(f"Training cache, {args.cases} case(s) of each dataset, patch {args.patch}, context {args.context} "
+                "(ratios: the baseline's figure over each layout's)",
+                ["plane", "layout", "MiB per case", "largest MiB", "less memory", "peak RSS MiB", "less RSS",
+                 "chain ms/volume", "chain speed", "same slices"], rows)
+    write_results("training_cache", {"quick": args.quick, "machine": info, "patch": args.patch, "context": args.context,
+                    "cases": args.cases, "results": results})
+
+
+if __name__ == "__main__":
+    main()
