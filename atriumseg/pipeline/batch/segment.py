@@ -68,11 +68,10 @@ def read_case(case: InputCase) -> Volume:
 
 
 def segment_case(segmenter: Segmenter, planned: PlannedCase, volume: Volume, options: BatchOptions) -> SegmentedCase:
-    """Segment one read case: refuse a volume too large once resampled, run the model, and fill in the result's
-    volume, quality flags, uncertainty (with ``tta``) and patient columns."""
+    """Segment one read case (the model refuses a volume too large once resampled, naming its file) and fill in the
+    result's volume, quality flags, uncertainty (with ``tta``) and patient columns."""
     case = planned.case
     anatomy = anatomical_affine(volume, options.assume_orientation)
-    segmenter.check_size(volume.tensor, anatomy, str(case.path))  # every member's grid, the reason naming the case
     seg = segmenter.segment(volume.tensor, assume_orientation=options.assume_orientation, tta=options.tta)
     prob, raw, mask = seg.probabilities[0].numpy(), seg.raw[0].numpy(), seg.mask[0].numpy()
     voxel_ml = voxel_volume_ml(volume.tensor.affine.numpy())

@@ -10,7 +10,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, case_metrics
-from atriumseg.pipeline.batch.segment import anatomical_affine
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.io.volumes import read_image
 
@@ -61,6 +60,5 @@ def _score(segmenter: Segmenter, image_path: Path, label_path: Path, assume_orie
     if not np.allclose(image.tensor.affine.numpy(), label.tensor.affine.numpy(), atol=1e-3):
         raise ValueError(f"{label_path}: the label's affine differs from the image's (same shape, other position, "
                          "orientation or voxel size); labels must share their image's grid")
-    segmenter.check_size(image.tensor, anatomical_affine(image, assume_orientation), str(image_path))  # names it
     mask = segmenter(image.tensor, assume_orientation=assume_orientation, tta=tta)[0].numpy()
     return case_metrics(mask, label.tensor[0].numpy() > 0.5, image.tensor.affine.numpy())

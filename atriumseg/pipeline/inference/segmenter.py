@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import KeepLargestConnectedComponent
+from monai.utils import ImageMetaKey
 from torch import nn
 
 from atriumseg.defaults import BATCH_SIZE
@@ -106,13 +107,16 @@ class Segmenter:
 
         With ``tta`` the probability is averaged over test-time augmentations (5 passes), inside
         each focusing step. Values below ``PROB_FLOOR`` (0.01) are 0: only the atrium's
-        neighbourhood is resampled. An ensemble averages its members' probabilities.
+        neighbourhood is resampled. An ensemble averages its members' probabilities. A volume that a member would
+        resample beyond the size bound is refused first, naming the tensor's file (MONAI's ``filename_or_obj``, set
+        by :func:`~atriumseg.pipeline.io.volumes.read_image` and by ``LoadImage``) or else "the image".
         """
         source = image if isinstance(image, MetaTensor) else MetaTensor(image)
         tensor = finite_or_zero(source.float())  # after the cast: a float64 voxel beyond float32 is infinite
         if assume_orientation:
             tensor = AssumeOrientation(assume_orientation)(tensor)
-        self.check_size(tensor, tensor.affine.numpy(), "the image")
+        name = source.meta.get(ImageMetaKey.FILENAME_OR_OBJ) or "the image"  # the file, where the reader named it
+        self._check_size(tensor, tensor.affine.numpy(), str(name))
         floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
         first = self.members[0]
         framed = {first.frame_key: first.frame(tensor)}  # members in the same frame resample the volume once
@@ -127,7 +131,7 @@ class Segmenter:
         # same either way: the threshold is above the floor; zeroing each member first would shrink the mean)
         return MetaTensor(total.clamp_(0.0, 1.0), meta=source.meta)
 
-    def check_size(self, tensor: torch.Tensor, affine: np.ndarray, name: str) -> None:
+    def _check_size(self, tensor: torch.Tensor, affine: np.ndarray, name: str) -> None:
         """Refuse (:class:`~atriumseg.pipeline.io.volumes.ImageReadError`) a volume that any member would resample
         beyond the size bound, before any member resamples it; ``affine`` describes its anatomy."""
         for pre in {m.frame_key: m.card.preprocessing for m in self.members}.values():

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.data.utils import correct_nifti_header_if_necessary
+from monai.utils import ImageMetaKey
 
 from atriumseg.geometry import voxel_spacing
 from atriumseg.pipeline.io.geometry import (
@@ -136,7 +137,7 @@ def read_image(path: Path, series_uid: str | None = None, name: str | None = Non
         )
     try:
         if is_nifti(path):
-            return nifti_volume(NiftiReader().read_stored(path), str(path), name or case_name(path))
+            return _from_file(nifti_volume(NiftiReader().read_stored(path), str(path), name or case_name(path)), path)
         reader = SimpleITKReader(series_uid)
         itk_image = reader.read(path)
         tensor = reader.tensor(itk_image)
@@ -150,7 +151,14 @@ def read_image(path: Path, series_uid: str | None = None, name: str | None = Non
     except Exception as err:  # nibabel, SimpleITK and pydicom raise many types on a corrupt file; each means this
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ImageReadError(f"{path}: unreadable or corrupt image ({reason})") from err
-    return checked_volume(tensor, geometry, str(path), name or case_name(path))
+    return _from_file(checked_volume(tensor, geometry, str(path), name or case_name(path)), path)
+
+
+def _from_file(volume: Volume, path: Path) -> Volume:
+    """The volume, its tensor naming the file it was read from (MONAI's ``filename_or_obj``, as ``LoadImage`` sets
+    it), so that a refusal further on, such as the Segmenter's size check, can say which file."""
+    volume.tensor.meta[ImageMetaKey.FILENAME_OR_OBJ] = str(path)
+    return volume
 
 
 def nifti_volume(image: nib.Nifti1Image, label: str, name: str) -> Volume:

@@ -120,7 +120,10 @@ def test_a_volume_too_large_for_any_member_is_refused_before_any_member_runs() -
     ensemble = Segmenter(_sharp(card, level), card, device="cpu", members=[(never, fine)])
     for member in ensemble.members:
         member.network.register_forward_hook(lambda *_: pytest.fail("a member ran on a volume it should refuse"))
-    with pytest.raises(ImageReadError, match=r"the image: resampled to the model's voxel size .* beyond the bound"):
+    with pytest.raises(ImageReadError, match=r"^the image: resampled to the model's voxel size .* beyond the bound"):
+        ensemble.probabilities(image)
+    image.meta["filename_or_obj"] = "/scans/case 7.nii.gz"  # as read_image and MONAI's LoadImage name a tensor's file
+    with pytest.raises(ImageReadError, match=r"^/scans/case 7.nii.gz: resampled to the model's voxel size"):
         ensemble.probabilities(image)
 
 
