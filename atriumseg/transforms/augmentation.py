@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from monai.data import get_track_meta, set_track_meta
 from monai.transforms import (
-    AsDiscreted,
     BorderPadd,
     CastToTyped,
     Compose,
@@ -82,8 +81,8 @@ def cached_transforms(card: ModelCard, assume_orientation: str | None, patch: in
 
     The padding comes before the indexing so that the cached voxel indices point into the array the
     crops are cut from (volumes smaller in-plane than a crop, such as tight LGE crops, are padded).
-    Compact storage changes no drawn slice: the label is kept binarised as the loss reads it (above 0.5),
-    the indices fit 32 bits below 2**31 voxels (a 1.6 m cube at 1.25 mm), and the tail's
+    Compact storage changes no drawn slice and no loss target: the label is kept as the loss reads it
+    (:func:`binary_label`), the indices in 32 bits where they fit (:func:`compact_indices`), and the tail's
     :class:`~atriumseg.transforms.context.NeighbourView` gives the channels that stacking here gave.
     """
     pre = card.preprocessing
@@ -102,10 +101,23 @@ def cached_transforms(card: ModelCard, assume_orientation: str | None, patch: in
             SpatialPadd(keys=(IMAGE, LABEL), spatial_size=pad, mode="constant"),
             FgBgToIndicesd(keys=LABEL, fg_postfix=FG, bg_postfix=BG),
             BorderPadd(keys=IMAGE, spatial_border=edges, mode="edge"),
-            AsDiscreted(keys=LABEL, threshold=0.5),
-            CastToTyped(keys=(LABEL, LABEL + FG, LABEL + BG), dtype=(torch.uint8, torch.int32, torch.int32)),
+            Lambdad(keys=LABEL, func=binary_label),
+            Lambdad(keys=(LABEL + FG, LABEL + BG), func=compact_indices),
         ]
     )
+
+
+def binary_label(label: torch.Tensor) -> torch.Tensor:
+    """The label as the training loss reads it, foreground above 0.5, in bytes: a quarter of float32's memory."""
+    return (label > 0.5).to(torch.uint8)
+
+
+def compact_indices(indices: torch.Tensor) -> torch.Tensor:
+    """Voxel indices in 32 bits, half of int64's memory, unless one is too large for them (a volume of 2**31 voxels or
+    more, a 1.6 m cube at 1.25 mm): the same crops are drawn from either."""
+    if indices.numel() and int(indices.max()) >= 2**31:
+        return indices
+    return indices.to(torch.int32)
 
 
 class WithoutMetadata(Compose):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor, get_track_meta
-from monai.transforms import Compose
+from monai.transforms import Compose, FgBgToIndicesd, Lambdad, SpatialPadd
 
 from atriumseg.models.card import Architecture, ModelCard, Preprocessing
 from atriumseg.transforms.augmentation import (
@@ -16,10 +16,12 @@ from atriumseg.transforms.augmentation import (
     FG,
     WithoutMetadata,
     cached_transforms,
+    compact_indices,
     training_transforms,
 )
-from atriumseg.transforms.context import NeighbourView, StackNeighbours
-from atriumseg.transforms.preprocessing import IMAGE, LABEL
+from atriumseg.transforms.context import NeighbourView, StackNeighboursd
+from atriumseg.transforms.intensity import finite_or_zero
+from atriumseg.transforms.preprocessing import IMAGE, LABEL, inference_transforms
 
 PATCH = 32
 
@@ -95,25 +97,53 @@ def test_a_lower_gamma_range_brightens_the_mid_tones() -> None:
     assert means[(0.4, 0.4)] > means[(2.5, 2.5)] + 0.02, means
 
 
+def _stacked_cache(card: ModelCard, data: dict) -> dict:
+    """The layout training cached before: every slice stacked with its neighbours, the label as given (float32),
+    64-bit indices; the same preprocessing."""
+    pre = card.preprocessing
+    pad = [int(PATCH * CROP_MARGIN)] * 3
+    pad[pre.slice_dim] = -1
+    return Compose([
+        Lambdad(keys=IMAGE, func=finite_or_zero), *inference_transforms(card, label_key=LABEL).transforms,
+        StackNeighboursd(keys=IMAGE, slice_dim=pre.slice_dim, context=pre.context),
+        SpatialPadd(keys=(IMAGE, LABEL), spatial_size=pad, mode="constant"),
+        FgBgToIndicesd(keys=LABEL, fg_postfix=FG, bg_postfix=BG),
+    ])(data)
+
+
 @pytest.mark.parametrize(("shape", "plane"), [((24, 20, 18), "axial"), ((18, 20, 24), "sagittal")])
-def test_the_compact_cache_draws_the_slices_a_cache_of_stacked_neighbours_drew(shape, plane) -> None:
-    """The cache holds the image once with its edge slices, the label as bytes and the indices in 32 bits; the
-    tail draws from it exactly the slices it drew when the cache held every slice stacked with its neighbours, a
-    float label and 64-bit indices (same seed)."""
-    card, cached = _cached(shape, plane)
+def test_the_compact_cache_draws_the_slices_and_loss_targets_a_cache_of_stacked_neighbours_drew(shape, plane) -> None:
+    """The cache holds the image once with its edge slices, the label as bytes and the indices in 32 bits; the tail
+    draws from it exactly the images, and the labels as the loss reads them (above 0.5), that it drew from the
+    stacked layout (same seed), whatever the label's values: 0.5 is background there, 2 and 255 foreground."""
+    card, _ = _cached(shape, plane)
+    image = np.linspace(0.0, 0.2, np.prod(shape), dtype=np.float32).reshape(shape)
+    label = np.zeros(shape, np.float32)
+    block = tuple(slice(n // 2 - 3, n // 2 + 3) for n in shape)
+    image[block], label[block] = 1.0, 1.0
+    label[block[0], block[1], block[2].start] = 0.5  # a soft edge, as a linearly resampled label has
+    label[block[0].start] = 255.0
+    label[block[0].stop - 1] = 2.0
+    data = {k: MetaTensor(torch.from_numpy(a)[None], affine=torch.eye(4)) for k, a in ((IMAGE, image), (LABEL, label))}
+    chain = cached_transforms(card, None, PATCH)
+    chain.transforms = chain.transforms[2:]  # skip loading: the arrays are given
+    compact, stacked = chain(dict(data)), _stacked_cache(card, dict(data))
     dim, context = card.preprocessing.slice_dim, card.preprocessing.context
-    fg, bg = LABEL + FG, LABEL + BG
-    assert cached[IMAGE].shape[0] == 1 and cached[IMAGE].shape[dim + 1] == cached[LABEL].shape[dim + 1] + 2 * context
-    assert (cached[LABEL].dtype, cached[fg].dtype, cached[bg].dtype) == (torch.uint8, torch.int32, torch.int32)
-    unpadded = cached[IMAGE].narrow(dim + 1, context, cached[LABEL].shape[dim + 1])
-    stacked = {IMAGE: StackNeighbours(dim, context)(unpadded), LABEL: cached[LABEL].float(),
-               fg: cached[fg].long(), bg: cached[bg].long()}
+    assert compact[IMAGE].shape[0] == 1 and compact[IMAGE].shape[dim + 1] == stacked[IMAGE].shape[dim + 1] + 2 * context
+    assert (compact[LABEL].dtype, compact[LABEL + FG].dtype, compact[LABEL + BG].dtype) == (
+        torch.uint8, torch.int32, torch.int32)
     augment = training_transforms(card, PATCH, slices_per_volume=6)
     assert isinstance(augment.transforms[0].func[0], NeighbourView)  # Lambdad keeps one function per key
     from_stack = WithoutMetadata(training_transforms(card, PATCH, slices_per_volume=6).transforms[1:])  # own RNGs
     for chain in (augment, from_stack):
         chain.set_random_state(seed=3)
     for _ in range(5):
-        for compact, reference in zip(augment(cached), from_stack(stacked), strict=True):
-            assert compact[LABEL].dtype == torch.float32
-            assert torch.equal(compact[IMAGE], reference[IMAGE]) and torch.equal(compact[LABEL], reference[LABEL])
+        for new, old in zip(augment(compact), from_stack(stacked), strict=True):
+            assert new[LABEL].dtype == torch.float32
+            assert torch.equal(new[IMAGE], old[IMAGE]) and torch.equal(new[LABEL], (old[LABEL] > 0.5).float())
+
+
+def test_indices_too_large_for_32_bits_stay_64_bits() -> None:
+    assert compact_indices(torch.tensor([0, 2**31 - 1])).dtype == torch.int32
+    assert torch.equal(compact_indices(torch.tensor([0, 2**31])), torch.tensor([0, 2**31]))
+    assert compact_indices(torch.tensor([], dtype=torch.int64)).dtype == torch.int32
