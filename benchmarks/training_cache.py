@@ -98,6 +98,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; ``--worker`` is how the benchmark calls itself in a fresh process."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.training_cache", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one case per dataset, axial, patch 64, one repeat")
     parser.add_argument("--patch", type=int, default=160, help="training patch side (the cache is padded to it)")
