@@ -69,4 +69,3 @@ class StackNeighboursd(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.transform(d[key])
         return d
-
