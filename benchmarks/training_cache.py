@@ -11,7 +11,9 @@ same run from the same files by the chain that cached them before: every slice s
   runs fit side by side; about 0.5 GB of it is imported libraries, and reading and resampling a volume
   add their own transient peak);
 * milliseconds per volume of the random slice chain drawn from that layout (same seed), which must not
-  become slower; the drawn images and loss targets (label above 0.5) are checked to be the same (a digest).
+  become slower, timed in one process that alternates the layouts volume by volume (load from other work
+  falls on both alike); the drawn images and loss targets (label above 0.5) are checked to be the same
+  (a digest).
 
     python -m benchmarks.training_cache [--quick] [--patch 160] [--planes axial coronal] [--cases 3]
 """
@@ -71,30 +73,52 @@ def _bytes(volume: dict[str, Any]) -> int:
     return sum(t.element_size() * t.numel() for t in volume.values() if torch.is_tensor(t))
 
 
-def worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Cache the cases in ``spec['layout']`` for one plane (a fresh process: its peak RSS is the layout's), then time
-    the random slice chain on them; return bytes, peak RSS, milliseconds per volume and a digest of the slices."""
+def _design_and_volumes(spec: dict[str, Any], layout: str) -> tuple[Any, list[dict[str, Any]]]:
+    """The training design of ``spec``'s plane, and its cases cached in ``layout``."""
     from atriumseg.pipeline.training.config import TrainConfig
-    from atriumseg.transforms.augmentation import cached_transforms, training_transforms
+    from atriumseg.transforms.augmentation import cached_transforms
     from atriumseg.transforms.preprocessing import IMAGE, LABEL
 
     design = TrainConfig(datasets=(DATASETS["LeftAtrium"][0],), output=Path("unused"), plane=spec["plane"],
                          context=spec["context"], patch=spec["patch"]).design
-    compact = spec["layout"] == LAYOUTS[0]
-    cache = cached_transforms if compact else _stacked_chain
-    volumes = [cache(design, orientation, spec["patch"])({IMAGE: image, LABEL: label})
-               for orientation, image, label in _cases(spec)]
-    chain = training_transforms(design, spec["patch"], slices_per_volume=4)
-    if not compact:
-        chain.transforms = chain.transforms[1:]  # the stacked layout needs no neighbour view
-    chain.set_random_state(0)
-    started, digest = time.perf_counter(), 0.0
+    cache = cached_transforms if layout == LAYOUTS[0] else _stacked_chain
+    return design, [cache(design, orientation, spec["patch"])({IMAGE: image, LABEL: label})
+                    for orientation, image, label in _cases(spec)]
+
+
+def cache_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Cache the cases in ``spec['layout']`` for one plane (a fresh process: its peak RSS is the layout's)."""
+    _, volumes = _design_and_volumes(spec, spec["layout"])
+    return {"bytes": [_bytes(v) for v in volumes], "peak_rss_mb": peak_rss_mb()}
+
+
+def chain_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time the random slice chain on the cases in both layouts, alternately (other load on the machine falls on
+    both alike), each chain with its own seed 0; milliseconds per volume and a digest of what each drew."""
+    from atriumseg.transforms.augmentation import training_transforms
+    from atriumseg.transforms.preprocessing import IMAGE, LABEL
+
+    chains, seconds, digests = {}, dict.fromkeys(LAYOUTS, 0.0), dict.fromkeys(LAYOUTS, 0.0)
+    for layout in LAYOUTS:
+        design, volumes = _design_and_volumes(spec, layout)
+        chain = training_transforms(design, spec["patch"], slices_per_volume=4)
+        if layout != LAYOUTS[0]:
+            chain.transforms = chain.transforms[1:]  # the stacked layout needs no neighbour view
+        chains[layout] = (chain.set_random_state(0), volumes)
     for _ in range(spec["repeats"]):
-        for volume in volumes:
-            digest += sum(float(s[IMAGE].double().sum() + (s[LABEL] > 0.5).sum()) for s in chain(dict(volume)))
-    seconds = time.perf_counter() - started
-    return {"bytes": [_bytes(v) for v in volumes], "peak_rss_mb": peak_rss_mb(), "digest": digest,
-            "ms_per_volume": 1000 * seconds / (spec["repeats"] * len(volumes))}
+        for index in range(len(chains[LAYOUTS[0]][1])):
+            for layout, (chain, volumes) in chains.items():
+                started = time.perf_counter()
+                slices = chain(dict(volumes[index]))
+                seconds[layout] += time.perf_counter() - started
+                digests[layout] += sum(float(s[IMAGE].double().sum() + (s[LABEL] > 0.5).sum()) for s in slices)
+    count = spec["repeats"] * len(chains[LAYOUTS[0]][1])
+    return {"ms_per_volume": {k: 1000 * v / count for k, v in seconds.items()}, "digest": digests}
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measurement in a fresh process: a layout's cache (``spec["kind"] == "cache"``) or both chains."""
+    return cache_worker(spec) if spec["kind"] == "cache" else chain_worker(spec)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -110,7 +134,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Measure each plane in both layouts, each in a fresh process, and print the table."""
+    """Measure each plane: each layout's cache in a fresh process, then both chains in one, and print the table."""
     args = parse(argv)
     if serve_as_worker(args.worker, worker):
         return
@@ -120,18 +144,20 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("no real dataset found (../shared/data): this benchmark caches real cases")
     rows, results = [], []
     for plane in args.planes:
-        measured = {layout: run_worker("benchmarks.training_cache", {
-            "layout": layout, "plane": plane, "patch": args.patch, "context": args.context, "cases": args.cases,
-            "repeats": 1 if args.quick else 5}) for layout in LAYOUTS}
-        base = measured[LAYOUTS[1]]
-        same = measured[LAYOUTS[0]]["digest"] == base["digest"]
-        for layout, r in measured.items():
-            total = sum(r["bytes"])
+        spec = {"plane": plane, "patch": args.patch, "context": args.context, "cases": args.cases}
+        cached = {layout: run_worker("benchmarks.training_cache", {**spec, "kind": "cache", "layout": layout})
+                  for layout in LAYOUTS}
+        timed = run_worker("benchmarks.training_cache", {**spec, "kind": "chain", "repeats": 1 if args.quick else 10})
+        base, base_ms = cached[LAYOUTS[1]], timed["ms_per_volume"][LAYOUTS[1]]
+        same = len(set(timed["digest"].values())) == 1
+        for layout, r in cached.items():
+            total, ms = sum(r["bytes"]), timed["ms_per_volume"][layout]
             rows.append([plane, layout, f"{total / len(r['bytes']) / 2**20:.0f}", f"{max(r['bytes']) / 2**20:.0f}",
                          f"{sum(base['bytes']) / total:.2f}x", f"{r['peak_rss_mb']:.0f}",
-                         f"{base['peak_rss_mb'] / r['peak_rss_mb']:.2f}x", f"{r['ms_per_volume']:.1f}",
-                         f"{base['ms_per_volume'] / r['ms_per_volume']:.2f}x", "yes" if same else "NO"])
-            results.append({"plane": plane, "layout": layout, **r})
+                         f"{base['peak_rss_mb'] / r['peak_rss_mb']:.2f}x", f"{ms:.1f}", f"{base_ms / ms:.2f}x",
+                         "yes" if same else "NO"])
+            results.append({"plane": plane, "layout": layout, **r, "ms_per_volume": ms,
+                            "digest": timed["digest"][layout]})
     info = machine(torch.device("cpu"))
     print(f"machine: {info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads")
     print_table(f"Training cache, {args.cases} case(s) of each dataset, patch {args.patch}, context {args.context} "
