@@ -17,12 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-from monai.data import MetaTensor
-
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, case_metrics, summarise
+from atriumseg.pipeline.evaluation.evaluate import read_labelled
 from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.io.volumes import read_image
 from atriumseg.pipeline.training.validation import fold_cards, held_out
 
 Scores = dict[str, dict[float, list[tuple[str, CaseMetrics]]]]  # dataset -> threshold -> (case, metrics)
@@ -40,14 +37,12 @@ def sweep(fold_models: list[Path], thresholds: list[float], device: str = "auto"
     for segmenter, card in segmenters:
         for dataset, cases in held_out(card):
             for case in cases:
-                image, label = read_image(case.image), read_image(case.label)
-                if tuple(image.tensor.shape) != tuple(label.tensor.shape):
-                    raise ValueError(f"{case.label}: not on its image's grid")
+                image, label = read_labelled(case.image, case.label)
                 prob = segmenter.probabilities(image.tensor, dataset.orientation)
                 truth, affine = label.tensor[0].numpy() > 0.5, image.tensor.affine.numpy()
                 for level in levels:
-                    raw = MetaTensor((prob.as_tensor() > level).to(torch.uint8), meta=prob.meta)
-                    metrics = case_metrics(segmenter.clean(raw)[0].numpy(), truth, affine)
+                    mask = segmenter.clean(segmenter.threshold(prob, level))[0].numpy()
+                    metrics = case_metrics(mask, truth, affine)
                     scores.setdefault(dataset.name, {}).setdefault(level, []).append((case.name, metrics))
     return scores, own.pop()
 

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, case_metrics
 from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.io.volumes import read_image
+from atriumseg.pipeline.io.volumes import Volume, read_image
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,9 @@ def evaluate(
     return rows
 
 
-def _score(segmenter: Segmenter, image_path: Path, label_path: Path, assume_orientation: str | None,
-           tta: bool) -> CaseMetrics:
-    """One case's metrics, once its label is known to lie on its image's grid (a refusal names the label's file, a
-    volume too large once resampled the image's)."""
+def read_labelled(image_path: Path, label_path: Path) -> tuple[Volume, Volume]:
+    """An image and its label, once the label is known to lie on the image's grid (shape and voxel-to-world affine;
+    a refusal names the label's file)."""
     image, label = read_image(image_path), read_image(label_path)
     if tuple(image.tensor.shape) != tuple(label.tensor.shape):
         shapes = tuple(image.tensor.shape[1:]), tuple(label.tensor.shape[1:])
@@ -60,5 +59,13 @@ def _score(segmenter: Segmenter, image_path: Path, label_path: Path, assume_orie
     if not np.allclose(image.tensor.affine.numpy(), label.tensor.affine.numpy(), atol=1e-3):
         raise ValueError(f"{label_path}: the label's affine differs from the image's (same shape, other position, "
                          "orientation or voxel size); labels must share their image's grid")
+    return image, label
+
+
+def _score(segmenter: Segmenter, image_path: Path, label_path: Path, assume_orientation: str | None,
+           tta: bool) -> CaseMetrics:
+    """One case's metrics (:func:`read_labelled`'s refusals name the label's file; a volume too large once resampled
+    is refused naming the image's)."""
+    image, label = read_labelled(image_path, label_path)
     mask = segmenter(image.tensor, assume_orientation=assume_orientation, tta=tta)[0].numpy()
     return case_metrics(mask, label.tensor[0].numpy() > 0.5, image.tensor.affine.numpy())

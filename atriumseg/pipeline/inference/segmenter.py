@@ -137,9 +137,10 @@ class Segmenter:
         for pre in {m.frame_key: m.card.preprocessing for m in self.members}.values():
             check_resampled_size(tensor, affine, pre.pixdim, pre.orientation, name)
 
-    def threshold(self, prob: MetaTensor) -> MetaTensor:
-        """The probability map thresholded by the card, uint8, before any clean-up."""
-        return MetaTensor((prob.as_tensor() > self.card.postprocessing.threshold).to(torch.uint8), meta=prob.meta)
+    def threshold(self, prob: MetaTensor, level: float | None = None) -> MetaTensor:
+        """The probability map thresholded by the card (or at ``level``, to study others), uint8, before clean-up."""
+        level = self.card.postprocessing.threshold if level is None else level
+        return MetaTensor((prob.as_tensor() > level).to(torch.uint8), meta=prob.meta)
 
     def clean(self, raw: MetaTensor) -> MetaTensor:
         """The card's clean-up of a thresholded mask (keeping the largest component); uint8, same metadata."""
