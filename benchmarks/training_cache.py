@@ -3,8 +3,8 @@
 Training caches each preprocessed volume once (``cached_transforms``). The compact cache holds the image
 once, with the edge slices that neighbour stacking repeats, the label as bytes and the voxel indices of
 foreground-balanced cropping as 32-bit integers; the baseline is the layout cached before, built in the
-same run from the same files by the chain that cached them before: every slice stacked with its neighbours
-(``2 * context + 1`` float32 channels), a float32 label and 64-bit indices. Three figures per layout:
+same run from the same files by the package's chain without its compact storage: every slice stacked with its
+neighbours (``2 * context + 1`` float32 channels), a float32 label and 64-bit indices. Three figures per layout:
 
 * cached bytes per case (the tensors the cache holds), and their ratio to the baseline's;
 * peak RSS of a fresh process that caches the cases in that layout (what decides whether two training
@@ -45,28 +45,20 @@ def _cases(spec: dict[str, Any]) -> list[tuple[Any, str, str]]:
 
 
 def _stacked_chain(design: Any, orientation: str | None, patch: int) -> Any:
-    """The cached chain training ran before (commit 9c61d50's ``cached_transforms``): every slice stacked with its
-    neighbours, the label as read (float32), 64-bit indices; the same reading and preprocessing."""
-    from monai.transforms import Compose, EnsureChannelFirstd, FgBgToIndicesd, Lambdad, LoadImaged, SpatialPadd
+    """The layout training cached before: ``cached_transforms`` without its compact storage (the edge slices, the
+    byte label, the 32-bit indices), every slice then stacked with its neighbours (after the in-plane padding and the
+    indexing, with which stacking commutes), the label as read (float32), 64-bit indices."""
+    from monai.transforms import BorderPadd, Compose
 
-    from atriumseg.transforms.augmentation import BG, FG, crop_side
+    from atriumseg.transforms.augmentation import cached_transforms
     from atriumseg.transforms.context import StackNeighboursd
-    from atriumseg.transforms.intensity import finite_or_zero
-    from atriumseg.transforms.orientation import AssumeOrientationd
-    from atriumseg.transforms.preprocessing import IMAGE, LABEL, inference_transforms
+    from atriumseg.transforms.preprocessing import IMAGE
 
+    chain = cached_transforms(design, orientation, patch).transforms
+    if not isinstance(chain[-3], BorderPadd):
+        raise RuntimeError("cached_transforms no longer ends with its three compact-storage steps: update the baseline")
     pre = design.preprocessing
-    head = [LoadImaged(keys=(IMAGE, LABEL), image_only=True), EnsureChannelFirstd(keys=(IMAGE, LABEL)),
-            Lambdad(keys=IMAGE, func=finite_or_zero)]
-    if orientation:
-        head.append(AssumeOrientationd(keys=(IMAGE, LABEL), axcodes=orientation))
-    pad = [crop_side(patch)] * 3
-    pad[pre.slice_dim] = -1
-    return Compose(head + list(inference_transforms(design, label_key=LABEL).transforms) + [
-        StackNeighboursd(keys=IMAGE, slice_dim=pre.slice_dim, context=pre.context),
-        SpatialPadd(keys=(IMAGE, LABEL), spatial_size=pad, mode="constant"),
-        FgBgToIndicesd(keys=LABEL, fg_postfix=FG, bg_postfix=BG),
-    ])
+    return Compose([*chain[:-3], StackNeighboursd(keys=IMAGE, slice_dim=pre.slice_dim, context=pre.context)])
 
 
 def _bytes(volume: dict[str, Any]) -> int:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor, get_track_meta
-from monai.transforms import Compose, FgBgToIndicesd, Lambdad, SpatialPadd
+from monai.transforms import Compose
 
 from atriumseg.models.card import Architecture, ModelCard, Preprocessing
 from atriumseg.transforms.augmentation import (
@@ -20,8 +20,7 @@ from atriumseg.transforms.augmentation import (
     training_transforms,
 )
 from atriumseg.transforms.context import NeighbourView, StackNeighboursd
-from atriumseg.transforms.intensity import finite_or_zero
-from atriumseg.transforms.preprocessing import IMAGE, LABEL, inference_transforms
+from atriumseg.transforms.preprocessing import IMAGE, LABEL
 
 PATCH = 32
 
@@ -98,17 +97,11 @@ def test_a_lower_gamma_range_brightens_the_mid_tones() -> None:
 
 
 def _stacked_cache(card: ModelCard, data: dict) -> dict:
-    """The layout training cached before: every slice stacked with its neighbours, the label as given (float32),
-    64-bit indices; the same preprocessing."""
+    """The layout training cached before: the cached chain without its compact storage (its last three steps), every
+    slice then stacked with its neighbours, the label as given (float32), 64-bit indices."""
+    chain = cached_transforms(card, None, PATCH).transforms[2:]  # skip loading: the arrays are given
     pre = card.preprocessing
-    pad = [int(PATCH * CROP_MARGIN)] * 3
-    pad[pre.slice_dim] = -1
-    return Compose([
-        Lambdad(keys=IMAGE, func=finite_or_zero), *inference_transforms(card, label_key=LABEL).transforms,
-        StackNeighboursd(keys=IMAGE, slice_dim=pre.slice_dim, context=pre.context),
-        SpatialPadd(keys=(IMAGE, LABEL), spatial_size=pad, mode="constant"),
-        FgBgToIndicesd(keys=LABEL, fg_postfix=FG, bg_postfix=BG),
-    ])(data)
+    return Compose([*chain[:-3], StackNeighboursd(keys=IMAGE, slice_dim=pre.slice_dim, context=pre.context)])(data)
 
 
 @pytest.mark.parametrize(("shape", "plane"), [((24, 20, 18), "axial"), ((18, 20, 24), "sagittal")])
