@@ -17,19 +17,22 @@ def member(text: str) -> tuple[str, Path]:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from atriumseg.models.card import Postprocessing
+    from atriumseg.models.card import FUSIONS, Postprocessing
 
     p = commands.add_parser(
-        "assemble", help="make an ensemble of model folders, their probabilities averaged on the input grid",
+        "assemble", help="make an ensemble of model folders, their probabilities combined on the input grid",
         description="Copy each member's card and weights into OUTPUT/NAME and write an ensemble card that "
-        "averages their probabilities on the input grid; the first member locates the atrium. Use the result "
-        "wherever a model folder goes (segment --model, evaluate, info, export, serve).",
+        "combines their probabilities on the input grid (--fusion); the first member locates the atrium. Use the "
+        "result wherever a model folder goes (segment --model, evaluate, info, export, serve).",
     )
     p.add_argument("members", type=member, nargs="+", metavar="NAME=MODEL",
                    help="a member's name (its subfolder, e.g. the plane) and its model folder, in order")
     p.add_argument("-o", "--output", type=Path, required=True, help="ensemble folder to write (new or empty)")
     p.add_argument("--threshold", type=float, default=Postprocessing.threshold,
-                   help="threshold of the averaged probability (default %(default)s)")
+                   help="threshold of the combined probability (default %(default)s)")
+    p.add_argument("--fusion", choices=FUSIONS, default=Postprocessing.fusion,
+                   help="how the members' probabilities are combined: their mean, or the sigmoid of their mean "
+                   "logit (a sure member outweighs a hesitant one) (default %(default)s)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty folder: its card and the members named here are replaced")
     p.set_defaults(run=run)
@@ -49,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
     if args.output.exists() and any(args.output.iterdir()) and not args.overwrite:
         raise UsageError(f"{args.output} is not empty; pass --overwrite to replace the ensemble there")
     try:
-        folder = assemble_ensemble(args.output, members, Postprocessing(threshold=args.threshold),
+        folder = assemble_ensemble(args.output, members, Postprocessing(args.threshold, fusion=args.fusion),
                                    package_version=__version__)
         models, card = load_ensemble(folder)
     except (CardError, CheckpointError) as err:
         raise UsageError(str(err)) from err
-    print(f"ensemble {folder} (threshold {card.postprocessing.threshold}):")
+    print(f"ensemble {folder} (fusion {card.postprocessing.fusion}, threshold {card.postprocessing.threshold}):")
     for name, (_, member_card) in zip(card.members, models, strict=True):
         print(f"  {name}: {member_card.preprocessing.plane} network from {members[name]}")
     return EXIT_OK

@@ -142,12 +142,21 @@ class Preprocessing:
         return tuple(float(self.slice_spacing) if i == self.slice_dim else float(next(in_plane)) for i in range(3))
 
 
+# How an ensemble combines its members' probabilities on the input grid: "mean", their mean; "logit_mean", the
+# sigmoid of their mean logit, each probability clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP] first (a member's map is 0
+# away from the atrium, and one sure member then outweighs one that hesitates).
+FUSIONS = ("mean", "logit_mean")
+LOGIT_CLIP = 0.005
+
+
 @dataclass(frozen=True)
 class Postprocessing:
-    """Turning probabilities into a mask."""
+    """Turning probabilities into a mask: an ensemble's ``fusion`` of its members (see :data:`FUSIONS`; one
+    network ignores it), then the ``threshold`` and the clean-up."""
 
     threshold: float = 0.5
     largest_component: bool = True
+    fusion: str = "mean"
 
     def __post_init__(self) -> None:
         threshold = self.threshold
@@ -155,6 +164,8 @@ class Postprocessing:
             raise CardError(f"threshold must be a number in (0, 1), got {threshold!r}")
         if not isinstance(self.largest_component, bool):
             raise CardError(f"postprocessing.largest_component must be true or false, got {self.largest_component!r}")
+        if self.fusion not in FUSIONS:
+            raise CardError(f"postprocessing.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
 
 
 @dataclass(frozen=True)

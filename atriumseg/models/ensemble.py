@@ -1,4 +1,4 @@
-"""Ensemble models: a model folder whose card names member model folders, averaged on the input grid.
+"""Ensemble models: a model folder whose card names member model folders, combined on the input grid.
 
 An ensemble folder holds a ``card.json`` with a ``members`` list and one ordinary model folder
 (card + safetensors weights) per member, as a direct subfolder::
@@ -10,8 +10,9 @@ An ensemble folder holds a ``card.json`` with a ``members`` list and one ordinar
         coronal/         card.json + model.safetensors
 
 The first member locates the atrium; every member segments it in its own plane and preprocessing;
-their probabilities are averaged on the input grid, then the ensemble's own post-processing
-(threshold, largest component) makes the mask. Loading reads JSON and safetensors only.
+their probabilities are combined on the input grid (the ensemble's ``postprocessing.fusion``: their mean or
+their mean logit), then the ensemble's own post-processing (threshold, largest component) makes the mask.
+Loading reads JSON and safetensors only.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ MAX_MEMBERS = 16
 @dataclass(frozen=True)
 class EnsembleCard:
     """The card of an ensemble: its members' subfolder names, in order (the first locates the atrium), the
-    post-processing of the averaged probabilities, the package version and the provenance."""
+    post-processing of the combined probabilities (with the fusion rule), the package version and the provenance."""
 
     members: tuple[str, ...]
     postprocessing: Postprocessing = field(default_factory=Postprocessing)

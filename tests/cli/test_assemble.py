@@ -29,11 +29,13 @@ def test_assemble_writes_an_ensemble_that_segments(
     model_folder: Path, coronal_folder: Path, tmp_path: Path, capsys
 ) -> None:
     target = tmp_path / "fused"
-    argv = ["assemble", "-o", str(target), f"axial={model_folder}", f"coronal={coronal_folder}", "--threshold", "0.4"]
+    argv = ["assemble", "-o", str(target), f"axial={model_folder}", f"coronal={coronal_folder}", "--threshold", "0.4",
+            "--fusion", "logit_mean"]
     assert main(argv) == EXIT_OK
     assert f"coronal: coronal network from {coronal_folder}" in capsys.readouterr().out
     models, card = load_ensemble(target)
     assert card.members == ("axial", "coronal") and card.postprocessing.threshold == 0.4
+    assert card.postprocessing.fusion == "logit_mean"
     assert card.package_version == __version__
     assert card.provenance["member_sources"] == {"axial": str(model_folder), "coronal": str(coronal_folder)}
     assert [c.preprocessing.plane for _, c in models] == ["sagittal", "coronal"]
@@ -94,3 +96,4 @@ def test_overwrite_replaces_the_ensembles_card(model_folder: Path, coronal_folde
     argv = ["assemble", "-o", str(target), "--overwrite", f"axial={model_folder}", f"coronal={coronal_folder}"]
     assert main(argv) == EXIT_OK
     assert load_ensemble(target)[1].members == ("axial", "coronal")
+    assert load_ensemble(target)[1].postprocessing.fusion == "mean", "the default fusion is the mean"

@@ -44,6 +44,7 @@ BAD_PARTS = [
     (Postprocessing, {"threshold": 1.0}, "threshold must be a number in (0, 1)"),
     (Postprocessing, {"threshold": "0.5"}, "threshold must be a number in (0, 1)"),
     (Postprocessing, {"largest_component": "yes"}, "largest_component must be true or false"),
+    (Postprocessing, {"fusion": "max"}, "postprocessing.fusion must be one of mean, logit_mean"),
 ]
 
 
@@ -70,7 +71,7 @@ def test_the_built_in_design_is_the_shipped_axial_member_and_the_parts_defaults(
     assert (arch.in_channels, arch.width, arch.depth) == (5, 32, 4)  # what every default trains and reads
     assert (pre.orientation, pre.plane, pre.spacing, pre.slice_spacing, pre.context, pre.min_slice_size,
             pre.centre_clip) == ("RAS", "axial", (1.25, 1.25), 1.25, 2, 160, 0.5)
-    assert (post.threshold, post.largest_component) == (0.5, True)
+    assert (post.threshold, post.largest_component, post.fusion) == (0.5, True, "mean")
 
 
 @pytest.mark.parametrize("member", ["axial", "coronal"])
@@ -165,3 +166,11 @@ def test_a_card_written_before_slice_spacing_padding_and_the_cap_keeps_its_old_m
         del data["preprocessing"][field]
     old = ModelCard.from_dict(data).preprocessing
     assert old.slice_spacing == 0.0 and old.min_slice_size == 0 and old.centre_clip == 0.0  # not 1.25 mm, 160, 0.5
+
+
+def test_a_card_written_before_fusion_rules_averages_its_members() -> None:
+    for card_file, read in ((default_model_path() / "card.json", EnsembleCard.from_dict),
+                            (default_model_path() / "axial" / "card.json", ModelCard.from_dict)):
+        data = json.loads(card_file.read_text())
+        del data["postprocessing"]["fusion"]
+        assert read(data).postprocessing.fusion == "mean"

@@ -102,6 +102,12 @@ def _ensemble(folder: Path) -> _Exported:
     """An ensemble folder as one ``PlaneEnsemble``; members framing the volume differently are refused."""
     models, ensemble = load_ensemble(folder)
     names, cards = ensemble.members, [card for _, card in models]
+    if ensemble.postprocessing.fusion != "mean" and len(models) > 1:
+        raise BundleExportError(
+            f"model {folder}: fusion {ensemble.postprocessing.fusion!r} is not exported: a bundle combines its "
+            "members on their own grid before returning to the input's, which only the mean survives unchanged "
+            "(atriumseg combines them on the input's grid); assemble the members with --fusion mean to export them"
+        )
     for name, card in zip(names[1:], cards[1:], strict=True):
         if frame_key(card) != frame_key(cards[0]):
             raise BundleExportError(

@@ -3,7 +3,7 @@
 Each step is its own piece: the MONAI preprocessing chain (``atriumseg.transforms``), the network
 call (:mod:`.device`, wrapped by :mod:`.tta` on request), the slice inferers (:mod:`.focus`) and
 restoration (:mod:`.restore`), held together per network by a :class:`~.member.Member`. The
-:class:`Segmenter` only wires them together, and averages the members of an ensemble.
+:class:`Segmenter` only wires them together, and combines the members of an ensemble (:mod:`.fusion`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from atriumseg.models.checkpoint import load_model, resolve_model_path
 from atriumseg.models.ensemble import is_ensemble, load_ensemble
 from atriumseg.pipeline.inference.device import resolve_device
 from atriumseg.pipeline.inference.focus import FocusSettings
+from atriumseg.pipeline.inference.fusion import Fusion
 from atriumseg.pipeline.inference.member import Member
 from atriumseg.pipeline.inference.regions import bounding_box
 from atriumseg.pipeline.inference.restore import PROB_FLOOR
@@ -58,8 +59,9 @@ class Segmenter:
 
     ``members``, further (network, card) pairs, make an ensemble: the first network locates the
     atrium (with ``card``'s threshold), every member segments it in its own plane and preprocessing,
-    and the probabilities are averaged on the input grid; ``card``'s post-processing then applies to
-    the average. ``card`` is then the first network's card with the ensemble's post-processing.
+    and the probabilities are combined on the input grid by ``card``'s fusion rule (their mean, or their
+    mean logit); ``card``'s post-processing then applies to the result. ``card`` is then the first network's
+    card with the ensemble's post-processing.
     """
 
     def __init__(
@@ -107,7 +109,8 @@ class Segmenter:
 
         With ``tta`` the probability is averaged over test-time augmentations (5 passes), inside
         each focusing step. Values below ``PROB_FLOOR`` (0.01) are 0: only the atrium's
-        neighbourhood is resampled. An ensemble averages its members' probabilities. A volume that a member would
+        neighbourhood is resampled. An ensemble combines its members' probabilities by its card's
+        ``fusion`` (:class:`~.fusion.Fusion`). A volume that a member would
         resample beyond the size bound is refused first, naming the tensor's file (MONAI's ``filename_or_obj``, set
         by :func:`~atriumseg.pipeline.io.volumes.read_image` and by ``LoadImage``) or else "the image".
         """
@@ -120,14 +123,15 @@ class Segmenter:
         floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
         first = self.members[0]
         framed = {first.frame_key: first.frame(tensor)}  # members in the same frame resample the volume once
-        total, near = first.probabilities(framed[first.frame_key], tensor, tta, floor)
+        fusion = Fusion(self.card.postprocessing.fusion)
+        prob, near = first.probabilities(framed[first.frame_key], tensor, tta, floor)
+        fusion.add(prob)
         for member in self.members[1:]:
             if member.frame_key not in framed:
                 framed[member.frame_key] = member.frame(tensor)
-            total += member.probabilities(framed[member.frame_key], tensor, tta, floor, near)[0]
-        if len(self.members) > 1:
-            total /= len(self.members)
-        total[total < floor] = 0.0  # the map's floor, once the members' raw values are averaged (the mask is the
+            fusion.add(member.probabilities(framed[member.frame_key], tensor, tta, floor, near)[0])
+        total = fusion.result()
+        total[total < floor] = 0.0  # the map's floor, once the members' raw values are combined (the mask is the
         # same either way: the threshold is above the floor; zeroing each member first would shrink the mean)
         return MetaTensor(total.clamp_(0.0, 1.0), meta=source.meta)
 

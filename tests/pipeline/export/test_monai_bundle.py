@@ -275,6 +275,16 @@ def test_an_ensemble_whose_members_frame_the_volume_differently_is_refused(tmp_p
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle.")]
 
 
+def test_an_ensemble_fused_by_its_mean_logit_is_refused(fused: Path, tmp_path: Path) -> None:
+    """The bundle's network fuses on the members' grid, then MONAI's ``Invertd`` returns the result to the input's;
+    only the mean commutes with that return, so a logit-fused ensemble would not give atriumseg's mask."""
+    card = load_ensemble_card(fused)
+    replace(card, postprocessing=replace(card.postprocessing, fusion="logit_mean")).save(fused)
+    with pytest.raises(BundleExportError, match=r"fusion 'logit_mean' is not exported.*--fusion mean"):
+        export_monai_bundle(tmp_path / "bundle", fused)
+    assert not (tmp_path / "bundle").exists()
+
+
 def test_bundle_workflow_gives_the_segmenters_mask(model_folder: Path, tmp_path: Path, bundle_imports) -> None:
     """The stand-in model (an exact per-pixel function) on an oblique LPI volume: same mask, same grid."""
     bundle = export_monai_bundle(tmp_path / "bundle", model_folder)

@@ -63,25 +63,34 @@ def _image(seed: int = 7) -> tuple[MetaTensor, np.ndarray]:
     return MetaTensor(torch.from_numpy(case.image)[None], affine=torch.from_numpy(case.affine)), case.label
 
 
-def _ensemble_folder(folder: Path) -> Path:
+def _ensemble_folder(folder: Path, post: Postprocessing = ENSEMBLE_POST) -> Path:
     for name, (card, level) in MEMBERS.items():
         save_model(_sharp(card, level), card, folder / name)
-    EnsembleCard(tuple(MEMBERS), ENSEMBLE_POST).save(folder)
+    EnsembleCard(tuple(MEMBERS), post).save(folder)
     return folder
 
 
 @pytest.mark.parametrize("focus", [False, True])
-def test_ensemble_probabilities_are_the_mean_of_its_members_on_the_input_grid(tmp_path: Path, focus: bool) -> None:
+@pytest.mark.parametrize("fusion", ["mean", "logit_mean"])
+def test_ensemble_probabilities_fuse_its_members_on_the_input_grid(tmp_path: Path, focus: bool, fusion: str) -> None:
+    """The card's fusion rule on the members' maps, each as the member alone gives it: their mean, or the sigmoid of
+    their mean logit (probabilities clipped to [0.005, 0.995])."""
     image, _ = _image()
-    ensemble = Segmenter.from_path(_ensemble_folder(tmp_path / "fused"), device="cpu", focus=focus)
+    post = replace(ENSEMBLE_POST, fusion=fusion)
+    ensemble = Segmenter.from_path(_ensemble_folder(tmp_path / "fused", post), device="cpu", focus=focus)
     alone = [Segmenter(_sharp(card, level), card, device="cpu", focus=focus) for card, level in MEMBERS.values()]
-    raw = [s.members[0].probabilities(s.members[0].frame(image), image, False, 0.01)[0] for s in alone]
-    expected = torch.stack(raw).mean(0)  # each member's own map, before the floor that only the mean gets
+    raw = torch.stack([s.members[0].probabilities(s.members[0].frame(image), image, False, 0.01)[0] for s in alone])
+    if fusion == "mean":
+        expected = raw.mean(0)  # each member's own map, before the floor that only the fused map gets
+    else:
+        clipped = raw.clamp(0.005, 0.995)
+        expected = torch.sigmoid(torch.log(clipped / (1 - clipped)).mean(0))
     expected[expected < 0.01] = 0
-    assert len(ensemble.members) == 3 and ensemble.card.postprocessing == ENSEMBLE_POST
+    assert len(ensemble.members) == 3 and ensemble.card.postprocessing == post
     assert not torch.equal(raw[0], raw[1]), "members should disagree somewhere"
     prob = ensemble.probabilities(image)
-    torch.testing.assert_close(prob.as_tensor(), expected, atol=1e-5, rtol=0)  # crops resample from other origins
+    # crops resample from other origins: 1e-6 apart, which the logit's slope near the clip (200) amplifies
+    torch.testing.assert_close(prob.as_tensor(), expected, atol=1e-5 if fusion == "mean" else 5e-5, rtol=0)
     mask = ensemble(image)
     assert torch.equal(mask.as_tensor()[0] > 0, torch.from_numpy(_largest(expected[0].numpy() > 0.4)))
 

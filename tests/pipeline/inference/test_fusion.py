@@ -1,0 +1,45 @@
+"""Fusion: an ensemble's members' probabilities combined by the card's rule, one map at a time."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from atriumseg.models.card import LOGIT_CLIP
+from atriumseg.pipeline.inference.fusion import Fusion
+
+
+def _fused(rule: str, *maps: list[float]) -> torch.Tensor:
+    fusion = Fusion(rule)
+    for values in maps:
+        fusion.add(torch.tensor(values, dtype=torch.float32))
+    return fusion.result()
+
+
+def test_the_mean_rule_averages_the_probabilities() -> None:
+    torch.testing.assert_close(_fused("mean", [0.99, 0.6, 0.0], [0.2, 0.001, 0.0]), torch.tensor([0.595, 0.3005, 0.0]))
+
+
+def test_the_logit_rule_is_the_sigmoid_of_the_mean_clipped_logit() -> None:
+    """A sure member outweighs a hesitant one (0.99 and 0.2 pass 0.5 by more); a member's 0 away from the atrium
+    counts as the clip, not as minus infinity."""
+    fused = _fused("logit_mean", [0.99, 0.6, 0.0, 0.3], [0.2, 0.0, 0.0, 0.7], [0.9, 0.001, 0.0, 0.5])
+    clipped = torch.tensor([[0.99, 0.6, LOGIT_CLIP, 0.3], [0.2, LOGIT_CLIP, LOGIT_CLIP, 0.7],
+                            [0.9, LOGIT_CLIP, LOGIT_CLIP, 0.5]])
+    expected = torch.sigmoid(torch.log(clipped / (1 - clipped)).mean(0))
+    torch.testing.assert_close(fused, expected)
+    assert fused[0] > 0.8 > _fused("mean", [0.99], [0.2], [0.9])[0], "the logit mean trusts the sure members more"
+    assert fused[2] == pytest.approx(LOGIT_CLIP) and fused[3] == pytest.approx(0.5), "symmetric doubt cancels out"
+
+
+@pytest.mark.parametrize("rule", ["mean", "logit_mean"])
+def test_one_member_comes_back_unchanged(rule: str) -> None:
+    prob = torch.tensor([0.0, 0.001, 0.4, 1.0])
+    assert torch.equal(_fused(rule, prob.tolist()), prob)
+
+
+def test_an_unknown_rule_and_an_empty_fusion_are_refused() -> None:
+    with pytest.raises(ValueError, match="fusion must be one of mean, logit_mean, got 'max'"):
+        Fusion("max")
+    with pytest.raises(ValueError, match="no member's probabilities"):
+        Fusion("mean").result()
