@@ -19,8 +19,7 @@ from pathlib import Path
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, case_metrics, summarise
 from atriumseg.pipeline.evaluation.evaluate import read_labelled
-from atriumseg.pipeline.inference.segmenter import Segmenter
-from atriumseg.pipeline.training.validation import fold_cards, held_out
+from atriumseg.pipeline.training.validation import fold_segmenters, held_out
 
 Scores = dict[str, dict[float, list[tuple[str, CaseMetrics]]]]  # dataset -> threshold -> (case, metrics)
 
@@ -28,12 +27,9 @@ Scores = dict[str, dict[float, list[tuple[str, CaseMetrics]]]]  # dataset -> thr
 def sweep(fold_models: list[Path], thresholds: list[float], device: str = "auto") -> tuple[Scores, float]:
     """Every held-out case's metrics at each threshold (and the card's), per dataset, and the card's threshold."""
     scores: Scores = {}
-    cards, _, _ = fold_cards(fold_models)
-    segmenters = [(Segmenter.from_path(folder, device=device), card) for folder, card in cards]
-    own = {segmenter.card.postprocessing.threshold for segmenter, _ in segmenters}
-    if len(own) != 1:
-        raise ValueError(f"the fold models' cards hold different thresholds {sorted(own)}: not one design")
-    levels = sorted({*thresholds, *own})
+    segmenters, _, _ = fold_segmenters(fold_models, device)
+    own = segmenters[0][0].card.postprocessing.threshold  # one for all folds: fold_segmenters checks it
+    levels = sorted({*thresholds, own})
     for segmenter, card in segmenters:
         for dataset, cases in held_out(card):
             for case in cases:
@@ -44,7 +40,7 @@ def sweep(fold_models: list[Path], thresholds: list[float], device: str = "auto"
                     mask = segmenter.clean(segmenter.threshold(prob, level))[0].numpy()
                     metrics = case_metrics(mask, truth, affine)
                     scores.setdefault(dataset.name, {}).setdefault(level, []).append((case.name, metrics))
-    return scores, own.pop()
+    return scores, own
 
 
 def table(scores: Scores, own: float) -> str:

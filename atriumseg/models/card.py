@@ -142,16 +142,19 @@ class Preprocessing:
         return tuple(float(self.slice_spacing) if i == self.slice_dim else float(next(in_plane)) for i in range(3))
 
 
-# How an ensemble combines its members' probabilities on the input grid: "mean", their mean; "logit_mean", the
-# sigmoid of their mean logit, each probability clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP] first (a member's map is 0
-# away from the atrium, and one sure member then outweighs one that hesitates).
-FUSIONS = ("mean", "logit_mean")
+# How an ensemble combines its members' probabilities on the input grid (``postprocessing.fusion``), in words: the
+# mean, or the sigmoid of the mean logit, where a sure member outweighs a doubtful one (each probability clipped to
+# [LOGIT_CLIP, 1 - LOGIT_CLIP] first: a member's map is 0 away from the atrium).
 LOGIT_CLIP = 0.005
+FUSIONS = {
+    "mean": "their mean",
+    "logit_mean": f"the sigmoid of their mean logit (each clipped to [{LOGIT_CLIP:g}, {1 - LOGIT_CLIP:g}])",
+}
 
 
 @dataclass(frozen=True)
 class Postprocessing:
-    """Turning probabilities into a mask: an ensemble's ``fusion`` of its members (see :data:`FUSIONS`; one
+    """Turning probabilities into a mask: an ensemble's ``fusion`` of its members (a key of :data:`FUSIONS`; one
     network ignores it), then the ``threshold`` and the clean-up."""
 
     threshold: float = 0.5
@@ -164,8 +167,19 @@ class Postprocessing:
             raise CardError(f"threshold must be a number in (0, 1), got {threshold!r}")
         if not isinstance(self.largest_component, bool):
             raise CardError(f"postprocessing.largest_component must be true or false, got {self.largest_component!r}")
-        if self.fusion not in FUSIONS:
+        if not isinstance(self.fusion, str) or self.fusion not in FUSIONS:
             raise CardError(f"postprocessing.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if self.fusion == "logit_mean" and not LOGIT_CLIP < threshold < 1 - LOGIT_CLIP:
+            raise CardError(f"threshold must be in ({LOGIT_CLIP:g}, {1 - LOGIT_CLIP:g}) with fusion logit_mean, whose "
+                            f"clipped probabilities never leave that range, got {threshold!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary; the mean, which a card without ``fusion`` means, is left out, so such cards stay
+        readable by atriumseg 0.8.0 and earlier."""
+        data = asdict(self)
+        if self.fusion == "mean":
+            del data["fusion"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -221,7 +235,7 @@ class ModelCard(ModelDesign):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
-        return asdict(self)
+        return {**asdict(self), "postprocessing": self.postprocessing.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:

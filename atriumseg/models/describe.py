@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from atriumseg.models.card import LOGIT_CLIP, ModelCard, training_data
+from atriumseg.models.card import FUSIONS, ModelCard, training_data
 from atriumseg.models.checkpoint import build_network
 from atriumseg.models.lineage import lineage_of
 
@@ -45,11 +45,9 @@ def describe_ensemble(ensemble: EnsembleCard, members: dict[str, ModelCard]) -> 
     post, prov = ensemble.postprocessing, ensemble.provenance
     lines = [
         f"atriumseg ensemble of {len(members)} models (package {ensemble.package_version or 'unknown'}): "
-        f"'{ensemble.members[0]}' locates the atrium, every member segments it, "
-        + ("probabilities averaged" if post.fusion == "mean" else
-           f"probabilities fused by their mean logit (each clipped to [{LOGIT_CLIP:g}, {1 - LOGIT_CLIP:g}])"),
-        f"  mask: {'mean probability' if post.fusion == 'mean' else 'sigmoid of the mean logit'} > {post.threshold:g}"
-        + (", largest component" if post.largest_component else ""),
+        f"'{ensemble.members[0]}' locates the atrium, every member segments it",
+        f"  fusion of the members' probabilities ({post.fusion}): {FUSIONS[post.fusion]}",
+        f"  mask: fused probability > {post.threshold:g}" + (", largest component" if post.largest_component else ""),
         *_ensemble_validation_lines(prov.get("validation_dice")),
         *_cross_validation_lines(prov.get("cross_validation")),
     ]

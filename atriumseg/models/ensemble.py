@@ -59,7 +59,7 @@ class EnsembleCard:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
-        return {**asdict(self), "members": list(self.members)}
+        return {**asdict(self), "members": list(self.members), "postprocessing": self.postprocessing.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnsembleCard:

@@ -91,9 +91,9 @@ def test_a_member_named_by_its_card_file_is_its_folder(model_folder: Path, coron
 
 def test_overwrite_replaces_the_ensembles_card(model_folder: Path, coronal_folder: Path, tmp_path: Path) -> None:
     target = tmp_path / "fused"
-    assert main(["assemble", "-o", str(target), f"axial={model_folder}"]) == EXIT_OK
+    assert main(["assemble", "-o", str(target), "--fusion", "logit_mean", f"axial={model_folder}"]) == EXIT_OK
     assert main(["assemble", "-o", str(target), f"axial={model_folder}", f"coronal={coronal_folder}"]) == EXIT_USAGE
     argv = ["assemble", "-o", str(target), "--overwrite", f"axial={model_folder}", f"coronal={coronal_folder}"]
     assert main(argv) == EXIT_OK
     assert load_ensemble(target)[1].members == ("axial", "coronal")
-    assert load_ensemble(target)[1].postprocessing.fusion == "mean", "the default fusion is the mean"
+    assert load_ensemble(target)[1].postprocessing.fusion == "mean", "the card replaced, with the default fusion"

@@ -48,13 +48,14 @@ def test_info_describes_an_ensemble_and_each_member(model_folder: Path, tmp_path
     EnsembleCard(("axial", "again"), Postprocessing(threshold=0.4)).save(ensemble)
     assert main(["info", str(ensemble)]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "ensemble of 2 models" in out and "'axial' locates the atrium" in out and "mean probability > 0.4" in out
+    assert "ensemble of 2 models" in out and "'axial' locates the atrium" in out
+    assert "mask: fused probability > 0.4" in out
+    assert "fusion of the members' probabilities (mean): their mean" in out
     assert out.count("2D U-Net, width 4, depth 3") == 2 and "member 'again':" in out
     EnsembleCard(("axial", "again"), Postprocessing(threshold=0.4, fusion="logit_mean")).save(ensemble)
     assert main(["info", str(ensemble)]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "fused by their mean logit (each clipped to [0.005, 0.995])" in out
-    assert "mask: sigmoid of the mean logit > 0.4" in out
+    assert "(logit_mean): the sigmoid of their mean logit (each clipped to [0.005, 0.995])" in out
     assert main(["info", str(ensemble), "--json"]) == EXIT_OK
     printed = json.loads(capsys.readouterr().out)
     assert printed["members"] == ["axial", "again"]

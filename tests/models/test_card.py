@@ -45,6 +45,9 @@ BAD_PARTS = [
     (Postprocessing, {"threshold": "0.5"}, "threshold must be a number in (0, 1)"),
     (Postprocessing, {"largest_component": "yes"}, "largest_component must be true or false"),
     (Postprocessing, {"fusion": "max"}, "postprocessing.fusion must be one of mean, logit_mean"),
+    (Postprocessing, {"fusion": ["mean"]}, "postprocessing.fusion must be one of mean, logit_mean"),
+    (Postprocessing, {"fusion": "logit_mean", "threshold": 0.003}, "threshold must be in (0.005, 0.995) with fusion"),
+    (Postprocessing, {"fusion": "logit_mean", "threshold": 0.999}, "threshold must be in (0.005, 0.995) with fusion"),
 ]
 
 
@@ -168,9 +171,14 @@ def test_a_card_written_before_slice_spacing_padding_and_the_cap_keeps_its_old_m
     assert old.slice_spacing == 0.0 and old.min_slice_size == 0 and old.centre_clip == 0.0  # not 1.25 mm, 160, 0.5
 
 
-def test_a_card_written_before_fusion_rules_averages_its_members() -> None:
+def test_a_card_written_before_fusion_rules_averages_its_members_and_the_mean_is_written_as_before() -> None:
+    """Cards without ``fusion`` (the built-in ones among them) mean the mean, and a card of the mean is written
+    without the field, so atriumseg 0.8.0 and earlier still read it; another rule is written."""
     for card_file, read in ((default_model_path() / "card.json", EnsembleCard.from_dict),
                             (default_model_path() / "axial" / "card.json", ModelCard.from_dict)):
         data = json.loads(card_file.read_text())
-        del data["postprocessing"]["fusion"]
-        assert read(data).postprocessing.fusion == "mean"
+        assert "fusion" not in data["postprocessing"]
+        card = read(data)
+        assert card.postprocessing.fusion == "mean" and "fusion" not in card.to_dict()["postprocessing"]
+        logit = replace(card, postprocessing=replace(card.postprocessing, fusion="logit_mean"))
+        assert read(json.loads(json.dumps(logit.to_dict()))).postprocessing.fusion == "logit_mean"

@@ -70,7 +70,7 @@ def test_card_is_readable_json_with_preprocessing_and_versions(tmp_path: Path) -
     assert data["preprocessing"] == {**CARD.to_dict()["preprocessing"], "spacing": [1.25, 1.25],
                                      "percentiles": [0.5, 99.5]}
     assert data["architecture"] == {"in_channels": 3, "width": 4, "depth": 3}
-    assert data["postprocessing"] == {"threshold": 0.5, "largest_component": True, "fusion": "mean"}
+    assert data["postprocessing"] == {"threshold": 0.5, "largest_component": True}
     assert load_card(tmp_path / "m") == load_card(tmp_path / "m" / "model.safetensors")
 
 

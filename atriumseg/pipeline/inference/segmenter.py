@@ -8,7 +8,7 @@ restoration (:mod:`.restore`), held together per network by a :class:`~.member.M
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from atriumseg.models.checkpoint import load_model, resolve_model_path
 from atriumseg.models.ensemble import is_ensemble, load_ensemble
 from atriumseg.pipeline.inference.device import resolve_device
 from atriumseg.pipeline.inference.focus import FocusSettings
-from atriumseg.pipeline.inference.fusion import Fusion
+from atriumseg.pipeline.inference.fusion import fuse
 from atriumseg.pipeline.inference.member import Member
 from atriumseg.pipeline.inference.regions import bounding_box
 from atriumseg.pipeline.inference.restore import PROB_FLOOR
@@ -110,7 +110,7 @@ class Segmenter:
         With ``tta`` the probability is averaged over test-time augmentations (5 passes), inside
         each focusing step. Values below ``PROB_FLOOR`` (0.01) are 0: only the atrium's
         neighbourhood is resampled. An ensemble combines its members' probabilities by its card's
-        ``fusion`` (:class:`~.fusion.Fusion`). A volume that a member would
+        ``fusion`` (:func:`~.fusion.fuse`). A volume that a member would
         resample beyond the size bound is refused first, naming the tensor's file (MONAI's ``filename_or_obj``, set
         by :func:`~atriumseg.pipeline.io.volumes.read_image` and by ``LoadImage``) or else "the image".
         """
@@ -121,19 +121,22 @@ class Segmenter:
         name = source.meta.get(ImageMetaKey.FILENAME_OR_OBJ) or "the image"  # the file, where the reader named it
         self._check_size(tensor, tensor.affine.numpy(), str(name))
         floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
-        first = self.members[0]
-        framed = {first.frame_key: first.frame(tensor)}  # members in the same frame resample the volume once
-        fusion = Fusion(self.card.postprocessing.fusion)
-        prob, near = first.probabilities(framed[first.frame_key], tensor, tta, floor)
-        fusion.add(prob)
-        for member in self.members[1:]:
-            if member.frame_key not in framed:
-                framed[member.frame_key] = member.frame(tensor)
-            fusion.add(member.probabilities(framed[member.frame_key], tensor, tta, floor, near)[0])
-        total = fusion.result()
+        total = fuse(self._member_maps(tensor, tta, floor), self.card.postprocessing.fusion)
         total[total < floor] = 0.0  # the map's floor, once the members' raw values are combined (the mask is the
         # same either way: the threshold is above the floor; zeroing each member first would shrink the mean)
         return MetaTensor(total.clamp_(0.0, 1.0), meta=source.meta)
+
+    def _member_maps(self, tensor: MetaTensor, tta: bool, floor: float) -> Iterator[torch.Tensor]:
+        """Each member's probabilities on the grid of ``tensor``, one at a time: the first member's, then the
+        others', each focused on the box where the first found the atrium."""
+        first = self.members[0]
+        framed = {first.frame_key: first.frame(tensor)}  # members in the same frame resample the volume once
+        prob, near = first.probabilities(framed[first.frame_key], tensor, tta, floor)
+        yield prob
+        for member in self.members[1:]:
+            if member.frame_key not in framed:
+                framed[member.frame_key] = member.frame(tensor)
+            yield member.probabilities(framed[member.frame_key], tensor, tta, floor, near)[0]
 
     def _check_size(self, tensor: torch.Tensor, affine: np.ndarray, name: str) -> None:
         """Refuse (:class:`~atriumseg.pipeline.io.volumes.ImageReadError`) a volume that any member would resample

@@ -78,10 +78,9 @@ def out_of_fold(fold_models: list[Path], device: str = "auto", partial: bool = F
     option, not of the model as it runs by default. The rows of a whole cross-validation without ``tta`` feed
     :func:`cross_validation_record`.
     """
-    cards, folds, k = fold_cards(fold_models, partial)
+    segmenters, folds, k = fold_segmenters(fold_models, device, partial)
     rows: dict[str, list[tuple[str, CaseMetrics]]] = {}
-    for folder, card in cards:
-        segmenter = Segmenter.from_path(folder, device=device)
+    for segmenter, card in segmenters:
         for dataset, cases in held_out(card):
             scored = evaluate(segmenter, [(c.name, c.image, c.label) for c in cases], dataset.orientation,
                               show_progress=False, tta=tta)
@@ -114,6 +113,22 @@ def fold_cards(fold_models: list[Path], partial: bool = False) -> tuple[list[tup
     for folder, _ in cards:
         _refuse_picked(folder)
     return cards, folds, k
+
+
+def fold_segmenters(
+    fold_models: list[Path], device: str = "auto", partial: bool = False
+) -> tuple[list[tuple[Segmenter, ModelCard]], list[int], int]:
+    """Each fold model loaded as a :class:`Segmenter` beside its :func:`fold_card`, the folds and K, once
+    :func:`fold_cards` accepts them and their post-processing (threshold, clean-up, fusion) is one: fold models that
+    make masks differently are not one design (a :class:`ValueError` says so)."""
+    cards, folds, k = fold_cards(fold_models, partial)
+    segmenters = [(Segmenter.from_path(folder, device=device), card) for folder, card in cards]
+    posts = {segmenter.card.postprocessing for segmenter, _ in segmenters}
+    if len(posts) != 1:
+        listed = "; ".join(f"{folder}: {segmenter.card.postprocessing}"
+                           for (folder, _), (segmenter, _) in zip(cards, segmenters, strict=True))
+        raise ValueError(f"the fold models' cards make masks differently ({listed}): not one design")
+    return segmenters, folds, k
 
 
 def _refuse_picked(folder: Path) -> None:

@@ -255,7 +255,9 @@ def test_an_ensemble_bundle_gives_the_segmenters_mask(fused: Path, tmp_path: Pat
 
 
 def test_an_ensemble_of_one_member_exports_as_that_network(model_folder: Path, tmp_path: Path) -> None:
-    bundle = export_monai_bundle(tmp_path / "bundle", assemble_ensemble(tmp_path / "one", {"only": model_folder}))
+    """Whatever its fusion rule: one member's probabilities are fused with nothing."""
+    one = assemble_ensemble(tmp_path / "one", {"only": model_folder}, Postprocessing(fusion="logit_mean"))
+    bundle = export_monai_bundle(tmp_path / "bundle", one)
     state = torch.load(bundle / "models/model.pt", weights_only=True)
     network, _ = load_model(model_folder)
     assert state.keys() == network.state_dict().keys()

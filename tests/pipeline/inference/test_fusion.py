@@ -1,4 +1,4 @@
-"""Fusion: an ensemble's members' probabilities combined by the card's rule, one map at a time."""
+"""fuse: an ensemble's members' probabilities combined by the card's rule, one map at a time."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ import pytest
 import torch
 
 from atriumseg.models.card import LOGIT_CLIP
-from atriumseg.pipeline.inference.fusion import Fusion
+from atriumseg.pipeline.inference.fusion import fuse
 
 
 def _fused(rule: str, *maps: list[float]) -> torch.Tensor:
-    fusion = Fusion(rule)
-    for values in maps:
-        fusion.add(torch.tensor(values, dtype=torch.float32))
-    return fusion.result()
+    return fuse((torch.tensor(values, dtype=torch.float32) for values in maps), rule)
 
 
 def test_the_mean_rule_averages_the_probabilities() -> None:
@@ -33,13 +30,15 @@ def test_the_logit_rule_is_the_sigmoid_of_the_mean_clipped_logit() -> None:
 
 
 @pytest.mark.parametrize("rule", ["mean", "logit_mean"])
-def test_one_member_comes_back_unchanged(rule: str) -> None:
-    prob = torch.tensor([0.0, 0.001, 0.4, 1.0])
-    assert torch.equal(_fused(rule, prob.tolist()), prob)
+def test_the_members_maps_are_left_as_they_were(rule: str) -> None:
+    maps = [torch.tensor([0.9, 0.2]), torch.tensor([0.4, 0.0], dtype=torch.float16)]
+    kept = [m.clone() for m in maps]
+    fused = fuse(iter(maps), rule)
+    assert all(torch.equal(m, k) for m, k in zip(maps, kept, strict=True)) and fused.dtype == torch.float32
+    alone = torch.tensor([0.0, 0.001, 0.4, 1.0])
+    assert fuse([alone], rule) is alone, "one member's map comes back as it is, whatever the rule"
 
 
-def test_an_unknown_rule_and_an_empty_fusion_are_refused() -> None:
-    with pytest.raises(ValueError, match="fusion must be one of mean, logit_mean, got 'max'"):
-        Fusion("max")
+def test_no_member_is_refused() -> None:
     with pytest.raises(ValueError, match="no member's probabilities"):
-        Fusion("mean").result()
+        fuse([], "mean")

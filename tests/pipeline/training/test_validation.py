@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import STANDIN_FOLDS, standin_folds, tiny_config
 
-from atriumseg.models.card import ModelCard
+from atriumseg.models.card import ModelCard, Postprocessing
 from atriumseg.models.checkpoint import load_card
 from atriumseg.models.ensemble import assemble_ensemble
 from atriumseg.pipeline.analysis.metrics import CaseMetrics
@@ -22,6 +22,7 @@ from atriumseg.pipeline.training.validation import (
     cross_validated_datasets,
     cross_validation_record,
     fold_cards,
+    fold_segmenters,
     mark_scored_with_tta,
     out_of_fold,
     read_metrics_csv,
@@ -132,6 +133,17 @@ def test_out_of_fold_scores_each_case_by_its_own_fold_as_segment_does_with_or_wi
             trained_on_them = evaluate(Segmenter.from_path(other, device="cpu"), pairs, None, show_progress=False,
                                        tta=tta)
             assert trained_on_them != own  # the fold models differ, so a case scored by the wrong one would show
+
+
+def test_fold_models_that_make_masks_differently_are_not_one_design(tmp_path: Path, synthetic_dataset: Path) -> None:
+    folds = standin_folds(tmp_path, synthetic_dataset)
+    fused = [assemble_ensemble(tmp_path / f"fused{k}", {"a": fold, "b": fold}, Postprocessing(fusion=rule))
+             for k, (fold, rule) in enumerate(zip(folds, ("mean", "logit_mean"), strict=True))]
+    with pytest.raises(ValueError, match=r"make masks differently \(.*fused0: .*fusion='mean'.*fused1: .*fusion="
+                                         r"'logit_mean'.*\): not one design"):
+        out_of_fold(fused, device="cpu")
+    segmenters, chosen, k = fold_segmenters(folds, device="cpu")
+    assert [s.card.postprocessing for s, _ in segmenters] == [Postprocessing()] * 2 and (chosen, k) == ([0, 1], 2)
 
 
 @pytest.mark.slow  # trains two tiny fold models
