@@ -19,7 +19,7 @@ def describe(card: ModelCard) -> str:
     slices = f"{pre.slice_spacing:g} mm" if pre.slice_spacing else "the scan's own spacing"
     parameters = sum(p.numel() for p in build_network(card).parameters())
     lines = [
-        f"atriumseg model (package {card.package_version or 'unknown'})",
+        f"atriumseg model (made by atriumseg {card.package_version or 'of an unknown version'})",
         f"  network: 2D U-Net, width {arch.width}, depth {arch.depth} ({parameters:,} parameters), "
         f"{arch.in_channels} input channel(s) "
         f"({pre.context} neighbour slice(s) each side)",
@@ -44,8 +44,9 @@ def describe_ensemble(ensemble: EnsembleCard, members: dict[str, ModelCard]) -> 
     """An ensemble in words: how its members' probabilities become the mask, then each member described."""
     post, prov = ensemble.postprocessing, ensemble.provenance
     lines = [
-        f"atriumseg ensemble of {len(members)} models (package {ensemble.package_version or 'unknown'}): "
-        f"'{ensemble.members[0]}' locates the atrium, every member segments it",
+        f"atriumseg ensemble of {len(members)} models (made by atriumseg "
+        f"{ensemble.package_version or 'of an unknown version'}): '{ensemble.members[0]}' locates the atrium, every "
+        "member segments it",
         f"  fusion of the members' probabilities ({post.fusion}): {FUSIONS[post.fusion]}",
         f"  mask: fused probability > {post.threshold:g}" + (", largest component" if post.largest_component else ""),
         *_ensemble_validation_lines(prov.get("validation_dice")),

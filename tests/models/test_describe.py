@@ -44,7 +44,9 @@ def test_the_built_in_model_tells_its_members_lineage_and_cross_validated_figure
     folder = default_model_path()
     ensemble = load_ensemble_card(folder)
     lines = describe_ensemble(ensemble, {name: load_card(folder / name) for name in ensemble.members}).splitlines()
-    assert lines[0].startswith(f"atriumseg ensemble of 2 models (package {__version__}): 'axial' locates the atrium")
+    assert lines[0] == (f"atriumseg ensemble of 2 models (made by atriumseg {__version__}): 'axial' locates the "
+                        "atrium, every member segments it")
+    assert lines.count("  atriumseg model (made by atriumseg 0.7.0)") == 2  # the code that trained each member
     assert "    LeftAtrium: 14 cases, Dice mean 0.9196, worst 0.8673, mean absolute volume error 6.9%" in lines
     assert "    LA2018_LGE: 80 cases, Dice mean 0.9134, worst 0.5511, mean absolute volume error 6.4%" in lines
     text = "\n".join(lines)
