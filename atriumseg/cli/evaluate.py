@@ -39,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.evaluation.pairs import pair_cases
     from atriumseg.pipeline.evaluation.table import format_table, write_metrics_csv
 
-    if args.output.exists() and not args.overwrite:
-        raise UsageError(f"{args.output} exists; pass --overwrite to replace it, or another --output")
+    options.check_output_file(args.output, args.overwrite)  # before any case is scored
     try:
         pairs = pair_cases(args.images, args.labels, args.cases)
     except (ValueError, OSError) as err:

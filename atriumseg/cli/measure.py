@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from atriumseg.cli import options
 from atriumseg.cli.app import EXIT_CASE_FAILED, EXIT_OK, UsageError, log
 
 
@@ -24,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.io.names import case_name
     from atriumseg.pipeline.io.volumes import ImageReadError
 
-    if args.output.exists() and not args.overwrite:  # a usage error is found before any work
-        raise UsageError(f"{args.output} exists; pass --overwrite to replace it, or another --output")
+    options.check_output_file(args.output, args.overwrite)  # a usage error is found before any work
     rows, failed = [], 0
     for path in args.masks:
         try:

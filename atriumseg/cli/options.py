@@ -66,6 +66,28 @@ def quiet_option() -> argparse.ArgumentParser:
     return group
 
 
+def check_output_folder(folder: Path) -> None:
+    """An output folder that exists or can be made, and takes files, before any work; a :class:`UsageError` says
+    what is wrong otherwise."""
+    from atriumseg.pipeline.io.writing import OutputFolderError
+    from atriumseg.pipeline.io.writing import check_output_folder as check
+
+    try:
+        check(folder)
+    except OutputFolderError as err:
+        raise UsageError(str(err)) from err
+
+
+def check_output_file(path: Path, overwrite: bool) -> None:
+    """An output file (``--output`` of a CSV) that can be written before any work: not a folder, not an existing
+    file unless ``overwrite``, in a folder that can take it; a :class:`UsageError` otherwise."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file name for --output")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} exists; pass --overwrite to replace it, or another --output")
+    check_output_folder(path.parent)
+
+
 def load_segmenter(args: argparse.Namespace, focus: bool = True) -> Segmenter:
     """The model named by ``--model`` (default: built-in), or a :class:`UsageError` saying why not."""
     from atriumseg.models.checkpoint import CheckpointError

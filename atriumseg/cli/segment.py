@@ -119,15 +119,11 @@ def _batch_options(args: argparse.Namespace) -> BatchOptions:
 def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.batch.report import FAILED, QC_INDEX, summary_table
     from atriumseg.pipeline.batch.runner import run_batch
-    from atriumseg.pipeline.io.writing import OutputFolderError, check_output_folder
 
     inputs = _inputs(args)
     batch = _batch_options(args)
     segmenter = options.load_segmenter(args, focus=not args.no_focus)
-    try:
-        check_output_folder(batch.output)
-    except OutputFolderError as err:
-        raise UsageError(str(err)) from err
+    options.check_output_folder(batch.output)
     outcome = run_batch(segmenter, inputs, batch)
     print(summary_table(outcome.results))
     if outcome.output_error:

@@ -89,15 +89,11 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atriumseg.pipeline.io.writing import OutputFolderError, check_output_folder
     from atriumseg.pipeline.serve.cases import segment_with
     from atriumseg.pipeline.serve.service import serve
 
     settings = serve_options(args)
-    try:
-        check_output_folder(settings.output)
-    except OutputFolderError as err:
-        raise UsageError(str(err)) from err
+    options.check_output_folder(settings.output)
     if settings.watch is not None and not settings.watch.is_dir():
         raise UsageError(f"--watch {settings.watch}: no such folder")
     segmenter = options.load_segmenter(args)

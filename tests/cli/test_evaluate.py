@@ -111,3 +111,23 @@ def test_an_existing_csv_is_kept_unless_overwrite_is_given(tmp_path: Path, model
     assert main(command) == EXIT_USAGE and out.read_text() == "earlier results\n"
     assert main([*command, "--overwrite"]) == EXIT_OK
     assert next(csv.DictReader(out.open()))["case"] == "p1"
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "a-folder"])
+def test_an_output_that_cannot_be_written_is_a_usage_error_before_any_case_is_scored(
+    tmp_path: Path, model_folder: Path, where: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for folder in ("img", "lab"):
+        (tmp_path / folder).mkdir()
+    case = synthetic_case(SHAPE, make_affine(SHAPE, (1.5, 1.5, 1.5), "RAS", (0, 0, 0)), seed=5)
+    write_nifti(tmp_path / "img" / "p1.nii.gz", case.image, case.affine)
+    write_nifti(tmp_path / "lab" / "p1.nii.gz", case.label, case.affine)
+    (tmp_path / "afile").write_text("mine")
+    out = tmp_path / "afile" / "eval.csv" if where == "under-a-file" else tmp_path / "img"
+    monkeypatch.setattr("atriumseg.cli.options.load_segmenter", lambda *_: pytest.fail("the model loaded"))
+    with caplog.at_level(logging.ERROR):
+        assert main(["evaluate", str(tmp_path / "img"), str(tmp_path / "lab"), "--model", str(model_folder),
+                     "-o", str(out), "--quiet"]) == EXIT_USAGE
+    reason = "exists and is not a folder" if where == "under-a-file" else "is a folder; give a file name"
+    assert reason in caplog.text and "Errno" not in caplog.text
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -37,3 +37,11 @@ def test_a_bad_mask_fails_alone_and_an_existing_csv_is_kept(tmp_path: Path, capl
     caplog.clear()
     assert main(["measure", str(good), str(bad), "-o", str(out)]) == EXIT_USAGE  # found before any mask is read
     assert out.read_bytes() == before and "bad.nii.gz" not in caplog.text and "--overwrite" in caplog.text
+
+
+def test_an_output_under_a_file_is_a_usage_error_in_words(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "afile").write_text("mine")
+    with caplog.at_level(logging.ERROR):
+        assert main(["measure", str(_box_mask(tmp_path / "p.nii.gz")), "-o", str(tmp_path / "afile" / "m.csv")]) \
+            == EXIT_USAGE
+    assert "afile: exists and is not a folder" in caplog.text and "Errno" not in caplog.text

@@ -93,7 +93,7 @@ def check_resampled_size(
     ``orientation`` (a model card's preprocessing), estimated before resampling, with the figures in the reason.
 
     ``affine`` is the one describing the anatomy (the header's, or the declared orientation's). A voxel size
-    wrong by a large factor (a header in cm) is the usual cause.
+    too large by a large factor (micrometres read as millimetres) is the usual cause.
     """
     shape = tuple(int(n) for n in tensor.shape[1:])
     target = resampled_shape(shape, affine, pixdim, orientation)
@@ -103,7 +103,7 @@ def check_resampled_size(
         raise ImageReadError(
             f"{name}: resampled to the model's voxel size this volume would hold {' x '.join(map(str, target))} = "
             f"{count:,} voxels (from {' x '.join(map(str, shape))} voxels of {spacing} mm), beyond the bound of "
-            f"{MAX_VOXELS:,}; check the voxel size in its header (is it in cm?)"
+            f"{MAX_VOXELS:,}; check the voxel size in its header (is it in micrometres, read as mm?)"
         )
 
 

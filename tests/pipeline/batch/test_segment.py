@@ -49,7 +49,8 @@ def test_a_segmented_case_carries_its_anatomy_volume_and_output(tmp_path: Path, 
 
 def test_a_volume_too_large_once_resampled_is_refused_naming_its_file(tmp_path: Path, segmenter) -> None:
     planned = _planned(tmp_path, np.diag([1000.0, 1000.0, 1000.0, 1.0]), "in_metres")
-    with pytest.raises(ImageReadError, match=f"^{re.escape(str(planned.case.path))}: resampled .*is it in cm"):
+    with pytest.raises(ImageReadError, match=rf"^{re.escape(str(planned.case.path))}: resampled .*is it in micrometres,"
+                                         r" read as mm\?"):
         segment_case(segmenter, planned, read_case(planned.case), BatchOptions(output=tmp_path))
 
 

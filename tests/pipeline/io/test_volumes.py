@@ -70,7 +70,7 @@ def test_a_volume_without_a_finite_voxel_is_refused() -> None:
 def test_a_volume_too_large_once_resampled_is_refused_before_resampling() -> None:
     tensor = MetaTensor(torch.zeros(1, 24, 24, 20))
     affine = np.diag([1000.0, 1000.0, 1000.0, 1.0])  # a header in metres, not mm
-    with pytest.raises(ImageReadError, match="is it in cm"):
+    with pytest.raises(ImageReadError, match=r"is it in micrometres, read as mm\?"):
         check_resampled_size(tensor, affine, (1.25, 1.25, 1.25), "RAS", "case")
     check_resampled_size(tensor, np.diag([1.0, 1.0, 1.0, 1.0]), (1.25, 1.25, 1.25), "RAS", "case")
 
