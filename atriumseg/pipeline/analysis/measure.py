@@ -16,7 +16,7 @@ import numpy as np
 
 from atriumseg.pipeline.analysis.mesh import Mesh, check_mask, mesh
 from atriumseg.pipeline.io.geometry import voxel_volume_ml
-from atriumseg.pipeline.io.volumes import read_image
+from atriumseg.pipeline.io.volumes import ImageReadError, read_image
 from atriumseg.pipeline.io.writing import refuse_existing, write_atomically
 
 CSV_COLUMNS = (
@@ -83,9 +83,21 @@ def measure(mask: np.ndarray, affine: np.ndarray, surface: Mesh | None = None) -
 
 
 def measure_file(path: Path) -> Measurements:
-    """Measure the mask stored at ``path`` (NIfTI, NRRD, MHA/MHD or a DICOM folder); voxels above 0 count."""
+    """Measure the mask stored at ``path`` (NIfTI, NRRD, MHA/MHD or a DICOM folder); voxels above 0 count.
+
+    A file holding more than 0 and one label (a probability map, an image) is refused with an
+    :class:`ImageReadError`: measured, it would give a volume that means nothing.
+    """
     volume = read_image(Path(path))
-    return measure(volume.tensor[0].numpy(), np.asarray(volume.tensor.affine, dtype=np.float64))
+    voxels = volume.tensor[0]
+    label = voxels.max()
+    others = (voxels != 0) & (voxels != label)
+    if bool(others.any()):
+        raise ImageReadError(
+            f"{path}: not a mask: besides 0 and {float(label):g} it holds {int(others.sum()):,} voxels of other "
+            "values (a probability map or an image?); measure the mask file"
+        )
+    return measure(voxels.numpy(), np.asarray(volume.tensor.affine, dtype=np.float64))
 
 
 def write_measurements_csv(rows: list[tuple[str, Measurements]], path: Path, overwrite: bool = False) -> Path:

@@ -11,6 +11,7 @@ import pytest
 from helpers import CENTRE, ELLIPSOID_GRIDS, SEMI_AXES, ellipsoid_mask, write_itk, write_nifti
 
 from atriumseg.pipeline.analysis.measure import CSV_COLUMNS, measure, measure_file, write_measurements_csv
+from atriumseg.pipeline.io.volumes import ImageReadError
 from atriumseg.synthetic import make_affine
 
 THOMSEN_P = 1.6075
@@ -103,6 +104,16 @@ def test_measure_file_equals_measure_of_the_array(tmp_path: Path, suffix, write)
     from_file, from_array = measure_file(path).row(), measure(mask, affine).row()
     for name, value in from_array.items():
         assert from_file[name] == pytest.approx(value, rel=1e-5, abs=1e-4), f"{suffix} {name}"
+
+
+@pytest.mark.parametrize("label", [1, 255])
+def test_a_file_that_is_not_a_mask_is_refused_and_any_one_label_is_measured(tmp_path: Path, label: int) -> None:
+    mask, affine = ellipsoid_mask((1.6, 2.2, 4.0), "LAS", (0, 8, 0))
+    expected = measure(mask, affine).volume_ml
+    assert measure_file(write_nifti(tmp_path / "m.nii.gz", mask * label, affine)).volume_ml == pytest.approx(expected)
+    probabilities = mask * 0.9 + 0.05 * (mask == 0)  # a probability map: every voxel above 0
+    with pytest.raises(ImageReadError, match=r"p.nii.gz: not a mask: besides 0 and 0.9 it holds [\d,]+ voxels"):
+        measure_file(write_nifti(tmp_path / "p.nii.gz", probabilities.astype(np.float32), affine))
 
 
 def test_csv_holds_every_measurement_at_full_precision(tmp_path: Path) -> None:
