@@ -48,7 +48,7 @@ def test_assemble_writes_an_ensemble_that_segments(
 
 
 @pytest.mark.parametrize("problem", ["no-equals", "same-name", "missing-model", "not-empty", "bad-threshold",
-                                     "output-is-a-file"])
+                                     "output-is-a-file", "card-name"])
 def test_bad_requests_exit_2_and_write_nothing(
     problem: str, model_folder: Path, coronal_folder: Path, tmp_path: Path, caplog
 ) -> None:
@@ -57,6 +57,7 @@ def test_bad_requests_exit_2_and_write_nothing(
         "no-equals": [str(model_folder)],
         "same-name": [f"axial={model_folder}", f"axial={coronal_folder}"],
         "missing-model": [f"axial={model_folder}", f"coronal={tmp_path / 'missing'}"],
+        "card-name": [f"axial={model_folder}", f"card.json={coronal_folder}"],
     }.get(problem, [f"axial={model_folder}", f"coronal={coronal_folder}"])
     argv = ["assemble", "-o", str(target), *pairs] + (["--threshold", "1.5"] if problem == "bad-threshold" else [])
     if problem == "not-empty":
@@ -72,7 +73,8 @@ def test_bad_requests_exit_2_and_write_nothing(
         else:
             assert main(argv) == EXIT_USAGE
     reasons = {"same-name": "distinct", "missing-model": "member 'coronal'", "not-empty": "--overwrite",
-               "bad-threshold": "threshold must be", "output-is-a-file": "is not a folder"}
+               "bad-threshold": "threshold must be", "output-is-a-file": "is not a folder",
+               "card-name": "own card file"}
     assert problem == "no-equals" or reasons[problem] in caplog.text
     if problem == "output-is-a-file":
         assert target.read_text() == "mine"

@@ -83,7 +83,9 @@ def export_monai_bundle(output: str | Path, model: str | Path | None = None, ove
     if output.exists() and not output.is_dir():
         raise BundleExportError(f"bundle folder {output}: exists and is not a folder; choose another path")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise BundleExportError(f"bundle folder {output}: not empty; choose an empty folder or pass overwrite")
+        raise BundleExportError(
+            f"bundle folder {output}: not empty; choose an empty folder or pass overwrite=True (--overwrite)"
+        )
     folder = resolve_model_path(None if model is None else Path(model))
     exported = _ensemble(folder) if is_ensemble(folder) else _Exported(*load_model(folder))
     output.parent.mkdir(parents=True, exist_ok=True)

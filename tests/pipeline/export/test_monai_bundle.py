@@ -137,8 +137,9 @@ def test_export_refuses_a_non_empty_folder_and_overwrite_keeps_other_files(model
     target = tmp_path / "bundle"
     target.mkdir()
     (target / "notes.txt").write_text("mine")
-    with pytest.raises(BundleExportError, match="not empty"):
+    with pytest.raises(BundleExportError, match="not empty; choose an empty folder or pass overwrite=True") as err:
         export_monai_bundle(target, model_folder)
+    assert str(err.value).endswith("(--overwrite)")
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
     export_monai_bundle(target, model_folder, overwrite=True)
     assert (target / "notes.txt").read_text() == "mine" and (target / "models/model.ts").is_file()
