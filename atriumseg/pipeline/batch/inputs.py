@@ -156,6 +156,30 @@ def _walk(root: Path, skip: Skip, seen: set[Path], strays: list[Stray]) -> Itera
             yield from _walk(Path(entry.path), skip, seen, strays)
 
 
+_DETACHED_DATA = {".mhd": ("=", "elementdatafile"), ".nhdr": (":", "data file")}  # header suffix: separator, key
+
+
+def _detached_data(folder: Path, entries: list[os.DirEntry]) -> set[Path]:
+    """The data files that the detached headers among ``entries`` (MHD ``ElementDataFile``, NRRD ``data file``)
+    name: parts of those images, never strays. A header that cannot be read names none (it fails as its case)."""
+    data = set()
+    for entry in entries:
+        rule = _DETACHED_DATA.get(Path(entry.name).suffix.lower())
+        if rule is None or _kind(entry.path) != "file":
+            continue
+        try:
+            with open(entry.path, "rb") as fh:
+                header = fh.read(65536).decode("latin-1")
+        except OSError:
+            continue
+        separator, key = rule
+        for line in header.splitlines():
+            name, found, value = line.partition(separator)
+            if found and name.strip().lower() == key and value.strip():
+                data.add(Path(os.path.realpath(folder / value.strip())))
+    return data
+
+
 def _matches(parts: list[str], pattern: list[str]) -> bool:
     """Whether path components match glob components, ``**`` standing for any number of folders."""
     if not pattern:
@@ -226,14 +250,16 @@ class _Discovery:
 
     def search(self, folder: Path) -> None:
         """Every DICOM series and image file under ``folder``; files beside a DICOM series that are not images
-        are the series' own (never strays)."""
+        are the series' own, and the data files detached headers name are theirs (never strays)."""
         for path, entries in _walk(folder, self.skip, self.seen, self.strays):
             dicom = _dicom_cases(path, entries)
             self.cases.extend(dicom)
+            data = _detached_data(path, entries)
             for entry in entries:
                 if _kind(entry.path) == "dir" or (dicom and not entry.name.lower().endswith(IMAGE_SUFFIXES)):
                     continue
-                self.found(Path(entry.path))
+                if Path(os.path.realpath(entry.path)) not in data:
+                    self.found(Path(entry.path))
 
 
 def discover(inputs: Iterable[str | Path], skip: Skip = Skip()) -> tuple[list[InputCase], list[Stray]]:

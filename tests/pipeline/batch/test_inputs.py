@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from helpers import write_dicom_series, write_nifti
+from helpers import write_dicom_series, write_itk, write_nifti
 
 from atriumseg.pipeline.batch import inputs as inputs_module
 from atriumseg.pipeline.batch.inputs import discover, read_list
@@ -100,6 +100,22 @@ def test_discover_names_each_dicom_series_and_skips_strays(tmp_path: Path) -> No
     assert sorted(c.series_uid for c in cases) == ["1.2.3.4.1", "1.2.3.4.2"]
     assert len({c.name for c in cases}) == 2 and all(c.name.startswith("exam_") for c in cases)
     assert [s.path.name for s in strays] == ["readme.txt"]
+
+
+def test_the_data_files_of_detached_headers_are_theirs_not_strays(tmp_path: Path) -> None:
+    """SimpleITK writes ``s.mhd`` + ``s.raw`` and ``n.nhdr`` + its data file; only the headers are cases, and a
+    data file no header names is still a stray."""
+    shape = (20, 18, 8)
+    case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5), "LPS"), seed=65)
+    (tmp_path / "scans").mkdir()
+    write_itk(tmp_path / "scans" / "s.mhd", case.image, case.affine)
+    write_itk(tmp_path / "scans" / "n.nhdr", case.image, case.affine)
+    written = sorted(p.name for p in (tmp_path / "scans").iterdir())
+    assert len(written) == 4, written  # two headers, two data files
+    (tmp_path / "scans" / "orphan.raw").write_bytes(b"x")
+    cases, strays = discover([tmp_path / "scans"])
+    assert sorted(c.name for c in cases) == ["n", "s"] and [s.path.name for s in strays] == ["orphan.raw"]
+    assert all(read_image(c.path).tensor.shape[1:] == shape for c in cases)
 
 
 def test_a_series_whose_files_itk_cannot_open_is_a_case_that_fails_with_its_reason(tmp_path: Path) -> None:
