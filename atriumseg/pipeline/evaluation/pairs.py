@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from atriumseg.pipeline.io.volumes import IMAGE_SUFFIXES, case_name
+
+log = logging.getLogger(__name__)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -12,12 +15,17 @@ def _images(folder: Path) -> list[Path]:
 
 
 def pair_cases(images: Path, labels: Path, cases: list[str] | None = None) -> list[tuple[str, Path, Path]]:
-    """(name, image, label) for every image in ``images`` with a label of the same name in ``labels``.
+    """(name, image, label) for every image in ``images`` with a label of the same name in ``labels``; the images
+    left without one are named in a warning.
 
     ``cases`` keeps only those names, and a name without a pair is refused with the list of such names.
     """
     label_by_name = {case_name(p): p for p in _images(labels)}
     pairs = [(case_name(p), p, label_by_name[case_name(p)]) for p in _images(images) if case_name(p) in label_by_name]
+    unlabelled = [case_name(p) for p in _images(images) if case_name(p) not in label_by_name]
+    if unlabelled and not cases:  # said, so that a case is never missing from the figures unnoticed
+        log.warning("%d image(s) in %s have no label of the same name in %s and are left out: %s",
+                    len(unlabelled), images, labels, ", ".join(unlabelled))
     if cases:
         missing = sorted(set(cases) - {name for name, _, _ in pairs})
         if missing:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,21 @@ def _folders(tmp_path: Path, images: list[str], labels: list[str]) -> tuple[Path
     return tmp_path / "img", tmp_path / "lab"
 
 
-def test_pairs_by_case_name_across_formats_and_leaves_strays_out(tmp_path: Path) -> None:
+def test_pairs_by_case_name_across_formats_and_leaves_strays_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     images, labels = _folders(
         tmp_path, ["a.nii.gz", "b.nrrd", "c.nii.gz", "notes.txt"], ["a.nii.gz", "b.nii.gz", "d.nii.gz", "notes.txt"]
     )
-    pairs = pair_cases(images, labels)
+    with caplog.at_level(logging.WARNING):
+        pairs = pair_cases(images, labels)
     found = [(name, image.name, label.name) for name, image, label in pairs]
     assert found == [("a", "a.nii.gz", "a.nii.gz"), ("b", "b.nrrd", "b.nii.gz")]
+    assert "1 image(s) in" in caplog.text and "are left out: c" in caplog.text  # an image without its label
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        pair_cases(images, labels, ["a"])
+    assert caplog.text == "", "the cases named are all there: nothing else to say"
 
 
 def test_cases_keep_only_the_named_pairs(tmp_path: Path) -> None:
