@@ -163,6 +163,15 @@ def collect(out_dir: Path) -> list[CaseResult]:
     return sorted((r for r in records if r is not None), key=lambda r: (r.case, r.input))
 
 
+def _report_row(result: CaseResult) -> dict:
+    """A record as the report shows it: no voxel count where no mask was made (left empty, as the volume is, so a
+    failed case never reads as an empty mask)."""
+    row = result.to_dict()
+    if result.status != OK:
+        row["voxels"] = None
+    return row
+
+
 def write_report(out_dir: Path, results: list[CaseResult]) -> tuple[Path, Path]:
     """``report.csv`` (one row per case, flags joined by ';') and ``report.json`` (cases and totals)."""
     out_dir = Path(out_dir)
@@ -174,12 +183,12 @@ def write_report(out_dir: Path, results: list[CaseResult]) -> tuple[Path, Path]:
             writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             for r in results:
-                row = r.to_dict()
+                row = _report_row(r)
                 row["flags"] = ";".join(r.flags)
                 row["extra_outputs"] = ";".join(r.extra_outputs)
                 writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
-    payload = {"totals": totals(results), "cases": [r.to_dict() for r in results]}
+    payload = {"totals": totals(results), "cases": [_report_row(r) for r in results]}
     csv_name, json_name = REPORT_FILES
     csv_path = write_atomically(out_dir / csv_name, write_csv)
     json_path = write_atomically(out_dir / json_name, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))

@@ -53,16 +53,22 @@ def test_a_case_is_complete_only_when_ok_and_every_listed_output_exists(tmp_path
 
 def test_the_report_merges_every_record_and_draws_the_sheet_when_asked(tmp_path: Path) -> None:
     write_record(tmp_path, CaseResult("b", "in/b.nii.gz", "", FAILED, "in/b.nii.gz: unreadable"))
-    write_record(tmp_path, CaseResult("a", "in/a.nii.gz", "a.nii.gz", OK, volume_ml=80.0, flags=("small", "edge")))
+    write_record(tmp_path, CaseResult("a", "in/a.nii.gz", "a.nii.gz", OK, volume_ml=80.0, voxels=1000,
+                                      flags=("small", "edge")))
     write_record(tmp_path, CaseResult("c", "in/c.txt", "", SKIPPED, "not an image file"))
+    write_record(tmp_path, CaseResult("d", "in/d.nii.gz", "d.nii.gz", OK, volume_ml=0.0, flags=("empty mask",)))
     results = rebuild_report(tmp_path, qc=True)
-    assert [r.case for r in results] == ["a", "b", "c"]
+    assert [r.case for r in results] == ["a", "b", "c", "d"]
     rows = list(csv.DictReader((tmp_path / "report.csv").open()))
     assert [(r["case"], r["status"], r["flags"]) for r in rows] == [("a", OK, "small;edge"), ("b", FAILED, ""),
-                                                                    ("c", SKIPPED, "")]
-    totals = json.loads((tmp_path / "report.json").read_text())["totals"]
-    assert (totals["cases"], totals[OK], totals[FAILED], totals[SKIPPED], totals["flagged"]) == (3, 1, 1, 1, 1)
-    assert "2 flagged or failed" in (tmp_path / QC_INDEX).read_text()
+                                                                    ("c", SKIPPED, ""), ("d", OK, "empty mask")]
+    # no mask made: no voxel count, so a failure never reads as an empty mask (d's 0 voxels)
+    assert [(r["voxels"], r["volume_ml"]) for r in rows] == [("1000", "80.0"), ("", ""), ("", ""), ("0", "0.0")]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [case["voxels"] for case in report["cases"]] == [1000, None, None, 0]
+    totals = report["totals"]
+    assert (totals["cases"], totals[OK], totals[FAILED], totals[SKIPPED], totals["flagged"]) == (4, 2, 1, 1, 2)
+    assert "3 flagged or failed" in (tmp_path / QC_INDEX).read_text()
     table = summary_table(results)
     assert "FAILED  b: in/b.nii.gz: unreadable" in table and "FLAGGED a: small, edge" in table
 
