@@ -33,6 +33,8 @@ def snapshot(service: dict, ledger: Ledger, outbox: Outbox, storage: Storage) ->
 def read_status(root: Path) -> dict:
     """The state of a storage folder, running service or not: ``service.running`` says whether its process lives."""
     storage = Storage(root, create=False)  # read only: never create folders in what may be a mistyped path
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{root}: no such folder; give the --storage folder of 'atriumseg serve'")
     if not storage.state_root.is_dir():
         raise FileNotFoundError(f"{root}: not an atriumseg storage folder (no state/ in it); give the --storage "
                                 "folder of 'atriumseg serve'")
@@ -51,8 +53,9 @@ def format_status(report: dict) -> str:
     """A table of :func:`read_status`'s report."""
     service = report["service"]
     if service.get("running"):
-        head = (f"service: running (pid {service['pid']}, {service.get('ae_title', '')} on "
-                f"{service.get('address', '-')}); in hand: {service.get('in_hand') or '-'}; "
+        door = f"{service.get('ae_title', '')} on {service['address']}" if service.get("address") else "no DICOM door"
+        watch = f", watching {service['watch']}" if service.get("watch") else ""
+        head = (f"service: running (pid {service['pid']}, {door}{watch}); in hand: {service.get('in_hand') or '-'}; "
                 f"queued: {len(service.get('queue', []))}")
     else:
         head = "service: not running" + (f" (last seen {service['updated']})" if service.get("updated") else "")

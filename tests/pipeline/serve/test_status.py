@@ -42,9 +42,21 @@ def test_the_report_reads_every_state_the_outbox_and_refusals(tmp_path: Path, ca
 
 
 def test_a_folder_that_is_not_a_storage_is_a_usage_error_and_is_left_untouched(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not an atriumseg storage folder"):
+    with pytest.raises(FileNotFoundError, match="typo: no such folder; give the --storage folder"):
         read_status(tmp_path / "typo")
     assert main(["status", str(tmp_path / "typo")]) == EXIT_USAGE and not (tmp_path / "typo").exists()
+    with pytest.raises(FileNotFoundError, match="not an atriumseg storage folder"):
+        read_status(tmp_path)
+
+
+@pytest.mark.parametrize(("address", "watch", "said"), [
+    ("127.0.0.1:11112", "", "(pid 7, ATRIUMSEG on 127.0.0.1:11112)"),
+    ("", "/in", "(pid 7, no DICOM door, watching /in)"),
+])
+def test_a_running_service_says_where_it_listens_and_what_it_watches(address: str, watch: str, said: str) -> None:
+    service = {"running": True, "pid": 7, "ae_title": "ATRIUMSEG", "address": address, "watch": watch}
+    text = format_status({"service": service, "series": [], "outbox": [], "refused": 0})
+    assert text.startswith(f"service: running {said}; in hand: -; queued: 0")
 
 
 def test_status_json_is_written_on_a_change_and_otherwise_only_as_a_heartbeat(tmp_path: Path, monkeypatch) -> None:
