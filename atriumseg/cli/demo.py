@@ -23,8 +23,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from atriumseg.demo import run_demo
 
-    options.check_output_folder(args.output)  # before the model loads and the sample is segmented
-    result = run_demo(args.output, options.load_segmenter(args))
+    segmenter = options.load_segmenter(args)
+    options.check_output_folder(args.output)  # before the sample is segmented (after the model: a bad one makes none)
+    result = run_demo(args.output, segmenter)
     print(f"mask:    {result.mask}")
     print(f"overlay: {result.overlay}")
     print(

@@ -79,13 +79,15 @@ def check_output_folder(folder: Path) -> None:
 
 
 def check_output_file(path: Path, overwrite: bool) -> None:
-    """An output file (``--output`` of a CSV) that can be written before any work: not a folder, not an existing
-    file unless ``overwrite``, in a folder that can take it; a :class:`UsageError` otherwise."""
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder; give a file name for --output")
-    if path.exists() and not overwrite:
-        raise UsageError(f"{path} exists; pass --overwrite to replace it, or another --output")
-    check_output_folder(path.parent)
+    """An output file (``--output`` of a CSV) that can be written, checked before any work and creating nothing
+    (:func:`~atriumseg.pipeline.io.writing.check_output_file`); a :class:`UsageError` says what is wrong."""
+    from atriumseg.pipeline.io.writing import OutputFolderError
+    from atriumseg.pipeline.io.writing import check_output_file as check
+
+    try:
+        check(path, overwrite)
+    except (OutputFolderError, FileExistsError) as err:
+        raise UsageError(str(err)) from err
 
 
 def load_segmenter(args: argparse.Namespace, focus: bool = True) -> Segmenter:

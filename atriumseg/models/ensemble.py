@@ -54,7 +54,7 @@ class EnsembleCard:
         for name in self.members:
             if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
                 raise CardError(f"member {name!r} must name a subfolder of the ensemble folder (no path, no '..')")
-            if name == CARD_NAME:
+            if name.lower() == CARD_NAME:  # Card.json is that file too where names ignore case (macOS, Windows)
                 raise CardError(f"member {name!r} would be the ensemble's own card file; give the member another name")
         if len(set(self.members)) != len(self.members):
             raise CardError(f"members must be distinct, got {list(self.members)}")

@@ -31,3 +31,8 @@ def test_an_output_that_is_a_file_is_a_usage_error_before_the_sample_is_segmente
     with caplog.at_level(logging.ERROR):
         assert main(["demo", "-o", str(tmp_path / "afile"), "--model", str(model_folder)]) == EXIT_USAGE
     assert "afile: exists and is not a folder" in caplog.text and (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_model_that_does_not_load_leaves_no_output_folder(tmp_path: Path) -> None:
+    assert main(["demo", "-o", str(tmp_path / "out"), "--model", str(tmp_path / "nowhere")]) == EXIT_USAGE
+    assert not (tmp_path / "out").exists()

@@ -94,8 +94,8 @@ def test_a_failing_case_is_left_out_and_the_others_scored(
 
 def test_missing_folders_are_a_usage_error(tmp_path: Path, model_folder: Path) -> None:
     code = main(["evaluate", str(tmp_path / "a"), str(tmp_path / "b"), "--model", str(model_folder),
-                 "-o", str(tmp_path / "eval.csv")])
-    assert code == EXIT_USAGE and not (tmp_path / "eval.csv").exists()
+                 "-o", str(tmp_path / "new" / "eval.csv")])
+    assert code == EXIT_USAGE and not (tmp_path / "new").exists(), "the output's folder is made only to write it"
 
 
 def test_an_existing_csv_is_kept_unless_overwrite_is_given(tmp_path: Path, model_folder: Path) -> None:

@@ -53,6 +53,7 @@ BAD_CARDS = [
     ({"members": ["/tmp/axial"], "format_version": 1}, "must name a subfolder"),
     ({"members": ["axial", "axial"], "format_version": 1}, "members must be distinct"),
     ({"members": ["card.json"], "format_version": 1}, "'card.json' would be the ensemble's own card file"),
+    ({"members": ["Card.JSON"], "format_version": 1}, "'Card.JSON' would be the ensemble's own card file"),
     ({"members": ["axial"], "format_version": 7}, "format version 7 is not supported"),
     ({"members": ["axial"]}, "malformed ensemble card"),
     ({"members": ["axial"], "format_version": 1, "postprocessing": {"threshold": 2}}, "threshold must be"),

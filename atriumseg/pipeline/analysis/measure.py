@@ -90,8 +90,9 @@ def measure_file(path: Path) -> Measurements:
     """
     volume = read_image(Path(path))
     voxels = volume.tensor[0]
-    label = voxels.max()
-    others = (voxels != 0) & (voxels != label)
+    finite = voxels.isfinite()  # NaN voxels are background, as measure() counts only voxels above 0
+    label = voxels[finite].max()  # read_image refuses a volume without a finite voxel
+    others = finite & (voxels != 0) & (voxels != label)
     if bool(others.any()):
         raise ImageReadError(
             f"{path}: not a mask: besides 0 and {float(label):g} it holds {int(others.sum()):,} voxels of other "

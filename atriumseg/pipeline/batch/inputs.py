@@ -156,27 +156,27 @@ def _walk(root: Path, skip: Skip, seen: set[Path], strays: list[Stray]) -> Itera
             yield from _walk(Path(entry.path), skip, seen, strays)
 
 
-_DETACHED_DATA = {".mhd": ("=", "elementdatafile"), ".nhdr": (":", "data file")}  # header suffix: separator, key
+_DETACHED_DATA = {".mhd": ("=", ("elementdatafile",)), ".nhdr": (":", ("data file", "datafile"))}
 
 
-def _detached_data(folder: Path, entries: list[os.DirEntry]) -> set[Path]:
-    """The data files that the detached headers among ``entries`` (MHD ``ElementDataFile``, NRRD ``data file``)
-    name: parts of those images, never strays. A header that cannot be read names none (it fails as its case)."""
+def _detached_data(header: Path) -> set[Path]:
+    """The data file a detached header names (MHD ``ElementDataFile``, NRRD ``data file``; one file, relative to the
+    header): part of that image, never a stray. ``LIST`` and numbered patterns are not followed; a header that
+    cannot be read names none (it fails as its case)."""
+    rule = _DETACHED_DATA.get(header.suffix.lower())
+    if rule is None:
+        return set()
+    try:
+        with open(header, "rb") as fh:
+            text = fh.read(65536).decode("latin-1")
+    except OSError:
+        return set()
+    separator, keys = rule
     data = set()
-    for entry in entries:
-        rule = _DETACHED_DATA.get(Path(entry.name).suffix.lower())
-        if rule is None or _kind(entry.path) != "file":
-            continue
-        try:
-            with open(entry.path, "rb") as fh:
-                header = fh.read(65536).decode("latin-1")
-        except OSError:
-            continue
-        separator, key = rule
-        for line in header.splitlines():
-            name, found, value = line.partition(separator)
-            if found and name.strip().lower() == key and value.strip():
-                data.add(Path(os.path.realpath(folder / value.strip())))
+    for line in text.splitlines():
+        name, found, value = line.partition(separator)
+        if found and name.strip().lower() in keys and value.strip():
+            data.add(Path(os.path.realpath(header.parent / value.strip())))
     return data
 
 
@@ -216,6 +216,11 @@ class _Discovery:
         self.cases: list[InputCase] = []
         self.strays: list[Stray] = []
         self.seen: set[Path] = set()
+        self.data: set[Path] = set()  # data files of the detached headers found (real paths): never strays
+
+    def strays_left(self) -> list[Stray]:
+        """The strays found, less the data files of detached headers found anywhere in the search."""
+        return [s for s in self.strays if Path(os.path.realpath(s.path)) not in self.data]
 
     def named(self, text: str) -> None:
         """An input as given: a glob, a folder to search, or a path that stays a case whatever it is. What is
@@ -230,6 +235,7 @@ class _Discovery:
             self.search(Path(os.path.abspath(text)))
         else:
             self.cases.append(InputCase(case_name(Path(text)), Path(os.path.abspath(text))))
+            self.data |= _detached_data(Path(text))
 
     def found(self, path: Path) -> None:
         """A path a folder or a glob turned up: searched, a case, or a stray (unless ``skip`` leaves it out)."""
@@ -245,21 +251,20 @@ class _Discovery:
             self.strays.append(Stray(path, f"{kind}, not a regular file"))
         elif path.name.lower().endswith(IMAGE_SUFFIXES):
             self.cases.append(InputCase(case_name(path), path))
+            self.data |= _detached_data(path)
         else:
             self.strays.append(Stray(path, "not an image file"))
 
     def search(self, folder: Path) -> None:
         """Every DICOM series and image file under ``folder``; files beside a DICOM series that are not images
-        are the series' own, and the data files detached headers name are theirs (never strays)."""
+        are the series' own (never strays)."""
         for path, entries in _walk(folder, self.skip, self.seen, self.strays):
             dicom = _dicom_cases(path, entries)
             self.cases.extend(dicom)
-            data = _detached_data(path, entries)
             for entry in entries:
                 if _kind(entry.path) == "dir" or (dicom and not entry.name.lower().endswith(IMAGE_SUFFIXES)):
                     continue
-                if Path(os.path.realpath(entry.path)) not in data:
-                    self.found(Path(entry.path))
+                self.found(Path(entry.path))
 
 
 def discover(inputs: Iterable[str | Path], skip: Skip = Skip()) -> tuple[list[InputCase], list[Stray]]:
@@ -273,7 +278,7 @@ def discover(inputs: Iterable[str | Path], skip: Skip = Skip()) -> tuple[list[In
     for item in inputs:
         discovery.named(str(item))
     unique = {(c.path.resolve(), c.series_uid): c for c in discovery.cases}
-    return sorted(unique.values(), key=lambda c: (c.name, str(c.path))), discovery.strays
+    return sorted(unique.values(), key=lambda c: (c.name, str(c.path))), discovery.strays_left()
 
 
 def in_shard(case: InputCase, shard: int, shards: int) -> bool:

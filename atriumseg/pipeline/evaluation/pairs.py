@@ -21,9 +21,10 @@ def pair_cases(images: Path, labels: Path, cases: list[str] | None = None) -> li
     ``cases`` keeps only those names, and a name without a pair is refused with the list of such names.
     """
     label_by_name = {case_name(p): p for p in _images(labels)}
-    pairs = [(case_name(p), p, label_by_name[case_name(p)]) for p in _images(images) if case_name(p) in label_by_name]
-    unlabelled = [case_name(p) for p in _images(images) if case_name(p) not in label_by_name]
-    if unlabelled and not cases:  # said, so that a case is never missing from the figures unnoticed
+    found = [(case_name(p), p) for p in _images(images)]
+    pairs = [(name, p, label_by_name[name]) for name, p in found if name in label_by_name]
+    unlabelled = [name for name, _ in found if name not in label_by_name]
+    if pairs and unlabelled and not cases:  # said, so that a case is never missing from the figures unnoticed
         log.warning("%d image(s) in %s have no label of the same name in %s and are left out: %s",
                     len(unlabelled), images, labels, ", ".join(unlabelled))
     if cases:

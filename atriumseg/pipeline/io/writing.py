@@ -58,6 +58,23 @@ def check_output_folder(folder: Path) -> Path:
     return folder
 
 
+def check_output_file(path: Path, overwrite: bool) -> None:
+    """Before any work, that a file can be written at ``path``, creating nothing: not a folder
+    (:class:`OutputFolderError`), not a name taken unless ``overwrite`` (:func:`refuse_existing`), and the nearest
+    existing folder above it a folder this process may write into (:class:`OutputFolderError`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputFolderError(f"{path} is a folder; give a file name for the output")
+    refuse_existing(path, overwrite)
+    folder = path.parent
+    while not os.path.lexists(folder):  # the folders still to make are made when the file is written
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputFolderError(f"{folder}: exists and is not a folder; give a folder for the outputs")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputFolderError(f"{folder}: cannot write into the output folder; give a folder you can write to")
+
+
 def temporary_path(path: Path) -> Path:
     """A hidden name beside ``path`` that says which machine and process writes it (see :func:`is_stale`)."""
     return path.with_name(f"{TEMPORARY_PREFIX}{_MACHINE}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")

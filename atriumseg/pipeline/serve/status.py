@@ -34,7 +34,8 @@ def read_status(root: Path) -> dict:
     """The state of a storage folder, running service or not: ``service.running`` says whether its process lives."""
     storage = Storage(root, create=False)  # read only: never create folders in what may be a mistyped path
     if not Path(root).is_dir():
-        raise FileNotFoundError(f"{root}: no such folder; give the --storage folder of 'atriumseg serve'")
+        what = "exists and is not a folder" if Path(root).exists() else "no such folder"
+        raise FileNotFoundError(f"{root}: {what}; give the --storage folder of 'atriumseg serve'")
     if not storage.state_root.is_dir():
         raise FileNotFoundError(f"{root}: not an atriumseg storage folder (no state/ in it); give the --storage "
                                 "folder of 'atriumseg serve'")

@@ -111,6 +111,8 @@ def test_a_file_that_is_not_a_mask_is_refused_and_any_one_label_is_measured(tmp_
     mask, affine = ellipsoid_mask((1.6, 2.2, 4.0), "LAS", (0, 8, 0))
     expected = measure(mask, affine).volume_ml
     assert measure_file(write_nifti(tmp_path / "m.nii.gz", mask * label, affine)).volume_ml == pytest.approx(expected)
+    nan_background = np.where(mask > 0, float(label), np.nan).astype(np.float32)
+    assert measure_file(write_nifti(tmp_path / "n.nii.gz", nan_background, affine)).volume_ml == pytest.approx(expected)
     probabilities = mask * 0.9 + 0.05 * (mask == 0)  # a probability map: every voxel above 0
     with pytest.raises(ImageReadError, match=r"p.nii.gz: not a mask: besides 0 and 0.9 it holds [\d,]+ voxels"):
         measure_file(write_nifti(tmp_path / "p.nii.gz", probabilities.astype(np.float32), affine))

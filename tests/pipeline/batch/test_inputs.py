@@ -103,8 +103,8 @@ def test_discover_names_each_dicom_series_and_skips_strays(tmp_path: Path) -> No
 
 
 def test_the_data_files_of_detached_headers_are_theirs_not_strays(tmp_path: Path) -> None:
-    """SimpleITK writes ``s.mhd`` + ``s.raw`` and ``n.nhdr`` + its data file; only the headers are cases, and a
-    data file no header names is still a stray."""
+    """SimpleITK writes ``s.mhd`` + ``s.raw`` and ``n.nhdr`` + its data file; only the headers are cases, found by a
+    folder search or a glob, wherever the header puts its data file, and a data file no header names is a stray."""
     shape = (20, 18, 8)
     case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5), "LPS"), seed=65)
     (tmp_path / "scans").mkdir()
@@ -113,8 +113,14 @@ def test_the_data_files_of_detached_headers_are_theirs_not_strays(tmp_path: Path
     written = sorted(p.name for p in (tmp_path / "scans").iterdir())
     assert len(written) == 4, written  # two headers, two data files
     (tmp_path / "scans" / "orphan.raw").write_bytes(b"x")
-    cases, strays = discover([tmp_path / "scans"])
-    assert sorted(c.name for c in cases) == ["n", "s"] and [s.path.name for s in strays] == ["orphan.raw"]
+    header = (tmp_path / "scans" / "s.mhd").read_text()
+    (tmp_path / "scans" / "data").mkdir()  # a header whose data file lies in a subfolder
+    (tmp_path / "scans" / "s.raw").rename(tmp_path / "scans" / "data" / "t.raw")
+    (tmp_path / "scans" / "s.mhd").write_text(header.replace("ElementDataFile = s.raw", "ElementDataFile = data/t.raw"))
+    assert "data/t.raw" in (tmp_path / "scans" / "s.mhd").read_text()
+    for inputs in ([tmp_path / "scans"], [f"{tmp_path}/scans/*"], [f"{tmp_path}/scans/**/*"]):
+        cases, strays = discover(inputs)
+        assert sorted(c.name for c in cases) == ["n", "s"] and [s.path.name for s in strays] == ["orphan.raw"], inputs
     assert all(read_image(c.path).tensor.shape[1:] == shape for c in cases)
 
 

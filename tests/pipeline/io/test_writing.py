@@ -16,6 +16,7 @@ import pytest
 from atriumseg.pipeline.io import writing
 from atriumseg.pipeline.io.writing import (
     OutputFolderError,
+    check_output_file,
     check_output_folder,
     is_stale,
     remove_stale_temporaries,
@@ -222,3 +223,18 @@ def test_a_signal_between_the_renames_of_files_that_belong_together_waits_for_bo
         signal.signal(signal.SIGTERM, previous)
     assert (weights.read_text(), card.read_text()) == ("new weights", "new card")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["card.json", "model.safetensors"]
+
+
+def test_an_output_file_is_checked_without_creating_anything(tmp_path: Path) -> None:
+    check_output_file(tmp_path / "new" / "deeper" / "e.csv", overwrite=False)  # its folders are made when written
+    check_output_file(Path("e.csv"), overwrite=False)  # in the working folder
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(OutputFolderError, match="afile: exists and is not a folder"):
+        check_output_file(tmp_path / "afile" / "sub" / "e.csv", overwrite=True)
+    with pytest.raises(OutputFolderError, match="is a folder; give a file name"):
+        check_output_file(tmp_path, overwrite=True)
+    (tmp_path / "link.csv").symlink_to(tmp_path / "nowhere.csv")  # a dangling link is a name taken too
+    with pytest.raises(FileExistsError, match=r"link.csv exists; pass overwrite=True \(--overwrite\)"):
+        check_output_file(tmp_path / "link.csv", overwrite=False)
+    check_output_file(tmp_path / "link.csv", overwrite=True)

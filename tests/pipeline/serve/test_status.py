@@ -47,6 +47,9 @@ def test_a_folder_that_is_not_a_storage_is_a_usage_error_and_is_left_untouched(t
     assert main(["status", str(tmp_path / "typo")]) == EXIT_USAGE and not (tmp_path / "typo").exists()
     with pytest.raises(FileNotFoundError, match="not an atriumseg storage folder"):
         read_status(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FileNotFoundError, match="afile: exists and is not a folder; give the --storage folder"):
+        read_status(tmp_path / "afile")
 
 
 @pytest.mark.parametrize(("address", "watch", "said"), [
