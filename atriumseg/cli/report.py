@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.batch.report import FAILED, RECORDS, rebuild_report, summary_table
 
     if not args.output.is_dir():
-        raise UsageError(f"{args.output}: no such folder")
+        what = "exists and is not a folder" if args.output.exists() else "no such folder"
+        raise UsageError(f"{args.output}: {what}; give the output folder of a segment run")
     if not (args.output / RECORDS).is_dir():  # never write report.csv over a file of someone else's
         raise UsageError(f"{args.output}: no atriumseg records ({RECORDS}); give the output folder of a segment run")
     results = rebuild_report(args.output)

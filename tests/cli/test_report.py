@@ -21,9 +21,12 @@ def test_report_rebuilds_the_csv_from_the_records(tmp_path: Path) -> None:
     assert [r["case"] for r in csv.DictReader((tmp_path / "report.csv").open())] == ["a", "b"]
 
 
-def test_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
+def test_a_missing_folder_or_a_file_is_a_usage_error_in_words(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert main(["report", str(tmp_path / "nowhere")]) == EXIT_USAGE
-    assert not (tmp_path / "nowhere").exists()
+    assert not (tmp_path / "nowhere").exists() and "nowhere: no such folder" in caplog.text
+    (tmp_path / "afile").write_text("mine")
+    assert main(["report", str(tmp_path / "afile")]) == EXIT_USAGE
+    assert "afile: exists and is not a folder" in caplog.text and (tmp_path / "afile").read_text() == "mine"
 
 
 def test_a_folder_of_no_segment_run_is_refused_and_its_report_csv_kept(tmp_path: Path,
