@@ -1,6 +1,7 @@
 """Use atriumseg's pieces inside your own MONAI code: the card's transform chain, the U-Net and SliceInferer.
 
-    python examples/monai_building_blocks.py MODEL_DIR
+    python examples/monai_building_blocks.py MODEL_DIR   # one network: an ensemble's member, e.g.
+                                                         # atriumseg/models/default/axial
 
 Reproduces what ``Segmenter`` does, step by step, on a synthetic volume and checks both agree.
 """

@@ -67,6 +67,14 @@ def load_card(path: Path) -> ModelCard:
     try:
         return ModelCard.load(folder / CARD_NAME)
     except CardError as err:
+        from atriumseg.models.ensemble import is_ensemble, load_ensemble_card  # it imports this module
+
+        if is_ensemble(folder):  # not a malformed card: a card of another kind
+            first = folder / load_ensemble_card(folder).members[0]
+            raise CheckpointError(
+                f"model {folder}: an ensemble, not one network; load it with Segmenter.from_path or load_ensemble, "
+                f"or load one member's folder (e.g. {first})"
+            ) from err
         raise CheckpointError(f"model {folder}: {err}") from err
 
 

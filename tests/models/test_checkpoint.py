@@ -126,3 +126,12 @@ def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path: Pat
 def test_missing_model_folder_says_so(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no such file"):
         load_model(tmp_path / "nothing")
+
+
+def test_an_ensemble_loaded_as_one_network_is_named_as_an_ensemble() -> None:
+    folder = checkpoint.default_model_path()  # the built-in model is an ensemble
+    for load in (load_model, load_card):
+        with pytest.raises(CheckpointError, match=r"an ensemble, not one network; load it with Segmenter.from_path "
+                                                  r"or load_ensemble, or load one member's folder \(e.g. .*axial\)"):
+            load(folder)
+    assert load_card(folder / "axial").preprocessing.plane == "axial"

@@ -83,22 +83,14 @@ def measure(mask: np.ndarray, affine: np.ndarray, surface: Mesh | None = None) -
 
 
 def measure_file(path: Path) -> Measurements:
-    """Measure the mask stored at ``path`` (NIfTI, NRRD, MHA/MHD or a DICOM folder); voxels above 0 count.
-
-    A file holding more than 0 and one label (a probability map, an image) is refused with an
-    :class:`ImageReadError`: measured, it would give a volume that means nothing.
-    """
+    """Measure the mask stored at ``path`` (NIfTI, NRRD, MHA/MHD or a DICOM folder); voxels above 0 count. A file
+    that is not a mask (see :func:`~atriumseg.pipeline.analysis.mesh.check_mask`) is an :class:`ImageReadError`
+    naming it."""
     volume = read_image(Path(path))
-    voxels = volume.tensor[0]
-    finite = voxels.isfinite()  # NaN voxels are background, as measure() counts only voxels above 0
-    label = voxels[finite].max()  # read_image refuses a volume without a finite voxel
-    others = finite & (voxels != 0) & (voxels != label)
-    if bool(others.any()):
-        raise ImageReadError(
-            f"{path}: not a mask: besides 0 and {float(label):g} it holds {int(others.sum()):,} voxels of other "
-            "values (a probability map or an image?); measure the mask file"
-        )
-    return measure(voxels.numpy(), np.asarray(volume.tensor.affine, dtype=np.float64))
+    try:
+        return measure(volume.tensor[0].numpy(), np.asarray(volume.tensor.affine, dtype=np.float64))
+    except ValueError as err:
+        raise ImageReadError(f"{path}: {err}") from err
 
 
 def write_measurements_csv(rows: list[tuple[str, Measurements]], path: Path, overwrite: bool = False) -> Path:

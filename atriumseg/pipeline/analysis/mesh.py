@@ -47,11 +47,19 @@ class Mesh:
 
 def check_mask(mask: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The foreground ``mask > 0`` as a boolean 3D array and ``affine`` as float64, or a ValueError
-    that says what is wrong with them."""
+    that says what is wrong with them: a mask holds 0 (or NaN) and one label; other values (a probability map,
+    an image) would be measured as a volume that means nothing."""
     mask = np.asarray(mask)
     affine = np.asarray(affine, dtype=np.float64)
     if mask.ndim != 3:
         raise ValueError(f"mask must be a 3D array in (x, y, z) order, got shape {mask.shape}; drop any channel axis")
+    labelled = np.isfinite(mask) & (mask != 0)
+    if labelled.any():
+        label = mask[labelled].max()
+        others = int(np.count_nonzero(labelled & (mask != label)))
+        if others:
+            raise ValueError(f"not a mask: besides 0 and {float(label):g} it holds {others:,} voxels of other values "
+                             "(a probability map or an image?); measure the mask")
     if affine.shape != (4, 4):
         raise ValueError(f"affine must be a 4x4 voxel-to-RAS matrix, got shape {affine.shape}")
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:

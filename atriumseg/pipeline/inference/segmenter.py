@@ -115,11 +115,10 @@ class Segmenter:
         by :func:`~atriumseg.pipeline.io.volumes.read_image` and by ``LoadImage``) or else "the image".
         """
         source = image if isinstance(image, MetaTensor) else MetaTensor(image)
-        tensor = finite_or_zero(source.float())  # after the cast: a float64 voxel beyond float32 is infinite
-        if assume_orientation:
-            tensor = AssumeOrientation(assume_orientation)(tensor)
+        tensor = AssumeOrientation(assume_orientation)(source) if assume_orientation else source  # no copy
         name = source.meta.get(ImageMetaKey.FILENAME_OR_OBJ) or "the image"  # the file, where the reader named it
-        self._check_size(tensor, tensor.affine.numpy(), str(name))
+        self._check_size(tensor, tensor.affine.numpy(), str(name))  # before any float copy of a huge volume
+        tensor = finite_or_zero(tensor.float())  # after the cast: a float64 voxel beyond float32 is infinite
         floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
         total = fuse(self._member_maps(tensor, tta, floor), self.card.postprocessing.fusion)
         total[total < floor] = 0.0  # the map's floor, once the members' raw values are combined (the mask is the

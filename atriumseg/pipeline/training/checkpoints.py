@@ -84,12 +84,18 @@ def check_resume(config: TrainConfig) -> dict:
 
 def check_output(config: TrainConfig, split: dict) -> None:
     """Refuse (:class:`ValueError`) a run that would destroy another: a fresh run into an ``--output`` that holds
-    one (its ``last/``, ``best/`` and ``metrics.csv`` would be replaced), and a ``--resume`` whose settings
-    (:func:`check_resume`) or cases (``split``, per dataset: training and validation names) differ from the run's."""
+    one (its ``last/``, ``best/`` and ``metrics.csv`` would be replaced), a ``--resume`` onto a ``last/`` without a
+    training state (it would start afresh over that model), and a ``--resume`` whose settings (:func:`check_resume`)
+    or cases (``split``, per dataset: training and validation names) differ from the run's. A ``--resume`` into a
+    folder with no ``last/`` starts the run, so one command starts or continues it."""
     output = Path(config.output)
     if not config.resume and (output / "last").exists():
         raise ValueError(f"{output} holds a training run (last/); add --resume to continue it, or train into "
                          "another --output")
+    if config.resume and (output / "last").exists() and not resumes(config):
+        raise ValueError(f"--resume: {output / 'last'} holds no training state ({STATE_NAME}) to continue from (a "
+                         "model copied there, or a run killed while saving its first epoch), and a fresh start would "
+                         f"replace it; train into another --output (--init {output / 'last'} starts from its weights)")
     if resumes(config):
         check_resume(config)
         check_resumed_split(output, split)

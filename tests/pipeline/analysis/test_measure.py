@@ -116,6 +116,8 @@ def test_a_file_that_is_not_a_mask_is_refused_and_any_one_label_is_measured(tmp_
     probabilities = mask * 0.9 + 0.05 * (mask == 0)  # a probability map: every voxel above 0
     with pytest.raises(ImageReadError, match=r"p.nii.gz: not a mask: besides 0 and 0.9 it holds [\d,]+ voxels"):
         measure_file(write_nifti(tmp_path / "p.nii.gz", probabilities.astype(np.float32), affine))
+    with pytest.raises(ValueError, match=r"^not a mask: besides 0 and 0.9 it holds [\d,]+ voxels"):  # arrays too
+        measure(probabilities, affine)
 
 
 def test_csv_holds_every_measurement_at_full_precision(tmp_path: Path) -> None:

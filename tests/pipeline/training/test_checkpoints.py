@@ -275,6 +275,21 @@ def test_a_fresh_run_never_replaces_another_in_its_output(tmp_path: Path, synthe
     assert {p.name: p.read_bytes() for p in (run / "last").iterdir()} == before
 
 
+def test_a_resume_onto_a_model_without_a_training_state_is_refused_and_the_model_kept(
+        tmp_path: Path, synthetic_dataset: Path) -> None:
+    """A model copied into ``RUN/last`` (or a run killed before its first state) has nothing to continue: a fresh
+    start would replace it. A resume into a folder with no run yet starts it."""
+    run = tmp_path / "run"
+    config = tiny_config(synthetic_dataset, run, epochs=1, steps_per_epoch=1, val_cases=(), resume=True)
+    weights = (_model(run / "last", config, seed=3) / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"--resume: .*last holds no training state \(training_state.pt\).*--init"):
+        train(config, show_progress=False)
+    assert (run / "last" / "model.safetensors").read_bytes() == weights and not (run / "best").exists()
+    fresh = tmp_path / "fresh"
+    train(replace(config, output=fresh), show_progress=False)
+    assert (fresh / "last" / STATE_NAME).is_file()
+
+
 def test_a_resume_on_data_that_changed_under_its_folder_is_refused(tmp_path: Path) -> None:
     root = write_msd_dataset(tmp_path / "msd" / "Synthetic", [100, 101, 102, 103, 104, 105])
     run = tmp_path / "run"
