@@ -92,10 +92,14 @@ def test_a_failing_case_is_left_out_and_the_others_scored(
     assert "1 of 3 cases failed, left out of the figures: p2" in caplog.text
 
 
-def test_missing_folders_are_a_usage_error(tmp_path: Path, model_folder: Path) -> None:
-    code = main(["evaluate", str(tmp_path / "a"), str(tmp_path / "b"), "--model", str(model_folder),
-                 "-o", str(tmp_path / "new" / "eval.csv")])
+def test_missing_folders_are_a_usage_error(
+    tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        code = main(["evaluate", str(tmp_path / "a"), str(tmp_path / "b"), "--model", str(model_folder),
+                     "-o", str(tmp_path / "new" / "eval.csv")])
     assert code == EXIT_USAGE and not (tmp_path / "new").exists(), "the output's folder is made only to write it"
+    assert f"{tmp_path / 'b'}: no such folder" in caplog.text and "Errno" not in caplog.text
 
 
 def test_an_existing_csv_is_kept_unless_overwrite_is_given(tmp_path: Path, model_folder: Path) -> None:

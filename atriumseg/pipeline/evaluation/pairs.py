@@ -11,6 +11,10 @@ log = logging.getLogger(__name__)
 
 
 def _images(folder: Path) -> list[Path]:
+    """The image files in ``folder`` (not searched deeper), or a :class:`ValueError` when it is no folder."""
+    if not Path(folder).is_dir():
+        what = "is not a folder" if Path(folder).exists() else "no such folder"
+        raise ValueError(f"{folder}: {what}")
     return [p for p in sorted(Path(folder).iterdir()) if p.name.lower().endswith(IMAGE_SUFFIXES)]
 
 
