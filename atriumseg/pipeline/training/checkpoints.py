@@ -188,9 +188,11 @@ def check_init(init: Path, design: ModelDesign) -> ModelCard:
         raise ValueError(f"--init: {err}") from err
     mine, theirs = design.architecture, init_card.architecture
     if replace(theirs, in_channels=mine.in_channels) != mine or theirs.in_channels > mine.in_channels:
+        narrower = (f" (--context {design.preprocessing.context} is narrower than its "
+                    f"{init_card.preprocessing.context})" if theirs.in_channels > mine.in_channels else "")
         raise ValueError(
-            f"--init {folder}: its architecture {theirs} differs from this run's {mine}; train with the same "
-            "--width and --depth and a --context no narrower than the model's, or start from scratch"
+            f"--init {folder}: its architecture {theirs} differs from this run's {mine}{narrower}; train with the "
+            "same --width and --depth and a --context no narrower than the model's, or start from scratch"
         )
     return init_card
 
