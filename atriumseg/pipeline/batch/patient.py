@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import fields, replace
 
 from atriumseg.pipeline.analysis.body_size import BodySize, body_size_index, choose_body_size
 from atriumseg.pipeline.batch.inputs import InputCase
+from atriumseg.pipeline.batch.report import CaseResult
+from atriumseg.pipeline.io.dicom_tags import IDENTIFIER_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +50,21 @@ def patient_fields(
     else:
         log.warning("%s: no LAVI: no atrium segmented (empty mask)", case.name)
     return values
+
+
+_BODY_COLUMNS = ("height_cm", "weight_kg", "bsa_m2", "lavi_ml_m2")
+_UNSET = {f.name: f.default for f in fields(CaseResult) if f.name in (*IDENTIFIER_COLUMNS, *_BODY_COLUMNS)}
+
+
+def refresh_patient(
+    result: CaseResult, case: InputCase, patients: Mapping[str, BodySize], anonymous: bool = False
+) -> CaseResult:
+    """The record of a case an earlier run finished, with the patient columns this run's ``--patients`` and
+    ``--anonymous`` give: they change the report only, so a finished case is not redone, but its report row must
+    not keep identifiers a run asked to leave out, nor an old body size. An input that cannot be read again keeps
+    the record's columns (less the identifiers when ``anonymous``), with a warning."""
+    try:
+        return replace(result, **{**_UNSET, **patient_fields(case, result.volume_ml, patients, anonymous)})
+    except (OSError, ValueError) as err:  # the series gone or changed since: what the record says stands
+        log.warning("%s: patient columns kept from the earlier run (%s)", case.name, err)
+        return replace(result, **{name: "" for name in IDENTIFIER_COLUMNS}) if anonymous else result

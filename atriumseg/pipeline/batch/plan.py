@@ -24,6 +24,7 @@ from pathlib import Path
 from atriumseg.pipeline.batch.inputs import InputCase, Skip, discover, in_shard, input_files
 from atriumseg.pipeline.batch.locks import LOCKS, CaseBusy, CaseLock, lock_case
 from atriumseg.pipeline.batch.options import DICOM_SEG, BatchOptions
+from atriumseg.pipeline.batch.patient import refresh_patient
 from atriumseg.pipeline.batch.records import Halt, Settled, log_settled, store
 from atriumseg.pipeline.batch.report import (
     FAILED,
@@ -205,7 +206,8 @@ def claim(planned: PlannedCase, options: BatchOptions) -> CaseLock | Settled:
         return Settled(CaseResult(case.name, str(case.path), "", SKIPPED, reason), record=False)
     if is_complete(previous):
         lock.release()
-        return Settled(previous, record=False)
+        current = refresh_patient(previous, case, options.patients, options.anonymous)
+        return Settled(current, record=current.to_dict() != previous.to_dict())  # a new row only where it changed
     if previous is not None:
         own = {_real(p) for p in outputs(previous)}
     else:  # a record of this case that cannot be read still says the case's outputs are a run's own

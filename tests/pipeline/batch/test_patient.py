@@ -69,3 +69,25 @@ def test_anonymous_leaves_the_identifiers_out_but_keeps_the_volume_index(tmp_pat
     assert float(row["bsa_m2"]) == BSA_175_CM_70_KG
     cases = json.loads((tmp_path / "out" / "report.json").read_text())["cases"]
     assert all(cases[0][k] == "" for k in IDENTIFIERS)
+
+
+def test_a_finished_case_rerun_with_anonymous_or_new_patients_gets_this_runs_patient_columns(
+    tmp_path: Path, model_folder: Path
+) -> None:
+    """--anonymous and --patients change the report only: the finished case is not redone, but its row must not
+    keep the identifiers a later run asked to leave out, nor an old body size."""
+    folder = write_series(tmp_path / "study", *SAGITTAL)
+    out = tmp_path / "out"
+    assert segment([folder], out, model_folder) == EXIT_OK
+    first = report_rows(out)["study"]
+    mask = next(out.glob("study*.nii.gz"))
+    written = mask.stat().st_mtime_ns
+    assert first["series_uid"] == SERIES_UID and float(first["bsa_m2"]) == BSA_175_CM_70_KG
+    patients = tmp_path / "patients.csv"
+    patients.write_text("case,height_cm,weight_kg\nstudy,180,81\n")
+    assert segment([folder], out, model_folder, "--anonymous", "--patients", str(patients)) == EXIT_OK
+    again = report_rows(out)["study"]
+    assert all(again[k] == "" for k in IDENTIFIERS) and again["bsa_m2"] == "2.0125"
+    assert again["volume_ml"] == first["volume_ml"] and mask.stat().st_mtime_ns == written, "not redone"
+    assert segment([folder], out, model_folder) == EXIT_OK  # the identifiers back when asked for
+    assert report_rows(out)["study"]["series_uid"] == SERIES_UID
