@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     level = log.level
     log.setLevel(logging.DEBUG if args.verbose else level)  # -v: our debug lines, not every library's
+    chatty = logging.getLogger("highdicom")  # an INFO line per attribute group copied into every SEG
+    chatty_level = chatty.level
+    chatty.setLevel(logging.WARNING)
     try:
         with _sigterm_interrupts():
             return args.run(args)
@@ -98,3 +101,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CASE_FAILED
     finally:
         log.setLevel(level)  # as before this call (a caller's own level stays theirs)
+        chatty.setLevel(chatty_level)

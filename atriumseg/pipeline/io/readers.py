@@ -127,14 +127,22 @@ def _slice_info(name: str) -> sitk.ImageFileReader:
     return info
 
 
+# Modalities of DICOM objects that are not images to segment: a segmentation (atriumseg's own SEG beside its
+# series, as Slicer wants them), structured reports, presentation states, key-object notes, RT structures.
+NOT_IMAGES = frozenset({"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "REG", "DOC"})
+
+
 def dicom_series(folder: Path) -> list[tuple[str, str]]:
-    """(series UID, series description) of every DICOM series directly inside ``folder``."""
+    """(series UID, series description) of every DICOM image series directly inside ``folder``; series of objects
+    that are not images (:data:`NOT_IMAGES`: a SEG written beside its series, a report) are left out."""
     series = []
     for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
         try:
             info = _slice_info(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)[0])
         except RuntimeError:  # a file GDCM lists but ITK cannot open (no preamble): the case fails when read
             series.append((uid, ""))
+            continue
+        if info.HasMetaDataKey("0008|0060") and info.GetMetaData("0008|0060").strip().upper() in NOT_IMAGES:
             continue
         description = info.GetMetaData("0008|103e").strip() if info.HasMetaDataKey("0008|103e") else ""
         series.append((uid, description))
@@ -189,9 +197,9 @@ def _check_slices(files: list[str], label: str) -> None:
 
 def read_dicom_series(folder: Path, series_uid: str | None = None) -> sitk.Image:
     """Read one DICOM series from a folder (the only one, or the one with ``series_uid``), checking its slices."""
-    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    uids = [uid for uid, _ in dicom_series(folder)]  # image series only: a SEG beside its series is not one
     if not uids:
-        raise GridError("no DICOM series found in this folder")
+        raise GridError("no DICOM image series found in this folder")
     if series_uid is None and len(uids) > 1:
         raise GridError(f"holds {len(uids)} DICOM series; name one by its UID (series_uid)")
     uid = series_uid or uids[0]

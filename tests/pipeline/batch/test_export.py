@@ -66,6 +66,23 @@ def test_dicom_seg_equals_the_nifti_mask_and_the_report_has_uids_bsa_and_lavi(
     assert path.read_bytes() == before
 
 
+def test_a_seg_kept_beside_its_series_is_not_taken_for_a_series(
+    tmp_path: Path, model_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As Slicer wants them, the SEG copied into the study folder: the folder is still one case, named after it,
+    finished by the first run (no second SEG), and its volume reads as before. highdicom's INFO lines stay out of
+    the log."""
+    folder = write_series(tmp_path / "study", *SAGITTAL)
+    with caplog.at_level(logging.INFO):
+        assert segment([folder], tmp_path / "seg", model_folder, "--format", "dicom-seg") == EXIT_OK
+    assert not [r for r in caplog.records if r.name.startswith("highdicom")]
+    (folder / "study.seg.dcm").write_bytes((tmp_path / "seg" / "study.seg.dcm").read_bytes())
+    assert segment([folder], tmp_path / "seg", model_folder, "--format", "dicom-seg") == EXIT_OK
+    assert sorted(p.name for p in (tmp_path / "seg").glob("*.dcm")) == ["study.seg.dcm"]
+    assert list(report_rows(tmp_path / "seg")) == ["study"]
+    assert read_image(folder).tensor.shape[1:] == read_image(folder, SERIES_UID).tensor.shape[1:]
+
+
 def test_dicom_seg_of_a_non_dicom_input_fails_with_the_reason(tmp_path: Path, model_folder: Path) -> None:
     shape = (40, 42, 30)
     case = synthetic_case(shape, make_affine(shape, (1.5, 1.5, 1.5), "LPS"), seed=7)
