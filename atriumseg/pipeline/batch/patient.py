@@ -8,8 +8,9 @@ unknown or implausible body size leaves height, weight, BSA and LAVI empty and l
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 
 from atriumseg.pipeline.analysis.body_size import BodySize, body_size_index, choose_body_size
 from atriumseg.pipeline.batch.inputs import InputCase
@@ -39,32 +40,37 @@ def patient_fields(
             values.update(tags.identifiers())
         if tags.patient_size_m is not None or tags.patient_weight_kg is not None:
             dicom = BodySize.from_dicom(tags.patient_size_m, tags.patient_weight_kg)
-    body = choose_body_size(case.name, patients, dicom)
+    return {**values, **_body_columns(case.name, volume_ml, choose_body_size(case.name, patients, dicom))}
+
+
+def _body_columns(name: str, volume_ml: float, body: BodySize | None) -> dict[str, float]:
+    """``height_cm``, ``weight_kg``, ``bsa_m2`` and ``lavi_ml_m2`` of ``body`` (none when unknown or implausible,
+    the reason logged; no ``lavi_ml_m2`` for an empty mask)."""
     index = body_size_index(volume_ml, body)
     if index.reason is not None:
-        (log.info if body is None else log.warning)("%s: no BSA or LAVI: %s", case.name, index.reason)
-        return values
-    values.update(height_cm=body.height_cm, weight_kg=body.weight_kg, bsa_m2=index.bsa_m2)
+        (log.info if body is None else log.warning)("%s: no BSA or LAVI: %s", name, index.reason)
+        return {}
+    values = {"height_cm": body.height_cm, "weight_kg": body.weight_kg, "bsa_m2": index.bsa_m2}
     if index.lavi_ml_m2 is not None:
         values["lavi_ml_m2"] = index.lavi_ml_m2
     else:
-        log.warning("%s: no LAVI: no atrium segmented (empty mask)", case.name)
+        log.warning("%s: no LAVI: no atrium segmented (empty mask)", name)
     return values
 
 
 _BODY_COLUMNS = ("height_cm", "weight_kg", "bsa_m2", "lavi_ml_m2")
-_UNSET = {f.name: f.default for f in fields(CaseResult) if f.name in (*IDENTIFIER_COLUMNS, *_BODY_COLUMNS)}
 
 
 def refresh_patient(
     result: CaseResult, case: InputCase, patients: Mapping[str, BodySize], anonymous: bool = False
 ) -> CaseResult:
-    """The record of a case an earlier run finished, with the patient columns this run's ``--patients`` and
-    ``--anonymous`` give: they change the report only, so a finished case is not redone, but its report row must
-    not keep identifiers a run asked to leave out, nor an old body size. An input that cannot be read again keeps
-    the record's columns (less the identifiers when ``anonymous``), with a warning."""
-    try:
-        return replace(result, **{**_UNSET, **patient_fields(case, result.volume_ml, patients, anonymous)})
-    except (OSError, ValueError) as err:  # the series gone or changed since: what the record says stands
-        log.warning("%s: patient columns kept from the earlier run (%s)", case.name, err)
-        return replace(result, **{name: "" for name in IDENTIFIER_COLUMNS}) if anonymous else result
+    """The record of a case an earlier run finished under this run's report options, reading no file: with
+    ``anonymous`` its identifiers are left out, and a ``--patients`` row for it gives its body size and index. They
+    change the report only, so the case is not redone; what they do not name stays as the record has it (identifiers
+    left out earlier come back, and a body size from the DICOM tags replaces a ``--patients`` one, with
+    ``--overwrite``)."""
+    updated = replace(result, **{name: "" for name in IDENTIFIER_COLUMNS}) if anonymous else result
+    if case.name in patients:
+        unset = {name: math.nan for name in _BODY_COLUMNS}
+        updated = replace(updated, **{**unset, **_body_columns(case.name, result.volume_ml, patients[case.name])})
+    return updated

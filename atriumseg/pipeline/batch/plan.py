@@ -39,6 +39,7 @@ from atriumseg.pipeline.batch.report import (
     outputs,
     read_record,
     record_path,
+    write_record,
 )
 from atriumseg.pipeline.io.names import SEG_SUFFIX, mask_suffix
 from atriumseg.pipeline.io.writing import check_output_folder, remove_stale_temporaries
@@ -205,9 +206,16 @@ def claim(planned: PlannedCase, options: BatchOptions) -> CaseLock | Settled:
                   "give another --output, or --overwrite to redo it from this input")
         return Settled(CaseResult(case.name, str(case.path), "", SKIPPED, reason), record=False)
     if is_complete(previous):
-        lock.release()
         current = refresh_patient(previous, case, options.patients, options.anonymous)
-        return Settled(current, record=current.to_dict() != previous.to_dict())  # a new row only where it changed
+        changed = current.to_dict() != previous.to_dict()
+        try:
+            if changed:  # under the case's lock, so a concurrent --overwrite run's newer record is never replaced
+                write_record(options.output, current)
+        except OSError:
+            return Settled(current, record=True)  # stored, or the run halted, with every other record
+        finally:
+            lock.release()
+        return Settled(current, record=False)
     if previous is not None:
         own = {_real(p) for p in outputs(previous)}
     else:  # a record of this case that cannot be read still says the case's outputs are a run's own

@@ -197,15 +197,17 @@ def _check_slices(files: list[str], label: str) -> None:
 
 def read_dicom_series(folder: Path, series_uid: str | None = None) -> sitk.Image:
     """Read one DICOM series from a folder (the only one, or the one with ``series_uid``), checking its slices."""
-    uids = [uid for uid, _ in dicom_series(folder)]  # image series only: a SEG beside its series is not one
-    if not uids:
-        raise GridError("no DICOM image series found in this folder")
-    if series_uid is None and len(uids) > 1:
-        raise GridError(f"holds {len(uids)} DICOM series; name one by its UID (series_uid)")
-    uid = series_uid or uids[0]
-    if uid not in uids:
+    uid = series_uid
+    if uid is None:  # the folder's only image series (a SEG kept beside it is not one)
+        uids = [found for found, _ in dicom_series(folder)]
+        if not uids:
+            raise GridError("no DICOM image series found in this folder")
+        if len(uids) > 1:
+            raise GridError(f"holds {len(uids)} DICOM series; name one by its UID (series_uid)")
+        uid = uids[0]
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))  # one scan of the folder
+    if not files:
         raise GridError(f"no DICOM series with UID {uid}")
-    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
     _check_slices(files, f"series {uid}")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)

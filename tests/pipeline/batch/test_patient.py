@@ -89,5 +89,22 @@ def test_a_finished_case_rerun_with_anonymous_or_new_patients_gets_this_runs_pat
     again = report_rows(out)["study"]
     assert all(again[k] == "" for k in IDENTIFIERS) and again["bsa_m2"] == "2.0125"
     assert again["volume_ml"] == first["volume_ml"] and mask.stat().st_mtime_ns == written, "not redone"
-    assert segment([folder], out, model_folder) == EXIT_OK  # the identifiers back when asked for
+    assert segment([folder], out, model_folder) == EXIT_OK  # left out they stay out: no file is read again
+    assert report_rows(out)["study"]["series_uid"] == ""
+    assert segment([folder], out, model_folder, "--overwrite") == EXIT_OK  # redone: the identifiers are back
     assert report_rows(out)["study"]["series_uid"] == SERIES_UID
+
+
+def test_a_finished_case_whose_input_is_gone_keeps_its_record(tmp_path: Path, model_folder: Path) -> None:
+    folder = write_series(tmp_path / "study", *SAGITTAL)
+    out = tmp_path / "out"
+    assert segment([folder], out, model_folder) == EXIT_OK
+    first = report_rows(out)["study"]
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    assert segment([folder], out, model_folder) == EXIT_OK
+    assert report_rows(out)["study"] == first
+    assert segment([folder], out, model_folder, "--anonymous") == EXIT_OK
+    again = report_rows(out)["study"]
+    assert all(again[k] == "" for k in IDENTIFIERS) and again["bsa_m2"] == first["bsa_m2"]
