@@ -6,7 +6,8 @@ start as ``changed=False`` (what is done with it is the batch runner's: a case c
 with ``atriumseg segment DIR -o OUT`` run again, so a restart does not redo finished inputs), and each time it
 settles with another signature as ``changed=True`` (a file replaced, a folder whose copy paused and then got more
 files, an entry removed and put back different): its outputs are then redone. Entries are only read: never
-modified, moved or deleted. Hidden entries (names starting with a dot) are left alone.
+modified, moved or deleted. Hidden entries (names starting with a dot) and files that are not images (notes, a
+``.raw`` beside its ``.mhd``: the header is the image) are left alone, the latter logged once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from atriumseg.pipeline.io.names import IMAGE_SUFFIXES
 from atriumseg.pipeline.serve.options import PAUSE_AFTER_ERROR
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Watcher:
         self.skip = skip
         self._seen: dict[Path, tuple[tuple, float]] = {}  # entry -> (signature, since when unchanged)
         self._handed: dict[Path, int] = {}  # entry -> hash of the signature handed on (kept when the entry goes)
+        self._strays: set[Path] = set()  # files that are not images, already said
 
     def poll(self, now: float | None = None) -> list[Path]:
         """One look at the folder; the entries handed on."""
@@ -64,6 +67,11 @@ class Watcher:
             return []
         for entry in entries:
             if entry.resolve() in self.skip:
+                continue
+            if entry.is_file() and not entry.name.lower().endswith(IMAGE_SUFFIXES):
+                if entry not in self._strays:  # said once, as a batch run lists a stray once
+                    log.info("watch %s: not an image file, left alone", entry)
+                    self._strays.add(entry)
                 continue
             try:
                 sig = signature(entry)

@@ -42,6 +42,17 @@ def test_a_file_is_handed_on_after_it_settled_and_again_only_when_it_changes(tmp
     assert handed == [(scan, False), (scan, True)]  # the second time as changed: its outputs are redone
 
 
+def test_a_file_that_is_not_an_image_is_left_alone_and_said_once(tmp_path: Path, caplog) -> None:
+    handed: list[tuple[Path, bool]] = []
+    watcher = _watcher(tmp_path, handed)
+    (tmp_path / "notes.txt").write_text("from the technologist")
+    (tmp_path / "scan.nii.gz").write_bytes(b"an image")
+    with caplog.at_level(logging.INFO):
+        watcher.poll(now=100.0)
+        assert watcher.poll(now=200.0) == [tmp_path / "scan.nii.gz"] and watcher.poll(now=300.0) == []
+    assert caplog.text.count("notes.txt: not an image file, left alone") == 1
+
+
 def test_an_entry_removed_and_put_back_different_counts_as_changed(tmp_path: Path) -> None:
     handed: list[tuple[Path, bool]] = []
     watcher = _watcher(tmp_path, handed)
