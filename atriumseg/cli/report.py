@@ -16,10 +16,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atriumseg.pipeline.batch.report import FAILED, RECORDS, rebuild_report, summary_table
+    from atriumseg.pipeline.io.writing import not_a_folder
 
-    if not args.output.is_dir():
-        what = "exists and is not a folder" if args.output.exists() else "no such folder"
-        raise UsageError(f"{args.output}: {what}; give the output folder of a segment run")
+    problem = not_a_folder(args.output)
+    if problem:
+        raise UsageError(f"{args.output}: {problem}; give the output folder of a segment run")
     if not (args.output / RECORDS).is_dir():  # never write report.csv over a file of someone else's
         raise UsageError(f"{args.output}: no atriumseg records ({RECORDS}); give the output folder of a segment run")
     results = rebuild_report(args.output)

@@ -89,13 +89,15 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from atriumseg.pipeline.io.writing import not_a_folder
     from atriumseg.pipeline.serve.cases import segment_with
     from atriumseg.pipeline.serve.service import serve
 
     settings = serve_options(args)
     options.check_output_folder(settings.output)
-    if settings.watch is not None and not settings.watch.is_dir():
-        raise UsageError(f"--watch {settings.watch}: no such folder")
+    problem = None if settings.watch is None else not_a_folder(settings.watch)
+    if problem:
+        raise UsageError(f"--watch {settings.watch}: {problem}")
     segmenter = options.load_segmenter(args)
     for noisy in ("atriumseg.pipeline.batch", "pynetdicom", "highdicom"):  # the service logs one line per series
         logging.getLogger(noisy).setLevel(logging.WARNING)

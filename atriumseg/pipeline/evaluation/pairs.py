@@ -6,15 +6,16 @@ import logging
 from pathlib import Path
 
 from atriumseg.pipeline.io.volumes import IMAGE_SUFFIXES, case_name
+from atriumseg.pipeline.io.writing import not_a_folder
 
 log = logging.getLogger(__name__)
 
 
 def _images(folder: Path) -> list[Path]:
     """The image files in ``folder`` (not searched deeper), or a :class:`ValueError` when it is no folder."""
-    if not Path(folder).is_dir():
-        what = "is not a folder" if Path(folder).exists() else "no such folder"
-        raise ValueError(f"{folder}: {what}")
+    problem = not_a_folder(folder)
+    if problem:
+        raise ValueError(f"{folder}: {problem}")
     return [p for p in sorted(Path(folder).iterdir()) if p.name.lower().endswith(IMAGE_SUFFIXES)]
 
 

@@ -33,6 +33,13 @@ class OutputFolderError(OSError):
     """An output folder that cannot be used: not a folder, cannot be created, or not writable."""
 
 
+def not_a_folder(path: Path) -> str | None:
+    """Why ``path`` is no folder to read ("no such folder", "exists and is not a folder"), or None when it is one."""
+    if Path(path).is_dir():
+        return None
+    return "exists and is not a folder" if Path(path).exists() else "no such folder"
+
+
 def check_output_folder(folder: Path) -> Path:
     """Make sure ``folder`` exists (creating it) and this process can write into it, before any work.
 
@@ -47,7 +54,14 @@ def check_output_folder(folder: Path) -> Path:
         raise OutputFolderError(
             f"{folder}: cannot create the output folder ({err.strerror or err}); give a folder you can write to"
         ) from err
-    probe = folder / f"{TEMPORARY_PREFIX}{_MACHINE}-{os.getpid()}-{uuid.uuid4().hex[:8]}-probe"
+    _check_writable(folder)
+    return folder
+
+
+def _check_writable(folder: Path) -> None:
+    """Write and remove a probe file in ``folder`` (a temporary name, as a crash would leave any): the one sure
+    test that this process may write there; an :class:`OutputFolderError` otherwise."""
+    probe = temporary_path(folder / "probe")
     try:
         os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         probe.unlink()
@@ -55,7 +69,6 @@ def check_output_folder(folder: Path) -> Path:
         raise OutputFolderError(
             f"{folder}: cannot write into the output folder ({err.strerror or err}); give a folder you can write to"
         ) from err
-    return folder
 
 
 def check_output_file(path: Path, overwrite: bool) -> None:
@@ -71,8 +84,7 @@ def check_output_file(path: Path, overwrite: bool) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise OutputFolderError(f"{folder}: exists and is not a folder; give a folder for the outputs")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputFolderError(f"{folder}: cannot write into the output folder; give a folder you can write to")
+    _check_writable(folder)
 
 
 def temporary_path(path: Path) -> Path:

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from atriumseg.pipeline.io.writing import process_running
+from atriumseg.pipeline.io.writing import not_a_folder, process_running
 from atriumseg.pipeline.serve.outbox import Outbox
 from atriumseg.pipeline.serve.state import FAILED, Ledger
 from atriumseg.pipeline.serve.storage import Storage
@@ -33,9 +33,9 @@ def snapshot(service: dict, ledger: Ledger, outbox: Outbox, storage: Storage) ->
 def read_status(root: Path) -> dict:
     """The state of a storage folder, running service or not: ``service.running`` says whether its process lives."""
     storage = Storage(root, create=False)  # read only: never create folders in what may be a mistyped path
-    if not Path(root).is_dir():
-        what = "exists and is not a folder" if Path(root).exists() else "no such folder"
-        raise FileNotFoundError(f"{root}: {what}; give the --storage folder of 'atriumseg serve'")
+    problem = not_a_folder(root)
+    if problem:
+        raise FileNotFoundError(f"{root}: {problem}; give the --storage folder of 'atriumseg serve'")
     if not storage.state_root.is_dir():
         raise FileNotFoundError(f"{root}: not an atriumseg storage folder (no state/ in it); give the --storage "
                                 "folder of 'atriumseg serve'")

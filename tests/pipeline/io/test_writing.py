@@ -19,6 +19,7 @@ from atriumseg.pipeline.io.writing import (
     check_output_file,
     check_output_folder,
     is_stale,
+    not_a_folder,
     remove_stale_temporaries,
     temporary_path,
     write_atomically,
@@ -238,3 +239,10 @@ def test_an_output_file_is_checked_without_creating_anything(tmp_path: Path) -> 
     with pytest.raises(FileExistsError, match=r"link.csv exists; pass overwrite=True \(--overwrite\)"):
         check_output_file(tmp_path / "link.csv", overwrite=False)
     check_output_file(tmp_path / "link.csv", overwrite=True)
+
+
+def test_not_a_folder_says_why_a_path_is_no_folder(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    assert not_a_folder(tmp_path) is None
+    assert not_a_folder(tmp_path / "afile") == "exists and is not a folder"
+    assert not_a_folder(tmp_path / "nowhere") == "no such folder"
