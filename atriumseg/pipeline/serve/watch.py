@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from atriumseg.pipeline.io.names import IMAGE_SUFFIXES
+from atriumseg.pipeline.io.names import image_suffix
 from atriumseg.pipeline.serve.options import PAUSE_AFTER_ERROR
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Watcher:
         for entry in entries:
             if entry.resolve() in self.skip:
                 continue
-            if entry.is_file() and not entry.name.lower().endswith(IMAGE_SUFFIXES):
+            if entry.is_file() and not image_suffix(entry):
                 if entry not in self._strays:  # said once, as a batch run lists a stray once
                     log.info("watch %s: not an image file, left alone", entry)
                     self._strays.add(entry)
