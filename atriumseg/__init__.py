@@ -27,6 +27,7 @@ _PUBLIC = {
     "evaluate": "atriumseg.pipeline.evaluation.evaluate",
     "train": "atriumseg.pipeline.training.trainer",
     "TrainConfig": "atriumseg.pipeline.training.config",
+    "average_models": "atriumseg.pipeline.training.average",
 }
 
 __all__ = ["__version__", *_PUBLIC]

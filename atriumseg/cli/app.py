@@ -26,7 +26,8 @@ EXIT_OK, EXIT_CASE_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # One module of this package per command, in the order ``atriumseg --help`` lists them.
 COMMANDS = (
-    "segment", "demo", "evaluate", "train", "measure", "report", "info", "assemble", "serve", "status", "export",
+    "segment", "demo", "evaluate", "train", "measure", "report", "info", "assemble", "average", "serve", "status",
+    "export",
 )
 
 

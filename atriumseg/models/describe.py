@@ -108,14 +108,29 @@ def _cross_validation_lines(record: dict | None) -> list[str]:
 
 
 def _lineage_lines(lineage: list[dict]) -> list[str]:
-    """One line per training stage, oldest first: run, starting model, minutes, steps, data."""
+    """One line per training stage, oldest first: run, starting model, minutes, steps, data; an averaging stage
+    (``atriumseg average``) lists each averaged model's own stages under it."""
     if not lineage:
         return []
-    lines = [f"  lineage ({len(lineage)} training stage(s), oldest first):"]
-    for number, stage in enumerate(lineage, 1):
+    return [f"  lineage ({len(lineage)} training stage(s), oldest first):", *_stage_lines(lineage, "    ")]
+
+
+def _stage_lines(stages: list[dict], indent: str) -> list[str]:
+    """``stages`` numbered from 1, each on a line at ``indent``; an averaging stage's models below it, deeper."""
+    lines = []
+    for number, stage in enumerate(stages, 1):
         data = ", ".join(f"{name} {d.get('train', '?')}+{d.get('validation', '?')}"
                          for name, d in (stage.get("data") or {}).items())
-        lines.append(f"    {number}. run {stage.get('run') or '?'}, from {stage.get('started_from') or 'scratch'}, "
+        if "averaged" in stage:
+            lines.append(f"{indent}{number}. run {stage.get('run') or '?'}, the mean of the weights of "
+                         f"{len(stage['averaged'])} models; data (training+validation cases): {data or '?'}")
+            for model in stage["averaged"]:
+                own = model.get("stages") or []
+                after = f" after stage {number - 1}" if number > 1 else ""
+                lines.append(f"{indent}   {model.get('model')}: {len(own)} stage(s) of its own{after}")
+                lines += _stage_lines(own, indent + "      ")
+            continue
+        lines.append(f"{indent}{number}. run {stage.get('run') or '?'}, from {stage.get('started_from') or 'scratch'}, "
                      f"{stage.get('epochs', '?')} epochs, {stage.get('steps', '?')} steps, {stage.get('minutes', '?')} "
                      f"min on {stage.get('device') or '?'}; data (training+validation cases): {data or '?'}")
     return lines

@@ -32,6 +32,20 @@ def test_the_lineage_is_one_line_per_stage_oldest_first() -> None:
             "(training+validation cases): LeftAtrium 14+0") in text.splitlines()
 
 
+def test_an_averaging_stage_lists_each_models_own_stages_under_it() -> None:
+    soup = {"run": "runs/soup", "data": {"LeftAtrium": {"train": 14, "validation": 0}},
+            "averaged": [{"model": "runs/a/last", "stages": [STAGES[1]]}, {"model": "runs/b/last", "stages": []}]}
+    lines = describe(ModelCard(provenance={"lineage": [STAGES[0], soup]})).splitlines()
+    start = lines.index("    2. run runs/soup, the mean of the weights of 2 models; data (training+validation cases): "
+                        "LeftAtrium 14+0")
+    assert lines[start + 1:start + 4] == [
+        "       runs/a/last: 1 stage(s) of its own after stage 1",
+        "          1. run runs/more, from built-in 0.1.0, 40 epochs, 2000 steps, 12.5 min on cuda:0; data "
+        "(training+validation cases): LeftAtrium 14+0",
+        "       runs/b/last: 0 stage(s) of its own after stage 1",
+    ]
+
+
 def test_cross_validated_figures_per_protocol_with_volume_error() -> None:
     lines = describe(ModelCard(provenance={"cross_validation": CROSS_VALIDATION})).splitlines()
     assert ("  expected accuracy, cross-validated (5 fold models of this model's recipe, each case scored by the fold "

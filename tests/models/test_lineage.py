@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from atriumseg.models.card import ModelCard
-from atriumseg.models.lineage import lineage_of, stage
+from atriumseg.models.lineage import averaged_lineage, lineage_of, stage
 
 OLD_PROVENANCE = {  # a card written before lineages were recorded, as the first built-in model's
     "command": "atriumseg train data -o runs/axial", "epochs": 150, "steps": 7500, "training_seconds": 6003.0,
@@ -26,3 +26,14 @@ def test_a_recorded_lineage_is_returned_as_recorded_and_an_untrained_card_has_no
     second = {**first, "run": "runs/more", "started_from": "built-in 0.1.0", "steps": 500}
     assert lineage_of(ModelCard(provenance={**OLD_PROVENANCE, "lineage": [first, second]})) == [first, second]
     assert lineage_of(ModelCard()) == []
+
+
+def test_an_average_keeps_the_shared_stages_and_each_models_own_after_them() -> None:
+    first = stage(OLD_PROVENANCE)
+    a, b = {**first, "run": "runs/a"}, {**first, "run": "runs/b"}
+    data = {"LeftAtrium": {"train": 2, "validation": 1}}
+    lineage = averaged_lineage("runs/soup", {"runs/a/last": [first, a], "runs/b/last": [first, b, b]}, data)
+    assert lineage == [first, {"run": "runs/soup", "data": data, "averaged": [
+        {"model": "runs/a/last", "stages": [a]}, {"model": "runs/b/last", "stages": [b, b]}]}]
+    (only,) = averaged_lineage("runs/soup", {"x": [a], "y": [b]}, data)  # nothing shared: each story whole
+    assert [m["stages"] for m in only["averaged"]] == [[a], [b]]
