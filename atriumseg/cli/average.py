@@ -21,7 +21,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("models", type=Path, nargs="+", metavar="MODEL",
                    help="model folders (e.g. runs/a/last runs/b/last); the first's card gives the design")
     p.add_argument("-o", "--output", type=Path, required=True, help="model folder to write (new or empty)")
-    p.add_argument("--overwrite", action="store_true", help="replace the model in a non-empty folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the model in a non-empty folder (never a run's last/, an ensemble or a model "
+                   "averaged)")
     p.set_defaults(run=run)
 
 
@@ -31,12 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from atriumseg.models.lineage import lineage_of
     from atriumseg.pipeline.training.average import average_models
 
-    if args.output.exists() and not args.output.is_dir():
-        raise UsageError(f"{args.output} exists and is not a folder; give a new or empty folder for the average")
-    if args.output.exists() and any(args.output.iterdir()) and not args.overwrite:
-        raise UsageError(f"{args.output} is not empty; pass --overwrite to replace the model there")
     try:
-        card = average_models(args.models, args.output, command=shlex.join(["atriumseg", *args.argv]))
+        card = average_models(args.models, args.output, command=shlex.join(["atriumseg", *args.argv]),
+                              overwrite=args.overwrite)
     except (CardError, CheckpointError) as err:
         raise UsageError(str(err)) from err
     arch, pre = card.architecture, card.preprocessing

@@ -112,7 +112,7 @@ def _lineage_lines(lineage: list[dict]) -> list[str]:
     (``atriumseg average``) lists each averaged model's own stages under it."""
     if not lineage:
         return []
-    return [f"  lineage ({len(lineage)} training stage(s), oldest first):", *_stage_lines(lineage, "    ")]
+    return [f"  lineage ({len(lineage)} stage(s), oldest first):", *_stage_lines(lineage, "    ")]
 
 
 def _stage_lines(stages: list[dict], indent: str) -> list[str]:

@@ -37,13 +37,16 @@ def stage(provenance: dict) -> dict:
     }
 
 
-def averaged_lineage(run: str, lineages: dict[str, list[dict]], data: dict[str, dict[str, int]]) -> list[dict]:
+def averaged_lineage(run: str, command: str, lineages: dict[str, list[dict]], data: dict[str, dict[str, int]]
+                     ) -> list[dict]:
     """The lineage of a model whose weights are the average of models with ``lineages`` (named by their models):
-    the stages they all share, oldest first, then one stage of the averaging (``run``, the training and validation
-    case counts ``data``) that keeps each model's own stages after the shared ones, so no stage is lost."""
+    the stages they all share, oldest first, then one stage of the averaging (``run``, its ``command``, the
+    training and validation case counts ``data``) that keeps each model's own stages after the shared ones, so no
+    stage is lost."""
     shared = 0
     stories = list(lineages.values())
     while all(len(story) > shared for story in stories) and all(s[shared] == stories[0][shared] for s in stories):
         shared += 1
-    return [*stories[0][:shared], {"run": run, "averaged": [{"model": model, "stages": story[shared:]}
-                                                            for model, story in lineages.items()], "data": data}]
+    averaging = {"run": run, "started_from": None, "command": command, "data": data,
+                 "averaged": [{"model": model, "stages": story[shared:]} for model, story in lineages.items()]}
+    return [*stories[0][:shared], averaging]

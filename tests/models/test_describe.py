@@ -25,7 +25,7 @@ CROSS_VALIDATION = {
 
 def test_the_lineage_is_one_line_per_stage_oldest_first() -> None:
     text = describe(ModelCard(provenance={"lineage": STAGES}))
-    assert "lineage (2 training stage(s), oldest first):" in text
+    assert "lineage (2 stage(s), oldest first):" in text
     assert ("    1. run runs/axial, from scratch, 123 epochs, 6150 steps, 100.1 min on cpu; data "
             "(training+validation cases): LeftAtrium 11+3, LA2018_LGE 64+16") in text.splitlines()
     assert ("    2. run runs/more, from built-in 0.1.0, 40 epochs, 2000 steps, 12.5 min on cuda:0; data "

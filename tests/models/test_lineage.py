@@ -32,8 +32,10 @@ def test_an_average_keeps_the_shared_stages_and_each_models_own_after_them() -> 
     first = stage(OLD_PROVENANCE)
     a, b = {**first, "run": "runs/a"}, {**first, "run": "runs/b"}
     data = {"LeftAtrium": {"train": 2, "validation": 1}}
-    lineage = averaged_lineage("runs/soup", {"runs/a/last": [first, a], "runs/b/last": [first, b, b]}, data)
-    assert lineage == [first, {"run": "runs/soup", "data": data, "averaged": [
-        {"model": "runs/a/last", "stages": [a]}, {"model": "runs/b/last", "stages": [b, b]}]}]
-    (only,) = averaged_lineage("runs/soup", {"x": [a], "y": [b]}, data)  # nothing shared: each story whole
+    stories = {"runs/a/last": [first, a], "runs/b/last": [first, b, b]}
+    lineage = averaged_lineage("runs/soup", "atriumseg average", stories, data)
+    assert lineage == [first, {"run": "runs/soup", "started_from": None, "command": "atriumseg average", "data": data,
+                               "averaged": [{"model": "runs/a/last", "stages": [a]},
+                                            {"model": "runs/b/last", "stages": [b, b]}]}]
+    (only,) = averaged_lineage("runs/soup", "", {"x": [a], "y": [b]}, data)  # nothing shared: each story whole
     assert [m["stages"] for m in only["averaged"]] == [[a], [b]]

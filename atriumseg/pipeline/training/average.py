@@ -10,6 +10,7 @@ every model's stages after those they share. Loading reads safetensors and JSON 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,21 +18,26 @@ import torch
 
 from atriumseg._version import __version__
 from atriumseg.models.card import ModelCard, training_data
-from atriumseg.models.checkpoint import CheckpointError, load_model, model_folder, save_model
+from atriumseg.models.checkpoint import CARD_NAME, CheckpointError, load_model, model_folder, save_model
 from atriumseg.models.ensemble import is_ensemble
 from atriumseg.models.lineage import averaged_lineage, lineage_of
+from atriumseg.pipeline.training.checkpoints import STATE_NAME
 from atriumseg.pipeline.training.provenance import model_name
 
+log = logging.getLogger(__name__)
 
-def average_models(models: Sequence[Path], output: Path, command: str = "") -> ModelCard:
+
+def average_models(models: Sequence[Path], output: Path, command: str = "", overwrite: bool = False) -> ModelCard:
     """Write into ``output`` the model whose weights are the mean of ``models``' weights (two or more model
     folders of one design) and return its card.
 
     The models must share the architecture, the post-processing and the frame their network sees (plane,
     orientation, spacing, neighbour slices, intensity scaling), else a :class:`CheckpointError` names what
     differs. The average takes the first model's design, its slice padding (``min_slice_size``, which follows the
-    training patch and sets the work per focused slice) too. A model picked on its validation cases (a run's
-    ``best/``) is refused: those cases would no longer measure the average.
+    training patch and sets the work per focused slice) too. Refused as well: a model picked on its validation
+    cases (a run's ``best/``: those cases would no longer measure the average), the same weights twice, an
+    ensemble, and an ``output`` that is not empty (unless ``overwrite``), holds a run's training state or an
+    ensemble, or is, holds or lies in one of the models' folders.
     """
     if len(models) < 2:
         raise CheckpointError(f"averaging needs two or more models, got {len(models)}")
@@ -40,77 +46,122 @@ def average_models(models: Sequence[Path], output: Path, command: str = "") -> M
         if is_ensemble(folder):
             raise CheckpointError(f"model {folder} is an ensemble; average its members one by one (the same member "
                                   "of each ensemble), then `atriumseg assemble` the averages")
-        if [f.resolve() for f in folders].count(folder.resolve()) > 1:
-            raise CheckpointError(f"model {folder} is given twice; each model counts once in the average")
-    loaded = {model_name(folder): load_model(folder) for folder in folders}
-    cards = {name: card for name, (_, card) in loaded.items()}
-    first = _check_one_design(cards)
-    states = [network.state_dict() for network, _ in loaded.values()]
-    network = loaded[next(iter(loaded))][0]
-    network.load_state_dict({key: _mean([state[key] for state in states]) for key in states[0]})
-    card = ModelCard.of(first, package_version=__version__,
-                        provenance=_averaged_provenance(cards, str(output), command))
+    _check_output(Path(output), folders, overwrite)
+    loaded = [(model_name(folder), *load_model(folder)) for folder in folders]
+    first = _check_one_design([(name, card) for name, _, card in loaded])
+    _check_distinct([(name, network.state_dict()) for name, network, _ in loaded])
+    cards = {name: card for name, _, card in loaded}
+    states = [network.state_dict() for _, network, _ in loaded]
+    network = loaded[0][1]
+    network.load_state_dict({key: torch.stack([s[key].double() for s in states]).mean(0).float() for key in states[0]})
+    provenance = _averaged_provenance(cards, str(output), command)
+    card = ModelCard.of(first, package_version=__version__, provenance=provenance)
     save_model(network, card, output)
     return card
 
 
-def _check_one_design(cards: dict[str, ModelCard]) -> ModelCard:
-    """The first model's card, once every card is of its design (but for the slice padding) and none was picked
-    on its validation cases; else a :class:`CheckpointError` naming the model."""
-    (first_name, first), *others = cards.items()
-    for name, card in cards.items():
+def _check_output(output: Path, folders: list[Path], overwrite: bool) -> None:
+    """Refuse an ``output`` that would lose something: a non-empty folder (unless ``overwrite``), a run's
+    ``last/`` (its training state would resume other weights), an ensemble, or a folder of the models averaged."""
+    if output.exists() and not output.is_dir():
+        raise CheckpointError(f"{output} exists and is not a folder; give a new or empty folder for the average")
+    for folder in folders:
+        mine, theirs = output.resolve(), folder.resolve()
+        if mine == theirs or mine in theirs.parents or theirs in mine.parents:
+            raise CheckpointError(f"{output} is, holds or lies in the folder of model {folder}; write the average "
+                                  "to a folder of its own")
+    if not output.is_dir() or not any(output.iterdir()):
+        return
+    if not overwrite:
+        raise CheckpointError(f"{output} is not empty; pass --overwrite (overwrite=True) to replace the model there")
+    if (output / STATE_NAME).exists():
+        raise CheckpointError(f"{output} holds a run's training state ({STATE_NAME}): --resume would continue the "
+                              "run's weights, not the average; write the average to a folder of its own")
+    if (output / CARD_NAME).is_file() and is_ensemble(output):
+        raise CheckpointError(f"{output} holds an ensemble; write the average to a folder of its own")
+
+
+def _check_one_design(cards: list[tuple[str, ModelCard]]) -> ModelCard:
+    """The first model's card, once every card is of its design (but for the slice padding), none was picked on its
+    validation cases and every split is per dataset; else a :class:`CheckpointError` naming the model."""
+    (first_name, first), *others = cards
+    for name, card in cards:
         if "validation" in card.provenance:
             raise CheckpointError(f"model {name} was picked on its validation cases (a run's best/) or measured on "
                                   "them when shipped; average the runs' last/ folders, so held-out cases still "
                                   "measure the average")
+        split = card.provenance.get("split", {})
+        if not isinstance(split, dict) or not all(isinstance(part, dict) for part in split.values()):
+            raise CheckpointError(f"model {name}'s card records its split as cards before per-dataset splits did; "
+                                  "continue it one stage with `atriumseg train --init` first")
     for name, card in others:
-        for part in ("architecture", "postprocessing"):
-            if getattr(card, part) != getattr(first, part):
-                raise CheckpointError(f"model {name} has another {part} than {first_name} ({getattr(card, part)} "
-                                      f"against {getattr(first, part)}); only models of one design average")
-        pre = dataclasses.replace(card.preprocessing, min_slice_size=first.preprocessing.min_slice_size)
-        if pre != first.preprocessing:
-            raise CheckpointError(f"model {name} sees other slices than {first_name} ({card.preprocessing} against "
-                                  f"{first.preprocessing}); only networks of one frame average")
+        for part in ("architecture", "preprocessing", "postprocessing"):
+            mine, theirs = getattr(card, part), getattr(first, part)
+            differ = [f"{f.name} {getattr(mine, f.name)!r} against {getattr(theirs, f.name)!r}"
+                      for f in dataclasses.fields(mine)
+                      if f.name != "min_slice_size" and getattr(mine, f.name) != getattr(theirs, f.name)]
+            if differ:
+                raise CheckpointError(f"model {name} has another {part} than {first_name} ({'; '.join(differ)}); "
+                                      "only models of one design average")
     return first
 
 
-def _mean(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """The element-wise mean of floating-point tensors (summed in float64), in the first one's dtype; other
-    tensors must be equal and are kept."""
-    if not tensors[0].is_floating_point():
-        if any(not torch.equal(t, tensors[0]) for t in tensors[1:]):
-            raise CheckpointError("the models' integer buffers differ; they are not of one design")
-        return tensors[0]
-    return torch.stack([t.double() for t in tensors]).mean(0).to(tensors[0].dtype)
+def _check_distinct(states: list[tuple[str, dict[str, torch.Tensor]]]) -> None:
+    """Refuse the same weights twice (a model given twice, or a copy of it): they would count double."""
+    for i, (mine, state) in enumerate(states):
+        for theirs, other in states[i + 1:]:
+            if all(torch.equal(state[key], other[key]) for key in state):
+                raise CheckpointError(f"models {mine} and {theirs} have the same weights; each model counts once")
 
 
 def _averaged_provenance(cards: dict[str, ModelCard], run: str, command: str) -> dict:
     """What the average's card says of how it was made: every model's training data, the split it implies, the
-    fold when all trained on the same one (so fold averages cross-validate), the models averaged and the lineage."""
-    data = {}
-    for card in cards.values():
-        for item in training_data(card.provenance):
-            data.setdefault(item.get("dataset"), item)
-    splits = [card.provenance.get("split", {}) for card in cards.values()]
+    fold when all trained on the same one (so fold averages cross-validate), the models averaged, the settings
+    changed after training and the lineage."""
+    splits = [card.provenance["split"] if "split" in card.provenance else {} for card in cards.values()]
     configs = [card.provenance.get("config", {}) for card in cards.values()]
     folds = {(c.get("folds", 0), c.get("fold")) for c in configs}
     one_fold = all(s == splits[0] for s in splits) and len(folds) == 1 and configs[0].get("folds", 0) >= 2
     split = _merged_split(splits)
     counts = {name: {"train": len(part["train"]), "validation": len(part["validation"])}
               for name, part in split.items()}
-    return {"data": list(data.values()), "split": split,
+    lineages = {name: lineage_of(card) for name, card in cards.items()}
+    lineage = averaged_lineage(run, command, lineages, counts)
+    starts = {story[0].get("started_from") if story else None for story in lineages.values()}
+    if len(lineage) == 1 and (len(starts) != 1 or None in starts):
+        log.warning("the models averaged share no training stage and no starting model: networks trained apart "
+                    "seldom average into one that works; measure the average (atriumseg evaluate) before using it")
+    notes = [{**note, "model": name} for name, card in cards.items()
+             for note in card.provenance.get("set_after_training", [])]
+    return {"data": _merged_data(cards), "split": split,
             "config": {"folds": configs[0]["folds"], "fold": configs[0].get("fold")} if one_fold else {},
-            "averaged": list(cards), "command": command,
-            "lineage": averaged_lineage(run, {name: lineage_of(card) for name, card in cards.items()}, counts)}
+            "averaged": list(cards), "command": command, "lineage": lineage,
+            **({"set_after_training": notes} if notes else {})}
+
+
+def _merged_data(cards: dict[str, ModelCard]) -> list[dict]:
+    """Each dataset any model trained on, once, with its root, header fix, reference and licence (its share of
+    the batches is each run's own, told by its stage's command); a dataset read with other header fixes by two
+    models is refused, since its held-out cases would be read one way for both."""
+    data: dict[str, dict] = {}
+    for name, card in cards.items():
+        for item in training_data(card.provenance):
+            entry = {key: value for key, value in item.items() if key != "weight"}
+            known = data.setdefault(entry.get("dataset"), entry)
+            if known.get("header_orientation_fix") != entry.get("header_orientation_fix"):
+                raise CheckpointError(
+                    f"model {name} read dataset {entry.get('dataset')} with header fix "
+                    f"{entry.get('header_orientation_fix')!r}, another model with "
+                    f"{known.get('header_orientation_fix')!r}; only models that read their data alike average")
+    return list(data.values())
 
 
 def _merged_split(splits: list[dict]) -> dict:
     """Per dataset: the cases any model trained on; as validation, those some model held out and none trained on;
-    as excluded, those every model left out."""
+    as excluded, those every model with that dataset left out."""
     merged = {}
     for name in dict.fromkeys(name for split in splits for name in split):
-        parts = [split.get(name, {}) for split in splits]
+        parts = [split[name] for split in splits if name in split]
         train = sorted({case for part in parts for case in part.get("train", [])})
         validation = sorted({case for part in parts for case in part.get("validation", [])} - set(train))
         excluded = set.intersection(*(set(part.get("excluded", [])) for part in parts)) - set(train)

@@ -1,28 +1,33 @@
 """Weight averaging: the mean of the weights, a card that keeps every model's data and stages, and models of
-another design refused with the reason."""
+another design, or an output that would lose something, refused with the reason."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import STANDIN_CARD, standin_network
 
-from atriumseg.models.checkpoint import CheckpointError, load_model, save_model
+from atriumseg.models.checkpoint import CheckpointError, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble
 from atriumseg.models.lineage import lineage_of
 from atriumseg.pipeline.training.average import average_models
+from atriumseg.pipeline.training.checkpoints import STATE_NAME
 from atriumseg.pipeline.training.validation import fold_card, fold_cards
 
 PARENT = {"run": "runs/parent", "started_from": None, "epochs": 10, "steps": 500, "minutes": 8.0, "device": "cpu",
           "data": {"A": {"train": 3, "validation": 1}}}
+DATA = {"dataset": "A", "root": "data/A", "header_orientation_fix": None, "weight": 1.0, "licence": "CC-BY"}
 
 
-def _model(folder: Path, seed: int, *, train: list[str], validation: list[str], run: str, **card_changes) -> Path:
+def _model(folder: Path, seed: int, *, train: list[str], validation: list[str], run: str, folds: int = 3,
+           lineage: list[dict] | None = None, data: list[dict] | None = None, **card_changes) -> Path:
     """A random network of the stand-in's design (``card_changes`` replace card parts), its card telling one stage
-    after ``PARENT`` that trained on ``train`` of dataset A, as fold 1 of 3."""
+    after ``PARENT`` (or ``lineage``) that trained on ``train`` of dataset A, as fold 1 of ``folds``."""
     torch.manual_seed(seed)
     card = dataclasses.replace(STANDIN_CARD, **card_changes)
     network = standin_network(card)
@@ -30,9 +35,9 @@ def _model(folder: Path, seed: int, *, train: list[str], validation: list[str], 
         for p in network.parameters():
             p.normal_()
     own = {**PARENT, "run": run, "started_from": "runs/parent/last"}
-    provenance = {"data": [{"dataset": "A", "root": "data/A", "licence": "CC-BY"}],
-                  "split": {"A": {"train": train, "validation": validation, "excluded": ["x9"]}},
-                  "config": {"folds": 3, "fold": 1}, "lineage": [PARENT, own]}
+    split = {"A": {"train": train, "validation": validation, "excluded": ["x9"]}}
+    provenance = {"data": data or [DATA], "split": split,
+                  "config": {"folds": folds, "fold": 1}, "lineage": [PARENT, own] if lineage is None else lineage}
     save_model(network, dataclasses.replace(card, provenance=provenance), folder)
     return folder
 
@@ -54,15 +59,25 @@ def test_the_weights_are_the_element_wise_mean(two: list[Path], tmp_path: Path) 
     assert loaded == card and card.provenance["command"] == "atriumseg average a b -o soup"
 
 
-def test_the_lineage_keeps_the_shared_stages_then_each_models_own(two: list[Path], tmp_path: Path) -> None:
-    card = average_models(two, tmp_path / "soup")
+def test_the_lineage_keeps_the_shared_stages_then_each_models_own(two: list[Path], tmp_path: Path, caplog) -> None:
+    card = average_models(two, tmp_path / "soup", command="atriumseg average a b")
     *shared, averaged = lineage_of(card)
     assert shared == [PARENT]
-    assert averaged["run"] == str(tmp_path / "soup")
+    assert averaged["run"] == str(tmp_path / "soup") and averaged["command"] == "atriumseg average a b"
     assert [m["model"] for m in averaged["averaged"]] == [str(p) for p in two]
     assert [[s["run"] for s in m["stages"]] for m in averaged["averaged"]] == [["runs/a"], ["runs/b"]]
     assert averaged["data"] == {"A": {"train": 2, "validation": 1}}
     assert card.provenance["averaged"] == [str(p) for p in two]
+    assert "share no training stage" not in caplog.text
+
+
+def test_models_trained_apart_are_averaged_with_a_warning(tmp_path: Path, caplog) -> None:
+    apart = [_model(tmp_path / name, seed, train=["a1"], validation=["v1"], run=f"runs/{name}",
+                    lineage=[{**PARENT, "run": f"runs/{name}"}]) for seed, name in enumerate("ab")]
+    with caplog.at_level(logging.WARNING):
+        (only,) = lineage_of(average_models(apart, tmp_path / "soup"))
+    assert [m["stages"][0]["run"] for m in only["averaged"]] == ["runs/a", "runs/b"]  # each story whole
+    assert "share no training stage and no starting model" in caplog.text
 
 
 def test_models_of_one_fold_average_into_that_fold(two: list[Path], tmp_path: Path) -> None:
@@ -70,6 +85,8 @@ def test_models_of_one_fold_average_into_that_fold(two: list[Path], tmp_path: Pa
     card = fold_card(tmp_path / "soup")
     assert card.provenance["config"] == {"folds": 3, "fold": 1}
     assert card.provenance["split"] == {"A": {"train": ["a1", "a2"], "validation": ["v1"], "excluded": ["x9"]}}
+    other_k = _model(tmp_path / "k4", 2, train=["a1", "a2"], validation=["v1"], run="runs/k4", folds=4)
+    assert average_models([two[0], other_k], tmp_path / "mixed").provenance["config"] == {}
 
 
 def test_a_case_any_model_trained_on_is_held_out_no_longer(tmp_path: Path) -> None:
@@ -82,6 +99,32 @@ def test_a_case_any_model_trained_on_is_held_out_no_longer(tmp_path: Path) -> No
         fold_cards([tmp_path / "soup"], partial=True)
 
 
+def test_every_dataset_is_kept_with_its_exclusions_and_without_one_runs_share(tmp_path: Path) -> None:
+    b_data = {"dataset": "B", "root": "data/B", "header_orientation_fix": "LPS", "weight": 2.0}
+    a = _model(tmp_path / "a", 0, train=["a1"], validation=["v1"], run="runs/a")
+    b = _model(tmp_path / "b", 1, train=["a1"], validation=["v1"], run="runs/b", data=[DATA, b_data])
+    network, card = load_model(b)
+    split = {**card.provenance["split"], "B": {"train": ["b1"], "validation": [], "excluded": ["b9"]}}
+    save_model(network, dataclasses.replace(card, provenance={**card.provenance, "split": split}), b)
+    soup = average_models([a, b], tmp_path / "soup").provenance
+    assert [d["dataset"] for d in soup["data"]] == ["A", "B"] and all("weight" not in d for d in soup["data"])
+    assert soup["data"][1]["header_orientation_fix"] == "LPS"
+    assert soup["split"]["A"]["excluded"] == ["x9"] and soup["split"]["B"]["excluded"] == ["b9"]
+    other_fix = _model(tmp_path / "c", 2, train=["a1"], validation=["v1"], run="runs/c",
+                       data=[{**DATA, "header_orientation_fix": "ASL"}])
+    with pytest.raises(CheckpointError, match="read dataset A with header fix 'ASL', another model with None"):
+        average_models([a, other_fix], tmp_path / "soup2")
+
+
+def test_settings_changed_after_training_are_carried_with_their_model(two: list[Path], tmp_path: Path) -> None:
+    network, card = load_model(two[1])
+    note = {"field": "preprocessing.centre_clip", "from": 0.0, "to": 0.5, "package_version": "0.6.1"}
+    save_model(network, dataclasses.replace(card, provenance={**card.provenance, "set_after_training": [note]}),
+               two[1])
+    notes = average_models(two, tmp_path / "soup").provenance["set_after_training"]
+    assert notes == [{**note, "model": str(two[1])}]
+
+
 def test_models_padded_otherwise_average_with_the_first_ones_padding(two: list[Path], tmp_path: Path) -> None:
     padded = dataclasses.replace(STANDIN_CARD.preprocessing, min_slice_size=64)  # trained on larger patches
     wide = _model(tmp_path / "c", 2, train=["a1", "a2"], validation=["v1"], run="runs/c", preprocessing=padded)
@@ -90,15 +133,18 @@ def test_models_padded_otherwise_average_with_the_first_ones_padding(two: list[P
 
 
 REFUSED = [
-    ({"preprocessing": dataclasses.replace(STANDIN_CARD.preprocessing, plane="coronal")}, "sees other slices"),
-    ({"preprocessing": dataclasses.replace(STANDIN_CARD.preprocessing, spacing=(1.0, 1.0))}, "sees other slices"),
-    ({"architecture": dataclasses.replace(STANDIN_CARD.architecture, width=8)}, "another architecture"),
-    ({"postprocessing": dataclasses.replace(STANDIN_CARD.postprocessing, threshold=0.4)}, "another postprocessing"),
+    ({"preprocessing": dataclasses.replace(STANDIN_CARD.preprocessing, plane="coronal")},
+     "another preprocessing than .* \\(plane 'coronal' against 'sagittal'\\)"),
+    ({"preprocessing": dataclasses.replace(STANDIN_CARD.preprocessing, percentiles=(1.0, 99.0))},
+     "percentiles \\(1.0, 99.0\\) against \\(0.5, 99.5\\)\\)"),
+    ({"architecture": dataclasses.replace(STANDIN_CARD.architecture, width=8)}, "another architecture .*width 8 "),
+    ({"postprocessing": dataclasses.replace(STANDIN_CARD.postprocessing, threshold=0.4)},
+     "another postprocessing .*threshold 0.4 against 0.5"),
 ]
 
 
 @pytest.mark.parametrize(("changes", "reason"), REFUSED)
-def test_models_of_another_design_are_refused_with_the_reason(
+def test_models_of_another_design_are_refused_naming_what_differs(
     two: list[Path], tmp_path: Path, changes: dict, reason: str
 ) -> None:
     other = _model(tmp_path / "other", 3, train=["a1"], validation=["v1"], run="runs/o", **changes)
@@ -107,11 +153,15 @@ def test_models_of_another_design_are_refused_with_the_reason(
     assert not (tmp_path / "soup").exists()
 
 
-def test_one_model_a_model_twice_an_ensemble_and_a_picked_model_are_refused(two: list[Path], tmp_path: Path) -> None:
+def test_one_model_the_same_weights_twice_an_ensemble_and_a_picked_model_are_refused(
+    two: list[Path], tmp_path: Path
+) -> None:
     with pytest.raises(CheckpointError, match="two or more models, got 1"):
         average_models(two[:1], tmp_path / "soup")
-    with pytest.raises(CheckpointError, match="given twice"):
-        average_models([two[0], two[0].parent / ".." / two[0].parent.name / two[0].name], tmp_path / "soup")
+    shutil.copytree(two[0], tmp_path / "copy")
+    for twice in (two[0], tmp_path / "copy"):
+        with pytest.raises(CheckpointError, match="have the same weights; each model counts once"):
+            average_models([two[0], twice], tmp_path / "soup")
     assemble_ensemble(tmp_path / "ens", {"axial": two[0]})
     with pytest.raises(CheckpointError, match="is an ensemble; average its members one by one"):
         average_models([tmp_path / "ens", two[1]], tmp_path / "soup")
@@ -120,3 +170,22 @@ def test_one_model_a_model_twice_an_ensemble_and_a_picked_model_are_refused(two:
     with pytest.raises(CheckpointError, match="picked on its validation cases"):
         average_models([two[0], tmp_path / "best"], tmp_path / "soup")
     assert not (tmp_path / "soup").exists()
+
+
+def test_an_output_that_would_lose_something_is_refused_before_any_work(two: list[Path], tmp_path: Path) -> None:
+    before = load_card(two[0])
+    for output in (two[0], two[0] / "inner", tmp_path):
+        with pytest.raises(CheckpointError, match="is, holds or lies in the folder of model"):
+            average_models(two, output, overwrite=True)
+    assert load_card(two[0]) == before
+    average_models(two, tmp_path / "soup")
+    with pytest.raises(CheckpointError, match="is not empty; pass --overwrite"):
+        average_models(two, tmp_path / "soup")
+    assert average_models(two[::-1], tmp_path / "soup", overwrite=True).provenance["averaged"] == [
+        str(two[1]), str(two[0])]
+    (tmp_path / "soup" / STATE_NAME).write_bytes(b"state")
+    with pytest.raises(CheckpointError, match="holds a run's training state"):
+        average_models(two, tmp_path / "soup", overwrite=True)
+    assemble_ensemble(tmp_path / "ens", {"axial": two[0]})
+    with pytest.raises(CheckpointError, match="holds an ensemble"):
+        average_models(two, tmp_path / "ens", overwrite=True)
