@@ -47,25 +47,33 @@ def test_each_member_trained_on_every_labelled_case_but_the_held_out_sample(memb
     assert split["LeftAtrium"]["excluded"] == ["la_023"]
     assert {name: (len(part["train"]), part["validation"]) for name, part in split.items()} == {
         "LeftAtrium": (14, []), "LA2018_LGE": (80, [])}
-    assert prov["command"].startswith("atriumseg train") and "--init default" in prov["command"]
-    assert prov["config"]["centre_clip"] == 0.5  # trained with the cap it segments with
-    assert prov["config"]["gamma"] == [0.35, 1.6]  # the wider gamma the cross-validated folds trained with
+    assert prov["command"].startswith("atriumseg average") and prov["averaged"] == [
+        f"candidates/ship_w21_{member}", f"candidates/ship_p160_{member}"]
+    *_, averaged = lineage_of(card)
+    (w21,), (p160,) = (model["stages"] for model in averaged["averaged"])
+    for stage in (w21, p160):  # trained with the cap it segments with, and the wider gamma the folds trained with
+        assert "--init default" in stage["command"] and "--centre-clip 0.5" in stage["command"]
+        assert "--gamma 0.35 1.6" in stage["command"] and f"--plane {member}" in stage["command"]
+    assert "--weights 2 1" in w21["command"] and "--patch 160" in p160["command"]
 
 
 @pytest.mark.parametrize("member", ["axial", "coronal"])
 def test_each_member_is_the_built_in_design_in_its_plane_continued_from_the_earlier_built_ins(member: str) -> None:
     _, card = load_model(default_model_path() / member)
     assert card.design == replace(BUILT_IN, preprocessing=replace(BUILT_IN.preprocessing, plane=member))
-    first, *continued = lineage_of(card)
+    first, *continued, averaged = lineage_of(card)
     assert first["started_from"] is None
     assert [stage["started_from"] for stage in continued] == [
         "built-in 0.1.0", "candidates/builtin-0.2.0", "built-in 0.4.0", "built-in 0.5.0", "candidates/builtin-0.6.0",
         "built-in 0.7.0"]
-    assert continued[-1]["steps"] == card.provenance["steps"] > 0
-    for stage in continued:
-        assert stage["minutes"] >= 30
-        assert stage["data"] == {"LeftAtrium": {"train": 14, "validation": 0},
-                                 "LA2018_LGE": {"train": 80, "validation": 0}}
+    own = [stage for model in averaged["averaged"] for stage in model["stages"]]
+    assert [stage["started_from"] for stage in own] == ["built-in 0.8.0", "built-in 0.8.0"]
+    assert [stage["steps"] for stage in own] == [2000, 2000]
+    every_case = {"LeftAtrium": {"train": 14, "validation": 0}, "LA2018_LGE": {"train": 80, "validation": 0}}
+    for stage in [*continued, *own]:
+        assert stage["minutes"] >= 20
+        assert stage["data"] == every_case
+    assert averaged["data"] == every_case
 
 
 def test_the_bundled_sample_is_one_atrium_on_its_image_grid() -> None:
