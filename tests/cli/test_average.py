@@ -42,7 +42,7 @@ def test_a_non_empty_output_and_another_design_exit_2_with_the_reason(
     other = standin_model(tmp_path / "coronal", coronal)
     with caplog.at_level(logging.ERROR):
         assert main(["average", str(model_folder), str(other), "-o", str(tmp_path / "soup")]) == EXIT_USAGE
-        assert "another preprocessing" in caplog.text and "plane 'coronal' against 'sagittal'" in caplog.text
+        assert "another design" in caplog.text and "preprocessing.plane 'coronal' against 'sagittal'" in caplog.text
         assert not (tmp_path / "soup").exists()
         (tmp_path / "full").mkdir()
         (tmp_path / "full" / "notes.txt").write_text("mine")

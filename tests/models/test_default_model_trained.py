@@ -17,8 +17,10 @@ from atriumseg.models.checkpoint import default_model_path, load_model
 from atriumseg.models.ensemble import load_ensemble_card
 from atriumseg.models.lineage import lineage_of
 from atriumseg.pipeline.inference.segmenter import Segmenter
+from atriumseg.pipeline.training.validation import cross_validation_record, read_metrics_csv
 
 MIN_SAMPLE_DICE = 0.90
+CV_FOLDER = Path(__file__).parents[2] / "cv" / "soup"  # the shipped recipe's out-of-fold CSVs, in the repository
 
 
 def test_built_in_model_segments_the_bundled_sample(tmp_path: Path) -> None:
@@ -35,6 +37,10 @@ def test_built_in_model_is_an_axial_and_a_coronal_member_with_the_cross_validate
     assert record["folds"] == 5 and "--folds 5" in record["command"]
     cases = {name: s["cases"] for name, s in record["per_dataset"].items()}
     assert cases == {"LeftAtrium": 14, "LA2018_LGE": 80}  # every labelled case but la_023, each scored out of fold
+    assert record["command"].startswith("python tools/cross_validate.py runs/cv_soup_fold0") and "-o cv/soup" in \
+        record["command"]
+    committed = cross_validation_record({name: read_metrics_csv(CV_FOLDER / f"{name}.csv") for name in cases}, 5, "")
+    assert record["per_dataset"] == committed["per_dataset"]  # the figures are the committed out-of-fold CSVs'
     assert "CC-BY-SA 4.0" in prov["licence"] and "Xiong et al." in prov["licence"]
 
 

@@ -95,14 +95,15 @@ def _check_one_design(cards: list[tuple[str, ModelCard]]) -> ModelCard:
             raise CheckpointError(f"model {name}'s card records its split as cards before per-dataset splits did; "
                                   "continue it one stage with `atriumseg train --init` first")
     for name, card in others:
-        for part in ("architecture", "preprocessing", "postprocessing"):
-            mine, theirs = getattr(card, part), getattr(first, part)
-            differ = [f"{f.name} {getattr(mine, f.name)!r} against {getattr(theirs, f.name)!r}"
-                      for f in dataclasses.fields(mine)
-                      if f.name != "min_slice_size" and getattr(mine, f.name) != getattr(theirs, f.name)]
-            if differ:
-                raise CheckpointError(f"model {name} has another {part} than {first_name} ({'; '.join(differ)}); "
-                                      "only models of one design average")
+        differ = [f"{part}.{f.name} {getattr(getattr(card, part), f.name)!r} against "
+                  f"{getattr(getattr(first, part), f.name)!r}"
+                  for part in ("architecture", "preprocessing", "postprocessing")
+                  for f in dataclasses.fields(getattr(card, part))
+                  if f.name != "min_slice_size"
+                  and getattr(getattr(card, part), f.name) != getattr(getattr(first, part), f.name)]
+        if differ:
+            raise CheckpointError(f"model {name} is of another design than {first_name} ({'; '.join(differ)}); only "
+                                  "models of one design average")
     return first
 
 

@@ -134,12 +134,15 @@ def test_models_padded_otherwise_average_with_the_first_ones_padding(two: list[P
 
 REFUSED = [
     ({"preprocessing": dataclasses.replace(STANDIN_CARD.preprocessing, plane="coronal")},
-     "another preprocessing than .* \\(plane 'coronal' against 'sagittal'\\)"),
+     "another design than .* \\(preprocessing.plane 'coronal' against 'sagittal'\\)"),
     ({"preprocessing": dataclasses.replace(STANDIN_CARD.preprocessing, percentiles=(1.0, 99.0))},
-     "percentiles \\(1.0, 99.0\\) against \\(0.5, 99.5\\)\\)"),
-    ({"architecture": dataclasses.replace(STANDIN_CARD.architecture, width=8)}, "another architecture .*width 8 "),
+     "\\(preprocessing.percentiles \\(1.0, 99.0\\) against \\(0.5, 99.5\\)\\)"),
+    ({"architecture": dataclasses.replace(STANDIN_CARD.architecture, width=8)}, "\\(architecture.width 8 against 4\\)"),
     ({"postprocessing": dataclasses.replace(STANDIN_CARD.postprocessing, threshold=0.4)},
-     "another postprocessing .*threshold 0.4 against 0.5"),
+     "\\(postprocessing.threshold 0.4 against 0.5\\)"),
+    ({"architecture": dataclasses.replace(STANDIN_CARD.architecture, width=8),
+      "postprocessing": dataclasses.replace(STANDIN_CARD.postprocessing, largest_component=False)},
+     "\\(architecture.width 8 against 4; postprocessing.largest_component False against True\\)"),
 ]
 
 
