@@ -119,7 +119,7 @@ def _averaged_provenance(cards: dict[str, ModelCard], run: str, command: str) ->
     """What the average's card says of how it was made: every model's training data, the split it implies, the
     fold when all trained on the same one (so fold averages cross-validate), the models averaged, the settings
     changed after training and the lineage."""
-    splits = [card.provenance["split"] if "split" in card.provenance else {} for card in cards.values()]
+    splits = [card.provenance.get("split", {}) for card in cards.values()]
     configs = [card.provenance.get("config", {}) for card in cards.values()]
     folds = {(c.get("folds", 0), c.get("fold")) for c in configs}
     one_fold = all(s == splits[0] for s in splits) and len(folds) == 1 and configs[0].get("folds", 0) >= 2
