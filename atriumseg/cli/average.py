@@ -22,8 +22,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="model folders (e.g. runs/a/last runs/b/last); the first's card gives the design")
     p.add_argument("-o", "--output", type=Path, required=True, help="model folder to write (new or empty)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the model in a non-empty folder (never a run's last/, an ensemble or a model "
-                   "averaged)")
+                   help="replace the model in a folder that holds one (never a run's last/ or best/, an ensemble or "
+                   "its member, nor the folder of a MODEL)")
     p.set_defaults(run=run)
 
 
@@ -31,12 +31,13 @@ def run(args: argparse.Namespace) -> int:
     from atriumseg.models.card import CardError
     from atriumseg.models.checkpoint import CheckpointError
     from atriumseg.models.lineage import lineage_of
+    from atriumseg.pipeline.io.writing import OutputFolderError
     from atriumseg.pipeline.training.average import average_models
 
     try:
         card = average_models(args.models, args.output, command=shlex.join(["atriumseg", *args.argv]),
                               overwrite=args.overwrite)
-    except (CardError, CheckpointError) as err:
+    except (CardError, CheckpointError, OutputFolderError) as err:
         raise UsageError(str(err)) from err
     arch, pre = card.architecture, card.preprocessing
     print(f"model {args.output}: the mean of {len(args.models)} models' weights ({pre.plane} network, width "

@@ -34,12 +34,24 @@ def save_model(network: UNet, card: ModelCard, folder: Path) -> Path:
     """Write ``model.safetensors`` and ``card.json`` into ``folder``, each whole and flushed to disk, both
     written before either replaces its old file (a full disk leaves the old model whole); returns the folder."""
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     card = dataclasses.replace(card, package_version=card.package_version or __version__)
     state = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
     metadata = {"format": "pt", "atriumseg_version": __version__}
-    write_together({folder / WEIGHTS_NAME: lambda tmp: save_file(state, tmp, metadata=metadata),
-                    folder / CARD_NAME: card.save})
+
+    def weights(tmp: Path) -> None:
+        try:
+            save_file(state, tmp, metadata=metadata)
+        except SafetensorError as err:  # a full disk, as safetensors reports it: an OSError to every caller
+            raise OSError(f"cannot write the weights in {folder}: {err}") from err
+
+    try:
+        write_together({folder / WEIGHTS_NAME: weights, folder / CARD_NAME: card.save})
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # no empty folder left where the model was to be
+        raise
     return folder
 
 

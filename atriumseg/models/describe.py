@@ -62,7 +62,8 @@ def describe_ensemble(ensemble: EnsembleCard, members: dict[str, ModelCard]) -> 
 
 def _set_after_training_lines(prov: dict) -> list[str]:
     """Card fields changed after training (``tools/set_card.py``), one line each."""
-    return [f"  set after training: {n['field']} {n['from']:g} -> {n['to']:g} (atriumseg {n['package_version']})"
+    return [f"  set after training: {n['field']} {n['from']:g} -> {n['to']:g} (atriumseg {n['package_version']}"
+            + (f", on the averaged model {n['model']})" if n.get("model") else ")")
             for n in prov.get("set_after_training", [])]
 
 

@@ -47,5 +47,5 @@ def test_a_non_empty_output_and_another_design_exit_2_with_the_reason(
         (tmp_path / "full").mkdir()
         (tmp_path / "full" / "notes.txt").write_text("mine")
         assert main(["average", str(model_folder), str(other), "-o", str(tmp_path / "full")]) == EXIT_USAGE
-        assert "is not empty; pass --overwrite" in caplog.text
+        assert "holds more than a model (notes.txt)" in caplog.text
         assert [p.name for p in (tmp_path / "full").iterdir()] == ["notes.txt"]

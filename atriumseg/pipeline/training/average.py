@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,9 +19,18 @@ import torch
 
 from atriumseg._version import __version__
 from atriumseg.models.card import ModelCard, training_data
-from atriumseg.models.checkpoint import CARD_NAME, CheckpointError, load_model, model_folder, save_model
-from atriumseg.models.ensemble import is_ensemble
+from atriumseg.models.checkpoint import (
+    CARD_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    load_card,
+    load_model,
+    model_folder,
+    save_model,
+)
+from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 from atriumseg.models.lineage import averaged_lineage, lineage_of
+from atriumseg.pipeline.io.writing import check_output_file
 from atriumseg.pipeline.training.checkpoints import STATE_NAME
 from atriumseg.pipeline.training.provenance import model_name
 
@@ -39,8 +49,11 @@ def average_models(models: Sequence[Path], output: Path, command: str = "", over
     ensemble, and an ``output`` that is not empty (unless ``overwrite``), holds a run's training state or an
     ensemble, or is, holds or lies in one of the models' folders.
     """
+    if isinstance(models, (str, os.PathLike)):
+        raise TypeError(f"models must be a list of model folders, got one path: {models}")
     if len(models) < 2:
         raise CheckpointError(f"averaging needs two or more models, got {len(models)}")
+    command = command or f"atriumseg.average_models({[str(m) for m in models]!r}, {str(output)!r})"
     folders = [model_folder(path) for path in models]
     for folder in folders:
         if is_ensemble(folder):
@@ -49,7 +62,7 @@ def average_models(models: Sequence[Path], output: Path, command: str = "", over
     _check_output(Path(output), folders, overwrite)
     loaded = [(model_name(folder), *load_model(folder)) for folder in folders]
     first = _check_one_design([(name, card) for name, _, card in loaded])
-    _check_distinct([(name, network.state_dict()) for name, network, _ in loaded])
+    _check_distinct([(name, network.state_dict()) for name, network, _ in loaded], [card for _, _, card in loaded])
     cards = {name: card for name, _, card in loaded}
     states = [network.state_dict() for _, network, _ in loaded]
     network = loaded[0][1]
@@ -61,24 +74,35 @@ def average_models(models: Sequence[Path], output: Path, command: str = "", over
 
 
 def _check_output(output: Path, folders: list[Path], overwrite: bool) -> None:
-    """Refuse an ``output`` that would lose something: a non-empty folder (unless ``overwrite``), a run's
-    ``last/`` (its training state would resume other weights), an ensemble, or a folder of the models averaged."""
-    if output.exists() and not output.is_dir():
-        raise CheckpointError(f"{output} exists and is not a folder; give a new or empty folder for the average")
+    """Refuse, before any work, an ``output`` that would lose something or cannot be written: a folder of the
+    models averaged, a run's ``last/`` or ``best/``, an ensemble or its member, a folder holding anything but a model
+    (a model only with ``overwrite``), or a place this process cannot write to."""
     for folder in folders:
         mine, theirs = output.resolve(), folder.resolve()
         if mine == theirs or mine in theirs.parents or theirs in mine.parents:
             raise CheckpointError(f"{output} is, holds or lies in the folder of model {folder}; write the average "
                                   "to a folder of its own")
+    parent = output.parent
+    if (parent / CARD_NAME).is_file() and is_ensemble(parent) and output.name in load_ensemble_card(parent).members:
+        raise CheckpointError(f"{output} is a member of the ensemble {parent}, whose card would no longer describe "
+                              "it; write the average to a folder of its own, then `atriumseg assemble`")
+    check_output_file(output / CARD_NAME, overwrite=True)  # a folder, or a place one can be made, writable
     if not output.is_dir() or not any(output.iterdir()):
         return
-    if not overwrite:
-        raise CheckpointError(f"{output} is not empty; pass --overwrite (overwrite=True) to replace the model there")
     if (output / STATE_NAME).exists():
         raise CheckpointError(f"{output} holds a run's training state ({STATE_NAME}): --resume would continue the "
                               "run's weights, not the average; write the average to a folder of its own")
     if (output / CARD_NAME).is_file() and is_ensemble(output):
         raise CheckpointError(f"{output} holds an ensemble; write the average to a folder of its own")
+    others = sorted(p.name for p in output.iterdir() if p.name not in (CARD_NAME, WEIGHTS_NAME))
+    if others:
+        raise CheckpointError(f"{output} holds more than a model ({', '.join(others[:5])}); write the average to a "
+                              "new or empty folder")
+    if (output / CARD_NAME).is_file() and "validation" in load_card(output).provenance:
+        raise CheckpointError(f"{output} holds a model picked on its validation cases (a run's best/); write the "
+                              "average to a folder of its own")
+    if not overwrite:
+        raise CheckpointError(f"{output} holds a model; replace it with --overwrite (overwrite=True)")
 
 
 def _check_one_design(cards: list[tuple[str, ModelCard]]) -> ModelCard:
@@ -107,12 +131,32 @@ def _check_one_design(cards: list[tuple[str, ModelCard]]) -> ModelCard:
     return first
 
 
-def _check_distinct(states: list[tuple[str, dict[str, torch.Tensor]]]) -> None:
-    """Refuse the same weights twice (a model given twice, or a copy of it): they would count double."""
+def _check_distinct(states: list[tuple[str, dict[str, torch.Tensor]]], cards: list[ModelCard]) -> None:
+    """Refuse the same weights twice (a model given twice, or a copy of it), or a model with an average that already
+    holds it (a training stage of one, past the stages all share, is also another's): it would count double."""
     for i, (mine, state) in enumerate(states):
         for theirs, other in states[i + 1:]:
             if all(torch.equal(state[key], other[key]) for key in state):
                 raise CheckpointError(f"models {mine} and {theirs} have the same weights; each model counts once")
+    lineages = [lineage_of(card) for card in cards]
+    (averaging,) = averaged_lineage("", "", dict(enumerate(lineages)), {})[-1:]
+    owns = [{repr(stage) for stage in _every_stage(model["stages"])} for model in averaging["averaged"]]
+    for i, mine in enumerate(owns):
+        for j in range(i + 1, len(owns)):
+            if mine & owns[j]:
+                raise CheckpointError(f"models {states[i][0]} and {states[j][0]} share a training stage after the "
+                                      "stages all share: one holds the other (an average of it?); each model counts "
+                                      "once")
+
+
+def _every_stage(stages: list[dict]) -> list[dict]:
+    """``stages`` and, inside each averaging stage, every stage of the models it averaged."""
+    found = []
+    for stage in stages:
+        found.append(stage)
+        for model in stage.get("averaged", []):
+            found += _every_stage(model.get("stages", []))
+    return found
 
 
 def _averaged_provenance(cards: dict[str, ModelCard], run: str, command: str) -> dict:
@@ -120,10 +164,13 @@ def _averaged_provenance(cards: dict[str, ModelCard], run: str, command: str) ->
     fold when all trained on the same one (so fold averages cross-validate), the models averaged, the settings
     changed after training and the lineage."""
     splits = [card.provenance.get("split", {}) for card in cards.values()]
+    unknown = any("split" not in card.provenance for card in cards.values())  # trained on cases it does not say
     configs = [card.provenance.get("config", {}) for card in cards.values()]
     folds = {(c.get("folds", 0), c.get("fold")) for c in configs}
     one_fold = all(s == splits[0] for s in splits) and len(folds) == 1 and configs[0].get("folds", 0) >= 2
     split = _merged_split(splits)
+    if unknown:
+        split = {name: {**part, "validation": []} for name, part in split.items()}
     counts = {name: {"train": len(part["train"]), "validation": len(part["validation"])}
               for name, part in split.items()}
     lineages = {name: lineage_of(card) for name, card in cards.items()}

@@ -15,6 +15,7 @@ from helpers import STANDIN_CARD, standin_network
 from atriumseg.models.checkpoint import CheckpointError, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble
 from atriumseg.models.lineage import lineage_of
+from atriumseg.pipeline.io.writing import OutputFolderError
 from atriumseg.pipeline.training.average import average_models
 from atriumseg.pipeline.training.checkpoints import STATE_NAME
 from atriumseg.pipeline.training.validation import fold_card, fold_cards
@@ -182,13 +183,50 @@ def test_an_output_that_would_lose_something_is_refused_before_any_work(two: lis
             average_models(two, output, overwrite=True)
     assert load_card(two[0]) == before
     average_models(two, tmp_path / "soup")
-    with pytest.raises(CheckpointError, match="is not empty; pass --overwrite"):
+    with pytest.raises(CheckpointError, match="holds a model; replace it with --overwrite"):
         average_models(two, tmp_path / "soup")
     assert average_models(two[::-1], tmp_path / "soup", overwrite=True).provenance["averaged"] == [
         str(two[1]), str(two[0])]
+    (tmp_path / "soup" / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="holds more than a model \\(notes.txt\\)"):
+        average_models(two, tmp_path / "soup", overwrite=True)
+    (tmp_path / "soup" / "notes.txt").unlink()
     (tmp_path / "soup" / STATE_NAME).write_bytes(b"state")
     with pytest.raises(CheckpointError, match="holds a run's training state"):
         average_models(two, tmp_path / "soup", overwrite=True)
+    network, card = load_model(two[1])
+    save_model(network, dataclasses.replace(card, provenance={**card.provenance, "validation": {}}), tmp_path / "best")
+    with pytest.raises(CheckpointError, match="picked on its validation cases \\(a run's best/\\)"):
+        average_models(two, tmp_path / "best", overwrite=True)
     assemble_ensemble(tmp_path / "ens", {"axial": two[0]})
     with pytest.raises(CheckpointError, match="holds an ensemble"):
         average_models(two, tmp_path / "ens", overwrite=True)
+    with pytest.raises(CheckpointError, match="is a member of the ensemble"):
+        average_models(two, tmp_path / "ens" / "axial", overwrite=True)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputFolderError, match="exists and is not a folder"):
+        average_models(two, tmp_path / "afile" / "soup")
+
+
+def test_an_average_with_a_model_it_already_holds_is_refused(two: list[Path], tmp_path: Path) -> None:
+    average_models(two, tmp_path / "soup")
+    with pytest.raises(CheckpointError, match="share a training stage after the stages all share"):
+        average_models([two[0], tmp_path / "soup"], tmp_path / "again")
+
+
+def test_a_model_that_does_not_say_what_it_trained_on_leaves_no_case_held_out(two: list[Path], tmp_path: Path) -> None:
+    network, card = load_model(two[1])
+    provenance = {key: value for key, value in card.provenance.items() if key != "split"}
+    save_model(network, dataclasses.replace(card, provenance=provenance), tmp_path / "silent")
+    split = average_models([two[0], tmp_path / "silent"], tmp_path / "soup").provenance["split"]
+    assert split["A"]["validation"] == [] and split["A"]["train"] == ["a1", "a2"]
+
+
+def test_the_python_call_is_the_command_when_none_is_given_and_one_path_is_refused(
+    two: list[Path], tmp_path: Path
+) -> None:
+    card = average_models(two, tmp_path / "soup")
+    call = f"atriumseg.average_models({[str(p) for p in two]!r}, {str(tmp_path / 'soup')!r})"
+    assert card.provenance["command"] == call
+    with pytest.raises(TypeError, match="a list of model folders"):
+        average_models(str(two[0]), tmp_path / "soup2")
