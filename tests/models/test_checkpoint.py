@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from monai.data import MetaTensor
+from safetensors import SafetensorError
 
 from atriumseg.models import checkpoint
 from atriumseg.models.card import FORMAT_VERSION, Architecture, ModelCard, Preprocessing
@@ -61,6 +62,18 @@ def test_a_write_that_fails_halfway_leaves_the_saved_model_whole(tmp_path: Path,
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["card.json", "model.safetensors"]
     assert {name: (tmp_path / "m" / name).read_bytes() for name in saved} == saved
     load_model(tmp_path / "m")
+
+
+def test_a_full_disk_as_safetensors_reports_it_is_an_os_error_and_leaves_no_new_folder(
+    tmp_path: Path, monkeypatch
+) -> None:
+    def full(*args, **kwargs) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(OSError, match=f"cannot write the weights in {tmp_path / 'new' / 'm'}: .*No space left"):
+        save_model(build_network(CARD), CARD, tmp_path / "new" / "m")
+    assert list((tmp_path / "new").iterdir()) == []  # the model's folder, made for it, is gone again
 
 
 def test_card_is_readable_json_with_preprocessing_and_versions(tmp_path: Path) -> None:
