@@ -52,6 +52,9 @@ def save_model(network: UNet, card: ModelCard, folder: Path) -> Path:
         if created and not any(folder.iterdir()):
             folder.rmdir()  # no empty folder left where the model was to be
         raise
+    # safetensors creates its file for the owner alone (0600); the weights get the card's mode, which follows the
+    # umask, so whoever may read the card may load the model
+    (folder / WEIGHTS_NAME).chmod((folder / CARD_NAME).stat().st_mode & 0o777)
     return folder
 
 

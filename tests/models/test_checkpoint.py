@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -74,6 +75,16 @@ def test_a_full_disk_as_safetensors_reports_it_is_an_os_error_and_leaves_no_new_
     with pytest.raises(OSError, match=f"cannot write the weights in {tmp_path / 'new' / 'm'}: .*No space left"):
         save_model(build_network(CARD), CARD, tmp_path / "new" / "m")
     assert list((tmp_path / "new").iterdir()) == []  # the model's folder, made for it, is gone again
+
+
+def test_the_weights_are_as_readable_as_the_card(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        save_model(build_network(CARD), CARD, tmp_path / "m")
+    finally:
+        os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "m").iterdir()}
+    assert modes == {"card.json": 0o644, "model.safetensors": 0o644}  # safetensors alone writes 0600
 
 
 def test_card_is_readable_json_with_preprocessing_and_versions(tmp_path: Path) -> None:
