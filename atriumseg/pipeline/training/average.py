@@ -45,9 +45,9 @@ def average_models(models: Sequence[Path], output: Path, command: str = "", over
     orientation, spacing, neighbour slices, intensity scaling), else a :class:`CheckpointError` names what
     differs. The average takes the first model's design, its slice padding (``min_slice_size``, which follows the
     training patch and sets the work per focused slice) too. Refused as well: a model picked on its validation
-    cases (a run's ``best/``: those cases would no longer measure the average), the same weights twice, an
-    ensemble, and an ``output`` that is not empty (unless ``overwrite``), holds a run's training state or an
-    ensemble, or is, holds or lies in one of the models' folders.
+    cases (a run's ``best/``: those cases would no longer measure the average), the same weights twice, a model
+    with an average that already holds it, an ensemble, and an ``output`` that :func:`_check_output` finds would
+    lose something or cannot be written (a model there is replaced only with ``overwrite``).
     """
     if isinstance(models, (str, os.PathLike)):
         raise TypeError(f"models must be a list of model folders, got one path: {models}")
@@ -62,12 +62,12 @@ def average_models(models: Sequence[Path], output: Path, command: str = "", over
     _check_output(Path(output), folders, overwrite)
     loaded = [(model_name(folder), *load_model(folder)) for folder in folders]
     first = _check_one_design([(name, card) for name, _, card in loaded])
-    _check_distinct([(name, network.state_dict()) for name, network, _ in loaded], [card for _, _, card in loaded])
-    cards = {name: card for name, _, card in loaded}
+    _check_distinct([(name, network.state_dict()) for name, network, _ in loaded])
+    provenance = _averaged_provenance({name: card for name, _, card in loaded}, str(output), command)
+    _check_no_stage_twice(provenance["lineage"][-1])
     states = [network.state_dict() for _, network, _ in loaded]
     network = loaded[0][1]
     network.load_state_dict({key: torch.stack([s[key].double() for s in states]).mean(0).float() for key in states[0]})
-    provenance = _averaged_provenance(cards, str(output), command)
     card = ModelCard.of(first, package_version=__version__, provenance=provenance)
     save_model(network, card, output)
     return card
@@ -131,22 +131,25 @@ def _check_one_design(cards: list[tuple[str, ModelCard]]) -> ModelCard:
     return first
 
 
-def _check_distinct(states: list[tuple[str, dict[str, torch.Tensor]]], cards: list[ModelCard]) -> None:
-    """Refuse the same weights twice (a model given twice, or a copy of it), or a model with an average that already
-    holds it (a training stage of one, past the stages all share, is also another's): it would count double."""
+def _check_distinct(states: list[tuple[str, dict[str, torch.Tensor]]]) -> None:
+    """Refuse the same weights twice (a model given twice, or a copy of it): they would count double."""
     for i, (mine, state) in enumerate(states):
         for theirs, other in states[i + 1:]:
             if all(torch.equal(state[key], other[key]) for key in state):
                 raise CheckpointError(f"models {mine} and {theirs} have the same weights; each model counts once")
-    lineages = [lineage_of(card) for card in cards]
-    (averaging,) = averaged_lineage("", "", dict(enumerate(lineages)), {})[-1:]
-    owns = [{repr(stage) for stage in _every_stage(model["stages"])} for model in averaging["averaged"]]
+
+
+def _check_no_stage_twice(averaging: dict) -> None:
+    """Refuse a model with an average that already holds it: a training stage of one, past the stages all share
+    (the ``averaging`` stage's own stages of each model), is also another's, so it would count double."""
+    models = averaging["averaged"]
+    owns = [{repr(stage) for stage in _every_stage(model["stages"])} for model in models]
     for i, mine in enumerate(owns):
         for j in range(i + 1, len(owns)):
             if mine & owns[j]:
-                raise CheckpointError(f"models {states[i][0]} and {states[j][0]} share a training stage after the "
-                                      "stages all share: one holds the other (an average of it?); each model counts "
-                                      "once")
+                raise CheckpointError(f"models {models[i]['model']} and {models[j]['model']} share a training stage "
+                                      "after the stages all share: one holds the other (an average of it?); each "
+                                      "model counts once")
 
 
 def _every_stage(stages: list[dict]) -> list[dict]:
