@@ -73,7 +73,7 @@ def test_a_destination_down_gets_the_seg_once_it_is_up_even_after_a_restart(tmp_
     assert send(files, service.port) == [0] * len(files)
     wait_until(lambda: "SEG not delivered to PACS" in service.log(), 120, "a failed delivery", service)
     service.signal(signal.SIGTERM)
-    assert service.wait() == 0
+    assert service.wait() == 0, service.log()
     assert len(list((service.storage / "outbox").glob("*.json"))) == 1
     pacs.start()
     try:
@@ -92,7 +92,7 @@ def test_sigterm_finishes_the_case_in_hand_and_a_second_stops_at_once(tmp_path: 
     assert send(first + second, service.port) == [0] * (2 * BIG[2])  # both complete at once: one waits
     wait_until(lambda: _segmenting(service, "1.2.826.0.1.3680043.8.498.84"), 60, "segmenting", service)
     service.signal(signal.SIGTERM)
-    assert service.wait() == 0
+    assert service.wait() == 0, service.log()
     assert service.state("1.2.826.0.1.3680043.8.498.84")["status"] == "segmented"
     assert service.state("1.2.826.0.1.3680043.8.498.85")["status"] == "complete"  # left for the next start
     assert len(pacs.segs()) == 1
@@ -105,7 +105,7 @@ def test_sigterm_finishes_the_case_in_hand_and_a_second_stops_at_once(tmp_path: 
     wait_until(lambda: again.log().count("finishing the case in hand") == 2, 10, "the first SIGTERM handled", again)
     again.signal(signal.SIGTERM)
     started = time.monotonic()
-    assert again.wait() == 130 and time.monotonic() - started < 5
+    assert again.wait() == 130 and time.monotonic() - started < 5, again.log()
     assert again.state("1.2.826.0.1.3680043.8.498.86")["status"] == "segmenting"
     # what it may have been writing when stopped at once (its own, if any, and one planted in each folder)
     for folder in (service.storage / "state", service.output / RECORDS):
@@ -125,7 +125,7 @@ def test_sigterm_aborts_an_association_left_open_and_the_service_exits(tmp_path:
     try:
         assert assoc.send_c_store(pydicom.dcmread(files[0])).Status == 0
         service.signal(signal.SIGTERM)  # the scanner keeps its association open
-        assert service.wait(30) == 0
+        assert service.wait(30) == 0, service.log()
         wait_until(lambda: assoc.is_aborted, 5, "the scanner told of the abort")
         assert "stopping: 1 open association(s) aborted" in service.log()
     finally:
