@@ -44,15 +44,17 @@ def config_record(config: TrainConfig) -> dict:
 
 
 def model_name(folder: Path | None) -> str | None:
-    """How the card names a starting model: ``built-in <version>`` for the shipped one (the version its card
-    was shipped with, which a later package keeping the same model does not change), else its path."""
+    """How a card names a model it started from or averaged: ``built-in <version>`` for the shipped one (the
+    version its card was shipped with, which a later package keeping the same model does not change) and
+    ``built-in <version> (<member>)`` for one of its members, not their install path; any other by its path."""
     if folder is None:
         return None
-    default = default_model_path()
-    if Path(folder).resolve() != default.resolve():
+    default, resolved = default_model_path().resolve(), Path(folder).resolve()
+    if default not in (resolved, resolved.parent):
         return str(folder)
     card = load_ensemble_card(default) if is_ensemble(default) else load_card(default)
-    return f"built-in {card.package_version or __version__}"
+    name = f"built-in {card.package_version or __version__}"
+    return name if resolved == default else f"{name} ({resolved.name})"
 
 
 def _machine() -> str:

@@ -20,6 +20,7 @@ def test_the_built_in_model_is_named_by_its_version_and_others_by_path(
 ) -> None:
     shipped = load_ensemble_card(default_model_path()).package_version
     assert shipped and model_name(default_model_path()) == f"built-in {shipped}"
+    assert model_name(default_model_path() / "coronal") == f"built-in {shipped} (coronal)"  # a member, not its path
     assert model_name(tmp_path / "m") == str(tmp_path / "m") and model_name(None) is None
     monkeypatch.setattr(provenance, "__version__", "9.9.9")  # a later package that keeps the same model
     assert model_name(default_model_path()) == f"built-in {shipped}"
