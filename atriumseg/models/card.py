@@ -228,6 +228,12 @@ class ModelCard(ModelDesign):
             )
         super().__post_init__()
 
+    @property
+    def picked_on_validation(self) -> bool:
+        """Whether the model was chosen or measured on its validation cases (a run's ``best/``, or a shipped card,
+        holds their figures): those cases no longer measure it."""
+        return "validation" in self.provenance
+
     @classmethod
     def of(cls, design: ModelDesign, **details: Any) -> ModelCard:
         """The card of ``design`` with ``details`` (``package_version``, ``provenance``)."""

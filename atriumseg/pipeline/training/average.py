@@ -83,7 +83,7 @@ def _check_output(output: Path, folders: list[Path], overwrite: bool) -> None:
             raise CheckpointError(f"{output} is, holds or lies in the folder of model {folder}; write the average "
                                   "to a folder of its own")
     parent = output.parent
-    if (parent / CARD_NAME).is_file() and is_ensemble(parent) and output.name in load_ensemble_card(parent).members:
+    if is_ensemble(parent) and output.name in load_ensemble_card(parent).members:
         raise CheckpointError(f"{output} is a member of the ensemble {parent}, whose card would no longer describe "
                               "it; write the average to a folder of its own, then `atriumseg assemble`")
     check_output_file(output / CARD_NAME, overwrite=True)  # a folder, or a place one can be made, writable
@@ -92,13 +92,13 @@ def _check_output(output: Path, folders: list[Path], overwrite: bool) -> None:
     if (output / STATE_NAME).exists():
         raise CheckpointError(f"{output} holds a run's training state ({STATE_NAME}): --resume would continue the "
                               "run's weights, not the average; write the average to a folder of its own")
-    if (output / CARD_NAME).is_file() and is_ensemble(output):
+    if is_ensemble(output):
         raise CheckpointError(f"{output} holds an ensemble; write the average to a folder of its own")
     others = sorted(p.name for p in output.iterdir() if p.name not in (CARD_NAME, WEIGHTS_NAME))
     if others:
         raise CheckpointError(f"{output} holds more than a model ({', '.join(others[:5])}); write the average to a "
                               "new or empty folder")
-    if (output / CARD_NAME).is_file() and "validation" in load_card(output).provenance:
+    if (output / CARD_NAME).is_file() and load_card(output).picked_on_validation:
         raise CheckpointError(f"{output} holds a model picked on its validation cases (a run's best/); write the "
                               "average to a folder of its own")
     if not overwrite:
@@ -110,7 +110,7 @@ def _check_one_design(cards: list[tuple[str, ModelCard]]) -> ModelCard:
     validation cases and every split is per dataset; else a :class:`CheckpointError` naming the model."""
     (first_name, first), *others = cards
     for name, card in cards:
-        if "validation" in card.provenance:
+        if card.picked_on_validation:
             raise CheckpointError(f"model {name} was picked on its validation cases (a run's best/) or measured on "
                                   "them when shipped; average the runs' last/ folders, so held-out cases still "
                                   "measure the average")
@@ -119,12 +119,12 @@ def _check_one_design(cards: list[tuple[str, ModelCard]]) -> ModelCard:
             raise CheckpointError(f"model {name}'s card records its split as cards before per-dataset splits did; "
                                   "continue it one stage with `atriumseg train --init` first")
     for name, card in others:
-        differ = [f"{part}.{f.name} {getattr(getattr(card, part), f.name)!r} against "
-                  f"{getattr(getattr(first, part), f.name)!r}"
-                  for part in ("architecture", "preprocessing", "postprocessing")
-                  for f in dataclasses.fields(getattr(card, part))
-                  if f.name != "min_slice_size"
-                  and getattr(getattr(card, part), f.name) != getattr(getattr(first, part), f.name)]
+        differ = []
+        for part in ("architecture", "preprocessing", "postprocessing"):
+            mine, theirs = getattr(card, part), getattr(first, part)
+            differ += [f"{part}.{f.name} {getattr(mine, f.name)!r} against {getattr(theirs, f.name)!r}"
+                       for f in dataclasses.fields(mine)
+                       if f.name != "min_slice_size" and getattr(mine, f.name) != getattr(theirs, f.name)]
         if differ:
             raise CheckpointError(f"model {name} is of another design than {first_name} ({'; '.join(differ)}); only "
                                   "models of one design average")

@@ -206,7 +206,7 @@ def check_held_out(init: Path, init_card: ModelCard, validation: dict[str, list[
         trained = set(init_card.provenance.get("split", {}).get(dataset, {}).get("train", []))
         if both := sorted(set(cases) & trained):
             seen[dataset] = both
-    if fold is not None and "validation" in init_card.provenance:
+    if fold is not None and init_card.picked_on_validation:
         raise ValueError(f"--init {init} was picked on its validation cases (a run's best/); continue fold {fold} from "
                          "its earlier run's last/, so no epoch is chosen on the cases it is scored on")
     if not seen:

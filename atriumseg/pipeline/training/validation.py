@@ -136,7 +136,7 @@ def _refuse_picked(folder: Path) -> None:
     its out-of-fold figures: a :class:`ValueError` names it (or the ensemble's member)."""
     names = load_ensemble_card(folder).members if is_ensemble(folder) else [""]
     for name in names:
-        if "validation" in load_card(folder / name if name else folder).provenance:
+        if load_card(folder / name if name else folder).picked_on_validation:
             where = f"{folder}, member {name!r}" if name else str(folder)
             raise ValueError(f"{where} was picked on its validation cases (a run's best/); score each fold's last/")
 
