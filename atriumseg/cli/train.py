@@ -93,8 +93,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "another --device, --workers, --precision or --val-every allowed; --init is ignored)")
     add("--init", type=_model_folder, metavar="MODEL",
         help="start from this model folder's weights ('default': the built-in model; an ensemble: its member "
-        "in this run's --plane); same --width and --depth required, and a --context no narrower (a wider one starts "
-        "the added slices at zero weight); the card records its lineage")
+        "in this run's --plane); same --depth required, and a --width and --context no narrower (wider ones start "
+        "from the model's function: added slices at zero weight, added channels copies of its own); the card records "
+        "its lineage")
     p.set_defaults(run=run)
 
 

@@ -67,7 +67,7 @@ def test_train_records_the_command_it_was_given(tmp_path: Path, synthetic_datase
 
 @pytest.mark.parametrize(
     ("options", "phrase"),
-    [(["--init", "default", "--width", "16"], "differs from this run's"),
+    [(["--init", "default", "--width", "16"], "(--width 16 is narrower than its 32)"),
      (["--init", "default", "--context", "1"], "(--context 1 is narrower than its 2)"),
      (["--context", "16"], "preprocessing.context must be an integer in [0, 15]"),
      (["--centre-clip", "2"], "preprocessing.centre_clip must be a number in [0, 1]"),

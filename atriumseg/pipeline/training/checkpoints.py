@@ -22,9 +22,9 @@ from atriumseg.pipeline.io.writing import write_atomically
 from atriumseg.pipeline.training.config import TrainConfig
 from atriumseg.pipeline.training.provenance import config_record
 from atriumseg.pipeline.training.validation import validation_summary
+from atriumseg.pipeline.training.widening import widen_context, widen_width
 
 log = logging.getLogger(__name__)
-FIRST_CONV = "inc.0.weight"  # the U-Net's first convolution, the one layer that sees the input channels
 STATE_NAME = "training_state.pt"
 # What a --resume may set otherwise than the run was started with; everything else must match last/'s card
 # (init included: last/ holds newer weights, and the card keeps the model the run started from).
@@ -179,20 +179,23 @@ def init_folder(init: Path, design: ModelDesign) -> Path:
 
 def check_init(init: Path, design: ModelDesign) -> ModelCard:
     """The card of the model folder a run of ``design`` starts from (:func:`init_folder`), if the run can take
-    its weights: the same architecture, or one of fewer neighbour slices (:func:`widen_context`), else a
-    :class:`ValueError` saying which differs (checked before any work)."""
+    its weights: the same architecture, or a narrower one (fewer neighbour slices or channels, the same depth:
+    :mod:`~atriumseg.pipeline.training.widening`), else a :class:`ValueError` saying which differs (checked before
+    any work)."""
     folder = init_folder(init, design)
     try:
         init_card = load_card(folder)
     except CheckpointError as err:
         raise ValueError(f"--init: {err}") from err
     mine, theirs = design.architecture, init_card.architecture
-    if replace(theirs, in_channels=mine.in_channels) != mine or theirs.in_channels > mine.in_channels:
-        narrower = (f" (--context {design.preprocessing.context} is narrower than its "
-                    f"{init_card.preprocessing.context})" if theirs.in_channels > mine.in_channels else "")
+    narrower = [f"--{flag} {ours} is narrower than its {its}" for flag, ours, its in (
+        ("context", design.preprocessing.context, init_card.preprocessing.context),
+        ("width", mine.width, theirs.width)) if ours < its]
+    if theirs.depth != mine.depth or narrower:
+        because = f" ({'; '.join(narrower)})" if narrower else ""
         raise ValueError(
-            f"--init {folder}: its architecture {theirs} differs from this run's {mine}{narrower}; train with the "
-            "same --width and --depth and a --context no narrower than the model's, or start from scratch"
+            f"--init {folder}: its architecture {theirs} differs from this run's {mine}{because}; train with the "
+            "same --depth and a --width and --context no narrower than the model's, or start from scratch"
         )
     return init_card
 
@@ -220,25 +223,13 @@ def check_held_out(init: Path, init_card: ModelCard, validation: dict[str, list[
     log.warning("--init %s trained on this run's validation cases (%s): their figures are not held out", init, listed)
 
 
-def widen_context(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
-    """A U-Net's ``state`` taking ``channels`` neighbour-slice channels instead of its own fewer ones.
-
-    The first convolution gains zero weights for the added outer slices (channel ``k`` is the slice at offset
-    ``k - context``, so the old channels stay in the middle): the widened network computes exactly what the
-    model did, and training then learns what the further slices add (``--init`` with a larger ``--context``).
-    """
-    weight = state[FIRST_CONV]  # (width, 2 * context + 1, 3, 3)
-    extra = (channels - weight.shape[1]) // 2
-    return {**state, FIRST_CONV: torch.nn.functional.pad(weight, (0, 0, 0, 0, extra, extra))}
-
-
 def initial_weights(network: torch.nn.Module, card: ModelCard, init: Path) -> list[dict]:
     """Load the weights of the model folder ``init`` (or its member in this run's plane) into ``network``;
     returns that model's lineage.
 
-    The model must have this run's architecture, or fewer neighbour slices (:func:`check_init`; its first layer
-    is then widened by :func:`widen_context`); a different preprocessing otherwise is allowed, with a warning,
-    since the weights are only a starting point.
+    The model must have this run's architecture or a narrower one (:func:`check_init`; its weights are then
+    widened to this run's neighbour slices and width, computing what the model did); a different preprocessing
+    otherwise is allowed, with a warning, since the weights are only a starting point.
     """
     folder = init_folder(init, card)
     init_card = check_init(folder, card)
@@ -249,11 +240,14 @@ def initial_weights(network: torch.nn.Module, card: ModelCard, init: Path) -> li
     if replace(init_card.preprocessing, context=card.preprocessing.context) != card.preprocessing:
         log.warning("--init %s: preprocessing differs from this run's (%s vs %s); its weights are a starting "
                     "point only", folder, init_card.preprocessing, card.preprocessing)
-    channels = card.architecture.in_channels
+    channels, width = card.architecture.in_channels, card.architecture.width
     if init_card.architecture.in_channels < channels:
         log.info("--init %s: first layer widened from %d to %d slices, the added ones with zero weights",
                  folder, init_card.architecture.in_channels, channels)
-    network.load_state_dict(widen_context(loaded.state_dict(), channels))
+    if init_card.architecture.width < width:
+        log.info("--init %s: widened from %d to %d channels at the first level, the added ones copies of its own",
+                 folder, init_card.architecture.width, width)
+    network.load_state_dict(widen_width(widen_context(loaded.state_dict(), channels), width))
     log.info("starting from the weights of %s", folder)
     return lineage_of(init_card)
 

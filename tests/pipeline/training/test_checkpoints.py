@@ -1,4 +1,4 @@
-"""Checkpoints of a run: --init starts from a model's weights (same architecture only), --resume from last/."""
+"""Checkpoints of a run: --init starts from a model's weights (its architecture or a wider one), --resume from last/."""
 
 from __future__ import annotations
 
@@ -71,14 +71,16 @@ def test_the_first_step_of_an_init_run_has_the_loaded_models_loss(tmp_path: Path
     assert moved > 0, "the step changed the loaded weights"
 
 
-def test_an_init_model_of_another_architecture_is_refused_with_the_reason(tmp_path: Path,
-                                                                          synthetic_dataset: Path) -> None:
-    wider = _model(tmp_path / "wider", tiny_config(synthetic_dataset, tmp_path / "x", width=8), seed=1)
-    config = tiny_config(synthetic_dataset, tmp_path / "run", init=wider)
+@pytest.mark.parametrize(("init_design", "reason"), [({"width": 32}, "(--width 16 is narrower than its 32)"),
+                                                     ({"depth": 2}, "depth=2")])
+def test_an_init_model_of_another_architecture_is_refused_with_the_reason(
+        tmp_path: Path, synthetic_dataset: Path, init_design: dict, reason: str) -> None:
+    other = _model(tmp_path / "other", tiny_config(synthetic_dataset, tmp_path / "x", **init_design), seed=1)
+    config = tiny_config(synthetic_dataset, tmp_path / "run", init=other)
     with pytest.raises(ValueError) as caught:
         train(config, show_progress=False)
     message = str(caught.value)
-    assert "width=8" in message and "width=16" in message and "same --width and --depth" in message
+    assert reason in message and "width=16, depth=3" in message and "same --depth" in message
     assert not (tmp_path / "run" / "last").exists()
 
 
@@ -130,6 +132,25 @@ def test_an_init_run_of_more_neighbour_slices_starts_from_the_models_function(
     assert loss == pytest.approx(expected, abs=1e-5), f"first step {loss:.6f}, loaded model {expected:.6f}"
     outer = run.network.state_dict()["inc.0.weight"][:, [0, 4]]
     assert outer.abs().max() > 0, "the step trains the added slices' weights"
+
+
+def test_an_init_run_of_a_wider_network_starts_from_the_models_function(
+        tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
+    start = _model(tmp_path / "start", tiny_config(synthetic_dataset, tmp_path / "x", width=8), seed=6)
+    wider = make_card(tiny_config(synthetic_dataset, tmp_path / "x", width=12), {})
+    network = build_network(wider)
+    with caplog.at_level(logging.INFO):
+        initial_weights(network, wider, start)
+    assert "widened from 8 to 12 channels" in caplog.text
+    slab = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    loaded = load_model(start)[0]
+    with torch.no_grad():
+        difference = (network(slab) - loaded(slab)).abs().max().item()
+    assert 0 < difference < 1e-2 * loaded(slab).abs().max().item(), "the model's function, up to the copies' noise"
+    loss, batch, _ = _first_step(tiny_config(synthetic_dataset, tmp_path / "run", precision="float32", epochs=1,
+                                             steps_per_epoch=1, width=12, init=start))
+    expected = _loss_of(start, batch)
+    assert loss == pytest.approx(expected, abs=1e-3), f"first step {loss:.6f}, loaded model {expected:.6f}"
 
 
 def test_an_init_model_with_other_preprocessing_loads_with_a_warning(tmp_path: Path, synthetic_dataset: Path,
