@@ -111,16 +111,23 @@ def test_an_init_model_of_more_neighbour_slices_is_refused(tmp_path: Path, synth
         check_init(thicker, tiny_config(synthetic_dataset, tmp_path / "run").design)
 
 
-def test_an_init_run_of_more_neighbour_slices_starts_from_the_models_function(
-        tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
-    start = _model(tmp_path / "start", tiny_config(synthetic_dataset, tmp_path / "x", context=1), seed=5)
-    wider = make_card(tiny_config(synthetic_dataset, tmp_path / "x", context=2), {})
+def _widened(tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture, field: str, narrow: int,
+             wide: int) -> tuple[Path, torch.nn.Module, torch.nn.Module]:
+    """A model of ``field`` ``narrow`` (random weights), a network of ``field`` ``wide`` given its weights by
+    ``initial_weights`` (logged to ``caplog``), and the model's own network."""
+    start = _model(tmp_path / "start", tiny_config(synthetic_dataset, tmp_path / "x", **{field: narrow}), seed=5)
+    wider = make_card(tiny_config(synthetic_dataset, tmp_path / "x", **{field: wide}), {})
     network = build_network(wider)
     with caplog.at_level(logging.INFO):
         initial_weights(network, wider, start)
+    return start, network, load_model(start)[0]
+
+
+def test_an_init_run_of_more_neighbour_slices_starts_from_the_models_function(
+        tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
+    start, network, loaded = _widened(tmp_path, synthetic_dataset, caplog, "context", 1, 2)
     assert "widened from 3 to 5 slices" in caplog.text and "preprocessing differs" not in caplog.text
     slab = torch.randn(2, 5, 32, 32, generator=torch.Generator().manual_seed(0))
-    loaded = load_model(start)[0]
     with torch.no_grad():
         assert torch.allclose(network(slab), loaded(slab[:, 1:4]), atol=1e-5), "the middle slices are the model's"
         assert not torch.allclose(network(slab), loaded(slab[:, 0:3]), atol=1e-3)
@@ -136,14 +143,9 @@ def test_an_init_run_of_more_neighbour_slices_starts_from_the_models_function(
 
 def test_an_init_run_of_a_wider_network_starts_from_the_models_function(
         tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
-    start = _model(tmp_path / "start", tiny_config(synthetic_dataset, tmp_path / "x", width=8), seed=6)
-    wider = make_card(tiny_config(synthetic_dataset, tmp_path / "x", width=12), {})
-    network = build_network(wider)
-    with caplog.at_level(logging.INFO):
-        initial_weights(network, wider, start)
+    start, network, loaded = _widened(tmp_path, synthetic_dataset, caplog, "width", 8, 12)
     assert "widened from 8 to 12 channels" in caplog.text
     slab = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    loaded = load_model(start)[0]
     with torch.no_grad():
         difference = (network(slab) - loaded(slab)).abs().max().item()
     assert 0 < difference < 1e-2 * loaded(slab).abs().max().item(), "the model's function, up to the copies' noise"
