@@ -18,6 +18,7 @@ from atriumseg.pipeline.io.writing import write_together
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "card.json"
+STATE_NAME = "training_state.pt"  # a run's last/ only: optimizer state and progress for --resume
 
 
 class CheckpointError(ValueError):

@@ -21,6 +21,7 @@ from atriumseg._version import __version__
 from atriumseg.models.card import ModelCard, training_data
 from atriumseg.models.checkpoint import (
     CARD_NAME,
+    STATE_NAME,
     WEIGHTS_NAME,
     CheckpointError,
     load_card,
@@ -30,9 +31,8 @@ from atriumseg.models.checkpoint import (
 )
 from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 from atriumseg.models.lineage import averaged_lineage, lineage_of
+from atriumseg.models.names import model_name
 from atriumseg.pipeline.io.writing import check_output_file
-from atriumseg.pipeline.training.checkpoints import STATE_NAME
-from atriumseg.pipeline.training.provenance import model_name
 
 log = logging.getLogger(__name__)
 

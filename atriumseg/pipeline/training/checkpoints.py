@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from atriumseg.models.card import ModelCard, ModelDesign
-from atriumseg.models.checkpoint import CheckpointError, load_card, load_model, save_model
+from atriumseg.models.checkpoint import STATE_NAME, CheckpointError, load_card, load_model, save_model
 from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 from atriumseg.models.lineage import lineage_of
 from atriumseg.pipeline.io.writing import write_atomically
@@ -25,7 +25,6 @@ from atriumseg.pipeline.training.validation import validation_summary
 from atriumseg.pipeline.training.widening import widen_context, widen_width
 
 log = logging.getLogger(__name__)
-STATE_NAME = "training_state.pt"
 # What a --resume may set otherwise than the run was started with; everything else must match last/'s card
 # (init included: last/ holds newer weights, and the card keeps the model the run started from).
 RESUME_MAY_CHANGE = frozenset({"epochs", "max_minutes", "val_every", "workers", "device", "precision", "resume",

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import torch
 
-from atriumseg._version import __version__
-from atriumseg.models.checkpoint import default_model_path, load_card
-from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
+from atriumseg.models.names import model_name
 from atriumseg.pipeline.training.config import TrainConfig
 from atriumseg.pipeline.training.splits import TrainingSet, split_record
 
@@ -41,20 +39,6 @@ def run_provenance(config: TrainConfig, sets: list[TrainingSet], device: torch.d
 def config_record(config: TrainConfig) -> dict:
     """The run's settings as its card records them (JSON values; the starting model by :func:`model_name`)."""
     return {**{k: _jsonable(v) for k, v in asdict(config).items()}, "init": model_name(config.init)}
-
-
-def model_name(folder: Path | None) -> str | None:
-    """How a card names a model it started from or averaged: ``built-in <version>`` for the shipped one (the
-    version its card was shipped with, which a later package keeping the same model does not change) and
-    ``built-in <version> (<member>)`` for one of its members, not their install path; any other by its path."""
-    if folder is None:
-        return None
-    default, resolved = default_model_path().resolve(), Path(folder).resolve()
-    if default not in (resolved, resolved.parent):
-        return str(folder)
-    card = load_ensemble_card(default) if is_ensemble(default) else load_card(default)
-    name = f"built-in {card.package_version or __version__}"
-    return name if resolved == default else f"{name} ({resolved.name})"
 
 
 def _machine() -> str:

@@ -12,12 +12,11 @@ import pytest
 import torch
 from helpers import STANDIN_CARD, standin_network
 
-from atriumseg.models.checkpoint import CheckpointError, load_card, load_model, save_model
+from atriumseg.models.checkpoint import STATE_NAME, CheckpointError, load_card, load_model, save_model
 from atriumseg.models.ensemble import assemble_ensemble
 from atriumseg.models.lineage import lineage_of
 from atriumseg.pipeline.io.writing import OutputFolderError
 from atriumseg.pipeline.training.average import average_models
-from atriumseg.pipeline.training.checkpoints import STATE_NAME
 from atriumseg.pipeline.training.validation import fold_card, fold_cards
 
 PARENT = {"run": "runs/parent", "started_from": None, "epochs": 10, "steps": 500, "minutes": 8.0, "device": "cpu",

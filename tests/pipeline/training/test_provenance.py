@@ -1,4 +1,4 @@
-"""What a run records on its card: the starting model by name, and the lineage carried on by --init."""
+"""What a run records on its card: the lineage carried on by --init."""
 
 from __future__ import annotations
 
@@ -7,23 +7,9 @@ from pathlib import Path
 import pytest
 from helpers import tiny_config, write_msd_dataset
 
-from atriumseg.models.checkpoint import default_model_path, load_card
-from atriumseg.models.ensemble import load_ensemble_card
+from atriumseg.models.checkpoint import load_card
 from atriumseg.models.lineage import stage
-from atriumseg.pipeline.training import provenance
-from atriumseg.pipeline.training.provenance import model_name
 from atriumseg.pipeline.training.trainer import train
-
-
-def test_the_built_in_model_is_named_by_its_version_and_others_by_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    shipped = load_ensemble_card(default_model_path()).package_version
-    assert shipped and model_name(default_model_path()) == f"built-in {shipped}"
-    assert model_name(default_model_path() / "coronal") == f"built-in {shipped} (coronal)"  # a member, not its path
-    assert model_name(tmp_path / "m") == str(tmp_path / "m") and model_name(None) is None
-    monkeypatch.setattr(provenance, "__version__", "9.9.9")  # a later package that keeps the same model
-    assert model_name(default_model_path()) == f"built-in {shipped}"
 
 
 @pytest.mark.slow
