@@ -109,8 +109,8 @@ def _cross_validation_lines(record: dict | None) -> list[str]:
 
 
 def _lineage_lines(lineage: list[dict]) -> list[str]:
-    """One line per training stage, oldest first: run, starting model, minutes, steps, data; an averaging stage
-    (``atriumseg average``) lists each averaged model's own stages under it."""
+    """One line per training stage, oldest first: run, starting model, minutes, steps, network, data; an averaging
+    stage (``atriumseg average``) lists each averaged model's own stages under it."""
     if not lineage:
         return []
     return [f"  lineage ({len(lineage)} stage(s), oldest first):", *_stage_lines(lineage, "    ")]
@@ -131,7 +131,10 @@ def _stage_lines(stages: list[dict], indent: str) -> list[str]:
                 lines.append(f"{indent}   {model.get('model')}: {len(own)} stage(s) of its own{after}")
                 lines += _stage_lines(own, indent + "      ")
             continue
+        network = stage.get("network") or {}
+        trained = (f" ({network.get('plane', '?')}, width {network.get('width', '?')}, depth "
+                   f"{network.get('depth', '?')}, context {network.get('context', '?')})" if network else "")
         lines.append(f"{indent}{number}. run {stage.get('run') or '?'}, from {stage.get('started_from') or 'scratch'}, "
                      f"{stage.get('epochs', '?')} epochs, {stage.get('steps', '?')} steps, {stage.get('minutes', '?')} "
-                     f"min on {stage.get('device') or '?'}; data (training+validation cases): {data or '?'}")
+                     f"min on {stage.get('device') or '?'}{trained}; data (training+validation cases): {data or '?'}")
     return lines

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from atriumseg.models.card import ModelCard
 
+NETWORK = ("plane", "width", "depth", "context")  # the run options that set the network a stage trained
+
 
 def lineage_of(card: ModelCard) -> list[dict]:
     """The training stages that made the model of ``card``, oldest first; none for a card without training.
@@ -22,8 +24,11 @@ def lineage_of(card: ModelCard) -> list[dict]:
 
 
 def stage(provenance: dict) -> dict:
-    """One training stage as the lineage records it, from the provenance of the run that made it."""
+    """One training stage as the lineage records it, from the provenance of the run that made it: with the network it
+    trained (``network``: plane, width, depth, neighbour slices), since ``--init`` may widen a model from one stage
+    to the next (not on stages recorded before it was)."""
     split, config = provenance.get("split", {}), provenance.get("config", {})
+    network = {key: config[key] for key in NETWORK if key in config}
     return {
         "run": config.get("output"),
         "started_from": config.get("init"),
@@ -34,6 +39,7 @@ def stage(provenance: dict) -> dict:
         "device": provenance.get("device"),
         "data": {name: {"train": len(s.get("train", [])), "validation": len(s.get("validation", []))}
                  for name, s in split.items()},
+        **({"network": network} if network else {}),
     }
 
 

@@ -12,7 +12,8 @@ STAGES = [
     {"run": "runs/axial", "started_from": None, "epochs": 123, "steps": 6150, "minutes": 100.1, "device": "cpu",
      "data": {"LeftAtrium": {"train": 11, "validation": 3}, "LA2018_LGE": {"train": 64, "validation": 16}}},
     {"run": "runs/more", "started_from": "built-in 0.1.0", "epochs": 40, "steps": 2000, "minutes": 12.5,
-     "device": "cuda:0", "data": {"LeftAtrium": {"train": 14, "validation": 0}}},
+     "device": "cuda:0", "data": {"LeftAtrium": {"train": 14, "validation": 0}},
+     "network": {"plane": "axial", "width": 48, "depth": 4, "context": 2}},
 ]
 CROSS_VALIDATION = {
     "folds": 5, "command": "atriumseg train ... --folds 5 --fold K; atriumseg evaluate ...",
@@ -30,8 +31,8 @@ def test_the_lineage_is_one_line_per_stage_oldest_first() -> None:
     assert lines[start + 1:start + 3] == [
         "    1. run runs/axial, from scratch, 123 epochs, 6150 steps, 100.1 min on cpu; data "
         "(training+validation cases): LeftAtrium 11+3, LA2018_LGE 64+16",
-        "    2. run runs/more, from built-in 0.1.0, 40 epochs, 2000 steps, 12.5 min on cuda:0; data "
-        "(training+validation cases): LeftAtrium 14+0",
+        "    2. run runs/more, from built-in 0.1.0, 40 epochs, 2000 steps, 12.5 min on cuda:0 (axial, width 48, depth "
+        "4, context 2); data (training+validation cases): LeftAtrium 14+0",
     ]
     assert sum(line.lstrip().startswith(("1. run", "2. run", "3. run")) for line in lines) == 2
 
@@ -44,8 +45,8 @@ def test_an_averaging_stage_lists_each_models_own_stages_under_it() -> None:
                         "LeftAtrium 14+0")
     assert lines[start + 1:start + 4] == [
         "       runs/a/last: 1 stage(s) of its own after stage 1",
-        "          1. run runs/more, from built-in 0.1.0, 40 epochs, 2000 steps, 12.5 min on cuda:0; data "
-        "(training+validation cases): LeftAtrium 14+0",
+        "          1. run runs/more, from built-in 0.1.0, 40 epochs, 2000 steps, 12.5 min on cuda:0 (axial, width 48, "
+        "depth 4, context 2); data (training+validation cases): LeftAtrium 14+0",
         "       runs/b/last: 0 stage(s) of its own after stage 1",
     ]
 

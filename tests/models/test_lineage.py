@@ -21,6 +21,13 @@ def test_a_card_without_a_lineage_counts_as_one_stage_told_by_its_provenance() -
     assert only == stage(OLD_PROVENANCE)
 
 
+def test_a_stage_records_the_network_it_trained_so_a_widening_shows() -> None:
+    config = {**OLD_PROVENANCE["config"], "plane": "axial", "width": 48, "depth": 4, "context": 2, "patch": 128}
+    assert stage({**OLD_PROVENANCE, "config": config})["network"] == {"plane": "axial", "width": 48, "depth": 4,
+                                                                       "context": 2}
+    assert "network" not in stage(OLD_PROVENANCE)  # a run recorded without them says nothing rather than guess
+
+
 def test_a_recorded_lineage_is_returned_as_recorded_and_an_untrained_card_has_none() -> None:
     first = stage(OLD_PROVENANCE)
     second = {**first, "run": "runs/more", "started_from": "built-in 0.1.0", "steps": 500}
