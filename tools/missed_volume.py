@@ -33,8 +33,7 @@ def missed_volume(truth: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...
     depth = ndimage.distance_transform_edt(~mask, sampling=spacing)
     centre = ndimage.center_of_mass(truth)
     sides = {}
-    for axis, letter in enumerate(axes):
-        index = np.nonzero(missed)[axis]
+    for axis, (letter, index) in enumerate(zip(axes, np.nonzero(missed), strict=True)):
         sides[letter] = float((index > centre[axis]).sum()) * ml
         sides[OPPOSITE[letter]] = float((index < centre[axis]).sum()) * ml
     return {"reference": truth.sum() * ml, "mask": mask.sum() * ml, "missed": missed.sum() * ml,
