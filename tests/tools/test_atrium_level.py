@@ -1,0 +1,42 @@
+"""``tools/atrium_level.py``: a case whose atrium was darkened is measured darker, and darker than its rim."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from helpers import load_tool, standin_model, write_msd_dataset, write_nifti
+
+from atriumseg.pipeline.training.dataset import load_msd_dataset
+
+
+def _darken_atrium(dataset: Path, case: str, factor: float) -> None:
+    """Scale the intensities inside ``case``'s label by ``factor``."""
+    image = nib.load(dataset / "imagesTr" / f"{case}.nii.gz")
+    label = np.asanyarray(nib.load(dataset / "labelsTr" / f"{case}.nii.gz").dataobj) > 0
+    array = np.asanyarray(image.dataobj).astype(np.float32)
+    array[label] *= factor
+    write_nifti(dataset / "imagesTr" / f"{case}.nii.gz", array, image.affine)
+
+
+def test_a_darkened_atrium_scores_lower_and_below_its_rim(tmp_path: Path) -> None:
+    tool = load_tool("atrium_level")
+    dataset = write_msd_dataset(tmp_path / "data", [100, 101])
+    _darken_atrium(dataset, "case_101", 0.1)  # below the background (0.15 of the atrium)
+    model = standin_model(tmp_path / "model")
+    card = tool.first_card(model)
+    cases = {case.name: case for case in load_msd_dataset(dataset).cases}
+    bright = tool.atrium_level(cases["case_100"], card, None)
+    dark = tool.atrium_level(cases["case_101"], card, None)
+    assert bright[0] <= bright[1] <= bright[2] <= 1.0 and dark[0] <= dark[1] <= dark[2]
+    assert bright[1] > 0.8 and dark[1] < 0.5 * bright[1]  # the atrium is the synthetic volume's brightest part
+    assert bright[1] / bright[3] > 1.0 > dark[1] / dark[3]  # ... and, darkened, darker than what surrounds it
+
+    out = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "tools" / "atrium_level.py"),
+                          str(dataset), "-m", str(model), "--lowest", "1"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0].startswith("Synthetic: 2 cases") and "(case_101)" in out[0] and out[0].endswith("1 below 1")
+    assert len(out) == 2 and out[1].startswith(f"  case_101: {dark[1]:.3f}")
