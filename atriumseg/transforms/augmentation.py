@@ -8,15 +8,13 @@ a side, and a flipped heart is not a heart.
 
 The augmentation is chosen so one network serves bSSFP and LGE-MRI: contrast, gamma, a
 non-linear histogram shift, bias field, noise and blur (a coarser resolution) vary the
-protocol's look (and, on request, a random non-monotone remapping of the grey levels, half of them reversing the
-contrast, shows the atrium's shape without its usual brightness); rotation and zoom vary the anatomy's size; and
-a random tight crop around the drawn slice's centre (zero outside, as a cropped scan is padded) shows whole-chest
-scans as the tight crops around the atrium that LGE data come in.
+protocol's look; rotation and zoom vary the anatomy's size; and a random tight crop around the
+drawn slice's centre (zero outside, as a cropped scan is padded) shows whole-chest scans as the
+tight crops around the atrium that LGE data come in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -28,10 +26,8 @@ from monai.transforms import (
     EnsureChannelFirstd,
     FgBgToIndicesd,
     Identityd,
-    IntensityRemap,
     Lambdad,
     LoadImaged,
-    MapTransform,
     OneOf,
     RandAdjustContrastd,
     RandAffined,
@@ -40,7 +36,6 @@ from monai.transforms import (
     RandGaussianNoised,
     RandGaussianSmoothd,
     RandHistogramShiftd,
-    RandomizableTransform,
     RandScaleIntensityd,
     RandShiftIntensityd,
     RandSpatialCropd,
@@ -59,8 +54,6 @@ CROP_MARGIN = 1.2  # slices are cut this much larger than the patch so rotation 
 TIGHT_CROP_PROB = 0.25  # share of slices shown as a tight crop
 TIGHT_CROP_MIN = 0.45  # smallest tight crop, as a fraction of the patch side
 GAMMA = (0.6, 1.6)  # default range of the random gamma; below 1 brightens the mid-tones (a dark blood pool)
-REMAP_LEVELS = 256  # grey levels a slice is rounded to before its intensities are remapped
-REMAP_KERNEL, REMAP_SLOPE = 30, 0.7  # MONAI's defaults: the curve's smoothing window (in levels) and linear trend
 
 
 def crop_side(patch: int) -> int:
@@ -141,47 +134,11 @@ class WithoutMetadata(Compose):
             set_track_meta(tracking)
 
 
-class RandIntensityRemapd(RandomizableTransform, MapTransform):
-    """With probability ``prob``, remap a scaled slice's grey levels (all channels alike) through MONAI's random
-    intensity-remapping curve (:class:`monai.transforms.IntensityRemap`: smoothed random levels plus a linear trend
-    rising or falling, so half the remapped slices have their contrast reversed).
-
-    The slice is first clipped to [0, 1] and rounded to :data:`REMAP_LEVELS` levels, since the curve has one point
-    per distinct level (a float slice has a level per voxel: the curve would be noise); a slice of one level (all
-    padding) is left as it is, as it has no curve. The curve is drawn from this transform's random state (MONAI's
-    own random version draws it from a state no seed reaches).
-    """
-
-    def __init__(self, keys: Hashable | Sequence[Hashable], prob: float) -> None:
-        RandomizableTransform.__init__(self, prob)
-        MapTransform.__init__(self, keys)
-        self.slope = REMAP_SLOPE
-
-    def randomize(self, data: object = None) -> None:
-        super().randomize(None)
-        self.slope = float(self.R.choice([-REMAP_SLOPE, REMAP_SLOPE]))
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            levels = torch.round(d[key].clamp(0.0, 1.0) * (REMAP_LEVELS - 1)) / (REMAP_LEVELS - 1)
-            if levels.amin() == levels.amax():
-                continue
-            curve = IntensityRemap(REMAP_KERNEL, self.slope).set_random_state(state=self.R)
-            d[key] = curve(levels).to(d[key].dtype)
-        return d
-
-
 def training_transforms(
-    card: ModelCard, patch: int, slices_per_volume: int, gamma: tuple[float, float] = GAMMA, remap: float = 0.0
+    card: ModelCard, patch: int, slices_per_volume: int, gamma: tuple[float, float] = GAMMA
 ) -> Compose:
     """Random part: ``slices_per_volume`` foreground-balanced slices per volume, augmented to ``patch`` x ``patch``,
-    as plain tensors (:class:`WithoutMetadata`); ``gamma`` is the range of the random contrast curve, ``remap`` the
-    share of slices whose grey levels are remapped (:class:`RandIntensityRemapd`; 0 leaves it out of the chain, so
-    the other steps draw what they drew before it existed).
+    as plain tensors (:class:`WithoutMetadata`); ``gamma`` is the range of the random contrast curve.
 
     Takes what :func:`cached_transforms` made for the same ``patch``.
     """
@@ -213,7 +170,6 @@ def training_transforms(
                 padding_mode="zeros",
             ),
             _tight_crop(keys, patch),
-            *([RandIntensityRemapd(keys=IMAGE, prob=remap)] if remap else []),
             RandGaussianSmoothd(keys=IMAGE, prob=0.25, sigma_x=(0.3, 1.5), sigma_y=(0.3, 1.5)),
             RandBiasFieldd(keys=IMAGE, prob=0.3, coeff_range=(0.0, 0.3)),
             RandHistogramShiftd(keys=IMAGE, prob=0.2, num_control_points=(5, 10)),

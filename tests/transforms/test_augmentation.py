@@ -14,7 +14,6 @@ from atriumseg.transforms.augmentation import (
     BG,
     CROP_MARGIN,
     FG,
-    RandIntensityRemapd,
     WithoutMetadata,
     cached_transforms,
     compact_indices,
@@ -95,39 +94,6 @@ def test_a_lower_gamma_range_brightens_the_mid_tones() -> None:
         augment.set_random_state(seed=0)
         means[gamma] = float(np.mean([s[IMAGE].mean() for _ in range(10) for s in augment(cached)]))
     assert means[(0.4, 0.4)] > means[(2.5, 2.5)] + 0.02, means
-
-
-def _remapped(seed: int, image: torch.Tensor, draws: int) -> list[torch.Tensor]:
-    remap = RandIntensityRemapd(keys=IMAGE, prob=1.0)
-    remap.set_random_state(seed=seed)
-    return [remap({IMAGE: image})[IMAGE] for _ in range(draws)]
-
-
-def test_remapping_maps_each_grey_level_to_one_and_reverses_the_contrast_of_about_half_the_slices() -> None:
-    """The same curve on every channel (a voxel's new value depends on its level alone), within [0, 1], drawn from the
-    transform's seed, some slices reversed and some not."""
-    levels = torch.arange(256, dtype=torch.float32) / 255
-    image = levels[torch.randint(0, 256, (3, 40, 40), generator=torch.Generator().manual_seed(0))]
-    image[:, 0, :4] = levels[:4]  # every channel holds the same four levels at the same place
-    draws = _remapped(0, image, 12)
-    assert all(torch.equal(a, b) for a, b in zip(draws, _remapped(0, image, 12), strict=True))
-    signs = []
-    for out in draws:
-        assert out.dtype == torch.float32 and out.shape == image.shape and 0.0 <= out.min() and out.max() <= 1.0
-        assert torch.equal(out[0, 0, :4], out[1, 0, :4]) and torch.equal(out[0, 0, :4], out[2, 0, :4])
-        for level in (0, 128, 255):  # every voxel of a level gets one value
-            assert out[image == levels[level]].unique().numel() <= 1
-        signs.append(float(torch.corrcoef(torch.stack([image.flatten(), out.flatten()]))[0, 1]))
-    assert any(c < -0.5 for c in signs) and any(c > 0.5 for c in signs), signs
-
-
-def test_remapping_leaves_a_slice_of_one_level_and_draws_nothing_at_share_zero() -> None:
-    padding = torch.zeros(3, 8, 8)
-    assert torch.equal(_remapped(0, padding, 1)[0], padding)
-    card, _ = _cached((24, 20, 18), "axial")
-    chain = training_transforms(card, PATCH, slices_per_volume=2)
-    assert not any(isinstance(t, RandIntensityRemapd) for t in chain.transforms)  # earlier runs' draws unchanged
-    assert any(isinstance(t, RandIntensityRemapd) for t in training_transforms(card, PATCH, 2, remap=0.1).transforms)
 
 
 def _stacked_cache(card: ModelCard, data: dict) -> dict:
