@@ -56,6 +56,11 @@ class Service:
         self.stopping = threading.Event()  # no new work: the door is closed, the worker ends after its job
         self._threads: list[threading.Thread] = []
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.watcher: Watcher | None = None  # the folder door, with --watch
+        if options.watch is not None:
+            skip = frozenset({options.output.resolve(), options.storage.resolve()})
+            self.watcher = Watcher(options.watch, options.settle,
+                                   lambda path, changed: self.jobs.put(Job(path=path, redo=changed)), skip)
 
     def start(self) -> None:
         self.storage.clean()
@@ -67,11 +72,8 @@ class Service:
             self.receiver.start()
         parts = {"worker": lambda: self.worker.run(self.jobs, self.stopping),
                  "courier": lambda: self.courier.run(self.stopping), "clock": self._clock, "status": self._status}
-        if self.options.watch is not None:
-            skip = frozenset({self.options.output.resolve(), self.options.storage.resolve()})
-            watcher = Watcher(self.options.watch, self.options.settle,
-                              lambda path, changed: self.jobs.put(Job(path=path, redo=changed)), skip)
-            parts["watch"] = lambda: watcher.run(self.stopping)
+        if self.watcher is not None:
+            parts["watch"] = lambda: self.watcher.run(self.stopping)
         for name, target in parts.items():
             thread = threading.Thread(target=target, name=f"serve-{name}", daemon=True)
             thread.start()
@@ -116,7 +118,8 @@ class Service:
         o = self.options
         return {"ae_title": o.ae_title, "address": f"{o.host}:{o.port}" if o.dicom_door else "",
                 "started": self.started, "in_hand": self.worker.current, "queue": self.jobs.waiting(),
-                "send_to": [str(d) for d in o.send_to], "watch": str(o.watch or ""), "output": str(o.output)}
+                "send_to": [str(d) for d in o.send_to], "watch": str(o.watch or ""), "output": str(o.output),
+                "settling": list(self.watcher.settling) if self.watcher is not None else []}
 
     def write_status(self, info: dict | None = None) -> None:
         """Write ``status.json``: ``info`` (the service's, :meth:`service_info` when None), every state, the outbox."""

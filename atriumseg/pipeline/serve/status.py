@@ -56,8 +56,10 @@ def format_status(report: dict) -> str:
     if service.get("running"):
         door = f"{service.get('ae_title', '')} on {service['address']}" if service.get("address") else "no DICOM door"
         watch = f", watching {service['watch']}" if service.get("watch") else ""
+        settling = service.get("settling") or []
         head = (f"service: running (pid {service['pid']}, {door}{watch}); in hand: {service.get('in_hand') or '-'}; "
-                f"queued: {len(service.get('queue', []))}")
+                f"queued: {len(service.get('queue', []))}"
+                + (f"; settling in the watch folder: {', '.join(settling)}" if settling else ""))
     else:
         head = "service: not running" + (f" (last seen {service['updated']})" if service.get("updated") else "")
     lines = [head, f"{'series':<40} {'status':<10} {'inst':>5} {'mL':>7}  sent / reason"]

@@ -44,7 +44,9 @@ def signature(path: Path) -> tuple:
 
 class Watcher:
     """Polls ``folder``; calls ``submit(path, changed)`` for each entry settled for ``settle`` seconds, once per
-    signature (``changed``: it was handed on before, with another signature)."""
+    signature (``changed``: it was handed on before, with another signature). ``settling`` names the entries seen
+    but not yet handed on in their present form (still being copied, or not yet still for ``settle`` seconds), as
+    of the last look, for the status."""
 
     def __init__(self, folder: Path, settle: float, submit: Callable[[Path, bool], None],
                  skip: frozenset[Path]) -> None:
@@ -55,6 +57,7 @@ class Watcher:
         self._seen: dict[Path, tuple[tuple, float]] = {}  # entry -> (signature, since when unchanged)
         self._handed: dict[Path, int] = {}  # entry -> hash of the signature handed on (kept when the entry goes)
         self._strays: set[Path] = set()  # files that are not images, already said
+        self.settling: tuple[str, ...] = ()  # replaced whole after each look, so another thread reads it safely
 
     def poll(self, now: float | None = None) -> list[Path]:
         """One look at the folder; the entries handed on."""
@@ -87,6 +90,8 @@ class Watcher:
                 handed.append(entry)
         for entry in set(self._seen) - set(entries):
             del self._seen[entry]
+        self.settling = tuple(entry.name for entry, (sig, _) in sorted(self._seen.items())
+                              if sig and self._handed.get(entry) != hash(sig))
         return handed
 
     def run(self, stop: threading.Event) -> None:

@@ -16,6 +16,7 @@ from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.serve.cases import segment_with
 from atriumseg.pipeline.serve.options import ServeOptions
 from atriumseg.pipeline.serve.service import Service
+from atriumseg.pipeline.serve.status import format_status
 from atriumseg.pipeline.serve.watch import Watcher
 from atriumseg.synthetic import make_affine, synthetic_case
 from serve.nodes import wait_until
@@ -30,14 +31,15 @@ def test_a_file_is_handed_on_after_it_settled_and_again_only_when_it_changes(tmp
     watcher = _watcher(tmp_path, handed)
     scan = tmp_path / "scan.nii.gz"
     scan.write_bytes(b"part")
-    assert watcher.poll(now=100.0) == []
+    assert watcher.poll(now=100.0) == [] and watcher.settling == ("scan.nii.gz",)
     scan.write_bytes(b"part and the rest")  # still being copied
     assert watcher.poll(now=105.0) == [] and watcher.poll(now=114.0) == []
-    assert watcher.poll(now=115.0) == [scan]
-    assert watcher.poll(now=200.0) == []  # handed once
+    assert watcher.poll(now=115.0) == [scan] and watcher.settling == ()
+    assert watcher.poll(now=200.0) == [] and watcher.settling == ()  # handed once
     scan.write_bytes(b"a new version of it")
     os.utime(scan, ns=(1, 1))
-    assert watcher.poll(now=300.0) == [] and watcher.poll(now=310.0) == [scan]
+    assert watcher.poll(now=300.0) == [] and watcher.settling == ("scan.nii.gz",)
+    assert watcher.poll(now=310.0) == [scan] and watcher.settling == ()
     assert scan.read_bytes() == b"a new version of it"  # never modified
     assert handed == [(scan, False), (scan, True)]  # the second time as changed: its outputs are redone
 
@@ -148,3 +150,22 @@ def test_a_replaced_input_is_segmented_again_and_a_restart_reports_a_finished_on
     first, second, third = _watch_lines(caplog)
     assert ": ok: " in first and ": ok: " in second and mask.stat().st_mtime_ns == written
     assert ": skipped: done earlier (" in third and f"-> {mask}); not redone" in third
+
+
+def test_the_status_names_what_is_settling_in_the_watch_folder(tmp_path: Path) -> None:
+    watched = tmp_path / "in"
+    watched.mkdir()
+    options = ServeOptions(storage=tmp_path / "st", output=tmp_path / "out", watch=watched, settle=10.0)
+    service = Service(lambda path, is_series, redo: [], options)
+    (watched / "b.nii.gz").write_bytes(b"part")
+    (watched / "a_series").mkdir()
+    (watched / "a_series" / "1.dcm").write_bytes(b"x")
+    (watched / "empty").mkdir()  # nothing in it yet: nothing to wait for
+    service.watcher.poll(now=100.0)
+    assert service.service_info()["settling"] == ["a_series", "b.nii.gz"]
+    report = {"service": {**service.service_info(), "running": True, "pid": 7}, "series": [], "outbox": [],
+              "refused": 0}
+    assert format_status(report).splitlines()[0].endswith("queued: 0; settling in the watch folder: a_series, b.nii.gz")
+    service.watcher.poll(now=110.0)
+    assert service.service_info()["settling"] == [] and "settling" not in format_status(
+        {**report, "service": {**service.service_info(), "running": True, "pid": 7}})
