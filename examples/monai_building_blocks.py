@@ -1,7 +1,7 @@
 """Use atriumseg's pieces inside your own MONAI code: the card's transform chain, the U-Net and SliceInferer.
 
     python examples/monai_building_blocks.py [MODEL_DIR]   # one network: an ensemble's member (default: the
-                                                           # built-in model's axial one, atriumseg/models/default/axial)
+                                                           # built-in model's first, atriumseg/models/default/axial)
 
 Reproduces what ``Segmenter`` does, step by step, on a synthetic volume and checks both agree.
 """
@@ -14,6 +14,7 @@ from monai.data import MetaTensor
 from monai.inferers import SliceInferer
 
 from atriumseg.models.checkpoint import default_model_path, load_model
+from atriumseg.models.ensemble import load_ensemble_card
 from atriumseg.pipeline.inference.restore import PROB_FLOOR
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.synthetic import make_affine, synthetic_case
@@ -21,8 +22,9 @@ from atriumseg.transforms.context import StackNeighbours
 from atriumseg.transforms.preprocessing import inference_transforms
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("model", nargs="?", type=Path, default=default_model_path() / "axial",
-                    help="a model folder of one network (default: the built-in model's axial member)")
+built_in = default_model_path()
+parser.add_argument("model", nargs="?", type=Path, default=built_in / load_ensemble_card(built_in).members[0],
+                    help="a model folder of one network (default: the built-in model's first member, axial)")
 network, card = load_model(parser.parse_args().model)
 case = synthetic_case((48, 50, 40), make_affine((48, 50, 40), (1.4, 1.4, 1.8), "PIR"), seed=5)
 image = MetaTensor(torch.from_numpy(case.image)[None], affine=torch.from_numpy(case.affine))

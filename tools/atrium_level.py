@@ -15,17 +15,17 @@ from __future__ import annotations
 import argparse
 import statistics
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
-from monai.transforms import Compose, EnsureChannelFirstd, Lambdad, LoadImaged
+from monai.transforms import Compose
 from scipy import ndimage
 
 from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import load_card, resolve_model_path
 from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
 from atriumseg.pipeline.training.dataset import LabelledCase, load_msd_dataset
-from atriumseg.transforms.intensity import finite_or_zero
-from atriumseg.transforms.orientation import AssumeOrientationd
+from atriumseg.transforms.augmentation import labelled_reading
 from atriumseg.transforms.preprocessing import IMAGE, LABEL, frame_transforms
 
 
@@ -35,21 +35,26 @@ def first_card(model: Path | None) -> ModelCard:
     return load_card(folder / load_ensemble_card(folder).members[0]) if is_ensemble(folder) else load_card(folder)
 
 
-def atrium_level(case: LabelledCase, card: ModelCard, orientation: str | None, rim: int = 2
-                 ) -> tuple[float, float, float, float]:
+class Level(NamedTuple):
+    """A case's scaled intensities: quartiles inside its label and the median on its rim."""
+
+    low: float
+    median: float
+    high: float
+    rim: float
+
+
+def atrium_level(case: LabelledCase, card: ModelCard, orientation: str | None, rim: int = 2) -> Level:
     """The 25th, 50th and 75th percentiles of ``case``'s scaled intensities inside its label, in ``card``'s frame,
     and the median of those on its rim (within ``rim`` voxels outside it, 6-connected steps)."""
-    head = [LoadImaged(keys=(IMAGE, LABEL), image_only=True), EnsureChannelFirstd(keys=(IMAGE, LABEL)),
-            Lambdad(keys=IMAGE, func=finite_or_zero)]
-    if orientation:
-        head.append(AssumeOrientationd(keys=(IMAGE, LABEL), axcodes=orientation))
-    framed = Compose([*head, *frame_transforms(card, LABEL)])({IMAGE: str(case.image), LABEL: str(case.label)})
+    chain = Compose([*labelled_reading(orientation), *frame_transforms(card, LABEL)])
+    framed = chain({IMAGE: str(case.image), LABEL: str(case.label)})
     image, label = framed[IMAGE].as_tensor()[0], framed[LABEL].as_tensor()[0].numpy() > 0.5
-    if not label.any():
-        raise ValueError(f"{case.name}: its label is empty")
     outside = torch.from_numpy(ndimage.binary_dilation(label, iterations=rim) & ~label)
+    if not label.any() or not outside.any():
+        raise ValueError(f"{case.name}: its label is empty or fills the volume")
     low, mid, high = torch.quantile(image[torch.from_numpy(label)], torch.tensor([0.25, 0.5, 0.75])).tolist()
-    return low, mid, high, float(torch.quantile(image[outside], 0.5))
+    return Level(low, mid, high, float(torch.quantile(image[outside], 0.5)))
 
 
 def main() -> None:
@@ -63,17 +68,16 @@ def main() -> None:
     for root in args.datasets:
         dataset = load_msd_dataset(root)
         levels = sorted(((atrium_level(case, card, dataset.orientation, args.rim), case.name)
-                         for case in dataset.cases), key=lambda item: item[0][1])
-        medians = [level[1] for level, _ in levels]
-        ratios = sorted((level[1] / level[3], name) for level, name in levels)
+                         for case in dataset.cases), key=lambda item: item[0].median)
+        medians = [level.median for level, _ in levels]
+        ratios = sorted((level.median / level.rim, name) for level, name in levels)
         print(f"{dataset.name}: {len(levels)} cases, the atrium's median scaled intensity: median over cases "
               f"{statistics.median(medians):.3f}, lowest {medians[0]:.3f} ({levels[0][1]}); atrium over rim: median "
               f"{statistics.median(r for r, _ in ratios):.2f}, lowest {ratios[0][0]:.2f} ({ratios[0][1]}), "
               f"{sum(r < 1.0 for r, _ in ratios)} below 1")
-        for (low, mid, high, rim), name in levels[:args.lowest or None]:
-            print(f"  {name}: {mid:.3f} (quartiles {low:.3f}-{high:.3f}), rim {rim:.3f}, "
-                  f"atrium over rim {mid / rim:.2f}")
-
+        for level, name in levels[:args.lowest or None]:
+            print(f"  {name}: {level.median:.3f} (quartiles {level.low:.3f}-{level.high:.3f}), rim {level.rim:.3f}, "
+                  f"atrium over rim {level.median / level.rim:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -12,8 +12,9 @@ from atriumseg.cli.app import EXIT_OK, UsageError
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("status", help="what 'atriumseg serve' holds: queue, series states, outbox",
                             description="Read the storage folder of 'atriumseg serve' (running or not): whether "
-                            "the service runs, the series in hand and queued, each series' state and where its "
-                            "SEG was delivered, the outbox and the refused objects.")
+                            "the service runs, the series in hand and queued, the watch folder's entries still "
+                            "settling, each series' state and where its SEG was delivered, the outbox and the "
+                            "refused objects.")
     p.add_argument("storage", type=Path, help="the --storage folder of 'atriumseg serve'")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)

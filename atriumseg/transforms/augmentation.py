@@ -74,6 +74,16 @@ def _crop_size(card: ModelCard, patch: int) -> list[int]:
     return crop
 
 
+def labelled_reading(assume_orientation: str | None) -> list:
+    """The steps that read an image and its label as training reads them: channel first, NaN and infinite voxels as
+    0 (as inference reads them), the header fixed to ``assume_orientation`` when one is declared."""
+    steps = [LoadImaged(keys=(IMAGE, LABEL), image_only=True), EnsureChannelFirstd(keys=(IMAGE, LABEL)),
+             Lambdad(keys=IMAGE, func=finite_or_zero)]
+    if assume_orientation:
+        steps.append(AssumeOrientationd(keys=(IMAGE, LABEL), axcodes=assume_orientation))
+    return steps
+
+
 def cached_transforms(card: ModelCard, assume_orientation: str | None, patch: int) -> Compose:
     """Deterministic part: read (NaN and infinite voxels as 0, as inference reads them), fix the header if
     declared, preprocess, pad in-plane to the crop size, index the foreground, add the edge slices that
@@ -86,16 +96,12 @@ def cached_transforms(card: ModelCard, assume_orientation: str | None, patch: in
     :class:`~atriumseg.transforms.context.NeighbourView` gives the channels that stacking here gave.
     """
     pre = card.preprocessing
-    head = [LoadImaged(keys=(IMAGE, LABEL), image_only=True), EnsureChannelFirstd(keys=(IMAGE, LABEL)),
-            Lambdad(keys=IMAGE, func=finite_or_zero)]
-    if assume_orientation:
-        head.append(AssumeOrientationd(keys=(IMAGE, LABEL), axcodes=assume_orientation))
     pad = _crop_size(card, patch)
     pad[pre.slice_dim] = -1
     edges = [0] * 6
     edges[2 * pre.slice_dim] = edges[2 * pre.slice_dim + 1] = pre.context
     return Compose(
-        head
+        labelled_reading(assume_orientation)
         + list(inference_transforms(card, label_key=LABEL).transforms)
         + [
             SpatialPadd(keys=(IMAGE, LABEL), spatial_size=pad, mode="constant"),

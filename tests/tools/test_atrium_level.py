@@ -31,12 +31,12 @@ def test_a_darkened_atrium_scores_lower_and_below_its_rim(tmp_path: Path) -> Non
     cases = {case.name: case for case in load_msd_dataset(dataset).cases}
     bright = tool.atrium_level(cases["case_100"], card, None)
     dark = tool.atrium_level(cases["case_101"], card, None)
-    assert bright[0] <= bright[1] <= bright[2] <= 1.0 and dark[0] <= dark[1] <= dark[2]
-    assert bright[1] > 0.8 and dark[1] < 0.5 * bright[1]  # the atrium is the synthetic volume's brightest part
-    assert bright[1] / bright[3] > 1.0 > dark[1] / dark[3]  # ... and, darkened, darker than what surrounds it
+    assert bright.low <= bright.median <= bright.high <= 1.0 and dark.low <= dark.median <= dark.high
+    assert bright.median > 0.8 and dark.median < 0.5 * bright.median  # the atrium is the volume's brightest part
+    assert bright.median / bright.rim > 1.0 > dark.median / dark.rim  # ... and, darkened, darker than its rim
 
     out = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "tools" / "atrium_level.py"),
                           str(dataset), "-m", str(model), "--lowest", "1"], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out[0].startswith("Synthetic: 2 cases") and "(case_101)" in out[0] and out[0].endswith("1 below 1")
-    assert len(out) == 2 and out[1].startswith(f"  case_101: {dark[1]:.3f}")
+    assert len(out) == 2 and out[1].startswith(f"  case_101: {dark.median:.3f}")

@@ -72,8 +72,9 @@ class Service:
             self.receiver.start()
         parts = {"worker": lambda: self.worker.run(self.jobs, self.stopping),
                  "courier": lambda: self.courier.run(self.stopping), "clock": self._clock, "status": self._status}
-        if self.watcher is not None:
-            parts["watch"] = lambda: self.watcher.run(self.stopping)
+        watcher = self.watcher
+        if watcher is not None:
+            parts["watch"] = lambda: watcher.run(self.stopping)
         for name, target in parts.items():
             thread = threading.Thread(target=target, name=f"serve-{name}", daemon=True)
             thread.start()

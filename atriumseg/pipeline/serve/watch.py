@@ -67,6 +67,7 @@ class Watcher:
             entries = sorted(p for p in self.folder.iterdir() if not p.name.startswith("."))
         except OSError as err:
             log.error("cannot read the watch folder %s: %s", self.folder, err)
+            self.settling = ()  # nothing seen this time: the status does not name entries it cannot see
             return []
         for entry in entries:
             if entry.resolve() in self.skip:

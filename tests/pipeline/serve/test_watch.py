@@ -169,3 +169,19 @@ def test_the_status_names_what_is_settling_in_the_watch_folder(tmp_path: Path) -
     service.watcher.poll(now=110.0)
     assert service.service_info()["settling"] == [] and "settling" not in format_status(
         {**report, "service": {**service.service_info(), "running": True, "pid": 7}})
+
+
+def test_settling_forgets_an_entry_removed_and_a_folder_it_cannot_read(tmp_path: Path) -> None:
+    watched = tmp_path / "in"
+    watched.mkdir()
+    watcher = _watcher(watched, [])
+    for name in ("a.nii.gz", "b.nii.gz"):
+        (watched / name).write_bytes(b"part")
+    watcher.poll(now=100.0)
+    assert watcher.settling == ("a.nii.gz", "b.nii.gz")
+    (watched / "a.nii.gz").unlink()  # taken away before it settled
+    watcher.poll(now=101.0)
+    assert watcher.settling == ("b.nii.gz",)
+    (watched / "b.nii.gz").unlink()
+    watched.rmdir()  # the folder itself gone (an unmounted share): nothing can be said to settle there
+    assert watcher.poll(now=102.0) == [] and watcher.settling == ()
