@@ -50,6 +50,15 @@ def read_status(root: Path) -> dict:
     return report
 
 
+LISTED = 5  # names the status line shows before it counts the rest
+
+
+def _listed(names: list[str]) -> str:
+    """``names`` joined, the first :data:`LISTED` of them and a count of the rest (``--json`` lists them all)."""
+    more = f" and {len(names) - LISTED} more" if len(names) > LISTED else ""
+    return ", ".join(names[:LISTED]) + more
+
+
 def format_status(report: dict) -> str:
     """A table of :func:`read_status`'s report."""
     service = report["service"]
@@ -59,7 +68,7 @@ def format_status(report: dict) -> str:
         settling = service.get("settling") or []
         head = (f"service: running (pid {service['pid']}, {door}{watch}); in hand: {service.get('in_hand') or '-'}; "
                 f"queued: {len(service.get('queue', []))}"
-                + (f"; settling in the watch folder: {', '.join(settling)}" if settling else ""))
+                + (f"; settling in the watch folder: {_listed(settling)}" if settling else ""))
     else:
         head = "service: not running" + (f" (last seen {service['updated']})" if service.get("updated") else "")
     lines = [head, f"{'series':<40} {'status':<10} {'inst':>5} {'mL':>7}  sent / reason"]

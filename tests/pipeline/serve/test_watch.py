@@ -166,6 +166,8 @@ def test_the_status_names_what_is_settling_in_the_watch_folder(tmp_path: Path) -
     report = {"service": {**service.service_info(), "running": True, "pid": 7}, "series": [], "outbox": [],
               "refused": 0}
     assert format_status(report).splitlines()[0].endswith("queued: 0; settling in the watch folder: a_series, b.nii.gz")
+    many = {**report, "service": {**report["service"], "settling": [f"case_{i}" for i in range(12)]}}
+    assert format_status(many).splitlines()[0].endswith("case_3, case_4 and 7 more")
     service.watcher.poll(now=110.0)
     assert service.service_info()["settling"] == [] and "settling" not in format_status(
         {**report, "service": {**service.service_info(), "running": True, "pid": 7}})
