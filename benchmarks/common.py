@@ -158,7 +158,7 @@ def resolve_model(path: str | None, scratch: Path) -> tuple[Path, str]:
     loop (``benchmarks.models`` times whole ensembles)."""
     from atriumseg.models.card import Architecture, ModelCard, Preprocessing
     from atriumseg.models.checkpoint import CARD_NAME, build_network, default_model_path, save_model
-    from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
+    from atriumseg.models.ensemble import first_member
 
     if path:
         model, origin = Path(path), str(path)
@@ -170,11 +170,11 @@ def resolve_model(path: str | None, scratch: Path) -> tuple[Path, str]:
                          preprocessing=Preprocessing(context=1))
         torch.manual_seed(0)
         return save_model(build_network(card), card, scratch / "untrained"), "untrained (width 32, depth 4, context 1)"
-    if not is_ensemble(model):
+    first = first_member(model)
+    if first == model:
         return model, origin
-    first = load_ensemble_card(model).members[0]
-    log.info("%s is an ensemble: timing its first member, %r", origin, first)
-    return model / first, f"{origin}, its member {first!r}"
+    log.info("%s is an ensemble: timing its first member, %r", origin, first.name)
+    return first, f"{origin}, its member {first.name!r}"
 
 
 def source_images(data: Path, scratch: Path) -> list[Path]:

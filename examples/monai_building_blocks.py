@@ -14,7 +14,7 @@ from monai.data import MetaTensor
 from monai.inferers import SliceInferer
 
 from atriumseg.models.checkpoint import default_model_path, load_model
-from atriumseg.models.ensemble import load_ensemble_card
+from atriumseg.models.ensemble import first_member
 from atriumseg.pipeline.inference.restore import PROB_FLOOR
 from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.synthetic import make_affine, synthetic_case
@@ -22,8 +22,7 @@ from atriumseg.transforms.context import StackNeighbours
 from atriumseg.transforms.preprocessing import inference_transforms
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-built_in = default_model_path()
-parser.add_argument("model", nargs="?", type=Path, default=built_in / load_ensemble_card(built_in).members[0],
+parser.add_argument("model", nargs="?", type=Path, default=first_member(default_model_path()),
                     help="a model folder of one network (default: the built-in model's first member, axial)")
 network, card = load_model(parser.parse_args().model)
 case = synthetic_case((48, 50, 40), make_affine((48, 50, 40), (1.4, 1.4, 1.8), "PIR"), seed=5)

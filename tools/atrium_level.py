@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from atriumseg.models.card import ModelCard
 from atriumseg.models.checkpoint import load_card, resolve_model_path
-from atriumseg.models.ensemble import is_ensemble, load_ensemble_card
+from atriumseg.models.ensemble import first_member
 from atriumseg.pipeline.training.dataset import LabelledCase, load_msd_dataset
 from atriumseg.transforms.augmentation import labelled_reading
 from atriumseg.transforms.preprocessing import IMAGE, LABEL, frame_transforms
@@ -31,8 +31,7 @@ from atriumseg.transforms.preprocessing import IMAGE, LABEL, frame_transforms
 
 def first_card(model: Path | None) -> ModelCard:
     """The card of a model folder, or of an ensemble's first member (the one that frames the volume first)."""
-    folder = resolve_model_path(model)
-    return load_card(folder / load_ensemble_card(folder).members[0]) if is_ensemble(folder) else load_card(folder)
+    return load_card(first_member(resolve_model_path(model)))
 
 
 class Level(NamedTuple):
@@ -78,6 +77,7 @@ def main() -> None:
         for level, name in levels[:args.lowest or None]:
             print(f"  {name}: {level.median:.3f} (quartiles {level.low:.3f}-{level.high:.3f}), rim {level.rim:.3f}, "
                   f"atrium over rim {level.median / level.rim:.2f}")
+
 
 if __name__ == "__main__":
     main()

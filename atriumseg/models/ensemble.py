@@ -101,6 +101,12 @@ def is_ensemble(folder: Path) -> bool:
     return data is not None and "members" in data
 
 
+def first_member(folder: Path) -> Path:
+    """The folder of the one network that frames a volume first: an ensemble's first member (the one that locates
+    the atrium), or ``folder`` itself when it holds one network."""
+    return folder / load_ensemble_card(folder).members[0] if is_ensemble(folder) else folder
+
+
 def load_ensemble_card(folder: Path) -> EnsembleCard:
     """The validated card of an ensemble folder, without loading any member; a :class:`CheckpointError` says why not."""
     folder = Path(folder)

@@ -10,7 +10,7 @@ from helpers import standin_network
 
 from atriumseg.models.card import Architecture, ModelCard, Postprocessing, Preprocessing
 from atriumseg.models.checkpoint import CheckpointError, save_model
-from atriumseg.models.ensemble import EnsembleCard, assemble_ensemble, is_ensemble, load_ensemble
+from atriumseg.models.ensemble import EnsembleCard, assemble_ensemble, first_member, is_ensemble, load_ensemble
 
 AXIAL = ModelCard(
     architecture=Architecture(in_channels=3, width=4, depth=3),
@@ -38,6 +38,7 @@ def test_an_ensemble_loads_its_members_in_the_cards_order(tmp_path: Path) -> Non
     assert [c.preprocessing.plane for _, c in models] == ["axial", "sagittal"]
     assert [n.inc[0].in_channels for n, _ in models] == [3, 1]
     assert not any(n.training for n, _ in models)
+    assert first_member(folder) == folder / "axial" and first_member(folder / "sagittal") == folder / "sagittal"
 
 
 def test_the_card_survives_a_round_trip(tmp_path: Path) -> None:
