@@ -13,7 +13,9 @@ from atriumseg.models.card import Architecture, ModelCard, Preprocessing
 from atriumseg.transforms.augmentation import (
     BG,
     CROP_MARGIN,
+    DARKEN,
     FG,
+    RandDarkenAtriumd,
     WithoutMetadata,
     cached_transforms,
     compact_indices,
@@ -94,6 +96,32 @@ def test_a_lower_gamma_range_brightens_the_mid_tones() -> None:
         augment.set_random_state(seed=0)
         means[gamma] = float(np.mean([s[IMAGE].mean() for _ in range(10) for s in augment(cached)]))
     assert means[(0.4, 0.4)] > means[(2.5, 2.5)] + 0.02, means
+
+
+def test_darkening_scales_the_atrium_by_the_drawn_factor_fading_over_its_edge_and_leaves_the_surround() -> None:
+    """Every channel alike: the atrium's middle by the drawn factor (within :data:`DARKEN`), its edge between, the far
+    surround untouched; the factor follows the transform's seed."""
+    label = torch.zeros(1, 40, 40)
+    label[:, 12:28, 12:28] = 1.0
+    image = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)) + 0.5
+    factors = []
+    for seed in (0, 0, 1):
+        darken = RandDarkenAtriumd(keys=IMAGE, label_key=LABEL, prob=1.0)
+        darken.set_random_state(seed=seed)
+        out = darken({IMAGE: image, LABEL: label})
+        ratio = out[IMAGE] / image
+        factors.append(float(ratio[0, 20, 20]))
+        assert DARKEN[0] <= factors[-1] <= DARKEN[1]
+        assert torch.allclose(ratio[:, 18:22, 18:22], torch.tensor(factors[-1]), atol=1e-4)
+        assert factors[-1] < float(ratio[1, 20, 12]) < 1.0  # the label's edge: part way
+        assert torch.equal(out[IMAGE][:, :4], image[:, :4]) and torch.equal(out[LABEL], label)
+    assert factors[0] == factors[1] != factors[2]
+
+
+def test_darkening_is_left_out_of_the_chain_at_share_zero() -> None:
+    card, _ = _cached((24, 20, 18), "axial")
+    assert not any(isinstance(t, RandDarkenAtriumd) for t in training_transforms(card, PATCH, 2).transforms)
+    assert any(isinstance(t, RandDarkenAtriumd) for t in training_transforms(card, PATCH, 2, darken=0.1).transforms)
 
 
 def _stacked_cache(card: ModelCard, data: dict) -> dict:

@@ -22,7 +22,8 @@ class TrainConfig:
     for all; default ``"known"``) the true axis codes of its voxels (``"known"`` fixes the datasets the
     project knows to be mislabelled, None trusts the headers). ``val_cases`` and ``exclude`` name cases
     of any dataset; with ``folds``, each dataset is split into folds of its own. ``gamma`` is the range of
-    the augmentation's random contrast curve (below 1 brightens mid-tones). ``init`` names a model
+    the augmentation's random contrast curve (below 1 brightens mid-tones), ``darken`` the share of slices whose
+    atrium is darkened against its surround (0: none). ``init`` names a model
     folder of the same architecture (or of fewer neighbour slices, whose first layer is widened with zero weights
     for the added ones) whose weights the run starts from (ignored when resuming, since
     ``last/`` then holds newer ones); the card's ``lineage`` records that model's stages before this one.
@@ -48,6 +49,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     gamma: tuple[float, float] = GAMMA
+    darken: float = 0.0
     val_cases: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     folds: int = 0
@@ -85,6 +87,8 @@ class TrainConfig:
         if len(gamma) != 2 or not 0 < gamma[0] <= gamma[1]:
             raise ValueError(f"gamma must be a range LOW HIGH with 0 < LOW <= HIGH, got {list(self.gamma)}")
         object.__setattr__(self, "gamma", gamma)
+        if not 0.0 <= self.darken <= 1.0:
+            raise ValueError(f"darken must be a share of slices between 0 and 1, got {self.darken}")
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "orientations", orientations)
         self.design  # noqa: B018 - a design the card would refuse is refused now, with the card's reason

@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy
 import pytest
 import torch
 from helpers import tiny_config, train, write_msd_dataset
 
 from atriumseg.models.checkpoint import load_card, load_model
 from atriumseg.pipeline.training import trainer
+from atriumseg.pipeline.training.config import TrainConfig
 from atriumseg.pipeline.training.splits import training_sets
 from atriumseg.pipeline.training.trainer import _loader, learning_rate, make_card, segmentation_loss
 from atriumseg.transforms.preprocessing import IMAGE
@@ -121,15 +123,20 @@ def test_training_on_two_datasets_validates_each(tmp_path: Path) -> None:
     assert set(card.provenance["validation"]) == {"Bright", "Dark"}
 
 
-def test_the_slices_drawn_follow_the_runs_seed_not_the_global_generator(tmp_path: Path,
-                                                                         synthetic_dataset: Path) -> None:
-    """A run resumed at epoch E seeds its loader with seed + E: what it draws must not depend on anything else."""
-    config = tiny_config(synthetic_dataset, tmp_path / "run")
+@pytest.mark.parametrize("darken", [0.0, 0.5])
+def test_the_slices_drawn_follow_the_runs_seed_not_the_global_generator(tmp_path: Path, synthetic_dataset: Path,
+                                                                         darken: float) -> None:
+    """A run resumed at epoch E seeds its loader with seed + E: what it draws must not depend on anything else (the
+    darkening's factors included)."""
+    config = tiny_config(synthetic_dataset, tmp_path / "run", darken=darken)
     card, sets = make_card(config, {}), training_sets(config)
 
-    def first_batch(seed: int, elsewhere: int) -> torch.Tensor:
+    def first_batch(seed: int, elsewhere: int, run: TrainConfig = config) -> torch.Tensor:
         torch.manual_seed(elsewhere)  # whatever the process drew before (network init, an earlier epoch)
-        return next(iter(_loader(config, card, sets, seed, show_progress=False)))[IMAGE]
+        numpy.random.seed(elsewhere)
+        return next(iter(_loader(run, card, sets, seed, show_progress=False)))[IMAGE]
 
     assert torch.equal(first_batch(3, 0), first_batch(3, 99))
     assert not torch.equal(first_batch(3, 0), first_batch(4, 0))
+    if darken:  # the run's share reaches its slices
+        assert not torch.equal(first_batch(3, 0), first_batch(3, 0, tiny_config(synthetic_dataset, tmp_path / "run")))
