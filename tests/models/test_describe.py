@@ -65,22 +65,27 @@ def test_the_built_in_model_tells_its_members_lineage_and_cross_validated_figure
     lines = describe_ensemble(ensemble, {name: load_card(folder / name) for name in ensemble.members}).splitlines()
     assert lines[0] == (f"atriumseg ensemble of 2 models (made by atriumseg {__version__}): 'axial' locates the "
                         "atrium, every member segments it")
-    assert lines.count("  atriumseg model (made by atriumseg 0.9.0)") == 2  # the code that averaged each member
-    assert "    LeftAtrium: 14 cases, Dice mean 0.9206, worst 0.8683, mean absolute volume error 6.5%" in lines
-    assert "    LA2018_LGE: 80 cases, Dice mean 0.9163, worst 0.6459, mean absolute volume error 6.2%" in lines
+    assert lines.count("  atriumseg model (made by atriumseg 0.10.0)") == 2  # the code that averaged each member
+    assert "    LeftAtrium: 14 cases, Dice mean 0.9202, worst 0.8667, mean absolute volume error 6.7%" in lines
+    assert "    LA2018_LGE: 80 cases, Dice mean 0.9178, worst 0.7682, mean absolute volume error 5.9%" in lines
     text = "\n".join(lines)
     for plane in ("axial", "coronal"):
         assert f"slices: {plane} in RAS, 1.25 x 1.25 mm in-plane, 1.25 mm apart" in text
         assert f"8. run runs/ship_soup_{plane}, the mean of the weights of 2 models" in text
         for run in ("w21", "p160"):
             assert f"candidates/ship_{run}_{plane}: 1 stage(s) of its own after stage 7" in text
+        assert f"9. run runs/ship_wdark_{plane}, the mean of the weights of 2 models" in text
+        assert f"candidates/builtin-0.9.0/{plane}: 0 stage(s) of its own after stage 8" in text
+        assert f"candidates/ship_sdark_{plane}: 1 stage(s) of its own after stage 8" in text
     assert text.count("2D U-Net, width 32, depth 4 (1,926,177 parameters), 5 input channel(s)") == 2
     assert text.count("1. run runs/axial, from scratch") == 2  # built-in 0.1.0, the stage both members share
     assert text.count("from built-in 0.1.0") == 2 and text.count("from candidates/builtin-0.2.0") == 2
     assert text.count("from built-in 0.4.0") == 2 and text.count("from built-in 0.5.0") == 2
     assert text.count("from candidates/builtin-0.6.0") == 2 and text.count("from built-in 0.7.0") == 2
     assert text.count("from built-in 0.8.0") == 4  # each member's two continuations
-    assert text.count("LeftAtrium 14+0, LA2018_LGE 80+0") == 18  # stages 2 to 8 and both continuations, per member
+    assert text.count("from candidates/builtin-0.9.0") == 2  # each member's darkened continuation
+    # stages 2 to 9, 0.9.0's two continuations and the darkened one, per member
+    assert text.count("LeftAtrium 14+0, LA2018_LGE 80+0") == 22
     assert text.count("capped first at the upper one of the central 0.5 of each axis") == 2
     assert "set after training" not in text  # 0.7.0 had the cap set on its cards; stage 7 trained with it
 
