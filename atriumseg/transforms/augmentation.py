@@ -151,8 +151,9 @@ class RandDarkenAtriumd(RandomizableTransform, MapTransform):
     """With probability ``prob``, multiply a slice's grey levels inside its atrium label (every channel) by a factor
     drawn from :data:`DARKEN`, fading to 1 over a Gaussian edge (:data:`DARKEN_EDGE`) around the label.
 
-    LGE scans mostly show the atrium's blood pool a little brighter than its wall (median ratio 1.08 over the 80
-    challenge cases); a few show it darker (0.65 at the lowest). The factor's range spans those ratios. The factor is
+    LGE scans mostly show the atrium's blood pool a little brighter than its rim (median atrium-over-rim ratio 1.08
+    over the 80 challenge cases, ``tools/atrium_level.py``); a few show it darker (0.65 at the lowest). The factor's
+    range takes the typical ratio across the dark ones. The factor is
     drawn from this transform's random state, so a run's seed reaches it.
     """
 
