@@ -73,8 +73,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add("--gamma", type=float, nargs=2, metavar=("LOW", "HIGH"),
         help="range of the augmentation's random gamma curve (below 1 brightens mid-tones, such as a dark blood pool)")
     add("--darken", type=float, metavar="SHARE",
-        help="share of training slices whose atrium is darkened against its surround by a random factor, as in LGE "
-        "scans whose blood pool stays dark (default 0: none)")
+        help="share of the training slices that hold atrium whose atrium is darkened against its surround by a "
+        "random factor, as in LGE scans whose blood pool stays dark (0: none)")
     add("--val-cases", nargs="*", metavar="NAME", help="validation case names (any dataset)")
     add("--exclude", nargs="*", metavar="NAME", help="cases never used (held-out test)")
     add("--folds", type=int, help="K for K-fold cross-validation in each dataset (replaces --val-cases)")

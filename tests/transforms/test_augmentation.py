@@ -98,7 +98,7 @@ def test_a_lower_gamma_range_brightens_the_mid_tones() -> None:
     assert means[(0.4, 0.4)] > means[(2.5, 2.5)] + 0.02, means
 
 
-def test_darkening_scales_the_atrium_by_the_drawn_factor_fading_over_its_edge_and_leaves_the_surround() -> None:
+def test_darkening_scales_the_atrium_by_the_drawn_factor_fading_over_its_edge_and_leaves_the_far_surround() -> None:
     """Every channel alike: the atrium's middle by the drawn factor (within :data:`DARKEN`), its edge between, the far
     surround untouched; the factor follows the transform's seed."""
     label = torch.zeros(1, 40, 40)

@@ -259,6 +259,9 @@ def test_a_resume_with_other_settings_than_the_run_was_started_with_is_refused(t
                         resume=True)  # the README's short form would drop the validation case and the plane
     with pytest.raises(ValueError, match=r"--plane: started 'axial', now 'coronal'; --val-cases: started"):
         train(short, show_progress=False)
+    darker = tiny_config(synthetic_dataset, run, epochs=2, steps_per_epoch=2, val_every=1, darken=0.5, resume=True)
+    with pytest.raises(ValueError, match=r"--darken: started 0.0, now 0.5"):
+        train(darker, show_progress=False)
     assert (run / "last" / "model.safetensors").read_bytes() == before
     longer = tiny_config(synthetic_dataset, run, epochs=2, steps_per_epoch=2, val_every=1, resume=True,
                          init=tmp_path / "ignored")  # --init is ignored on a resume: last/ holds newer weights
