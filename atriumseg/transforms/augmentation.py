@@ -164,6 +164,7 @@ class RandDarkenAtriumd(RandomizableTransform, MapTransform):
         RandomizableTransform.__init__(self, prob)
         MapTransform.__init__(self, keys)
         self.label_key = label_key
+        self.edge = GaussianSmooth(DARKEN_EDGE)
         self.factor = 1.0
 
     def randomize(self, data: object = None) -> None:
@@ -175,7 +176,7 @@ class RandDarkenAtriumd(RandomizableTransform, MapTransform):
         self.randomize()
         if not self._do_transform:
             return d
-        weight = GaussianSmooth(DARKEN_EDGE)(d[self.label_key].float()).clamp(0.0, 1.0)
+        weight = self.edge(d[self.label_key].float()).clamp(0.0, 1.0)
         for key in self.key_iterator(d):
             d[key] = d[key] * (1.0 - (1.0 - self.factor) * weight).to(d[key].dtype)
         return d
