@@ -109,33 +109,44 @@ class Segmenter:
 
         With ``tta`` the probability is averaged over test-time augmentations (5 passes), inside
         each focusing step. Values below ``PROB_FLOOR`` (0.01) are 0: only the atrium's
-        neighbourhood is resampled. An ensemble combines its members' probabilities by its card's
-        ``fusion`` (:func:`~.fusion.fuse`). A volume that a member would
-        resample beyond the size bound is refused first, naming the tensor's file (MONAI's ``filename_or_obj``, set
-        by :func:`~atriumseg.pipeline.io.volumes.read_image` and by ``LoadImage``) or else "the image".
+        neighbourhood is resampled. An ensemble combines its members' probabilities
+        (:meth:`member_probabilities`) by its card's ``fusion`` (:func:`~.fusion.fuse`).
+        """
+        source = image if isinstance(image, MetaTensor) else MetaTensor(image)
+        total = fuse(self.member_probabilities(source, assume_orientation, tta), self.card.postprocessing.fusion)
+        total[total < self._floor] = 0.0  # the map's floor, once the members' raw values are combined (the mask is
+        # the same either way: the threshold is above the floor; zeroing each member first would shrink the mean)
+        return MetaTensor(total.clamp_(0.0, 1.0), meta=source.meta)
+
+    def member_probabilities(
+        self, image: torch.Tensor, assume_orientation: str | None = None, tta: bool = False
+    ) -> Iterator[torch.Tensor]:
+        """Each member's probabilities ``(1, X, Y, Z)`` on the voxel grid of ``image``, one at a time and before
+        fusion (a single model has one member), to study how members combine; see :meth:`probabilities`. The first
+        member locates the atrium; the others segment the box where it found it.
+
+        A volume that a member would resample beyond the size bound is refused first, naming the tensor's file
+        (MONAI's ``filename_or_obj``, set by :func:`~atriumseg.pipeline.io.volumes.read_image` and by ``LoadImage``)
+        or else "the image".
         """
         source = image if isinstance(image, MetaTensor) else MetaTensor(image)
         tensor = AssumeOrientation(assume_orientation)(source) if assume_orientation else source  # no copy
         name = source.meta.get(ImageMetaKey.FILENAME_OR_OBJ) or "the image"  # the file, where the reader named it
         self._check_size(tensor, tensor.affine.numpy(), str(name))  # before any float copy of a huge volume
         tensor = finite_or_zero(tensor.float())  # after the cast: a float64 voxel beyond float32 is infinite
-        floor = min(PROB_FLOOR, self.card.postprocessing.threshold)
-        total = fuse(self._member_maps(tensor, tta, floor), self.card.postprocessing.fusion)
-        total[total < floor] = 0.0  # the map's floor, once the members' raw values are combined (the mask is the
-        # same either way: the threshold is above the floor; zeroing each member first would shrink the mean)
-        return MetaTensor(total.clamp_(0.0, 1.0), meta=source.meta)
-
-    def _member_maps(self, tensor: MetaTensor, tta: bool, floor: float) -> Iterator[torch.Tensor]:
-        """Each member's probabilities on the grid of ``tensor``, one at a time: the first member's, then the
-        others', each focused on the box where the first found the atrium."""
-        first = self.members[0]
+        first, floor = self.members[0], self._floor
         framed = {first.frame_key: first.frame(tensor)}  # members in the same frame resample the volume once
         prob, near = first.probabilities(framed[first.frame_key], tensor, tta, floor)
         yield prob
-        for member in self.members[1:]:
+        for member in self.members[1:]:  # each focused on the box where the first found the atrium
             if member.frame_key not in framed:
                 framed[member.frame_key] = member.frame(tensor)
             yield member.probabilities(framed[member.frame_key], tensor, tta, floor, near)[0]
+
+    @property
+    def _floor(self) -> float:
+        """Probabilities below this are 0 in the map (the atrium's neighbourhood only is resampled)."""
+        return min(PROB_FLOOR, self.card.postprocessing.threshold)
 
     def _check_size(self, tensor: torch.Tensor, affine: np.ndarray, name: str) -> None:
         """Refuse (:class:`~atriumseg.pipeline.io.volumes.ImageReadError`) a volume that any member would resample

@@ -39,6 +39,29 @@ def test_the_members_maps_are_left_as_they_were(rule: str) -> None:
     assert fuse([alone], rule) is alone, "one member's map comes back as it is, whatever the rule"
 
 
+@pytest.mark.parametrize("rule", ["mean", "logit_mean"])
+def test_weights_give_each_member_its_share(rule: str) -> None:
+    """Weights make a weighted mean (of probabilities, or of logits): a member weighed 0 drops out, equal weights are
+    the plain rule, and only their ratios count."""
+    maps = [torch.tensor([0.9, 0.2, 0.6]), torch.tensor([0.3, 0.8, 0.6]), torch.tensor([0.5, 0.5, 0.1])]
+    torch.testing.assert_close(fuse(maps, rule, [1, 1, 0]), fuse(maps[:2], rule))
+    torch.testing.assert_close(fuse(maps, rule, [2, 2, 2]), fuse(maps, rule))
+    term = (lambda p: torch.logit(p, eps=LOGIT_CLIP)) if rule == "logit_mean" else (lambda p: p)
+    weighted = (0.5 * term(maps[0]) + 0.3 * term(maps[1]) + 0.2 * term(maps[2]))
+    expected = weighted.sigmoid() if rule == "logit_mean" else weighted
+    torch.testing.assert_close(fuse(iter(maps), rule, [5, 3, 2]), expected)
+
+
+@pytest.mark.parametrize(("weights", "reason"), [
+    ([1, -1, 1], "must not be negative nor all 0"), ([0, 0, 0], "must not be negative nor all 0"),
+    ([1, 1], "2 fusion weights for more members' maps"), ([1, 1, 1, 1], "4 fusion weights for 3 members' maps"),
+])
+def test_weights_that_do_not_fit_the_members_are_refused(weights: list[float], reason: str) -> None:
+    maps = [torch.tensor([0.9]), torch.tensor([0.3]), torch.tensor([0.5])]
+    with pytest.raises(ValueError, match=reason):
+        fuse(maps, "mean", weights)
+
+
 def test_no_member_is_refused() -> None:
     with pytest.raises(ValueError, match="no member's probabilities"):
         fuse([], "mean")

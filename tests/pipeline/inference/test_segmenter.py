@@ -95,6 +95,19 @@ def test_ensemble_probabilities_fuse_its_members_on_the_input_grid(tmp_path: Pat
     assert torch.equal(mask.as_tensor()[0] > 0, torch.from_numpy(_largest(expected[0].numpy() > 0.4)))
 
 
+def test_member_probabilities_are_the_maps_the_ensemble_fuses(tmp_path: Path) -> None:
+    """Each member's map before fusion, in the card's order, on the input grid: their mean (above the floor) is the
+    ensemble's probability map, to the last bit."""
+    image, _ = _image()
+    ensemble = Segmenter.from_path(_ensemble_folder(tmp_path / "fused"), device="cpu")
+    maps = list(ensemble.member_probabilities(image))
+    assert len(maps) == 3 and all(m.shape == (1, *SHAPE) for m in maps)
+    assert not torch.equal(maps[0], maps[1]) and not torch.equal(maps[1], maps[2]), "members should disagree"
+    expected = (maps[0] + maps[1] + maps[2]) / 3
+    expected[expected < 0.01] = 0
+    assert torch.equal(ensemble.probabilities(image).as_tensor(), expected)
+
+
 def _largest(mask: np.ndarray) -> np.ndarray:
     from scipy.ndimage import label
 
