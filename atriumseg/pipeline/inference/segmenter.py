@@ -125,15 +125,20 @@ class Segmenter:
         fusion (a single model has one member), to study how members combine; see :meth:`probabilities`. The first
         member locates the atrium; the others segment the box where it found it.
 
-        A volume that a member would resample beyond the size bound is refused first, naming the tensor's file
-        (MONAI's ``filename_or_obj``, set by :func:`~atriumseg.pipeline.io.volumes.read_image` and by ``LoadImage``)
-        or else "the image".
+        A volume that a member would resample beyond the size bound is refused by this call, before any map is
+        asked for, naming the tensor's file (MONAI's ``filename_or_obj``, set by
+        :func:`~atriumseg.pipeline.io.volumes.read_image` and by ``LoadImage``) or else "the image".
         """
         source = image if isinstance(image, MetaTensor) else MetaTensor(image)
         tensor = AssumeOrientation(assume_orientation)(source) if assume_orientation else source  # no copy
         name = source.meta.get(ImageMetaKey.FILENAME_OR_OBJ) or "the image"  # the file, where the reader named it
         self._check_size(tensor, tensor.affine.numpy(), str(name))  # before any float copy of a huge volume
         tensor = finite_or_zero(tensor.float())  # after the cast: a float64 voxel beyond float32 is infinite
+        return self._member_maps(tensor, tta)
+
+    def _member_maps(self, tensor: MetaTensor, tta: bool) -> Iterator[torch.Tensor]:
+        """Each member's map of ``tensor`` (checked, float32, in the input's orientation), computed as it is asked
+        for."""
         first, floor = self.members[0], self._floor
         framed = {first.frame_key: first.frame(tensor)}  # members in the same frame resample the volume once
         prob, near = first.probabilities(framed[first.frame_key], tensor, tta, floor)

@@ -150,6 +150,8 @@ def test_a_volume_too_large_for_any_member_is_refused_before_any_member_runs() -
     huge = MetaTensor(torch.zeros(1, 1, 1, 1, dtype=torch.uint8).expand(1, 2000, 2000, 2000))  # 8 GB, 32 as float
     with pytest.raises(ImageReadError, match=r"^the image: resampled .* beyond the bound"):  # before any float copy
         Segmenter(_sharp(card, level), card, device="cpu").probabilities(huge, assume_orientation="LPS")
+    with pytest.raises(ImageReadError, match=r"^/scans/case 7.nii.gz: resampled"):  # at the call, not the first map
+        ensemble.member_probabilities(image)
 
 
 def test_ensemble_masks_keep_the_input_geometry(tmp_path: Path) -> None:
