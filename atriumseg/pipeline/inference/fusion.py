@@ -15,6 +15,11 @@ def check_weights(weights: Sequence[float]) -> None:
         raise ValueError(f"fusion weights must not be negative nor all 0, got {list(weights)}")
 
 
+def _check_count(weights: Sequence[float] | None, count: int) -> None:
+    if weights is not None and len(weights) != count:
+        raise ValueError(f"{len(weights)} fusion weights for {count} members' maps")
+
+
 def fuse(maps: Iterable[torch.Tensor], rule: str, weights: Sequence[float] | None = None) -> torch.Tensor:
     """The members' probability maps (on one grid, in [0, 1]) combined by ``rule``, a card's validated
     ``postprocessing.fusion``: their mean ("mean") or the sigmoid of their mean logit ("logit_mean", each
@@ -32,6 +37,7 @@ def fuse(maps: Iterable[torch.Tensor], rule: str, weights: Sequence[float] | Non
         raise ValueError("no member's probabilities to fuse")
     second = next(members, None)
     if second is None:
+        _check_count(weights, 1)
         return first
     logit = rule == "logit_mean"
 
@@ -47,7 +53,6 @@ def fuse(maps: Iterable[torch.Tensor], rule: str, weights: Sequence[float] | Non
     for prob in members:
         total += term(prob, count)
         count += 1
-    if weights is not None and len(weights) != count:
-        raise ValueError(f"{len(weights)} fusion weights for {count} members' maps")
+    _check_count(weights, count)
     total /= count if weights is None else sum(weights)
     return total.sigmoid_() if logit else total

@@ -62,6 +62,14 @@ def test_weights_that_do_not_fit_the_members_are_refused(weights: list[float], r
         fuse(maps, "mean", weights)
 
 
+def test_weights_for_more_members_than_one_map_are_refused() -> None:
+    """A single map comes back as it is, but not past weights meant for several members."""
+    alone = torch.tensor([0.4])
+    assert fuse([alone], "mean", [3]) is alone
+    with pytest.raises(ValueError, match="2 fusion weights for 1 members' maps"):
+        fuse([alone], "mean", [1, 1])
+
+
 def test_no_member_is_refused() -> None:
     with pytest.raises(ValueError, match="no member's probabilities"):
         fuse([], "mean")
