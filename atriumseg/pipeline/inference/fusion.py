@@ -16,6 +16,7 @@ def check_weights(weights: Sequence[float]) -> None:
 
 
 def _check_count(weights: Sequence[float] | None, count: int) -> None:
+    """Refuse weights that are not one per map (None, equal shares, fits any count)."""
     if weights is not None and len(weights) != count:
         raise ValueError(f"{len(weights)} fusion weights for {count} members' maps")
 
