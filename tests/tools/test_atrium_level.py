@@ -1,4 +1,5 @@
-"""``tools/atrium_level.py``: a case whose atrium was darkened is measured darker, and darker than its rim."""
+"""``tools/atrium_level.py``: a case whose atrium was darkened is measured darker, and darker than its rim, and
+its grey level rises across the edge where a bright atrium's falls."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 from helpers import load_tool, standin_model, write_msd_dataset, write_nifti
 
 from atriumseg.pipeline.training.dataset import load_msd_dataset
@@ -29,14 +31,26 @@ def test_a_darkened_atrium_scores_lower_and_below_its_rim(tmp_path: Path) -> Non
     model = standin_model(tmp_path / "model")
     card = tool.first_card(model)
     cases = {case.name: case for case in load_msd_dataset(dataset).cases}
-    bright = tool.atrium_level(cases["case_100"], card, None)
-    dark = tool.atrium_level(cases["case_101"], card, None)
+    bright_frame = tool.framed(cases["case_100"], card, None)
+    dark_frame = tool.framed(cases["case_101"], card, None)
+    bright, dark = tool.atrium_level(*bright_frame), tool.atrium_level(*dark_frame)
     assert bright.low <= bright.median <= bright.high <= 1.0 and dark.low <= dark.median <= dark.high
     assert bright.median > 0.8 and dark.median < 0.5 * bright.median  # the atrium is the volume's brightest part
     assert bright.median / bright.rim > 1.0 > dark.median / dark.rim  # ... and, darkened, darker than its rim
+
+    bright_edge, dark_edge = tool.edge_profile(*bright_frame), tool.edge_profile(*dark_frame)
+    assert len(bright_edge) == len(dark_edge) == 2 * tool.PROFILE_REACH
+    assert bright_edge[0] == pytest.approx(1.0, abs=0.1) and bright_edge[-1] < 0.5  # flat inside, dark outside
+    assert dark_edge[0] == pytest.approx(1.0, abs=0.1) and dark_edge[-1] > 1.0  # the surround above the pool
 
     out = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "tools" / "atrium_level.py"),
                           str(dataset), "-m", str(model), "--lowest", "1"], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out[0].startswith("Synthetic: 2 cases") and "(case_101)" in out[0] and out[0].endswith("1 below 1")
     assert len(out) == 2 and out[1].startswith(f"  case_101: {dark.median:.3f}")
+    profiled = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "tools" / "atrium_level.py"),
+                               str(dataset), "-m", str(model), "--lowest", "1", "--profile"], capture_output=True,
+                              text=True, check=True).stdout.splitlines()
+    assert len(profiled) == 3 and profiled[1].startswith("  across the edge") and " | " in profiled[1]
+    assert profiled[2].endswith(" | ".join(" ".join(f"{v:.2f}" for v in half)
+                                           for half in (dark_edge[:3], dark_edge[3:])))
