@@ -44,13 +44,9 @@ def test_a_darkened_atrium_scores_lower_and_below_its_rim(tmp_path: Path) -> Non
     assert dark_edge[0] == pytest.approx(1.0, abs=0.1) and dark_edge[-1] > 1.0  # the surround above the pool
 
     out = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "tools" / "atrium_level.py"),
-                          str(dataset), "-m", str(model), "--lowest", "1"], capture_output=True, text=True,
+                          str(dataset), "-m", str(model), "--lowest", "1", "--profile"], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out[0].startswith("Synthetic: 2 cases") and "(case_101)" in out[0] and out[0].endswith("1 below 1")
-    assert len(out) == 2 and out[1].startswith(f"  case_101: {dark.median:.3f}")
-    profiled = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "tools" / "atrium_level.py"),
-                               str(dataset), "-m", str(model), "--lowest", "1", "--profile"], capture_output=True,
-                              text=True, check=True).stdout.splitlines()
-    assert len(profiled) == 3 and profiled[1].startswith("  across the edge") and " | " in profiled[1]
-    assert profiled[2].endswith(" | ".join(" ".join(f"{v:.2f}" for v in half)
-                                           for half in (dark_edge[:3], dark_edge[3:])))
+    assert len(out) == 3 and out[1].startswith("  across the edge") and " | " in out[1]
+    assert out[2].startswith(f"  case_101: {dark.median:.3f}")
+    assert out[2].endswith(" | ".join(" ".join(f"{v:.2f}" for v in half) for half in (dark_edge[:3], dark_edge[3:])))
