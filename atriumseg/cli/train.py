@@ -75,6 +75,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add("--darken", type=float, metavar="SHARE",
         help="share of the training slices that hold atrium whose atrium is darkened against its surround by a "
         "random factor, as in LGE scans whose blood pool stays dark (0: none)")
+    add("--zoom", type=float, metavar="RANGE",
+        help="range of the augmentation's random zoom: each in-plane axis of a training slice is scaled by a factor "
+        "from 1 - RANGE to 1 + RANGE")
     add("--val-cases", nargs="*", metavar="NAME", help="validation case names (any dataset)")
     add("--exclude", nargs="*", metavar="NAME", help="cases never used (held-out test)")
     add("--folds", type=int, help="K for K-fold cross-validation in each dataset (replaces --val-cases)")

@@ -62,6 +62,7 @@ TIGHT_CROP_MIN = 0.45  # smallest tight crop, as a fraction of the patch side
 GAMMA = (0.6, 1.6)  # default range of the random gamma; below 1 brightens the mid-tones (a dark blood pool)
 DARKEN = (0.4, 0.85)  # range of the factor a darkened atrium's grey levels are multiplied by
 DARKEN_EDGE = 1.5  # Gaussian sigma (pixels) of the darkening's edge, so no sharp step marks the label's outline
+ZOOM = 0.2  # default zoom range: each in-plane axis of a slice scaled by a factor drawn from 1 - ZOOM to 1 + ZOOM
 
 
 def crop_side(patch: int) -> int:
@@ -183,12 +184,14 @@ class RandDarkenAtriumd(RandomizableTransform, MapTransform):
 
 
 def training_transforms(
-    card: ModelCard, patch: int, slices_per_volume: int, gamma: tuple[float, float] = GAMMA, darken: float = 0.0
+    card: ModelCard, patch: int, slices_per_volume: int, gamma: tuple[float, float] = GAMMA, darken: float = 0.0,
+    zoom: float = ZOOM,
 ) -> Compose:
     """Random part: ``slices_per_volume`` foreground-balanced slices per volume, augmented to ``patch`` x ``patch``,
     as plain tensors (:class:`WithoutMetadata`); ``gamma`` is the range of the random contrast curve, ``darken`` the
     share of slices whose atrium is darkened (:class:`RandDarkenAtriumd`; 0 leaves it out of the chain, so the other
-    steps draw what they drew before it existed).
+    steps draw what they drew before it existed), ``zoom`` the range of the random scaling of each in-plane axis
+    (a factor from 1 - ``zoom`` to 1 + ``zoom``; anatomy larger and smaller than the training cases').
 
     Takes what :func:`cached_transforms` made for the same ``patch``.
     """
@@ -214,7 +217,7 @@ def training_transforms(
                 keys=keys,
                 prob=0.8,
                 rotate_range=(0.26,),
-                scale_range=(0.2, 0.2),
+                scale_range=(zoom, zoom),
                 spatial_size=(patch, patch),
                 mode=("bilinear", "nearest"),
                 padding_mode="zeros",

@@ -98,6 +98,19 @@ def test_a_lower_gamma_range_brightens_the_mid_tones() -> None:
     assert means[(0.4, 0.4)] > means[(2.5, 2.5)] + 0.02, means
 
 
+def test_a_wider_zoom_range_spreads_the_atriums_area_more() -> None:
+    """The same draws through zoom 0.05 and 0.5: the labelled block's area on the drawn slices varies with the square
+    of the scale factors, so far more with the wider range (rotation and the tight crop draw alike in both)."""
+    card, cached = _cached((48, 48, 18), "axial")
+    spread = {}
+    for zoom in (0.05, 0.5):
+        augment = training_transforms(card, PATCH, slices_per_volume=4, zoom=zoom)
+        augment.set_random_state(seed=0)
+        areas = [float(s[LABEL].sum()) for _ in range(20) for s in augment(cached) if s[LABEL].sum() > 0]
+        spread[zoom] = float(np.std(areas) / np.mean(areas))
+    assert spread[0.5] > 2 * spread[0.05], spread
+
+
 def test_darkening_scales_the_atrium_by_the_drawn_factor_fading_over_its_edge_and_leaves_the_far_surround() -> None:
     """Every channel alike: the atrium's middle by the drawn factor (within :data:`DARKEN`), its edge between, the far
     surround untouched; the factor follows the transform's seed."""

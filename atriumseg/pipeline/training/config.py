@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from atriumseg.models.card import BUILT_IN, ModelDesign
-from atriumseg.transforms.augmentation import GAMMA, padded_crop_side
+from atriumseg.transforms.augmentation import GAMMA, ZOOM, padded_crop_side
 
 PATCH = 128  # the built-in model's training slice size; BUILT_IN's min_slice_size is its padded crop
 
@@ -23,7 +23,8 @@ class TrainConfig:
     project knows to be mislabelled, None trusts the headers). ``val_cases`` and ``exclude`` name cases
     of any dataset; with ``folds``, each dataset is split into folds of its own. ``gamma`` is the range of
     the augmentation's random contrast curve (below 1 brightens mid-tones), ``darken`` the share of slices whose
-    atrium is darkened against its surround (0: none). ``init`` names a model
+    atrium is darkened against its surround (0: none), ``zoom`` the range of the random scaling of each in-plane axis
+    (1 - ``zoom`` to 1 + ``zoom``). ``init`` names a model
     folder of the same architecture (or of fewer neighbour slices, whose first layer is widened with zero weights
     for the added ones) whose weights the run starts from (ignored when resuming, since
     ``last/`` then holds newer ones); the card's ``lineage`` records that model's stages before this one.
@@ -50,6 +51,7 @@ class TrainConfig:
     warmup_steps: int = 100
     gamma: tuple[float, float] = GAMMA
     darken: float = 0.0
+    zoom: float = ZOOM
     val_cases: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     folds: int = 0
@@ -89,6 +91,8 @@ class TrainConfig:
         object.__setattr__(self, "gamma", gamma)
         if not 0.0 <= self.darken <= 1.0:
             raise ValueError(f"darken must be a share of slices between 0 and 1, got {self.darken}")
+        if not 0.0 <= self.zoom < 1.0:
+            raise ValueError(f"zoom must be a range from 0 to below 1 (factors 1 - zoom to 1 + zoom), got {self.zoom}")
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "orientations", orientations)
         self.design  # noqa: B018 - a design the card would refuse is refused now, with the card's reason
