@@ -99,8 +99,9 @@ def test_a_lower_gamma_range_brightens_the_mid_tones() -> None:
 
 
 def test_a_wider_zoom_range_spreads_the_atriums_area_more() -> None:
-    """The same draws through zoom 0.05 and 0.5: the labelled block's area on the drawn slices varies with the square
-    of the scale factors, so far more with the wider range (rotation and the tight crop draw alike in both)."""
+    """The same draws through zoom 0.05 and 0.5: the labelled block's area on the drawn slices varies with the product
+    of its two axes' scale factors, so far more with the wider range (rotation and the tight crop draw alike in
+    both)."""
     card, cached = _cached((48, 48, 18), "axial")
     spread = {}
     for zoom in (0.05, 0.5):
