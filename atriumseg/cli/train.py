@@ -99,9 +99,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "another --device, --workers, --precision or --val-every allowed; --init is ignored)")
     add("--init", type=_model_folder, metavar="MODEL",
         help="start from this model folder's weights ('default': the built-in model; an ensemble: its member "
-        "in this run's --plane); same --depth required, and a --width and --context no narrower (wider ones start "
-        "from the model's function: added slices at zero weight, added channels copies of its own); the card records "
-        "its lineage")
+        "in this run's --plane); a --width and --context no narrower and a --depth no shallower (larger ones start "
+        "from the model's function: added slices at zero weight, added channels copies of its own, an added level "
+        "passing the old bottleneck through); the card records its lineage")
     p.set_defaults(run=run)
 
 

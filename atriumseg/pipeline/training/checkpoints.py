@@ -22,7 +22,7 @@ from atriumseg.pipeline.io.writing import write_atomically
 from atriumseg.pipeline.training.config import TrainConfig
 from atriumseg.pipeline.training.provenance import config_record
 from atriumseg.pipeline.training.validation import validation_summary
-from atriumseg.pipeline.training.widening import widen_context, widen_width
+from atriumseg.pipeline.training.widening import deepen, widen_context, widen_width
 
 log = logging.getLogger(__name__)
 # What a --resume may set otherwise than the run was started with; everything else must match last/'s card
@@ -178,7 +178,7 @@ def init_folder(init: Path, design: ModelDesign) -> Path:
 
 def check_init(init: Path, design: ModelDesign) -> ModelCard:
     """The card of the model folder a run of ``design`` starts from (:func:`init_folder`), if the run can take
-    its weights: the same architecture, or a narrower one (fewer neighbour slices or channels, the same depth:
+    its weights: the same architecture, or a smaller one (fewer neighbour slices, channels or levels:
     :mod:`~atriumseg.pipeline.training.widening`), else a :class:`ValueError` saying which differs (checked before
     any work)."""
     folder = init_folder(init, design)
@@ -187,14 +187,15 @@ def check_init(init: Path, design: ModelDesign) -> ModelCard:
     except CheckpointError as err:
         raise ValueError(f"--init: {err}") from err
     mine, theirs = design.architecture, init_card.architecture
-    narrower = [f"--{flag} {ours} is narrower than its {its}" for flag, ours, its in (
-        ("context", design.preprocessing.context, init_card.preprocessing.context),
-        ("width", mine.width, theirs.width)) if ours < its]
-    if theirs.depth != mine.depth or narrower:
-        because = f" ({'; '.join(narrower)})" if narrower else ""
+    smaller = [f"--{flag} {ours} is {word} than its {its}" for flag, word, ours, its in (
+        ("context", "narrower", design.preprocessing.context, init_card.preprocessing.context),
+        ("width", "narrower", mine.width, theirs.width), ("depth", "shallower", mine.depth, theirs.depth))
+        if ours < its]
+    if smaller:
         raise ValueError(
-            f"--init {folder}: its architecture {theirs} differs from this run's {mine}{because}; train with the "
-            "same --depth and a --width and --context no narrower than the model's, or start from scratch"
+            f"--init {folder}: its architecture {theirs} differs from this run's {mine} ({'; '.join(smaller)}); "
+            "train with a --width and --context no narrower and a --depth no shallower than the model's, or start "
+            "from scratch"
         )
     return init_card
 
@@ -226,8 +227,8 @@ def initial_weights(network: torch.nn.Module, card: ModelCard, init: Path) -> li
     """Load the weights of the model folder ``init`` (or its member in this run's plane) into ``network``;
     returns that model's lineage.
 
-    The model must have this run's architecture or a narrower one (:func:`check_init`; its weights are then
-    widened to this run's neighbour slices and width, computing what the model did); a different preprocessing
+    The model must have this run's architecture or a smaller one (:func:`check_init`; its weights are then
+    grown to this run's neighbour slices, width and depth, computing what the model did); a different preprocessing
     otherwise is allowed, with a warning, since the weights are only a starting point.
     """
     folder = init_folder(init, card)
@@ -239,14 +240,17 @@ def initial_weights(network: torch.nn.Module, card: ModelCard, init: Path) -> li
     if replace(init_card.preprocessing, context=card.preprocessing.context) != card.preprocessing:
         log.warning("--init %s: preprocessing differs from this run's (%s vs %s); its weights are a starting "
                     "point only", folder, init_card.preprocessing, card.preprocessing)
-    channels, width = card.architecture.in_channels, card.architecture.width
+    channels, width, depth = card.architecture.in_channels, card.architecture.width, card.architecture.depth
     if init_card.architecture.in_channels < channels:
         log.info("--init %s: first layer widened from %d to %d slices, the added ones with zero weights",
                  folder, init_card.architecture.in_channels, channels)
     if init_card.architecture.width < width:
         log.info("--init %s: widened from %d to %d channels at the first level, the added ones copies of its own",
                  folder, init_card.architecture.width, width)
-    network.load_state_dict(widen_width(widen_context(loaded.state_dict(), channels), width))
+    if init_card.architecture.depth < depth:
+        log.info("--init %s: deepened from %d to %d levels, the new decoder level starting as the identity",
+                 folder, init_card.architecture.depth, depth)
+    network.load_state_dict(deepen(widen_width(widen_context(loaded.state_dict(), channels), width), depth))
     log.info("starting from the weights of %s", folder)
     return lineage_of(init_card)
 

@@ -24,10 +24,10 @@ class TrainConfig:
     of any dataset; with ``folds``, each dataset is split into folds of its own. ``gamma`` is the range of
     the augmentation's random contrast curve (below 1 brightens mid-tones), ``darken`` the share of slices whose
     atrium is darkened against its surround (0: none), ``zoom`` the range of the random scaling of each in-plane axis
-    (1 - ``zoom`` to 1 + ``zoom``). ``init`` names a model
-    folder of the same architecture (or of fewer neighbour slices, whose first layer is widened with zero weights
-    for the added ones) whose weights the run starts from (ignored when resuming, since
-    ``last/`` then holds newer ones); the card's ``lineage`` records that model's stages before this one.
+    (1 - ``zoom`` to 1 + ``zoom``). ``init`` names a model folder of the same architecture (or a smaller one:
+    fewer neighbour slices, channels or levels, grown to this run's so the network starts from the model's
+    function) whose weights the run starts from (ignored when resuming, since ``last/`` then holds newer ones);
+    the card's ``lineage`` records that model's stages before this one.
     """
 
     datasets: tuple[Path, ...]

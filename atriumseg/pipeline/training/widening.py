@@ -1,15 +1,18 @@
-"""Widening a trained U-Net's weights so a larger network starts from what it computes (``--init``).
+"""Growing a trained U-Net's weights so a larger network starts from what it computes (``--init``).
 
-Two ways a run may be wider than the model it starts from: more neighbour slices in (``--context``: the first
-layer gains zero weights for the outer slices) and more channels per level (``--width``: each level's channels
+Three ways a run may be larger than the model it starts from: more neighbour slices in (``--context``: the first
+layer gains zero weights for the outer slices), more channels per level (``--width``: each level's channels
 are the model's, then copies of randomly drawn ones, whose outgoing weights are shared among the copies, as in
-Net2WiderNet, Chen et al., ICLR 2016). Either way the widened network computes what the model did, so training
-adds to it instead of starting over.
+Net2WiderNet, Chen et al., ICLR 2016) and more levels (``--depth``: a new bottleneck below the old one, whose
+decoder level starts as the identity on the old bottleneck's features, as in Net2DeeperNet). Either way the grown
+network computes what the model did, so training adds to it instead of starting over.
 """
 
 from __future__ import annotations
 
 import torch
+
+from atriumseg.models.unet import Down, Up
 
 FIRST_CONV = "inc.0.weight"  # the U-Net's first convolution, the one layer that sees the input channels
 
@@ -40,7 +43,7 @@ def widen_width(state: dict[str, torch.Tensor], width: int, noise: float = 0.01,
     old = state[FIRST_CONV].shape[0]
     if width < old:
         raise ValueError(f"cannot narrow a U-Net of width {old} to {width}")
-    depth = 1 + sum(1 for key in state if key.startswith("downs.") and key.endswith(".1.0.weight"))
+    depth = _depth(state)
     levels = [_copies(old * 2**level, width * 2**level, generator) for level in range(depth)]
     widened = dict(state)
 
@@ -68,6 +71,43 @@ def widen_width(state: dict[str, torch.Tensor], width: int, noise: float = 0.01,
         conv(f"ups.{index}.conv.2", levels[level], levels[level])
     conv("outc", levels[0], None)
     return widened
+
+
+def deepen(state: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
+    """A U-Net's ``state`` (:class:`~atriumseg.models.unet.UNet`) for ``depth`` levels instead of its own fewer
+    ones, the same width.
+
+    Each added level puts a new bottleneck (PyTorch's default initialisation) below the old one, which becomes the
+    deepest encoder level; the new decoder level's convolutions start as the identity on the skip from the old
+    bottleneck (whose features are non-negative, after a ReLU) and zero on the upsampled new bottleneck. So the
+    deepened network computes exactly what the model did, and training learns what the coarser level adds; the zero
+    weights get gradients from the first step, and the new bottleneck from the second.
+    """
+    old = _depth(state)
+    if depth < old:
+        raise ValueError(f"cannot make a U-Net of depth {old} shallower ({depth})")
+    deepened = dict(state)
+    for level in range(old, depth):  # the new bottleneck's level; the old one's is level - 1
+        channels = state[FIRST_CONV].shape[0] * 2 ** (level - 1)
+        bottleneck, decoder = Down(channels, 2 * channels).state_dict(), Up(2 * channels, channels).state_dict()
+        identity = torch.zeros(channels, channels, 3, 3)
+        identity[range(channels), range(channels), 1, 1] = 1.0
+        decoder["conv.0.weight"] = torch.cat([identity, torch.zeros_like(identity)], dim=1)  # reads [skip, up]
+        decoder["conv.2.weight"] = identity.clone()
+        decoder["conv.0.bias"], decoder["conv.2.bias"] = torch.zeros(channels), torch.zeros(channels)
+        ups = {key: value for key, value in deepened.items() if key.startswith("ups.")}
+        deepened = {key: value for key, value in deepened.items() if key not in ups}
+        for key, value in ups.items():  # the new decoder level is the first the bottleneck's output meets
+            index, rest = key.removeprefix("ups.").split(".", 1)
+            deepened[f"ups.{int(index) + 1}.{rest}"] = value
+        deepened.update({f"downs.{level - 1}.{key}": value for key, value in bottleneck.items()})
+        deepened.update({f"ups.0.{key}": value for key, value in decoder.items()})
+    return deepened
+
+
+def _depth(state: dict[str, torch.Tensor]) -> int:
+    """The number of levels of a U-Net's ``state``, the bottleneck included."""
+    return 1 + sum(1 for key in state if key.startswith("downs.") and key.endswith(".1.0.weight"))
 
 
 def _copies(old: int, new: int, generator: torch.Generator | None) -> torch.Tensor:

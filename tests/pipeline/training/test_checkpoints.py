@@ -72,7 +72,7 @@ def test_the_first_step_of_an_init_run_has_the_loaded_models_loss(tmp_path: Path
 
 
 @pytest.mark.parametrize(("init_design", "reason"), [({"width": 32}, "(--width 16 is narrower than its 32)"),
-                                                     ({"depth": 2}, "depth=2")])
+                                                     ({"depth": 4}, "(--depth 3 is shallower than its 4)")])
 def test_an_init_model_of_another_architecture_is_refused_with_the_reason(
         tmp_path: Path, synthetic_dataset: Path, init_design: dict, reason: str) -> None:
     other = _model(tmp_path / "other", tiny_config(synthetic_dataset, tmp_path / "x", **init_design), seed=1)
@@ -80,7 +80,7 @@ def test_an_init_model_of_another_architecture_is_refused_with_the_reason(
     with pytest.raises(ValueError) as caught:
         train(config, show_progress=False)
     message = str(caught.value)
-    assert reason in message and "width=16, depth=3" in message and "same --depth" in message
+    assert reason in message and "width=16, depth=3" in message and "a --depth no shallower" in message
     assert not (tmp_path / "run" / "last").exists()
 
 
@@ -107,7 +107,7 @@ def test_a_fold_run_from_a_model_that_trained_on_its_validation_cases_is_refused
 
 def test_an_init_model_of_more_neighbour_slices_is_refused(tmp_path: Path, synthetic_dataset: Path) -> None:
     thicker = _model(tmp_path / "thicker", tiny_config(synthetic_dataset, tmp_path / "x", context=1), seed=1)
-    with pytest.raises(ValueError, match=r"in_channels=3.*in_channels=1.*--context no narrower than the model's"):
+    with pytest.raises(ValueError, match=r"in_channels=3.*in_channels=1.*--context 0 is narrower than its 1"):
         check_init(thicker, tiny_config(synthetic_dataset, tmp_path / "run").design)
 
 
@@ -153,6 +153,21 @@ def test_an_init_run_of_a_wider_network_starts_from_the_models_function(
                                              steps_per_epoch=1, width=12, init=start))
     expected = _loss_of(start, batch)
     assert loss == pytest.approx(expected, abs=1e-3), f"first step {loss:.6f}, loaded model {expected:.6f}"
+
+
+def test_an_init_run_of_a_deeper_network_starts_from_the_models_function(
+        tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
+    start, network, loaded = _widened(tmp_path, synthetic_dataset, caplog, "depth", 3, 4)
+    assert "deepened from 3 to 4 levels" in caplog.text
+    slab = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(network(slab), loaded(slab))
+    loss, batch, run = _first_step(tiny_config(synthetic_dataset, tmp_path / "run", precision="float32", epochs=1,
+                                               steps_per_epoch=1, depth=4, init=start))
+    expected = _loss_of(start, batch)
+    assert loss == pytest.approx(expected, abs=1e-5), f"first step {loss:.6f}, loaded model {expected:.6f}"
+    upsampled = run.network.state_dict()["ups.0.conv.0.weight"][:, 64:]  # the new level's input from below
+    assert upsampled.abs().max() > 0, "the step trains the new level"
 
 
 def test_an_init_model_with_other_preprocessing_loads_with_a_warning(tmp_path: Path, synthetic_dataset: Path,

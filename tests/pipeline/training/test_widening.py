@@ -1,4 +1,4 @@
-"""Widening a U-Net's weights: the wider network computes what the narrower one did."""
+"""Growing a U-Net's weights: the wider or deeper network computes what the smaller one did."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from atriumseg.models.unet import UNet
-from atriumseg.pipeline.training.widening import widen_context, widen_width
+from atriumseg.pipeline.training.widening import deepen, widen_context, widen_width
 
 
 def _outputs(network: torch.nn.Module, slab: torch.Tensor) -> torch.Tensor:
@@ -60,3 +60,37 @@ def test_more_neighbour_slices_keep_the_model_in_the_middle() -> None:
     wide.load_state_dict(widen_context(narrow.state_dict(), 5))
     slab = torch.randn(2, 5, 16, 16)
     assert torch.allclose(_outputs(wide, slab), _outputs(narrow, slab[:, 1:4]), atol=1e-6)
+
+
+@pytest.mark.parametrize(("width", "depth", "deeper"), [(4, 2, 3), (3, 3, 5), (4, 4, 4)])
+def test_a_deepened_network_computes_the_same(width: int, depth: int, deeper: int) -> None:
+    torch.manual_seed(4)
+    shallow = UNet(in_channels=3, width=width, depth=depth)
+    deep = UNet(in_channels=3, width=width, depth=deeper)
+    weights = deepen(shallow.state_dict(), deeper)
+    deep.load_state_dict(weights)
+    slab = torch.randn(2, 3, 64, 64)
+    assert torch.equal(_outputs(deep, slab), _outputs(shallow, slab))
+    kept = {key: value for key, value in shallow.state_dict().items() if not key.startswith("ups.")}
+    assert all(torch.equal(weights[key], value) for key, value in kept.items()), "the encoder is the model's"
+
+
+def test_a_deepened_network_learns_the_new_level() -> None:
+    torch.manual_seed(5)
+    deep = UNet(in_channels=1, width=4, depth=3)
+    deep.load_state_dict(deepen(UNet(in_channels=1, width=4, depth=2).state_dict(), 3))
+    bottleneck = deep.state_dict()["downs.1.1.0.weight"].clone()
+    optimizer = torch.optim.Adam(deep.parameters(), lr=1e-2)
+    slab, target = torch.randn(2, 1, 32, 32), torch.rand(2, 1, 32, 32).round()
+    for _ in range(3):
+        optimizer.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(deep(slab), target).backward()
+        optimizer.step()
+    new_level = deep.state_dict()
+    assert new_level["ups.0.conv.0.weight"][:, 8:].abs().max() > 0, "the upsampled half leaves zero"
+    assert not torch.equal(new_level["downs.1.1.0.weight"], bottleneck), "the new bottleneck trains"
+
+
+def test_making_shallower_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot make a U-Net of depth 3 shallower"):
+        deepen(UNet(in_channels=1, width=4, depth=3).state_dict(), 2)
