@@ -51,6 +51,13 @@ def _first_step(config) -> tuple[float, dict, TrainingRun]:
         run.close()
 
 
+def _first_init_step(dataset: Path, tmp_path: Path, start: Path,
+                     **overrides: object) -> tuple[float, dict, TrainingRun]:
+    """The first step of a float32 run of one step on ``dataset`` starting from the model folder ``start``."""
+    return _first_step(tiny_config(dataset, tmp_path / "run", precision="float32", epochs=1, steps_per_epoch=1,
+                                   init=start, **overrides))
+
+
 def _loss_of(folder: Path, batch: dict) -> float:
     network, _ = load_model(folder)
     with torch.no_grad():
@@ -60,8 +67,7 @@ def _loss_of(folder: Path, batch: dict) -> float:
 def test_the_first_step_of_an_init_run_has_the_loaded_models_loss(tmp_path: Path, synthetic_dataset: Path) -> None:
     config = tiny_config(synthetic_dataset, tmp_path / "run", precision="float32", epochs=1, steps_per_epoch=1)
     start = _model(tmp_path / "start", config, seed=7)
-    loss, batch, run = _first_step(tiny_config(synthetic_dataset, tmp_path / "run", precision="float32", epochs=1,
-                                               steps_per_epoch=1, init=start))
+    loss, batch, run = _first_init_step(synthetic_dataset, tmp_path, start)
     expected = _loss_of(start, batch)
     assert loss == pytest.approx(expected, abs=1e-5), f"first step {loss:.6f}, loaded model {expected:.6f}"
     other = _loss_of(_model(tmp_path / "other", config, seed=8), batch)
@@ -111,28 +117,27 @@ def test_an_init_model_of_more_neighbour_slices_is_refused(tmp_path: Path, synth
         check_init(thicker, tiny_config(synthetic_dataset, tmp_path / "run").design)
 
 
-def _widened(tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture, field: str, narrow: int,
-             wide: int) -> tuple[Path, torch.nn.Module, torch.nn.Module]:
-    """A model of ``field`` ``narrow`` (random weights), a network of ``field`` ``wide`` given its weights by
+def _grown(tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture, field: str, small: int,
+           large: int) -> tuple[Path, torch.nn.Module, torch.nn.Module]:
+    """A model of ``field`` ``small`` (random weights), a network of ``field`` ``large`` given its weights by
     ``initial_weights`` (logged to ``caplog``), and the model's own network."""
-    start = _model(tmp_path / "start", tiny_config(synthetic_dataset, tmp_path / "x", **{field: narrow}), seed=5)
-    wider = make_card(tiny_config(synthetic_dataset, tmp_path / "x", **{field: wide}), {})
-    network = build_network(wider)
+    start = _model(tmp_path / "start", tiny_config(synthetic_dataset, tmp_path / "x", **{field: small}), seed=5)
+    larger = make_card(tiny_config(synthetic_dataset, tmp_path / "x", **{field: large}), {})
+    network = build_network(larger)
     with caplog.at_level(logging.INFO):
-        initial_weights(network, wider, start)
+        initial_weights(network, larger, start)
     return start, network, load_model(start)[0]
 
 
 def test_an_init_run_of_more_neighbour_slices_starts_from_the_models_function(
         tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
-    start, network, loaded = _widened(tmp_path, synthetic_dataset, caplog, "context", 1, 2)
+    start, network, loaded = _grown(tmp_path, synthetic_dataset, caplog, "context", 1, 2)
     assert "widened from 3 to 5 slices" in caplog.text and "preprocessing differs" not in caplog.text
     slab = torch.randn(2, 5, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(network(slab), loaded(slab[:, 1:4]), atol=1e-5), "the middle slices are the model's"
         assert not torch.allclose(network(slab), loaded(slab[:, 0:3]), atol=1e-3)
-    loss, batch, run = _first_step(tiny_config(synthetic_dataset, tmp_path / "run", precision="float32", epochs=1,
-                                               steps_per_epoch=1, context=2, init=start))
+    loss, batch, run = _first_init_step(synthetic_dataset, tmp_path, start, context=2)
     assert batch[IMAGE].shape[1] == 5
     middle = {IMAGE: batch[IMAGE][:, 1:4], LABEL: batch[LABEL]}  # the three slices the model was trained on
     expected = _loss_of(start, middle)
@@ -143,27 +148,25 @@ def test_an_init_run_of_more_neighbour_slices_starts_from_the_models_function(
 
 def test_an_init_run_of_a_wider_network_starts_from_the_models_function(
         tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
-    start, network, loaded = _widened(tmp_path, synthetic_dataset, caplog, "width", 8, 12)
+    start, network, loaded = _grown(tmp_path, synthetic_dataset, caplog, "width", 8, 12)
     assert "widened from 8 to 12 channels" in caplog.text
     slab = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         difference = (network(slab) - loaded(slab)).abs().max().item()
     assert 0 < difference < 1e-2 * loaded(slab).abs().max().item(), "the model's function, up to the copies' noise"
-    loss, batch, _ = _first_step(tiny_config(synthetic_dataset, tmp_path / "run", precision="float32", epochs=1,
-                                             steps_per_epoch=1, width=12, init=start))
+    loss, batch, _ = _first_init_step(synthetic_dataset, tmp_path, start, width=12)
     expected = _loss_of(start, batch)
     assert loss == pytest.approx(expected, abs=1e-3), f"first step {loss:.6f}, loaded model {expected:.6f}"
 
 
 def test_an_init_run_of_a_deeper_network_starts_from_the_models_function(
         tmp_path: Path, synthetic_dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
-    start, network, loaded = _widened(tmp_path, synthetic_dataset, caplog, "depth", 3, 4)
+    start, network, loaded = _grown(tmp_path, synthetic_dataset, caplog, "depth", 3, 4)
     assert "deepened from 3 to 4 levels" in caplog.text
     slab = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(network(slab), loaded(slab))
-    loss, batch, run = _first_step(tiny_config(synthetic_dataset, tmp_path / "run", precision="float32", epochs=1,
-                                               steps_per_epoch=1, depth=4, init=start))
+    loss, batch, run = _first_init_step(synthetic_dataset, tmp_path, start, depth=4)
     expected = _loss_of(start, batch)
     assert loss == pytest.approx(expected, abs=1e-5), f"first step {loss:.6f}, loaded model {expected:.6f}"
     upsampled = run.network.state_dict()["ups.0.conv.0.weight"][:, 64:]  # the new level's input from below
