@@ -34,6 +34,8 @@ from atriumseg.pipeline.inference.segmenter import Segmenter
 from atriumseg.pipeline.io.volumes import read_image
 from atriumseg.pipeline.training.validation import fold_segmenters, held_out
 
+Scored = dict[str, list[tuple[str, CaseMetrics]]]  # per dataset: (case, metrics)
+
 
 def thicken(data: np.ndarray, affine: np.ndarray, factor: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """The mean of every ``factor`` consecutive slices of a 3D array along voxel ``axis`` (a trailing remainder
@@ -71,6 +73,27 @@ def score_thick(segmenter: Segmenter, image_path: Path, label_path: Path, orient
     return case_metrics(thick_mask, truth, thick_affine), case_metrics(control, truth, thick_affine)
 
 
+def score(
+    fold_models: list[Path], factor: int, device: str = "auto", partial: bool = False
+) -> tuple[Scored, Scored, bool]:
+    """Per dataset, every held-out case's metrics on slices thickened by ``factor`` (the thick scan's, then the
+    control's), and whether the K folds are all in (:func:`fold_segmenters` refuses what is not one design)."""
+    if factor < 1:
+        raise ValueError(f"the factor must be 1 or more, got {factor}")
+    segmenters, folds, k = fold_segmenters(fold_models, device, partial)
+    rows: Scored = {}
+    controls: Scored = {}
+    with tempfile.TemporaryDirectory(prefix="atriumseg-thick-") as tmp:
+        for segmenter, card in segmenters:
+            for dataset, cases in held_out(card):
+                for case in tqdm(cases, desc=f"{dataset.name}, fold {card.provenance['config']['fold']}"):
+                    scan, control = score_thick(segmenter, case.image, case.label, dataset.orientation, factor,
+                                                Path(tmp))
+                    rows.setdefault(dataset.name, []).append((case.name, scan))
+                    controls.setdefault(dataset.name, []).append((case.name, control))
+    return rows, controls, folds == list(range(k))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+", help="the K fold models (ensembles) of one design")
@@ -80,25 +103,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.factor < 1:
-        sys.exit("thick_slices: --factor must be 1 or more")
     try:
-        segmenters, folds, k = fold_segmenters(args.models, args.device, args.partial)
+        rows, controls, whole = score(args.models, args.factor, args.device, args.partial)
     except ValueError as err:
         sys.exit(f"thick_slices: {err}")
-    rows: dict[str, list[tuple[str, CaseMetrics]]] = {}
-    controls: dict[str, list[tuple[str, CaseMetrics]]] = {}
-    with tempfile.TemporaryDirectory(prefix="atriumseg-thick-") as tmp:
-        for segmenter, card in segmenters:
-            for dataset, cases in held_out(card):
-                for case in tqdm(cases, desc=f"{dataset.name}, fold {card.provenance['config']['fold']}"):
-                    scan, control = score_thick(segmenter, case.image, case.label, dataset.orientation, args.factor,
-                                                Path(tmp))
-                    rows.setdefault(dataset.name, []).append((case.name, scan))
-                    controls.setdefault(dataset.name, []).append((case.name, control))
-    suffix = "" if folds == list(range(k)) else ".partial"
-    for folder, kind, table in ((args.output, "thick scan", rows), (args.output / "control", "thin mask thickened",
-                                                                      controls)):
+    suffix = "" if whole else ".partial"
+    for folder, kind, table in ((args.output, "thick scan", rows),
+                                (args.output / "control", "thin mask thickened", controls)):
         folder.mkdir(parents=True, exist_ok=True)
         for name, scored in table.items():
             write_metrics_csv(sorted(scored), folder / f"{name}{suffix}.csv")
