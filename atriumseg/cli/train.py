@@ -78,9 +78,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     add("--zoom", type=float, metavar="RANGE",
         help="range of the augmentation's random zoom: each in-plane axis of a training slice is scaled by a factor "
         "from 1 - RANGE to 1 + RANGE")
-    add("--thick", type=float, metavar="SHARE",
-        help="share of the training slices blurred along one axis (through-plane or in-plane) as a scan with slices "
-        "up to about 4 mm thick records the anatomy (0: none)")
     add("--val-cases", nargs="*", metavar="NAME", help="validation case names (any dataset)")
     add("--exclude", nargs="*", metavar="NAME", help="cases never used (held-out test)")
     add("--folds", type=int, help="K for K-fold cross-validation in each dataset (replaces --val-cases)")

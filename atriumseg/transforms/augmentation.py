@@ -11,8 +11,7 @@ non-linear histogram shift, bias field, noise and blur (a coarser resolution) va
 protocol's look; rotation and zoom vary the anatomy's size; and a random tight crop around the
 drawn slice's centre (zero outside, as a cropped scan is padded) shows whole-chest scans as the
 tight crops around the atrium that LGE data come in. On request, a share of slices has the atrium darkened
-against its surround (:class:`RandDarkenAtriumd`), as in LGE scans whose blood pool stays dark inside bright walls,
-and a share is blurred along one axis of its slab as a thicker acquisition would record it (:class:`RandThickSlicesd`).
+against its surround (:class:`RandDarkenAtriumd`), as in LGE scans whose blood pool stays dark inside bright walls.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - PyTorch's own name for it
 from monai.config import KeysCollection
 from monai.data import get_track_meta, set_track_meta
 from monai.transforms import (
@@ -64,7 +62,6 @@ TIGHT_CROP_MIN = 0.45  # smallest tight crop, as a fraction of the patch side
 GAMMA = (0.6, 1.6)  # default range of the random gamma; below 1 brightens the mid-tones (a dark blood pool)
 DARKEN = (0.4, 0.85)  # range of the factor a darkened atrium's grey levels are multiplied by
 DARKEN_EDGE = 1.5  # Gaussian sigma (pixels) of the darkening's edge, so no sharp step marks the label's outline
-THICK_SIGMA = (0.5, 1.5)  # a thicker acquisition's blur (Gaussian sigma, grid slices): slices about 1.25-3.75 mm
 ZOOM = 0.2  # default zoom range: each in-plane axis of a slice scaled by a factor drawn from 1 - ZOOM to 1 + ZOOM
 
 
@@ -186,60 +183,15 @@ class RandDarkenAtriumd(RandomizableTransform, MapTransform):
         return d
 
 
-def blur_along(image: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:
-    """A 1D Gaussian blur of ``image`` along ``axis`` (any axis, the channels' included), its edge values repeated
-    beyond the ends, so a constant stays constant."""
-    radius = max(1, int(3 * sigma + 0.5))
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    moved = image.movedim(axis, -1)
-    rows = moved.reshape(-1, 1, moved.shape[-1]).float()
-    blurred = F.conv1d(F.pad(rows, (radius, radius), mode="replicate"), (kernel / kernel.sum()).view(1, 1, -1))
-    return blurred.reshape(moved.shape).movedim(-1, axis).to(image.dtype)
-
-
-class RandThickSlicesd(RandomizableTransform, MapTransform):
-    """With probability ``prob``, blur a slab ``(channels, H, W)`` along one of its three axes, drawn at random, by a
-    Gaussian of sigma drawn from :data:`THICK_SIGMA` (in slices of the grid): a scan acquired with thicker slices, once
-    resampled to the grid, is smooth along its acquisition axis, which may be the network's own (across the
-    neighbour slices, the channels) or either axis of its plane. The label is left as it is: the thin anatomy is
-    what the network should draw from a thick scan.
-
-    Every training scan has thin slices (LGE 1.25 mm, bSSFP 1.37 mm); scans with slices of 2.5 mm, resampled to the
-    1.25 mm grid, are blurred along that axis by about a sigma of one slice (a box of two slices, then linear
-    interpolation). The axis and sigma are drawn from this transform's random state, so a run's seed reaches them.
-    """
-
-    def __init__(self, keys: KeysCollection, prob: float) -> None:
-        RandomizableTransform.__init__(self, prob)
-        MapTransform.__init__(self, keys)
-        self.axis, self.sigma = 0, 1.0
-
-    def randomize(self, data: object = None) -> None:
-        super().randomize(None)
-        self.axis = int(self.R.randint(3))
-        self.sigma = float(self.R.uniform(*THICK_SIGMA))
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            d[key] = blur_along(d[key], self.axis, self.sigma)
-        return d
-
-
 def training_transforms(
     card: ModelCard, patch: int, slices_per_volume: int, gamma: tuple[float, float] = GAMMA, darken: float = 0.0,
-    zoom: float = ZOOM, thick: float = 0.0,
+    zoom: float = ZOOM,
 ) -> Compose:
     """Random part: ``slices_per_volume`` foreground-balanced slices per volume, augmented to ``patch`` x ``patch``,
     as plain tensors (:class:`WithoutMetadata`); ``gamma`` is the range of the random contrast curve, ``darken`` the
     share of slices whose atrium is darkened (:class:`RandDarkenAtriumd`; 0 leaves it out of the chain, so the other
     steps draw what they drew before it existed), ``zoom`` the range of the random scaling of each in-plane axis
-    (a factor from 1 - ``zoom`` to 1 + ``zoom``; anatomy larger and smaller than the training cases'), ``thick`` the
-    share of slabs blurred as a thicker acquisition would record them (:class:`RandThickSlicesd`; 0 leaves it out).
+    (a factor from 1 - ``zoom`` to 1 + ``zoom``; anatomy larger and smaller than the training cases').
 
     Takes what :func:`cached_transforms` made for the same ``patch``.
     """
@@ -273,7 +225,6 @@ def training_transforms(
             _tight_crop(keys, patch),
             *([RandDarkenAtriumd(keys=IMAGE, label_key=LABEL, prob=darken)] if darken else []),
             RandGaussianSmoothd(keys=IMAGE, prob=0.25, sigma_x=(0.3, 1.5), sigma_y=(0.3, 1.5)),
-            *([RandThickSlicesd(keys=IMAGE, prob=thick)] if thick else []),
             RandBiasFieldd(keys=IMAGE, prob=0.3, coeff_range=(0.0, 0.3)),
             RandHistogramShiftd(keys=IMAGE, prob=0.2, num_control_points=(5, 10)),
             RandScaleIntensityd(keys=IMAGE, factors=0.25, prob=0.5),

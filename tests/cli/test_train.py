@@ -27,11 +27,11 @@ def test_each_option_sets_its_field(tmp_path: Path) -> None:
     config = _config([str(tmp_path), str(tmp_path), "-o", "run", "--weights", "1", "3", "--lr", "0.01",
                       "--spacing", "0.7", "--assume-orientation", "ASL", "header", "--val-cases", "a", "b",
                       "--plane", "coronal", "--resume", "--init", str(tmp_path / "model"), "--gamma", "0.35", "1.6",
-                      "--precision", "float32", "--darken", "0.25", "--zoom", "0.35", "--thick", "0.3"])
+                      "--precision", "float32", "--darken", "0.25", "--zoom", "0.35"])
     assert (config.weights, config.learning_rate, config.spacing) == ((1.0, 3.0), 0.01, (0.7, 0.7))
     assert (config.orientations, config.val_cases, config.plane) == (("ASL", None), ("a", "b"), "coronal")
     assert config.resume and config.init == tmp_path / "model" and config.gamma == (0.35, 1.6)
-    assert config.precision == "float32" and config.darken == 0.25 and config.zoom == 0.35 and config.thick == 0.3
+    assert config.precision == "float32" and config.darken == 0.25 and config.zoom == 0.35
 
 
 def test_help_shows_the_trainconfig_defaults(capsys: pytest.CaptureFixture) -> None:

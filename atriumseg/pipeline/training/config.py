@@ -24,8 +24,7 @@ class TrainConfig:
     of any dataset; with ``folds``, each dataset is split into folds of its own. ``gamma`` is the range of
     the augmentation's random contrast curve (below 1 brightens mid-tones), ``darken`` the share of slices whose
     atrium is darkened against its surround (0: none), ``zoom`` the range of the random scaling of each in-plane axis
-    (1 - ``zoom`` to 1 + ``zoom``), ``thick`` the share of slices blurred along one axis as a thicker acquisition
-    would record them (0: none). ``init`` names a model folder of the same architecture (or a smaller one:
+    (1 - ``zoom`` to 1 + ``zoom``). ``init`` names a model folder of the same architecture (or a smaller one:
     fewer neighbour slices, channels or levels, grown to this run's so the network starts from the model's
     function) whose weights the run starts from (ignored when resuming, since ``last/`` then holds newer ones);
     the card's ``lineage`` records that model's stages before this one.
@@ -53,7 +52,6 @@ class TrainConfig:
     gamma: tuple[float, float] = GAMMA
     darken: float = 0.0
     zoom: float = ZOOM
-    thick: float = 0.0
     val_cases: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     folds: int = 0
@@ -93,8 +91,6 @@ class TrainConfig:
         object.__setattr__(self, "gamma", gamma)
         if not 0.0 <= self.darken <= 1.0:
             raise ValueError(f"darken must be a share of slices between 0 and 1, got {self.darken}")
-        if not 0.0 <= self.thick <= 1.0:
-            raise ValueError(f"thick must be a share of slices between 0 and 1, got {self.thick}")
         if not 0.0 <= self.zoom < 1.0:
             raise ValueError(f"zoom must be a range from 0 to below 1 (factors 1 - zoom to 1 + zoom), got {self.zoom}")
         object.__setattr__(self, "weights", weights)

@@ -294,8 +294,7 @@ def _loader(config: TrainConfig, card: ModelCard, sets: list[TrainingSet], seed:
     sampler = BalancedSampler([len(c) for c in cached], [s.weight for s in sets], config.volumes_per_step,
                               config.steps_per_epoch, seed)
     augmented = Dataset(ConcatDataset(cached), transform=training_transforms(
-        card, config.patch, config.slices_per_volume, config.gamma, config.darken,
-        config.zoom, config.thick))
+        card, config.patch, config.slices_per_volume, config.gamma, config.darken, config.zoom))
     # MONAI's loader seeds the transforms (and its workers) from this generator: a run resumed at epoch E draws
     # the augmentations of seed + E, not those of epoch 0 again
     return DataLoader(augmented, batch_size=config.volumes_per_step, sampler=sampler, num_workers=config.workers,

@@ -20,7 +20,7 @@ from atriumseg.pipeline.training import trainer
 from atriumseg.pipeline.training.config import TrainConfig
 from atriumseg.pipeline.training.splits import training_sets
 from atriumseg.pipeline.training.trainer import _loader, learning_rate, make_card, segmentation_loss
-from atriumseg.transforms.augmentation import RandDarkenAtriumd, RandThickSlicesd
+from atriumseg.transforms.augmentation import RandDarkenAtriumd
 from atriumseg.transforms.preprocessing import IMAGE
 
 
@@ -125,14 +125,12 @@ def test_training_on_two_datasets_validates_each(tmp_path: Path) -> None:
     assert set(card.provenance["validation"]) == {"Bright", "Dark"}
 
 
-@pytest.mark.parametrize(("darken", "zoom", "thick"), [(0.0, 0.2, 0.0), (0.5, 0.35, 0.5)])
+@pytest.mark.parametrize(("darken", "zoom"), [(0.0, 0.2), (0.5, 0.35)])
 def test_the_slices_drawn_follow_the_runs_seed_not_the_global_generator(tmp_path: Path, synthetic_dataset: Path,
-                                                                         darken: float, zoom: float,
-                                                                         thick: float) -> None:
+                                                                         darken: float, zoom: float) -> None:
     """A run resumed at epoch E seeds its loader with seed + E: what it draws must not depend on anything else (the
-    darkening's factors and the thickening's axes included); the run's darkening and thickening shares and zoom range
-    reach the chain."""
-    config = tiny_config(synthetic_dataset, tmp_path / "run", darken=darken, zoom=zoom, thick=thick)
+    darkening's factors included); the run's darkening share and zoom range reach the chain."""
+    config = tiny_config(synthetic_dataset, tmp_path / "run", darken=darken, zoom=zoom)
     card, sets = make_card(config, {}), training_sets(config)
 
     def first_batch(seed: int, elsewhere: int, run: TrainConfig = config) -> torch.Tensor:
@@ -144,5 +142,4 @@ def test_the_slices_drawn_follow_the_runs_seed_not_the_global_generator(tmp_path
     assert not torch.equal(first_batch(3, 0), first_batch(4, 0))
     chain = _loader(config, card, sets, 3, show_progress=False).dataset.transform.transforms
     assert [t.prob for t in chain if isinstance(t, RandDarkenAtriumd)] == ([darken] if darken else [])
-    assert [t.prob for t in chain if isinstance(t, RandThickSlicesd)] == ([thick] if thick else [])
     assert [t.rand_affine.rand_affine_grid.scale_range for t in chain if isinstance(t, RandAffined)] == [(zoom, zoom)]
