@@ -2,12 +2,14 @@
 
 Every training scan has thin slices (LGE 1.25 mm, bSSFP 1.37 mm); scans from other hands may not. Each held-out
 case's image is thickened along its acquisition axis (the voxel axis of the largest spacing) by averaging every
-``FACTOR`` consecutive slices, as a thicker acquisition of the same anatomy would record it (its partial volume);
-the label is thickened the same way and kept where at least half of the averaged voxels were atrium. The fold model
-that did not train on the case segments the thick image as users run it, and is scored against the thick label on
-the thick grid, its volume error included. Beside it, the control: the thin scan's mask thickened as the label is,
-which is what the coarser grid alone costs (its voxels cut the edge more coarsely); the difference between the two
-is what the model loses to the thicker scan. ``--factor 1`` reproduces ``tools/cross_validate.py``'s figures.
+``FACTOR`` consecutive slices, as a thicker acquisition of the same anatomy would record it (its partial volume), and
+the fold model that did not train on the case segments it as users run it. Beside it, the control: the thin scan's
+probabilities averaged over the same runs of slices, thresholded and cleaned as the card does, which is what the
+thin scan's result gives on the thick grid. Both thick masks are spread over the thin slices each voxel covers and
+compared with the thin label there (a trailing remainder of slices left out), so both pay the coarser grid alike,
+no rule has to say whether a thick voxel half in the atrium is in, and the volumes are exact; the difference
+between the two is what the thicker scan costs the model. ``--factor 1`` reproduces ``tools/cross_validate.py``'s
+figures.
 
     python tools/thick_slices.py runs/cv_wdark_fold0 runs/cv_wdark_fold4 --partial --factor 2 -o cv/thick2_wdark
 
@@ -25,6 +27,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
+from monai.data import MetaTensor
 from tqdm.auto import tqdm
 
 from atriumseg.pipeline.analysis.metrics import CaseMetrics, case_metrics, summarise
@@ -58,19 +62,24 @@ def acquisition_axis(affine: np.ndarray) -> int:
 
 def score_thick(segmenter: Segmenter, image_path: Path, label_path: Path, orientation: str | None, factor: int,
                 folder: Path) -> tuple[CaseMetrics, CaseMetrics]:
-    """One case's metrics on its thickened grid: of the thick scan segmented as users run it, and of the thin scan's
-    mask thickened as the label is (the control: what the coarser grid alone costs)."""
+    """One case's metrics with its slices thickened by ``factor``: of the thick scan segmented as users run it, and of
+    the control, the thin scan's probabilities averaged over the same runs of slices and thresholded and cleaned as
+    the card does (what the thin scan's result gives on the thick grid). Each thick mask is spread over the thin
+    slices it covers and compared with the thin label there, so both pay the coarser grid alike and the volumes are
+    exact."""
     image, label = read_labelled(image_path, label_path)
     affine = image.tensor.affine.numpy()
     axis = acquisition_axis(affine)
-    thin_mask = segmenter(image.tensor, assume_orientation=orientation)[0].numpy()
+    thin_prob = segmenter.probabilities(image.tensor, assume_orientation=orientation)
+    thick_prob = thicken(thin_prob[0].numpy(), affine, factor, axis)[0]
+    control = segmenter.clean(segmenter.threshold(MetaTensor(torch.from_numpy(thick_prob)[None])))[0].numpy()
     thick_image, thick_affine = thicken(image.tensor[0].numpy(), affine, factor, axis)
-    truth = thicken(label.tensor[0].numpy() > 0.5, affine, factor, axis)[0] >= 0.5
-    control = thicken(thin_mask > 0, affine, factor, axis)[0] >= 0.5
     path = folder / image_path.name
     nib.save(nib.Nifti1Image(thick_image, thick_affine), path)
     thick_mask = segmenter(read_image(path).tensor, assume_orientation=orientation)[0].numpy()
-    return case_metrics(thick_mask, truth, thick_affine), case_metrics(control, truth, thick_affine)
+    truth = np.take(label.tensor[0].numpy() > 0.5, np.arange(thick_prob.shape[axis] * factor), axis=axis)
+    scan = case_metrics(np.repeat(thick_mask, factor, axis=axis), truth, affine)
+    return scan, case_metrics(np.repeat(control, factor, axis=axis), truth, affine)
 
 
 def score(
@@ -109,7 +118,7 @@ def main() -> None:
         sys.exit(f"thick_slices: {err}")
     suffix = "" if whole else ".partial"
     for folder, kind, table in ((args.output, "thick scan", rows),
-                                (args.output / "control", "thin mask thickened", controls)):
+                                (args.output / "control", "thin scan's map thickened", controls)):
         folder.mkdir(parents=True, exist_ok=True)
         for name, scored in table.items():
             write_metrics_csv(sorted(scored), folder / f"{name}{suffix}.csv")
