@@ -11,7 +11,8 @@ no rule has to say whether a thick voxel half in the atrium is in, and the volum
 between the two is what the thicker scan costs the model. ``--factor 1`` reproduces ``tools/cross_validate.py``'s
 figures.
 
-    python tools/thick_slices.py runs/cv_wdark_fold0 runs/cv_wdark_fold4 --partial --factor 2 -o cv/thick2_wdark
+    python tools/thick_slices.py runs/cv_wdark_fold0 runs/cv_wdark_fold1 runs/cv_wdark_fold2 runs/cv_wdark_fold3 \
+        runs/cv_wdark_fold4 --factor 2 -o cv/thick2_wdark
 
 The CSVs (``OUTPUT/DATASET.csv``, or ``.partial.csv``; the control's in ``OUTPUT/control/``) are read by
 ``tools/pilot_table.py``; they are figures of thickened scans, never a card's.
